@@ -1,0 +1,232 @@
+"""FDI tooth numbering, the 8 tooth types, names, colours and SNOMED CT codes.
+
+FDI (ISO 3950): quadrant 1 upper right, 2 upper left, 3 lower left, 4 lower right (the patient's
+sides); the unit digit is the type, 1 central incisor ... 8 third molar. The 9-class map used by the
+second network is 0 = background, 1..8 = type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUADRANTS = (1, 2, 3, 4)
+TYPES = tuple(range(1, 9))
+FDI_NUMBERS: tuple[int, ...] = tuple(10 * q + t for q in QUADRANTS for t in TYPES)
+NUM_CLASSES = 9  # background + 8 tooth types
+
+TYPE_NAMES = {
+    1: "central incisor",
+    2: "lateral incisor",
+    3: "canine",
+    4: "first premolar",
+    5: "second premolar",
+    6: "first molar",
+    7: "second molar",
+    8: "third molar",
+}
+
+# One colour per type, readable over grey CT and distinct between neighbours along the arch.
+TYPE_COLORS: dict[int, tuple[float, float, float]] = {
+    1: (0.95, 0.90, 0.25),  # yellow
+    2: (0.20, 0.75, 0.95),  # sky blue
+    3: (0.95, 0.35, 0.30),  # red
+    4: (0.35, 0.85, 0.35),  # green
+    5: (0.75, 0.40, 0.95),  # violet
+    6: (1.00, 0.60, 0.15),  # orange
+    7: (0.20, 0.55, 1.00),  # blue
+    8: (0.95, 0.45, 0.75),  # pink
+}
+
+# SNOMED CT codes of the permanent teeth, DICOM CID 4018 (laterality is part of the concept).
+SNOMED_TOOTH: dict[int, tuple[str, str]] = {
+    18: ("68085002", "Permanent maxillary right third molar tooth"),
+    17: ("863902006", "Permanent maxillary right second molar tooth"),
+    16: ("865995000", "Permanent maxillary right first molar tooth"),
+    15: ("36492000", "Permanent maxillary right second premolar tooth"),
+    14: ("57826002", "Permanent maxillary right first premolar tooth"),
+    13: ("860767006", "Permanent maxillary right canine tooth"),
+    12: ("424877001", "Permanent maxillary right lateral incisor tooth"),
+    11: ("422653006", "Permanent maxillary right central incisor tooth"),
+    21: ("424399000", "Permanent maxillary left central incisor tooth"),
+    22: ("423185002", "Permanent maxillary left lateral incisor tooth"),
+    23: ("860780009", "Permanent maxillary left canine tooth"),
+    24: ("61897005", "Permanent maxillary left first premolar tooth"),
+    25: ("23226009", "Permanent maxillary left second premolar tooth"),
+    26: ("865988009", "Permanent maxillary left first molar tooth"),
+    27: ("863901004", "Permanent maxillary left second molar tooth"),
+    28: ("87704003", "Permanent maxillary left third molar tooth"),
+    38: ("74344005", "Permanent mandibular left third molar tooth"),
+    37: ("863898000", "Permanent mandibular left second molar tooth"),
+    36: ("866006002", "Permanent mandibular left first molar tooth"),
+    35: ("24573005", "Permanent mandibular left second premolar tooth"),
+    34: ("2400006", "Permanent mandibular left first premolar tooth"),
+    33: ("860782001", "Permanent mandibular left canine tooth"),
+    32: ("423331005", "Permanent mandibular left lateral incisor tooth"),
+    31: ("425106001", "Permanent mandibular left central incisor tooth"),
+    41: ("424575004", "Permanent mandibular right central incisor tooth"),
+    42: ("423937004", "Permanent mandibular right lateral incisor tooth"),
+    43: ("860785004", "Permanent mandibular right canine tooth"),
+    44: ("80140008", "Permanent mandibular right first premolar tooth"),
+    45: ("8873007", "Permanent mandibular right second premolar tooth"),
+    46: ("866005003", "Permanent mandibular right first molar tooth"),
+    47: ("863899008", "Permanent mandibular right second molar tooth"),
+    48: ("38994002", "Permanent mandibular right third molar tooth"),
+}
+SNOMED_CATEGORY = ("123037004", "Anatomical Structure")
+SNOMED_REGION_TOOTH = ("38199008", "Tooth structure")
+TERMINOLOGY_CONTEXT = "TeethSegmentation"
+
+
+def is_fdi(number: int) -> bool:
+    return int(number) in FDI_NUMBERS
+
+
+def _check(fdi: int) -> int:
+    if not is_fdi(fdi):
+        raise ValueError(f"{fdi} is not a permanent-tooth FDI number (11-18, 21-28, 31-38, 41-48).")
+    return int(fdi)
+
+
+def tooth_type(fdi: int) -> int:
+    """1 central incisor ... 8 third molar."""
+    return _check(fdi) % 10
+
+
+def quadrant(fdi: int) -> int:
+    return _check(fdi) // 10
+
+
+def is_upper(fdi: int) -> bool:
+    return quadrant(fdi) in (1, 2)
+
+
+def side(fdi: int) -> str:
+    """The patient's side: 'right' for quadrants 1 and 4, 'left' for 2 and 3."""
+    return "right" if quadrant(fdi) in (1, 4) else "left"
+
+
+def fdi_from(upper: bool, side_: str, type_: int) -> int:
+    if side_ not in ("left", "right") or type_ not in TYPES:
+        raise ValueError(f"no tooth with side={side_!r} and type={type_!r}")
+    q = (1 if side_ == "right" else 2) if upper else (4 if side_ == "right" else 3)
+    return 10 * q + int(type_)
+
+
+def mirror_fdi(fdi: int) -> int:
+    """The same tooth on the patient's other side (1<->2, 3<->4): what a left-right flip does."""
+    q = quadrant(fdi)
+    return 10 * {1: 2, 2: 1, 3: 4, 4: 3}[q] + tooth_type(fdi)
+
+
+def tooth_name(fdi: int) -> str:
+    """'Upper right central incisor (11)'."""
+    jaw = "Upper" if is_upper(fdi) else "Lower"
+    return f"{jaw} {side(fdi)} {TYPE_NAMES[tooth_type(fdi)]} ({_check(fdi)})"
+
+
+def segment_name(fdi: int) -> str:
+    """Segment names in Slicer start with the number so they sort along the arch: '11 upper right central incisor'."""
+    jaw = "upper" if is_upper(fdi) else "lower"
+    return f"{_check(fdi)} {jaw} {side(fdi)} {TYPE_NAMES[tooth_type(fdi)]}"
+
+
+def type_name(type_: int) -> str:
+    return TYPE_NAMES[type_]
+
+
+def color(fdi_or_type: int) -> tuple[float, float, float]:
+    """RGB 0..1 of a tooth (FDI number) or a type (1..8)."""
+    t = fdi_or_type if fdi_or_type in TYPES else tooth_type(fdi_or_type)
+    return TYPE_COLORS[t]
+
+
+# --- Universal numbering (1 = upper right third molar ... 16 upper left third molar, 17 lower left
+# third molar ... 32 lower right third molar).
+
+
+def fdi_to_universal(fdi: int) -> int:
+    q, t = quadrant(fdi), tooth_type(fdi)
+    return {1: 9 - t, 2: 8 + t, 3: 25 - t, 4: 24 + t}[q]
+
+
+def universal_to_fdi(number: int) -> int:
+    n = int(number)
+    if not 1 <= n <= 32:
+        raise ValueError(f"{number} is not a Universal tooth number (1-32).")
+    if n <= 8:
+        return 10 + 9 - n
+    if n <= 16:
+        return 20 + n - 8
+    if n <= 24:
+        return 30 + 25 - n
+    return 40 + n - 24
+
+
+# --- Label maps.
+
+# Lookup table FDI label value -> class 0..8 (anything that is not an FDI number maps to 0).
+_FDI_TO_CLASS = np.zeros(256, dtype=np.uint8)
+for _n in FDI_NUMBERS:
+    _FDI_TO_CLASS[_n] = _n % 10
+_MIRROR_FDI = np.arange(256, dtype=np.uint8)
+for _n in FDI_NUMBERS:
+    _MIRROR_FDI[_n] = mirror_fdi(_n)
+
+
+def fdi_map_to_classes(fdi_map: np.ndarray) -> np.ndarray:
+    """FDI label map (uint8/int) -> 9-class map (0 background, 1..8 type)."""
+    return _FDI_TO_CLASS[np.asarray(fdi_map).astype(np.intp).clip(0, 255)]
+
+
+def mirror_fdi_map(fdi_map: np.ndarray) -> np.ndarray:
+    """Swap the quadrants of an FDI map (1<->2, 3<->4): required after a left-right flip of the image."""
+    return _MIRROR_FDI[np.asarray(fdi_map).astype(np.intp).clip(0, 255)].astype(np.asarray(fdi_map).dtype)
+
+
+@dataclass(frozen=True)
+class ToothInfo:
+    fdi: int
+    type: int
+    quadrant: int
+    upper: bool
+    side: str
+    name: str
+    segment_name: str
+    color: tuple[float, float, float]
+    universal: int
+    snomed_code: str
+    snomed_meaning: str
+
+
+def tooth_info(fdi: int) -> ToothInfo:
+    code, meaning = SNOMED_TOOTH[_check(fdi)]
+    return ToothInfo(
+        fdi=fdi,
+        type=tooth_type(fdi),
+        quadrant=quadrant(fdi),
+        upper=is_upper(fdi),
+        side=side(fdi),
+        name=tooth_name(fdi),
+        segment_name=segment_name(fdi),
+        color=color(fdi),
+        universal=fdi_to_universal(fdi),
+        snomed_code=code,
+        snomed_meaning=meaning,
+    )
+
+
+def terminology_entry(fdi: int) -> str:
+    """Slicer's serialized terminology entry for a tooth (survives .seg.nrrd save and load).
+
+    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^|``
+    (category, type, type modifier, anatomic context name, region, region modifier).
+    """
+    code, meaning = SNOMED_TOOTH[_check(fdi)]
+    cat_code, cat_meaning = SNOMED_CATEGORY
+    reg_code, reg_meaning = SNOMED_REGION_TOOTH
+    return (
+        f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_meaning}~SCT^{code}^{meaning}~^^"
+        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^|"
+    )

@@ -1,0 +1,93 @@
+"""The light 3D U-Net of the published experiment (Conv-ReLU-BatchNorm blocks).
+
+Per level two Conv3d(3x3x3, padding 1) -> ReLU -> BatchNorm3d; max-pool 2 between levels; filters
+double per level; transposed conv 2x2x2 up, skip concatenation, two conv blocks; 1x1x1 output conv.
+``UNet(1, 1, n_blocks=3, start_filters=18)`` has 429,967 parameters (stage 1, binary teeth) and
+``UNet(1, 9, n_blocks=3, start_filters=9)`` 107,982 (stage 2, background + 8 types).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    """Conv3d -> ReLU -> BatchNorm3d, twice."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm3d(out_channels),
+            nn.Conv3d(out_channels, out_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm3d(out_channels),
+        )
+
+
+class UpBlock(nn.Module):
+    """Transposed conv up, concatenate the skip, two conv blocks."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose3d(in_channels, out_channels, 2, stride=2)
+        self.conv = ConvBlock(2 * out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 1, n_blocks: int = 3, start_filters: int = 9, dim: int = 3
+    ) -> None:
+        super().__init__()
+        if dim != 3:
+            raise ValueError("only dim=3 is supported")
+        if n_blocks < 1:
+            raise ValueError("n_blocks must be at least 1")
+        self.config = dict(
+            in_channels=in_channels, out_channels=out_channels, n_blocks=n_blocks, start_filters=start_filters, dim=dim
+        )
+        filters = [start_filters * 2**level for level in range(n_blocks)]
+        self.down = nn.ModuleList(
+            ConvBlock(in_channels if i == 0 else filters[i - 1], f) for i, f in enumerate(filters)
+        )
+        self.pool = nn.MaxPool3d(2)
+        self.up = nn.ModuleList(UpBlock(filters[i], filters[i - 1]) for i in range(n_blocks - 1, 0, -1))
+        self.head = nn.Conv3d(filters[0], out_channels, 1)
+
+    @property
+    def divisor(self) -> int:
+        """Every spatial size fed to the network must be a multiple of this."""
+        return 2 ** (self.config["n_blocks"] - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = block(x, skip)
+        return self.head(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_unet(config: dict[str, Any]) -> UNet:
+    return UNet(**{k: config[k] for k in ("in_channels", "out_channels", "n_blocks", "start_filters")})
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad the last three axes (at the end) to a multiple of ``divisor``; returns the crop back."""
+    sizes = x.shape[-3:]
+    pads = [(-s) % divisor for s in sizes]
+    if not any(pads):
+        return x, tuple(slice(None) for _ in sizes)
+    padded = nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
+    return padded, tuple(slice(0, s) for s in sizes)

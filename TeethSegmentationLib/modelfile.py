@@ -1,0 +1,212 @@
+"""The model file: both networks plus everything needed to use them, loadable with weights_only=True.
+
+A model file is a plain dict of tensors, numbers and strings::
+
+    {"format": "teethseg-model", "format_version": 1, "software_version": "0.1.0",
+     "spacing_mm": 0.5, "normalization": {...}, "classes": {"0": "background", "1": "central incisor", ...},
+     "teeth": {"arch": {...UNet config...}, "state_dict": {...}},            # stage 1, binary teeth
+     "types": {"arch": {...}, "state_dict": {...}, "input": "image" | "image+teeth"},  # stage 2, 9 classes
+     "patch_size": 96, "training": {...summary: data, epochs, validation Dice...}}
+
+Files from another program, a newer format or a damaged file are refused with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from TeethSegmentationLib import __version__
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.labels import NUM_CLASSES, TYPE_NAMES
+from TeethSegmentationLib.model import UNet, build_unet
+from TeethSegmentationLib.normalize import Normalization
+
+MODEL_FORMAT = "teethseg-model"
+MODEL_FORMAT_VERSION = 1
+TYPES_INPUTS = ("image", "image+teeth")
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "teethseg-default.pt"
+
+TEETH_ARCH = dict(in_channels=1, out_channels=1, n_blocks=3, start_filters=18, dim=3)
+TYPES_ARCH = dict(in_channels=1, out_channels=NUM_CLASSES, n_blocks=3, start_filters=9, dim=3)
+
+
+@dataclass
+class TeethModel:
+    """Stage 1 (binary teeth) and stage 2 (background + 8 types) with their preprocessing."""
+
+    teeth_net: UNet | None
+    types_net: UNet | None
+    spacing_mm: float = 0.5
+    normalization: Normalization = field(default_factory=Normalization)
+    types_input: str = "image"
+    patch_size: int = 96
+    training: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.types_input not in TYPES_INPUTS:
+            raise ValueError(f"types_input must be one of {TYPES_INPUTS}")
+
+    def to(self, device: torch.device | str) -> TeethModel:
+        for net in (self.teeth_net, self.types_net):
+            if net is not None:
+                net.to(device)
+        return self
+
+    def eval(self) -> TeethModel:
+        for net in (self.teeth_net, self.types_net):
+            if net is not None:
+                net.eval()
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "spacing_mm": self.spacing_mm,
+            "types_input": self.types_input,
+            "teeth_arch": None if self.teeth_net is None else self.teeth_net.config,
+            "types_arch": None if self.types_net is None else self.types_net.config,
+            "training": self.training,
+        }
+
+
+def new_model(
+    spacing_mm: float = 0.5,
+    types_input: str = "image",
+    teeth_arch: dict | None = None,
+    types_arch: dict | None = None,
+    patch_size: int = 96,
+) -> TeethModel:
+    """Freshly initialised networks with the seed's configurations unless told otherwise."""
+    teeth_cfg = {**TEETH_ARCH, **(teeth_arch or {})}
+    types_cfg = {**TYPES_ARCH, **(types_arch or {})}
+    types_cfg["in_channels"] = 2 if types_input == "image+teeth" else 1
+    return TeethModel(
+        teeth_net=build_unet(teeth_cfg),
+        types_net=build_unet(types_cfg),
+        spacing_mm=spacing_mm,
+        types_input=types_input,
+        patch_size=patch_size,
+    )
+
+
+def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel or torch.compile wrappers."""
+    net = getattr(net, "module", net)
+    return getattr(net, "_orig_mod", net)
+
+
+def _stage_dict(net: torch.nn.Module | None) -> dict[str, Any] | None:
+    if net is None:
+        return None
+    net = _unwrap(net)
+    return {"arch": dict(net.config), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+
+
+def model_to_dict(model: TeethModel) -> dict[str, Any]:
+    types = _stage_dict(model.types_net)
+    if types is not None:
+        types["input"] = model.types_input
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "software_version": __version__,
+        "spacing_mm": float(model.spacing_mm),
+        "normalization": model.normalization.to_dict(),
+        "classes": {str(i): ("background" if i == 0 else TYPE_NAMES[i]) for i in range(NUM_CLASSES)},
+        "patch_size": int(model.patch_size),
+        "teeth": _stage_dict(model.teeth_net),
+        "types": types,
+        "training": dict(model.training),
+    }
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a killed run leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: TeethModel, path: str | os.PathLike) -> None:
+    atomic_torch_save(model_to_dict(model), path)
+
+
+def _net_from(stage: dict[str, Any] | None, name: str, path: Path) -> UNet | None:
+    if stage is None:
+        return None
+    try:
+        net = build_unet(stage["arch"])
+        net.load_state_dict(stage["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise InputError(
+            f"The {name} network in model file {path} does not match its architecture ({error})."
+        ) from None
+    return net
+
+
+def read_model_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a model file's dict; every failure is an InputError with one sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Model file {path} does not exist; pass --model with a .pt file made by 'teethseg train'.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            f"Model file {path} cannot be read as a TeethSegmentation model (damaged, or not made by "
+            f"'teethseg train': {first[:200]})."
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path} is not a TeethSegmentation model file; use one made by 'teethseg train'.")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+        raise InputError(
+            f"Model file {path} has format version {version}, newer than this TeethSegmentation understands "
+            f"({MODEL_FORMAT_VERSION}); update the extension."
+        )
+    return data
+
+
+def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
+    path = Path(source or "<model>")
+    teeth = _net_from(data.get("teeth"), "teeth (stage 1)", path)
+    types = _net_from(data.get("types"), "tooth-type (stage 2)", path)
+    if teeth is None and types is None:
+        raise InputError(f"Model file {path} holds no network.")
+    return TeethModel(
+        teeth_net=teeth,
+        types_net=types,
+        spacing_mm=float(data.get("spacing_mm", 0.5)),
+        normalization=Normalization.from_dict(data.get("normalization", {})),
+        types_input=(data.get("types") or {}).get("input", "image"),
+        patch_size=int(data.get("patch_size", 96)),
+        training=dict(data.get("training", {})),
+        source=source,
+    )
+
+
+def load_model(path: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> TeethModel:
+    """The model at ``path`` (the shipped default when None), in eval mode on ``device``."""
+    path = Path(path) if path else DEFAULT_MODEL_PATH
+    if not path.exists() and path == DEFAULT_MODEL_PATH:
+        raise InputError(
+            f"The default model {path} is missing; reinstall the extension or rebuild it with 'make model'."
+        )
+    return model_from_dict(read_model_dict(path), source=str(path)).to(device).eval()
