@@ -3,7 +3,8 @@
 A model file is a plain dict of tensors, numbers and strings::
 
     {"format": "teethseg-model", "format_version": 1, "software_version": "0.1.0",
-     "spacing_mm": 0.5, "normalization": {...}, "classes": {"0": "background", "1": "central incisor", ...},
+     "spacing_mm": 0.5, "teeth_spacing_mm": 1.0, "normalization": {...},
+     "classes": {"0": "background", "1": "central incisor", ...},
      "teeth": {"arch": {...UNet config...}, "state_dict": {...}},            # stage 1, binary teeth
      "types": {"arch": {...}, "state_dict": {...}, "input": "image" | "image+teeth"},  # stage 2, 9 classes
      "patch_size": 96, "training": {...summary: data, epochs, validation Dice...}}
@@ -40,11 +41,16 @@ TYPES_ARCH = dict(in_channels=1, out_channels=NUM_CLASSES, n_blocks=3, start_fil
 
 @dataclass
 class TeethModel:
-    """Stage 1 (binary teeth) and stage 2 (background + 8 types) with their preprocessing."""
+    """Stage 1 (binary teeth) and stage 2 (background + 8 types) with their preprocessing.
+
+    Stage 1 runs on a coarse grid (``teeth_spacing_mm``) to find the teeth box fast, even in a
+    whole-head scan; stage 2 runs on the fine grid (``spacing_mm``) inside that box only.
+    """
 
     teeth_net: UNet | None
     types_net: UNet | None
     spacing_mm: float = 0.5
+    teeth_spacing_mm: float = 1.0
     normalization: Normalization = field(default_factory=Normalization)
     types_input: str = "image"
     patch_size: int = 96
@@ -71,6 +77,7 @@ class TeethModel:
         return {
             "source": self.source,
             "spacing_mm": self.spacing_mm,
+            "teeth_spacing_mm": self.teeth_spacing_mm,
             "types_input": self.types_input,
             "teeth_arch": None if self.teeth_net is None else self.teeth_net.config,
             "types_arch": None if self.types_net is None else self.types_net.config,
@@ -80,6 +87,7 @@ class TeethModel:
 
 def new_model(
     spacing_mm: float = 0.5,
+    teeth_spacing_mm: float = 1.0,
     types_input: str = "image",
     teeth_arch: dict | None = None,
     types_arch: dict | None = None,
@@ -93,6 +101,7 @@ def new_model(
         teeth_net=build_unet(teeth_cfg),
         types_net=build_unet(types_cfg),
         spacing_mm=spacing_mm,
+        teeth_spacing_mm=teeth_spacing_mm,
         types_input=types_input,
         patch_size=patch_size,
     )
@@ -120,6 +129,7 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
         "format_version": MODEL_FORMAT_VERSION,
         "software_version": __version__,
         "spacing_mm": float(model.spacing_mm),
+        "teeth_spacing_mm": float(model.teeth_spacing_mm),
         "normalization": model.normalization.to_dict(),
         "classes": {str(i): ("background" if i == 0 else TYPE_NAMES[i]) for i in range(NUM_CLASSES)},
         "patch_size": int(model.patch_size),
@@ -194,6 +204,7 @@ def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
         teeth_net=teeth,
         types_net=types,
         spacing_mm=float(data.get("spacing_mm", 0.5)),
+        teeth_spacing_mm=float(data.get("teeth_spacing_mm", data.get("spacing_mm", 0.5))),
         normalization=Normalization.from_dict(data.get("normalization", {})),
         types_input=(data.get("types") or {}).get("input", "image"),
         patch_size=int(data.get("patch_size", 96)),
