@@ -1,0 +1,59 @@
+"""Shared fixtures: Slicer's real MRML scene from the ``slicer-core`` wheel (see shared/SLICER_CORE.md).
+
+``slicer_scene`` is made once per session (the segmentations logic registers converter rules again on
+every ``SetMRMLScene``) and cleared after each test that used it. Tests using it are skipped where
+``import slicer`` fails.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+_LOGICS = {  # module name -> logic class name, as in SLICER_CORE.md's verified set-up
+    "Colors": "vtkMRMLColorLogic",
+    "Volumes": "vtkSlicerVolumesLogic",
+    "Terminologies": "vtkSlicerTerminologiesModuleLogic",
+    "Segmentations": "vtkSlicerSegmentationsModuleLogic",
+    "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
+}
+
+
+def _make_scene() -> types.SimpleNamespace:
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    app.GetColorLogic().SetMRMLScene(scene)
+    app.GetColorLogic().AddDefaultColorNodes()
+    logics = {}
+    for name, class_name in _LOGICS.items():
+        logic = getattr(slicer, class_name)()
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLApplicationLogic(app)
+        app.SetModuleLogic(name, logic)
+        logics[name.lower()] = logic
+    slicer.mrmlScene = scene  # what slicer.util expects
+    slicer.modules = types.SimpleNamespace(
+        **{key: types.SimpleNamespace(logic=lambda logic=logic: logic) for key, logic in logics.items()}
+    )
+    return types.SimpleNamespace(slicer=slicer, scene=scene, app=app, logics=logics)
+
+
+@pytest.fixture(scope="session")
+def slicer_scene() -> types.SimpleNamespace:
+    """Object with ``.scene`` (vtkMRMLScene), ``.logics`` (lower-case module name -> logic), ``.app``, ``.slicer``."""
+    return _make_scene()
+
+
+@pytest.fixture(autouse=True)
+def _clear_slicer_scene(request: pytest.FixtureRequest):
+    """Each test that uses ``slicer_scene`` starts and ends with an empty scene."""
+    if "slicer_scene" not in request.fixturenames:
+        yield
+        return
+    scene = request.getfixturevalue("slicer_scene").scene
+    scene.Clear(False)
+    yield
+    scene.Clear(False)
