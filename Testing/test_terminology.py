@@ -1,0 +1,85 @@
+"""Resources/Terminology/TeethSegmentation.term.json: generated from labels.py and loadable by Slicer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from TeethSegmentationLib import labels
+
+ROOT = Path(__file__).resolve().parent.parent
+TERM_FILE = ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_terminology", ROOT / "scripts" / "make_terminology.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _types() -> list[dict]:
+    data = json.loads(TERM_FILE.read_text(encoding="utf-8"))
+    (category,) = data["SegmentationCodes"]["Category"]
+    assert (category["CodingSchemeDesignator"], category["CodeValue"]) == ("SCT", labels.SNOMED_CATEGORY[0])
+    return category["Type"]
+
+
+def test_file_equals_generator_output():
+    assert TERM_FILE.read_text(encoding="utf-8") == _generator().render(), "run scripts/make_terminology.py"
+
+
+def test_generator_check_mode(capsys):
+    assert _generator().main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_all_32_teeth_with_codes_names_and_colours():
+    data = json.loads(TERM_FILE.read_text(encoding="utf-8"))
+    assert data["SegmentationCategoryTypeContextName"] == labels.TERMINOLOGY_CONTEXT
+    types = _types()
+    assert sorted(t["3dSlicerIntegerLabel"] for t in types) == sorted(labels.FDI_NUMBERS)
+    for entry in types:
+        fdi = entry["3dSlicerIntegerLabel"]
+        assert (entry["CodeValue"], entry["CodeMeaning"]) == labels.SNOMED_TOOTH[fdi]
+        assert entry["CodingSchemeDesignator"] == "SCT"
+        assert entry["3dSlicerLabel"] == labels.segment_name(fdi)
+        assert entry["recommendedDisplayRGBValue"] == [round(255 * c) for c in labels.color(fdi)]
+    assert len({t["CodeValue"] for t in types}) == 32
+
+
+def test_loads_into_slicer_terminology_logic(slicer_scene):
+    slicer = slicer_scene.slicer
+    logic = slicer_scene.logics["terminologies"]
+    name = logic.LoadTerminologyFromFile(str(TERM_FILE))
+    assert name == labels.TERMINOLOGY_CONTEXT
+    category = slicer.vtkSlicerTerminologyCategory()
+    assert logic.GetNthCategoryInTerminology(name, 0, category)
+    assert category.GetCodeValue() == labels.SNOMED_CATEGORY[0]
+    assert logic.GetNumberOfTypesInTerminologyCategory(name, category) == 32
+    codes = {}
+    for index in range(32):
+        type_ = slicer.vtkSlicerTerminologyType()
+        assert logic.GetNthTypeInTerminologyCategory(name, category, index, type_)
+        codes[type_.GetCodeValue()] = tuple(type_.GetRecommendedDisplayRGBValue())
+    assert set(codes) == {code for code, _ in labels.SNOMED_TOOTH.values()}
+    code11 = labels.SNOMED_TOOTH[11][0]
+    assert codes[code11] == tuple(round(255 * c) for c in labels.color(11))
+
+
+def test_segment_terminology_entries_resolve_against_the_context(slicer_scene):
+    slicer = slicer_scene.slicer
+    logic = slicer_scene.logics["terminologies"]
+    logic.LoadTerminologyFromFile(str(TERM_FILE))
+    for fdi in (11, 36):
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert logic.DeserializeTerminologyEntry(labels.terminology_entry(fdi), entry)
+        assert entry.GetTerminologyContextName() == labels.TERMINOLOGY_CONTEXT
+        assert entry.GetTypeObject().GetCodeValue() == labels.SNOMED_TOOTH[fdi][0]
+        assert logic.UpdateEntryFromLoadedTerminologies(entry, [labels.TERMINOLOGY_CONTEXT], [])
+        assert tuple(entry.GetTypeObject().GetRecommendedDisplayRGBValue()) == tuple(
+            round(255 * c) for c in labels.color(fdi))
+        found = slicer.vtkSlicerTerminologyEntry()
+        assert logic.FindTypeInTerminologyBy3dSlicerLabel(labels.TERMINOLOGY_CONTEXT, labels.segment_name(fdi), found)
+        assert found.GetTypeObject().GetCodeValue() == labels.SNOMED_TOOTH[fdi][0]
