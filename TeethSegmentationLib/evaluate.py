@@ -1,0 +1,200 @@
+"""Accuracy of predicted FDI label maps against ground truth: Dice, identification, missed/spurious, HD95.
+
+Definitions (per case; ``evaluate_dirs`` also gives the mean over cases):
+
+- ``dice_binary``: Dice of teeth (label > 0) vs teeth.
+- ``dice_per_tooth``: mean over ground-truth teeth f of Dice(pred == f, truth == f).
+- ``dice_types``: mean over the tooth types 1..8 present in truth or prediction of the 9-class Dice.
+- ``identification_accuracy``: fraction of ground-truth teeth whose most-overlapping predicted label
+  (background excluded) is their own FDI number.
+- ``missed``: ground-truth teeth of which less than half the voxels are covered by any predicted tooth.
+- ``spurious``: predicted labels (teeth) with no voxel on any ground-truth tooth.
+- ``hd95_mm``: 95th percentile of the symmetric surface distances between the binary teeth masks, in mm
+  (0 when both are empty, null when only one is).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.labels import fdi_map_to_classes
+
+MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
+COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """256 x 256 voxel counts of (truth label, predicted label)."""
+    both = truth.astype(np.int64).ravel() * 256 + pred.astype(np.int64).ravel()
+    return np.bincount(both, minlength=256 * 256).reshape(256, 256)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndi.binary_erosion(mask, border_value=0)
+
+
+def hd95(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> float | None:
+    """95th-percentile symmetric surface distance (mm) of two binary masks, computed on their joint box."""
+    if not pred.any() and not truth.any():
+        return 0.0
+    if not pred.any() or not truth.any():
+        return None
+    union = pred | truth
+    box = tuple(slice(max(int(np.min(ix)) - 1, 0), int(np.max(ix)) + 2) for ix in np.nonzero(union))
+    a, b = pred[box], truth[box]
+    sa, sb = _surface(a), _surface(b)
+    to_b = ndi.distance_transform_edt(~sb, sampling=spacing)
+    to_a = ndi.distance_transform_edt(~sa, sampling=spacing)
+    distances = np.concatenate([to_b[sa], to_a[sb]])
+    return float(np.percentile(distances, 95))
+
+
+def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0, 1.0)) -> dict[str, Any]:
+    """Metrics of one predicted FDI map against the truth FDI map on the same grid (see the module doc)."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise InputError(f"Prediction shape {pred.shape} differs from truth shape {truth.shape}; use the same grid.")
+    pred = np.clip(pred, 0, 255).astype(np.uint8)
+    truth = np.clip(truth, 0, 255).astype(np.uint8)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    table = _overlaps(pred, truth)
+    truth_ids = [int(f) for f in np.flatnonzero(table.sum(axis=1)) if f > 0]
+    pred_ids = [int(f) for f in np.flatnonzero(table.sum(axis=0)) if f > 0]
+    per_tooth, identified, missed, wrong = {}, [], [], {}
+    for f in truth_ids:
+        size_t, size_p = table[f].sum(), table[:, f].sum()
+        per_tooth[f] = 2.0 * table[f, f] / (size_t + size_p)
+        covering = table[f, 1:]
+        best = int(np.argmax(covering)) + 1 if covering.any() else 0
+        if best == f:
+            identified.append(f)
+        elif best:
+            wrong[f] = best
+        if covering.sum() < 0.5 * size_t:
+            missed.append(f)
+    spurious = [f for f in pred_ids if table[1:, f].sum() == 0]
+    classes_p, classes_t = fdi_map_to_classes(pred), fdi_map_to_classes(truth)
+    types = sorted((set(np.unique(classes_p).tolist()) | set(np.unique(classes_t).tolist())) - {0})
+    return {
+        "dice_binary": _dice(pred > 0, truth > 0),
+        "dice_per_tooth": float(np.mean(list(per_tooth.values()))) if per_tooth else None,
+        "dice_types": float(np.mean([_dice(classes_p == t, classes_t == t) for t in types])) if types else 1.0,
+        "identification_accuracy": len(identified) / len(truth_ids) if truth_ids else None,
+        "hd95_mm": hd95(pred > 0, truth > 0, spacing),
+        "truth_teeth": len(truth_ids),
+        "predicted_teeth": len(pred_ids),
+        "identified": len(identified),
+        "missed": len(missed),
+        "spurious": len(spurious),
+        "missed_fdi": missed,
+        "spurious_fdi": spurious,
+        "misidentified": {str(k): v for k, v in wrong.items()},
+        "dice_by_tooth": {str(k): round(float(v), 4) for k, v in per_tooth.items()},
+    }
+
+
+_PRED_SUFFIXES = (".teeth.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
+_TRUTH_SUFFIXES = (".labels.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
+
+
+def _cases(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Case name -> file; the first matching suffix in ``suffixes`` wins (NAME.teeth.nrrd before NAME.nrrd)."""
+    found: dict[str, tuple[int, Path]] = {}
+    for path in sorted(folder.iterdir()):
+        for rank, suffix in enumerate(suffixes):
+            if path.is_file() and path.name.endswith(suffix):
+                name = path.name[: -len(suffix)]
+                if name and (name not in found or rank < found[name][0]):
+                    found[name] = (rank, path)
+                break
+    return {name: path for name, (_rank, path) in found.items()}
+
+
+def _to_fdi(array: np.ndarray, label_table: str) -> np.ndarray:
+    if str(label_table).lower() == "fdi":
+        return np.asarray(array)
+    try:
+        from TeethSegmentationLib.label_tables import to_fdi
+    except ImportError as error:
+        raise InputError(f"Label table {label_table!r} is not supported by this version; use fdi.") from error
+    return to_fdi(array, label_table)
+
+
+def evaluate_dirs(
+    pred_dir: str | os.PathLike, truth_dir: str | os.PathLike, label_table: str = "fdi", reporter: Any = None
+) -> dict[str, Any]:
+    """Metrics of every case found in both folders (matched by name) and their mean."""
+    from TeethSegmentationLib.volume import read_volume
+
+    pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
+    for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
+        if not folder.is_dir():
+            raise InputError(f"The {what} folder {str(folder)!r} does not exist; give an existing folder.")
+    preds, truths = _cases(pred_dir, _PRED_SUFFIXES), _cases(truth_dir, _TRUTH_SUFFIXES)
+    names = sorted(set(preds) & set(truths))
+    if not names:
+        raise InputError(
+            f"No case is in both {str(pred_dir)!r} and {str(truth_dir)!r}; "
+            "name them NAME.teeth.nrrd and NAME.labels.nrrd "
+            "(or NAME.nrrd in both)."
+        )
+    cases = {}
+    for number, name in enumerate(names):
+        pred, truth = read_volume(preds[name]), read_volume(truths[name])
+        if pred.shape != truth.shape or not np.allclose(pred.ijk_to_ras, truth.ijk_to_ras, atol=1e-3):
+            raise InputError(
+                f"Case {name!r}: the prediction and the truth are not on the same grid; resample one onto the other."
+            )
+        truth_fdi = _to_fdi(truth.array, label_table)
+        cases[name] = evaluate_pair(np.rint(pred.array).astype(np.int64), truth_fdi, truth.spacing)
+        if reporter is not None:
+            reporter.progress("evaluate", (number + 1) / len(names), name)
+    return {
+        "cases": cases,
+        "mean": mean_metrics(list(cases.values())),
+        "unmatched_predictions": sorted(set(preds) - set(truths)),
+        "unmatched_truths": sorted(set(truths) - set(preds)),
+    }
+
+
+def mean_metrics(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of the rate metrics (None values skipped) and sums of the counts over cases."""
+    mean: dict[str, Any] = {"cases": len(cases)}
+    for key in MEAN_KEYS:
+        values = [c[key] for c in cases if c.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+    for key in COUNT_KEYS:
+        mean[key] = int(sum(c[key] for c in cases))
+    return mean
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable table: one row per case and the mean."""
+    head = f"{'case':<24}{'Dice':>7}{'tooth':>7}{'type':>7}{'ident':>7}{'HD95':>8}"
+    head += f"{'GT':>5}{'pred':>5}{'miss':>5}{'spur':>5}"
+    rows = [head, "-" * len(head)]
+
+    def fmt(value: Any, width: int, digits: int = 3) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+    def row(name: str, m: dict[str, Any]) -> str:
+        return (
+            f"{name[:23]:<24}{fmt(m['dice_binary'], 7)}{fmt(m['dice_per_tooth'], 7)}{fmt(m['dice_types'], 7)}"
+            f"{fmt(m['identification_accuracy'], 7)}{fmt(m['hd95_mm'], 8, 2)}{m['truth_teeth']:>5}"
+            f"{m['predicted_teeth']:>5}{m['missed']:>5}{m['spurious']:>5}"
+        )
+
+    rows += [row(name, m) for name, m in result["cases"].items()]
+    rows += ["-" * len(head), row(f"mean ({result['mean']['cases']} cases)", result["mean"])]
+    return "\n".join(rows)

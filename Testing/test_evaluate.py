@@ -1,0 +1,107 @@
+"""evaluate: metrics of predicted FDI maps, folder pairing and the `teethseg evaluate` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from TeethSegmentationLib import cli
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.evaluate import evaluate_dirs, evaluate_pair, format_table
+from TeethSegmentationLib.volume import Volume, write_volume
+
+
+def boxes() -> np.ndarray:
+    labels = np.zeros((40, 30, 20), np.uint8)
+    labels[2:10, 5:15, 5:15] = 11
+    labels[12:20, 5:15, 5:15] = 21
+    labels[22:30, 5:15, 5:15] = 36
+    return labels
+
+
+def test_perfect_prediction():
+    truth = boxes()
+    m = evaluate_pair(truth, truth, (0.5, 0.5, 0.5))
+    assert m["dice_binary"] == m["dice_per_tooth"] == m["dice_types"] == m["identification_accuracy"] == 1.0
+    assert m["hd95_mm"] == 0.0 and m["missed"] == m["spurious"] == 0 and m["truth_teeth"] == 3
+
+
+def test_swapped_labels_lower_accuracy_only():
+    truth = boxes()
+    pred = truth.copy()
+    pred[truth == 11], pred[truth == 21] = 21, 11
+    m = evaluate_pair(pred, truth)
+    assert m["dice_binary"] == 1.0 and m["identification_accuracy"] == pytest.approx(1 / 3)
+    assert m["misidentified"] == {"11": 21, "21": 11} and m["dice_types"] == 1.0
+
+
+def test_missing_and_spurious_teeth():
+    truth = boxes()
+    pred = truth.copy()
+    pred[pred == 36] = 0
+    pred[32:38, 20:26, 5:10] = 47
+    m = evaluate_pair(pred, truth, 0.5)
+    assert m["missed"] == 1 and m["missed_fdi"] == [36]
+    assert m["spurious"] == 1 and m["spurious_fdi"] == [47]
+    assert m["identification_accuracy"] == pytest.approx(2 / 3) and m["hd95_mm"] > 0
+
+
+def test_hd95_of_a_shift():
+    truth = boxes()
+    pred = np.roll(truth, 2, axis=0)
+    m = evaluate_pair(pred, truth, (0.5, 0.5, 0.5))
+    assert 0.5 <= m["hd95_mm"] <= 1.0 + 1e-6
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(InputError):
+        evaluate_pair(np.zeros((3, 3, 3)), np.zeros((3, 3, 4)))
+
+
+def write_case(folder, name, array, spacing=0.5):
+    folder.mkdir(exist_ok=True)
+    write_volume(Volume(array, np.diag([spacing, spacing, spacing, 1.0]), space="RAS"), folder / name)
+
+
+def test_evaluate_dirs_pairs_by_name_and_checks_grids(tmp_path):
+    truth = boxes()
+    write_case(tmp_path / "truth", "a.labels.nrrd", truth)
+    write_case(tmp_path / "pred", "a.teeth.nrrd", truth)
+    write_case(tmp_path / "truth", "b.nrrd", truth)
+    write_case(tmp_path / "pred", "b.nrrd", np.where(truth == 36, 0, truth).astype(np.uint8))
+    write_case(tmp_path / "pred", "c.teeth.nrrd", truth)
+    result = evaluate_dirs(tmp_path / "pred", tmp_path / "truth")
+    assert set(result["cases"]) == {"a", "b"} and result["unmatched_predictions"] == ["c"]
+    assert result["cases"]["a"]["identification_accuracy"] == 1.0 and result["mean"]["missed"] == 1
+    assert "mean (2 cases)" in format_table(result)
+    write_case(tmp_path / "pred", "a.teeth.nrrd", truth, spacing=0.6)
+    with pytest.raises(InputError):
+        evaluate_dirs(tmp_path / "pred", tmp_path / "truth")
+
+
+def test_label_table_for_truth(tmp_path):
+    tables = pytest.importorskip("TeethSegmentationLib.label_tables")
+    truth = boxes()
+    write_case(tmp_path / "truth", "a.nrrd", tables.from_fdi(truth, "dentvoxel").astype(np.uint8))
+    write_case(tmp_path / "pred", "a.nrrd", truth)
+    result = evaluate_dirs(tmp_path / "pred", tmp_path / "truth", label_table="dentvoxel")
+    assert result["cases"]["a"]["identification_accuracy"] == 1.0
+
+
+def test_command_json_events_and_output(tmp_path, capsys):
+    truth = boxes()
+    write_case(tmp_path / "truth", "a.labels.nrrd", truth)
+    write_case(tmp_path / "pred", "a.teeth.nrrd", truth)
+    base = ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]
+    assert cli.main([*base, "--json", "--output", str(tmp_path / "m.json")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["mean"]["dice_binary"] == 1.0
+    assert json.loads((tmp_path / "m.json").read_text())["cases"]["a"]["missed"] == 0
+    assert cli.main(base) == 0
+    assert "mean (1 cases)" in capsys.readouterr().out
+    assert cli.main([*base, "--events"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "result" and events[-1]["metrics"]["mean"]["identification_accuracy"] == 1.0
+    assert cli.main(["evaluate", "--pred", str(tmp_path / "nope"), "--truth", str(tmp_path / "truth")]) == 2

@@ -1,0 +1,73 @@
+"""FDI assignment from per-instance summaries: jaws, arch order, gaps, midline, dynamic programme."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from TeethSegmentationLib.fdi_assignment import align_arch, assign_fdi, occlusal_plane
+from TeethSegmentationLib.labels import FDI_NUMBERS, mirror_fdi
+
+
+def arch_teeth(fdis, midline_x=0.0, pitch_deg=0.0, confusion=0.1):
+    """Centroids on elliptic arches (upper above z=0, lower below) and type probabilities favouring the truth."""
+    centroids, probs = [], []
+    pitch = np.radians(pitch_deg)
+    for fdi in fdis:
+        q, t = divmod(fdi, 10)
+        sign = 1.0 if q in (1, 4) else -1.0
+        angle = (t - 0.5) / 8.0 * np.radians(85)
+        x, y = midline_x + sign * 30 * np.sin(angle), -45 * (1 - np.cos(angle))
+        z = 8.0 if q in (1, 2) else -8.0
+        y, z = y * np.cos(pitch) - z * np.sin(pitch), y * np.sin(pitch) + z * np.cos(pitch)
+        centroids.append((x, y, z))
+        p = np.full(8, confusion / 7)
+        p[t - 1] = 1 - confusion
+        probs.append(p)
+    return np.array(centroids), np.array(probs)
+
+
+def test_full_and_gapped_dentitions():
+    for missing in ((), (12, 18, 37, 46), (14, 24, 34, 44, 18, 28, 38, 48)):
+        fdis = [f for f in FDI_NUMBERS if f not in missing]
+        centroids, probs = arch_teeth(fdis, midline_x=7.0, pitch_deg=12.0)
+        result = assign_fdi(centroids, probs, np.zeros(len(fdis)))
+        assert result.fdi.tolist() == fdis
+
+
+def test_mirror_swaps_quadrants():
+    fdis = list(FDI_NUMBERS)
+    centroids, probs = arch_teeth(fdis)
+    centroids[:, 0] *= -1
+    result = assign_fdi(centroids, probs, np.zeros(len(fdis)))
+    assert result.fdi.tolist() == [mirror_fdi(f) for f in fdis]
+
+
+def test_central_incisors_straddling_a_wrong_midline_go_one_to_each_side():
+    probs = np.eye(8)[[1, 0, 0, 1]] * 0.9 + 0.1 / 8  # types 2, 1, 1, 2 from right to left
+    positions = np.array([14.0, 6.0, 1.0, -7.0])  # midline estimate 2.5 mm too far left
+    assert align_arch(probs, positions, upper=True).tolist() == [12, 11, 21, 22]
+
+
+def test_more_than_eight_on_a_side_leaves_one_unnumbered():
+    probs = np.eye(8)[[7, 6, 5, 5, 4, 3, 2, 1, 0]] * 0.9 + 0.1 / 8
+    positions = np.arange(9, 0, -1) * 7.0
+    numbers = align_arch(probs, positions, upper=False).tolist()
+    assert numbers.count(0) == 1 and sorted(n for n in numbers if n) == [41, 42, 43, 44, 45, 46, 47, 48]
+
+
+def test_single_arch_jaw_from_root_direction():
+    fdis = [f for f in FDI_NUMBERS if f // 10 in (3, 4)]
+    centroids, probs = arch_teeth(fdis)
+    lower = assign_fdi(centroids, probs, np.full(len(fdis), -0.4))
+    assert lower.fdi.tolist() == fdis and not lower.two_arches
+    upper = assign_fdi(centroids, probs, np.full(len(fdis), 0.4))
+    assert upper.fdi.tolist() == [f - 10 if f // 10 == 3 else f - 30 for f in fdis]
+
+
+def test_occlusal_plane_profile():
+    rng = np.random.default_rng(0)
+    two = np.concatenate([rng.normal(6, 3, 5000), rng.normal(-6, 3, 5000)])
+    height, found = occlusal_plane(two)
+    assert found and abs(height) < 1.5
+    one = np.concatenate([rng.normal(0, 2, 8000), rng.uniform(0, 15, 2000)])
+    assert not occlusal_plane(one)[1]
