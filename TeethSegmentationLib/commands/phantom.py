@@ -1,19 +1,58 @@
-"""`teethseg phantom`: not available yet."""
+"""`teethseg phantom OUTDIR`: write synthetic dental CBCT cases with exact FDI label maps."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import Reporter
 
 NAME = "phantom"
-HELP = "phantom (not available yet)"
+HELP = "write synthetic dental CBCT scans with exact FDI label maps (caseNN.nrrd + caseNN.labels.nrrd)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    from TeethSegmentationLib.phantom import CONVENTIONS, FOVS, GREYS, SIZES
+
+    parser.add_argument("outdir", help="folder to write caseNN.nrrd and caseNN.labels.nrrd into")
+    parser.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first case; case n uses seed + n")
+    parser.add_argument("--size", choices=SIZES, default="realistic", help="tiny (~60 voxels), small, realistic")
+    parser.add_argument("--fov", choices=FOVS, default="crop", help="crop (the jaws), jaws (with rami), head")
+    parser.add_argument("--grey", choices=GREYS, default="random", help="how grey values are stored")
+    parser.add_argument("--convention", choices=CONVENTIONS, default="random", help="file axis convention")
+    parser.add_argument("--spacing", type=float, default=None, help="voxel size in mm (default: per size/fov)")
+    parser.add_argument("--preview", action="store_true", help="also write caseNN.png (needs matplotlib)")
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    raise RuntimeError("'teethseg phantom' is not available yet in this version")
+    from TeethSegmentationLib.phantom import write_phantoms
+
+    if args.cases < 1:
+        raise InputError(f"--cases must be at least 1, not {args.cases}.")
+    if args.spacing is not None and not 0.05 < args.spacing < 10:
+        raise InputError(f"--spacing must be between 0.05 and 10 mm, not {args.spacing}.")
+    if args.preview:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as error:
+            raise InputError("--preview needs matplotlib: pip install matplotlib, or leave out --preview.") from error
+    cases = write_phantoms(
+        args.outdir,
+        args.cases,
+        args.seed,
+        size=args.size,
+        fov=args.fov,
+        grey=args.grey,
+        reporter=reporter,
+        preview=args.preview,
+        spacing=args.spacing,
+        convention=args.convention,
+    )
+    reporter.log(f"wrote {len(cases)} phantom case(s) to {args.outdir}")
+    files = [path for case in cases for path in case["files"].values()]
+    summary = [
+        {k: case[k] for k in ("case", "seed", "grey", "shape", "spacing", "present", "missing")} for case in cases
+    ]
+    return {"outdir": str(args.outdir), "files": files, "cases": summary}

@@ -1,0 +1,131 @@
+"""The two networks on volumes already on their grid and normalised: probabilities out.
+
+Stage 1 (``predict_teeth``): binary teeth probability (sigmoid) on the coarse grid.
+Stage 2 (``predict_types``): 9-class softmax (background + 8 tooth types) on the fine grid crop.
+Test-time flips average the prediction over all flips of the three axes; the 9 classes have no
+side, so a left-right flip needs no label swap. The window is the whole volume when it fits in a
+voxel budget, else ``2 * patch_size``; on a CUDA out-of-memory error it is halved and retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from TeethSegmentationLib.model import UNet
+from TeethSegmentationLib.modelfile import TeethModel
+from TeethSegmentationLib.sliding_window import Progress, sliding_window_predict
+from TeethSegmentationLib.volume import Volume
+
+WHOLE_VOLUME_BUDGET = 160**3  # voxels predicted in one pass on the CPU or a GPU
+MIN_ROI = 32
+FLIP_AXES: tuple[tuple[int, ...], ...] = tuple(
+    axes for n in range(1, 4) for axes in combinations((2, 3, 4), n)
+)  # dims of a (B, C, i, j, k) batch
+
+
+def choose_roi(shape: tuple[int, ...], patch_size: int, budget: int = WHOLE_VOLUME_BUDGET) -> tuple[int, int, int]:
+    """The whole volume if it fits in ``budget`` voxels, else windows of ``2 * patch_size``."""
+    if int(np.prod(shape)) <= budget:
+        return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    return tuple(min(int(s), 2 * patch_size) for s in shape)  # type: ignore[return-value]
+
+
+def make_predictor(
+    net: UNet, activation: Callable[[torch.Tensor], torch.Tensor], tta: bool
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A batch -> probabilities function, averaged over the axis flips when ``tta``."""
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        out = activation(net(x))
+        if tta:
+            for axes in FLIP_AXES:
+                out += activation(net(x.flip(axes))).flip(axes)
+            out /= 1 + len(FLIP_AXES)
+        return out
+
+    return predict
+
+
+def _run(
+    net: UNet,
+    array: np.ndarray,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    roi: tuple[int, int, int],
+    device: torch.device,
+    tta: bool,
+    out_dtype: type,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Sliding window with a retry on smaller windows when CUDA runs out of memory."""
+    net = net.to(device).eval()
+    predictor = make_predictor(net, activation, tta)
+    while True:
+        try:
+            with torch.inference_mode():
+                return sliding_window_predict(
+                    array,
+                    predictor,
+                    roi,
+                    overlap=0.25,
+                    out_channels=net.config["out_channels"],
+                    device=device,
+                    out_dtype=out_dtype,
+                    progress=progress,
+                    divisor=net.divisor,
+                )
+        except torch.cuda.OutOfMemoryError:
+            if max(roi) <= MIN_ROI:
+                raise
+            torch.cuda.empty_cache()
+            roi = tuple(max(MIN_ROI, r // 2) for r in roi)  # type: ignore[assignment]
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=1)
+
+
+def predict_teeth(
+    model: TeethModel,
+    image: Volume,
+    device: torch.device | str = "cpu",
+    tta: bool = False,
+    progress: Progress | None = None,
+    roi: tuple[int, int, int] | None = None,
+) -> Volume:
+    """Stage 1 on a normalised image on the coarse grid: teeth probability (float32 0..1), same geometry."""
+    if model.teeth_net is None:
+        raise ValueError("the model has no teeth (stage 1) network")
+    array = np.asarray(image.array, dtype=np.float32)[None]
+    roi = roi or choose_roi(image.shape, model.patch_size)
+    prob = _run(model.teeth_net, array, torch.sigmoid, roi, torch.device(device), tta, np.float32, progress)
+    return image.with_array(prob[0])
+
+
+def predict_types(
+    model: TeethModel,
+    image: Volume,
+    teeth_prob: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    tta: bool = False,
+    progress: Progress | None = None,
+    roi: tuple[int, int, int] | None = None,
+    out_dtype: type = np.float16,
+) -> np.ndarray:
+    """Stage 2 on a normalised image on the fine grid: softmax (9, i, j, k), float16 unless told otherwise.
+
+    ``teeth_prob`` (stage 1 upsampled onto this grid) is the second input channel of an
+    ``image+teeth`` model and ignored otherwise.
+    """
+    if model.types_net is None:
+        raise ValueError("the model has no tooth-type (stage 2) network")
+    channels = [np.asarray(image.array, dtype=np.float32)]
+    if model.types_input == "image+teeth":
+        if teeth_prob is None:
+            raise ValueError("this model's stage 2 needs the stage-1 teeth probability")
+        channels.append(np.asarray(teeth_prob, dtype=np.float32))
+    roi = roi or choose_roi(image.shape, model.patch_size)
+    return _run(model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress)

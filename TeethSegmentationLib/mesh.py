@@ -1,0 +1,131 @@
+"""Per-tooth surfaces and STL files from an FDI label map, without Slicer (needs ``vtk``).
+
+Each label is cut out in a small padded box, turned into a closed surface (discrete flying
+edges), smoothed (windowed sinc), given normals and moved into world coordinates with the volume's
+IJK-to-RAS matrix; ``space="LPS"`` (what Slicer's STL export writes by default) negates x and y.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from TeethSegmentationLib import labels
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.volume import Volume
+
+SPACES = ("LPS", "RAS")
+
+
+def _vtk() -> Any:
+    try:
+        import vtk  # noqa: F401
+        from vtk.util import numpy_support  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "Writing STL needs the vtk package; install it with 'pip install vtk' (or the [mesh] extra)."
+        ) from None
+    return vtk
+
+
+def _world_matrix(volume: Volume, offset: np.ndarray, space: str) -> np.ndarray:
+    """4x4 from box-local ijk to world (RAS or LPS) millimetres."""
+    shift = np.eye(4)
+    shift[:3, 3] = offset
+    matrix = volume.ijk_to_ras @ shift
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix if space == "LPS" else matrix
+
+
+def _image(mask: np.ndarray) -> Any:
+    vtk = _vtk()
+    from vtk.util import numpy_support
+
+    image = vtk.vtkImageData()
+    image.SetDimensions(*mask.shape)
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(mask.astype(np.uint8).ravel(order="F")), deep=True)
+    image.GetPointData().SetScalars(scalars)
+    return image
+
+
+def surface(mask: np.ndarray, matrix: np.ndarray, smoothing: float = 0.5) -> Any:
+    """Closed, smoothed vtkPolyData of a binary mask (already padded by at least one voxel), in world mm."""
+    vtk = _vtk()
+    flying = vtk.vtkDiscreteFlyingEdges3D()
+    flying.SetInputData(_image(mask))
+    flying.SetValue(0, 1)
+    flying.ComputeNormalsOff()
+    flying.ComputeGradientsOff()
+    source = flying
+    if smoothing > 0:  # Slicer's mapping of "Smoothing factor" onto the windowed-sinc pass band
+        smoother = vtk.vtkWindowedSincPolyDataFilter()
+        smoother.SetInputConnection(flying.GetOutputPort())
+        smoother.SetNumberOfIterations(20)
+        smoother.SetPassBand(pow(10.0, -4.0 * smoothing))
+        smoother.BoundarySmoothingOff()
+        smoother.FeatureEdgeSmoothingOff()
+        smoother.NonManifoldSmoothingOn()
+        smoother.NormalizeCoordinatesOn()
+        source = smoother
+    transform = vtk.vtkTransform()
+    transform.SetMatrix(matrix.ravel().tolist())
+    moved = vtk.vtkTransformPolyDataFilter()
+    moved.SetTransform(transform)
+    moved.SetInputConnection(source.GetOutputPort())
+    normals = vtk.vtkPolyDataNormals()
+    normals.SetInputConnection(moved.GetOutputPort())
+    normals.ConsistencyOn()
+    normals.AutoOrientNormalsOn()
+    normals.SplittingOff()
+    normals.Update()
+    return normals.GetOutput()
+
+
+def label_surfaces(fdi_volume: Volume, smoothing: float = 0.5, space: str = "LPS") -> dict[int, Any]:
+    """One vtkPolyData per FDI label present, in ``space`` ("LPS" or "RAS") millimetres."""
+    if space not in SPACES:
+        raise InputError(f"Unknown STL space {space!r}; use LPS or RAS.")
+    array = np.asarray(fdi_volume.array)
+    values = [int(v) for v in np.unique(array) if labels.is_fdi(int(v))]
+    boxes = ndimage.find_objects(np.where(np.isin(array, values), array, 0).astype(np.int32))
+    surfaces = {}
+    for fdi in values:
+        box = boxes[fdi - 1]
+        lo = np.array([s.start for s in box]) - 1  # one voxel of background around the tooth
+        mask = np.pad(array[box] == fdi, 1)
+        surfaces[fdi] = surface(mask, _world_matrix(fdi_volume, lo, space), smoothing)
+    return surfaces
+
+
+def write_stl(polydata: Any, path: str | os.PathLike) -> Path:
+    """Binary STL, written to a temporary name and renamed."""
+    vtk = _vtk()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".stl", dir=path.parent)
+    os.close(fd)
+    try:
+        writer = vtk.vtkSTLWriter()
+        writer.SetFileName(tmp)
+        writer.SetFileTypeToBinary()
+        writer.SetInputData(polydata)
+        if not writer.Write():
+            raise OSError(f"could not write {path}")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_stl_per_tooth(
+    fdi_volume: Volume, folder: str | os.PathLike, space: str = "LPS", smoothing: float = 0.5
+) -> list[Path]:
+    """``folder/tooth_<FDI>.stl`` for each tooth in the label map; returns the paths written."""
+    folder = Path(folder)
+    surfaces = label_surfaces(fdi_volume, smoothing=smoothing, space=space)
+    return [write_stl(poly, folder / f"tooth_{fdi}.stl") for fdi, poly in sorted(surfaces.items())]

@@ -1,0 +1,277 @@
+"""make_phantom: plan the anatomy, pick the grid, draw, simulate the scanner, store like a real file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from TeethSegmentationLib import labels as fdi
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.phantom import scanner
+from TeethSegmentationLib.phantom import tissue as T
+from TeethSegmentationLib.phantom.dentition import Dentition, plan_dentition
+from TeethSegmentationLib.phantom.grid import Convention, Grid, apply_convention, pick_convention, slices
+from TeethSegmentationLib.phantom.head import HeadPlan, paint_head, plan_head
+from TeethSegmentationLib.phantom.tooth import local_box, paint_brackets, paint_tooth
+from TeethSegmentationLib.volume import Volume
+
+SIZES = ("tiny", "small", "realistic")
+FOVS = ("crop", "jaws", "head")
+GREYS = ("hu", "uncalibrated", "uint16", "uint8", "random")
+CONVENTIONS = ("random", "ras_identity", "lps_standard")
+
+
+@dataclass
+class PhantomCase:
+    image: Volume  # grey values (int16, uint16, uint8 or float32 depending on the grey kind)
+    labels: Volume  # uint8 FDI label map on the same grid
+    info: dict  # JSON-able description: seed, sizes, present/missing teeth, metal, grey mapping...
+
+
+def _check(size: str, fov: str, grey: str, convention: str) -> None:
+    for name, value, allowed in (
+        ("size", size, SIZES),
+        ("fov", fov, FOVS),
+        ("grey", grey, GREYS),
+        ("convention", convention, CONVENTIONS),
+    ):
+        if value not in allowed:
+            raise InputError(f"Unknown phantom {name} {value!r}: use one of {', '.join(allowed)}.")
+
+
+def _spacing(spacing, conv: Convention) -> np.ndarray | None:
+    """User spacing (file axis order) -> spacing along the generation axes x, y, z."""
+    if spacing is None:
+        return None
+    values = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)).copy()
+    if not np.all((values > 0.05) & (values < 10)):
+        raise InputError(f"Phantom spacing {spacing!r} must be between 0.05 and 10 mm.")
+    out = np.empty(3)
+    out[list(conv.perm)] = values
+    return out
+
+
+def _field_of_view(rng: np.random.Generator, dent: Dentition, fov: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+    boxes = np.array([local_box(p, margin=0.0) for p in dent.teeth])
+    lo, hi = boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)
+    cut = None
+    if fov == "crop":
+        lo, hi = lo - rng.uniform(1, 5, 3), hi + rng.uniform(1, 5, 3)
+        if rng.random() < 0.25:  # the scan misses part of the dentition
+            cut = str(rng.choice(["posterior", "right", "left", "top", "bottom"]))
+            axis, end = {"posterior": (1, 0), "right": (0, 1), "left": (0, 0), "top": (2, 1), "bottom": (2, 0)}[cut]
+            amount = rng.uniform(5, 14)
+            if end:
+                hi[axis] -= amount
+            else:
+                lo[axis] += amount
+    elif fov == "jaws":
+        half = np.abs(np.concatenate([lo[:1], hi[:1]])).max() + rng.uniform(15, 25)
+        lo = np.array([-half, lo[1] - rng.uniform(35, 45), lo[2] - rng.uniform(15, 25)])
+        hi = np.array([half, hi[1] + rng.uniform(15, 22), hi[2] + rng.uniform(20, 35)])
+    else:
+        front = hi[1] + rng.uniform(15, 30)
+        lo = np.array([-75.0, front - 150.0, -62.0]) + rng.uniform(-3, 3, 3)
+        hi = np.array([75.0, front, 50.0]) + rng.uniform(-3, 3, 3)
+    return lo, hi, cut
+
+
+def _pick_grid(rng, lo, hi, size: str, fov: str, spacing: np.ndarray | None) -> Grid:
+    extent = float(np.max(hi - lo))
+    if spacing is None:
+        if size == "tiny":
+            base = max(extent / int(rng.integers(58, 63)), 1.0 if fov == "crop" else 0.0)
+        elif size == "small":
+            base = extent / int(rng.integers(86, 94))
+        else:
+            base = rng.uniform(0.25, 0.35) if fov == "head" else rng.uniform(0.4, 0.5)
+        spacing = np.full(3, base)
+        if size != "tiny" and rng.random() < 0.25:
+            spacing[2] *= rng.uniform(1.05, 1.5)  # anisotropic: thicker slices
+    return Grid.around(lo, hi, spacing)
+
+
+def make_phantom(
+    seed: int,
+    size: str = "realistic",
+    fov: str = "crop",
+    grey: str = "random",
+    spacing: float | tuple | None = None,
+    convention: str = "random",
+    **options,
+) -> PhantomCase:
+    """A synthetic dental CBCT with its exact FDI label map, deterministic for a seed.
+
+    Options: ``missing`` (False: all 32 teeth), ``metal`` (False: no restorations, implants, brackets),
+    ``artifacts`` (False: no streaks, rings, cupping, drift), ``noise`` (False), ``bite_gap`` (mm).
+    """
+    _check(size, fov, grey, convention)
+    rng = np.random.default_rng(seed)
+    conv = pick_convention(np.random.default_rng([seed, 1]), convention)  # own stream: same anatomy in any convention
+    dent = plan_dentition(rng, fov, options)
+    head = plan_head(rng, dent, fov)
+    lo, hi, cut = _field_of_view(rng, dent, fov)
+    grid = _pick_grid(rng, lo, hi, size, fov, _spacing(spacing, conv))
+    brackets = options.get("metal", True) and rng.random() < (0.15 if fov == "crop" else 0.25)
+    hu, label_map, objects = _draw(rng, grid, dent, head, fov, brackets)
+    effects = _scanner(rng, hu, grid, objects, fov, options)
+    kind = str(rng.choice(GREYS[:4], p=[0.25, 0.35, 0.25, 0.15])) if grey == "random" else grey
+    values, mapping = scanner.to_grey(hu, kind, rng)
+    del hu
+    image_array, matrix = apply_convention(values, grid.ijk_to_ras, conv)
+    label_array, _ = apply_convention(label_map, grid.ijk_to_ras, conv)
+    counts = np.bincount(label_array.ravel(), minlength=256)
+    present = [n for n in fdi.FDI_NUMBERS if counts[n] > 0]
+    info = {
+        "seed": int(seed),
+        "size": size,
+        "fov": fov,
+        "grey": kind,
+        "dtype": str(image_array.dtype),
+        "shape": list(image_array.shape),
+        "spacing": [round(float(s), 4) for s in np.linalg.norm(matrix[:3, :3], axis=0)],
+        "convention": conv.describe(),
+        "present": present,
+        "voxels": {str(n): int(counts[n]) for n in present},
+        "cut_teeth": sorted(p.fdi for p in dent.teeth if not p.implant and _cut(grid, p)),
+        "cropped_side": cut,
+        "brackets": bool(brackets),
+        "grey_mapping": _rounded(mapping),
+        **dent.info,
+        **effects,
+    }
+    image = Volume(image_array, matrix, conv.space, {"phantom": True})
+    return PhantomCase(image, Volume(label_array, matrix.copy(), conv.space, {"phantom": True}), info)
+
+
+def _rounded(mapping: dict) -> dict:
+    return {
+        k: (np.round(v, 3).tolist() if isinstance(v, (list, np.ndarray)) else round(float(v), 3))
+        for k, v in mapping.items()
+    }
+
+
+def _cut(grid: Grid, plan) -> bool:
+    lo, hi = local_box(plan, margin=-1.0)
+    top = grid.origin + (np.array(grid.shape) - 1) * grid.spacing
+    return bool(np.any(lo < grid.origin) or np.any(hi > top))
+
+
+def _paint_region(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool, teeth: bool):
+    """Tissue classes (and labels) of one grid; teeth only when asked (not on a coarse grid)."""
+    tissue = np.full(grid.shape, T.AIR, dtype=np.uint8)
+    labels = np.zeros(grid.shape, dtype=np.uint8)
+    paint_head(tissue, grid, dent, head, fov)
+    objects: list[dict] = []
+    if teeth:
+        fine = float(grid.spacing.max()) <= 0.6
+        # Natural teeth first, so that implants and brackets never take a labelled voxel.
+        for plan in sorted(dent.teeth, key=lambda p: p.implant):
+            obj = paint_tooth(tissue, labels, grid, plan, fine)
+            if obj:
+                objects.append(obj)
+        if brackets:
+            chosen = [p for p in dent.teeth if p.type <= 5 and not (p.implant or p.impacted)]
+            objects += paint_brackets(tissue, labels, grid, chosen)
+    return tissue, labels, objects
+
+
+def _draw(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool):
+    factor = int(np.floor(1.0 / float(grid.spacing.max()))) if fov == "head" else 1
+    table = T.lookup(rng)  # one set of grey values per case, shared by the coarse and the fine drawing
+    if factor < 2:
+        tissue, labels, objects = _paint_region(rng, grid, dent, head, fov, brackets, True)
+        return scanner.density(tissue, grid.spacing, table, rng), labels, objects
+    # A whole head: the large anatomy on a ~1 mm grid, upsampled; the jaws redrawn at full resolution.
+    coarse = grid.coarse(factor)
+    tissue, _, _ = _paint_region(rng, coarse, dent, head, fov, False, False)
+    hu = _upsample(scanner.density(tissue, coarse.spacing, table, rng), factor, grid.shape)
+    boxes = np.array([local_box(p) for p in dent.teeth])
+    box = grid.index_box(boxes[:, 0].min(axis=0) - 10, boxes[:, 1].max(axis=0) + 10)
+    labels = np.zeros(grid.shape, dtype=np.uint8)
+    objects: list[dict] = []
+    if box is not None:
+        sub = Grid(
+            grid.origin + np.array(box[0]) * grid.spacing,
+            grid.spacing,
+            tuple(int(b - a) for a, b in zip(*box, strict=False)),
+        )
+        tissue, sub_labels, objects = _paint_region(rng, sub, dent, head, fov, brackets, True)
+        sl = slices(*box)
+        hu[sl] = scanner.density(tissue, sub.spacing, table, rng)
+        labels[sl] = sub_labels
+    return hu, labels, objects
+
+
+def _upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int, int]) -> np.ndarray:
+    import torch  # trilinear upsampling of a whole head: torch is several times faster than scipy here
+
+    tensor = torch.from_numpy(coarse)[None, None]
+    up = torch.nn.functional.interpolate(tensor, scale_factor=factor, mode="trilinear", align_corners=False)
+    return np.ascontiguousarray(up[0, 0, : shape[0], : shape[1], : shape[2]].numpy())
+
+
+def _scanner(rng, hu: np.ndarray, grid: Grid, objects: list[dict], fov: str, options: dict) -> dict:
+    effects: dict = {}
+    blur_mm = rng.uniform(0.25, 0.5)
+    scanner.blur(hu, grid.spacing, blur_mm)
+    effects["blur_mm"] = round(float(blur_mm), 3)
+    if options.get("artifacts", True):
+        scanner.metal_streaks(hu, grid, objects, rng)
+        effects.update(scanner.scanner_effects(hu, grid, rng, 1.5 if fov == "head" else 0.7))
+    low_dose = fov == "head" and rng.random() < 0.5
+    sigma = rng.uniform(60, 140) if low_dose else rng.uniform(20, 70)
+    if options.get("noise", True):
+        scanner.add_noise(hu, rng, sigma, correlated=hu.size < 30_000_000)
+    effects["noise_hu"] = round(float(sigma), 1)
+    if fov == "head" or (fov == "jaws" and rng.random() < 0.5):
+        outside = float(rng.choice([-1000.0, -1024.0, -1500.0]))
+        effects["fov_radius_mm"] = round(scanner.truncate_fov(hu, grid, rng, outside), 1)
+    return effects
+
+
+def write_phantoms(
+    outdir,
+    cases: int,
+    seed: int,
+    size: str = "realistic",
+    fov: str = "crop",
+    grey: str = "random",
+    reporter: Reporter | None = None,
+    preview: bool = False,
+    **kw,
+) -> list[dict]:
+    """Write OUTDIR/caseNN.nrrd and caseNN.labels.nrrd (case n has seed ``seed + n``); returns each case's info."""
+    from TeethSegmentationLib.volume import write_volume
+
+    if cases < 1:
+        raise InputError(f"The number of phantom cases must be at least 1, not {cases}.")
+    reporter = reporter or NullReporter()
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(cases - 1)))
+    results = []
+    for n in range(cases):
+        case = make_phantom(seed + n, size=size, fov=fov, grey=grey, **kw)
+        stem = f"case{n:0{width}d}"
+        files = {
+            "image": str(write_volume(case.image, out / f"{stem}.nrrd")),
+            "labels": str(write_volume(case.labels, out / f"{stem}.labels.nrrd")),
+        }
+        if preview:
+            from TeethSegmentationLib.preview import render_slices
+
+            files["preview"] = str(
+                render_slices(
+                    case.image,
+                    case.labels,
+                    out / f"{stem}.png",
+                    title=f"{stem} (seed {seed + n}, {fov}, {case.info['grey']})",
+                )
+            )
+        results.append({"case": stem, "files": files, **case.info})
+        reporter.progress("phantom", (n + 1) / cases, f"{stem}: {len(case.info['present'])} teeth", case=stem)
+    return results

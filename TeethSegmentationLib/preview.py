@@ -1,0 +1,120 @@
+"""A PNG picture of a scan with its FDI labels: two axial slices (upper and lower crowns), a coronal and a
+sagittal slice, in anatomical orientation whatever the file's axis convention (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from TeethSegmentationLib.labels import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
+from TeethSegmentationLib.volume import Volume, read_volume, reorient_to_ras
+
+ALPHA = 0.45
+
+
+def _window(array: np.ndarray) -> tuple[float, float]:
+    step = max(1, int(round((array.size / 2e6) ** (1 / 3))))
+    sample = np.asarray(array[::step, ::step, ::step], dtype=np.float32)
+    low, high = np.percentile(sample, [1.0, 99.5])
+    return float(low), float(max(high, low + 1e-3))
+
+
+def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[str, int]:
+    """Axial slices through the widest part of the upper and lower crowns, coronal through the molars,
+    sagittal through a central incisor; the middle of the volume where there are no labels."""
+    mid = {"upper": shape[2] // 2, "lower": shape[2] // 2, "coronal": shape[1] // 2, "sagittal": shape[0] // 2}
+    if labels is None or not labels.any():
+        return mid
+
+    def centroid(mask: np.ndarray) -> np.ndarray | None:
+        idx = np.argwhere(mask[::2, ::2, ::2]) * 2
+        return idx.mean(axis=0) if len(idx) else None
+
+    upper_mask = (labels >= 11) & (labels <= 28)
+    lower_mask = (labels >= 31) & (labels <= 48)
+    for key, mask, sign in (("upper", upper_mask, 1), ("lower", lower_mask, -1)):
+        z = np.nonzero(mask.any(axis=(0, 1)))[0]
+        if len(z):  # the crowns are at the occlusal end: a quarter of the tooth height from the tips
+            tips = z[0] if sign > 0 else z[-1]
+            mid[key] = int(np.clip(tips + sign * 0.22 * (z[-1] - z[0]), 0, shape[2] - 1))
+    molars = np.isin(labels, [16, 26, 36, 46, 17, 27, 37, 47])
+    incisors = np.isin(labels, [11, 21, 31, 41])
+    c = centroid(molars)
+    if c is not None:
+        mid["coronal"] = int(c[1])
+    c = centroid(labels == 11) if (labels == 11).any() else centroid(incisors)
+    if c is not None:
+        mid["sagittal"] = int(c[0])
+    return mid
+
+
+def _overlay(label_slice: np.ndarray) -> np.ndarray:
+    lut = np.zeros((256, 4), dtype=np.float32)
+    for n in FDI_NUMBERS:
+        lut[n, :3] = TYPE_COLORS[n % 10]
+        lut[n, 3] = ALPHA
+    return lut[label_slice]
+
+
+def render_slices(image: Volume, labels: Volume | None, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write a PNG of four slices with the labels overlaid (colour = tooth type) and a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    img = reorient_to_ras(image)
+    lab = reorient_to_ras(labels).array if labels is not None else None
+    arr = img.array
+    low, high = _window(arr)
+    idx = _slice_indices(lab, arr.shape)
+    lo = img.origin
+    hi = img.origin + (np.array(arr.shape) - 1) * img.spacing
+    views = [
+        ("Axial (upper crowns)", arr[:, :, idx["upper"]], None if lab is None else lab[:, :, idx["upper"]], 0, 1),
+        ("Axial (lower crowns)", arr[:, :, idx["lower"]], None if lab is None else lab[:, :, idx["lower"]], 0, 1),
+        ("Coronal", arr[:, idx["coronal"], :], None if lab is None else lab[:, idx["coronal"], :], 0, 2),
+        ("Sagittal", arr[idx["sagittal"], :, :], None if lab is None else lab[idx["sagittal"], :, :], 1, 2),
+    ]
+    fig = Figure(figsize=(12, 10.5), dpi=90)
+    for n, (name, grey, lab2d, h_axis, v_axis) in enumerate(views):
+        ax = fig.add_subplot(2, 2, n + 1)
+        extent = (lo[h_axis], hi[h_axis], lo[v_axis], hi[v_axis])
+        ax.imshow(grey.T, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent, interpolation="nearest")
+        if lab2d is not None:
+            ax.imshow(_overlay(lab2d.T), origin="lower", extent=extent, interpolation="nearest")
+        # Radiological convention: the patient's right on the viewer's left; sagittal faces left.
+        ax.invert_xaxis()
+        letters = {0: ("R", "L"), 1: ("A", "P"), 2: ("S", "I")}
+        ax.set_xlabel(f"{letters[h_axis][0]}  <-  mm  ->  {letters[h_axis][1]}", fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=7)
+    if lab is not None:
+        present = sorted({int(v) % 10 for v in np.unique(lab[::2, ::2, ::2]) if v in FDI_NUMBERS})
+        handles = [Patch(color=TYPE_COLORS[t], label=f"{t} {TYPE_NAMES[t]}") for t in present]
+        if handles:
+            fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def preview_files(
+    image_path: str | os.PathLike, labels_path: str | os.PathLike | None, png_path: str | os.PathLike
+) -> Path:
+    """The same picture from files (any format ``read_volume`` reads)."""
+    image = read_volume(image_path)
+    labels = read_volume(labels_path) if labels_path else None
+    return render_slices(image, labels, png_path, title=Path(image_path).name)

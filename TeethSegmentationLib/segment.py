@@ -1,0 +1,373 @@
+"""The segmentation pipeline: a CBCT volume in, an FDI label map on the input's own grid out.
+
+read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
+-> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9
+classes) -> instances + FDI numbers -> back onto the input grid -> write the outputs atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from TeethSegmentationLib import __version__, labels
+from TeethSegmentationLib.devices import describe_device, resolve_device
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
+from TeethSegmentationLib.infer import predict_teeth, predict_types
+from TeethSegmentationLib.modelfile import TeethModel
+from TeethSegmentationLib.normalize import intensity_window, normalize
+from TeethSegmentationLib.volume import (
+    Volume,
+    read_volume,
+    reorient_to_ras,
+    resample_labels_to_reference,
+    resample_to_reference,
+    resample_to_spacing,
+    write_volume,
+)
+
+STAGES = ("read", "teeth", "types", "instances", "write")
+NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
+
+
+@dataclass
+class SegmentOptions:
+    device: str = "auto"
+    tta: bool = False
+    teeth_threshold: float = 0.5
+    min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
+    margin_mm: float = 4.0  # around the teeth box before the fine stage
+    gate_with_teeth: bool = False  # multiply the stage-2 foreground by the stage-1 mask
+    label_resampling: str = "nearest"  # or "onehot"
+    stl: bool = False
+    stl_space: str = "LPS"
+    nine_class: bool = False
+    series_uid: str | None = None
+
+
+@dataclass
+class ToothReport:
+    fdi: int
+    type: int
+    name: str
+    voxel_count: int
+    volume_mm3: float
+    centroid_ras: list[float]
+    confidence: float
+
+
+@dataclass
+class SegmentResult:
+    fdi: Volume  # uint8 FDI label map on the input's grid
+    teeth: list[ToothReport]
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+    @property
+    def types(self) -> Volume:
+        """The 9-class map (0 background, 1..8 type) on the input's grid."""
+        return self.fdi.with_array(labels.fdi_map_to_classes(self.fdi.array))
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
+def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
+    """The one place the pipeline calls the instance step (``instances.label_teeth``)."""
+    from TeethSegmentationLib.instances import label_teeth
+
+    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter)
+
+
+# --------------------------------------------------------------------------------------------- geometry
+
+
+def sub_volume(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> Volume:
+    """The voxels ``lo:hi`` (exclusive) of ``volume`` with the matching geometry (a view, no copy)."""
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return Volume(array, volume.ijk_to_ras @ shift, volume.space, dict(volume.meta))
+
+
+def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel box (lo inclusive, hi exclusive, clipped) of ``volume`` that covers an RAS box."""
+    corners = np.array([[x, y, z] for x in (ras_lo[0], ras_hi[0]) for y in (ras_lo[1], ras_hi[1])
+                        for z in (ras_lo[2], ras_hi[2])])
+    ijk = volume.ras_to_ijk_points(corners)
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, volume.shape)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, volume.shape)
+    return lo, hi
+
+
+def voxel_box_to_ras(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RAS bounds of the voxel box ``lo:hi`` (voxel edges, not centres)."""
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - 0.5
+    ras = volume.ijk_to_ras_points(corners)
+    return ras.min(axis=0), ras.max(axis=0)
+
+
+def labels_to_input_grid(fine: Volume, reference: Volume, mode: str = "nearest") -> np.ndarray:
+    """A label map on any grid -> uint8 array on ``reference``'s grid; only the box it covers is resampled."""
+    out = np.zeros(reference.shape, dtype=np.uint8)
+    _paste_labels(fine, reference, out, mode)
+    return out
+
+
+def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -> tuple[slice, ...]:
+    """Resample ``fine`` into the part of ``out`` (on ``reference``'s grid) it covers; returns that box."""
+    ras_lo, ras_hi = voxel_box_to_ras(fine, np.zeros(3, int), np.array(fine.shape))
+    lo, hi = ras_box_to_ijk(reference, ras_lo, ras_hi)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    if np.any(hi <= lo):
+        return box
+    target = sub_volume(Volume(out, reference.ijk_to_ras, reference.space), lo, hi)
+    out[box] = resample_labels_to_reference(fine, target, mode=mode).array
+    return box
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+def _teeth_mask(prob: Volume, options: SegmentOptions) -> np.ndarray:
+    """Stage-1 mask without components smaller than ``min_component_mm3``."""
+    mask = prob.array > options.teeth_threshold
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    voxel_mm3 = float(abs(np.linalg.det(prob.ijk_to_ras[:3, :3])))
+    sizes = np.bincount(components.ravel())
+    keep = sizes * voxel_mm3 >= options.min_component_mm3
+    keep[0] = False
+    return keep[components]
+
+
+def run_teeth_stage(
+    ras: Volume, window: tuple[float, float], model: TeethModel, device: torch.device, options: SegmentOptions,
+    reporter: Reporter,
+) -> tuple[Volume, np.ndarray]:
+    """Stage 1 on the coarse grid: (probability volume, cleaned mask)."""
+    coarse = resample_to_spacing(ras, model.teeth_spacing_mm, order=1)
+    coarse = coarse.with_array(normalize(coarse.array, model.normalization, window))
+    reporter.progress("teeth", 0.1, f"coarse grid {coarse.shape}")
+    prob = predict_teeth(model, coarse, device, options.tta, lambda f: reporter.progress("teeth", 0.1 + 0.8 * f))
+    return prob, _teeth_mask(prob, options)
+
+
+def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel box of the reoriented input holding the teeth plus a margin."""
+    where = np.argwhere(mask)
+    ras_lo, ras_hi = voxel_box_to_ras(prob, where.min(axis=0), where.max(axis=0) + 1)
+    return ras_box_to_ijk(ras, ras_lo - margin_mm, ras_hi + margin_mm)
+
+
+def run_types_stage(
+    crop: Volume, window: tuple[float, float], prob: Volume, model: TeethModel, device: torch.device,
+    options: SegmentOptions, reporter: Reporter,
+) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, upsampled stage-1 probability)."""
+    fine = resample_to_spacing(crop, model.spacing_mm, order=1)
+    fine = fine.with_array(normalize(fine.array, model.normalization, window))
+    teeth_up = resample_to_reference(prob, fine, order=1).array
+    reporter.progress("types", 0.1, f"fine grid {fine.shape}")
+    probs = predict_types(
+        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f)
+    )
+    return fine, probs, teeth_up
+
+
+def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
+    """Per tooth: counts from the label map (only the box holding the teeth), centroid/confidence from instances."""
+    counts = np.bincount(fdi_box.ravel(), minlength=256)
+    voxel_mm3 = float(abs(np.linalg.det(reference.ijk_to_ras[:3, :3])))
+    reports = []
+    for tooth in sorted(instances, key=lambda t: int(t.fdi)):
+        fdi = int(tooth.fdi)
+        if not labels.is_fdi(fdi) or counts[fdi] == 0:
+            continue
+        reports.append(
+            ToothReport(
+                fdi=fdi,
+                type=labels.tooth_type(fdi),
+                name=labels.tooth_name(fdi),
+                voxel_count=int(counts[fdi]),
+                volume_mm3=round(float(counts[fdi]) * voxel_mm3, 2),
+                centroid_ras=[round(float(c), 3) for c in np.ravel(tooth.centroid_ras)[:3]],
+                confidence=round(float(tooth.confidence), 4),
+            )
+        )
+    return reports
+
+
+def _empty_result(volume: Volume, timings: dict, device: torch.device, message: str) -> SegmentResult:
+    fdi = volume.with_array(np.zeros(volume.shape, np.uint8))
+    return SegmentResult(fdi, [], timings, [message], describe_device(device))
+
+
+def segment_volume(
+    volume: Volume, model: TeethModel, options: SegmentOptions | None = None, reporter: Reporter | None = None
+) -> SegmentResult:
+    """Segment and number the teeth of ``volume``; the label map lies exactly on ``volume``'s grid."""
+    options = options or SegmentOptions()
+    reporter = reporter or NullReporter()
+    device = resolve_device(options.device)
+    model.to(device).eval()
+    timings: dict[str, float] = {}
+    with _timed(timings, "teeth"):
+        ras = reorient_to_ras(volume)
+        window = intensity_window(volume.array, model.normalization)
+        prob, mask = run_teeth_stage(ras, window, model, device, options, reporter)
+        reporter.progress("teeth", 1.0, f"{int(mask.sum())} teeth voxels on the coarse grid")
+    if not mask.any():
+        return _empty_result(volume, timings, device, "No teeth were found in this scan.")
+    with _timed(timings, "types"):
+        lo, hi = fine_box(ras, prob, mask, options.margin_mm)
+        crop = sub_volume(ras, lo, hi)
+        fine, probs, teeth_up = run_types_stage(crop, window, prob, model, device, options, reporter)
+        foreground = 1.0 - probs[0].astype(np.float32)
+        if options.gate_with_teeth:
+            foreground *= teeth_up > options.teeth_threshold
+        reporter.progress("types", 1.0)
+    with _timed(timings, "instances"):
+        found = label_instances(foreground, probs.astype(np.float32), fine.ijk_to_ras, StageReporter(
+            reporter, "instances", 0.0, 0.7))
+        fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
+        fdi_map = np.zeros(volume.shape, dtype=np.uint8)
+        box = _paste_labels(fdi_fine, volume, fdi_map, options.label_resampling)
+        teeth = _tooth_reports(fdi_map[box], volume, list(found.teeth))
+        reporter.progress("instances", 1.0, f"{len(teeth)} teeth")
+    result = SegmentResult(volume.with_array(fdi_map), teeth, timings, [], describe_device(device))
+    if not teeth:
+        result.warnings.append("No teeth were found in this scan.")
+    return result
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def output_name(path: str | os.PathLike) -> str:
+    """``DIR/NAME.nrrd`` (or .nii.gz, .nii, .nhdr) -> NAME; a DICOM folder -> the folder's name."""
+    path = Path(path)
+    name = path.name
+    for suffix in NAME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return name
+
+
+def build_report(
+    source: Path, volume: Volume, result: SegmentResult, model: TeethModel, outputs: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "input": str(source),
+        "input_shape": list(volume.shape),
+        "input_spacing_mm": [round(float(s), 6) for s in volume.spacing],
+        "software_version": __version__,
+        "device": result.device,
+        "model": {"path": model.source, **model.describe()},
+        "timings_s": result.timings,
+        "warnings": result.warnings,
+        "tooth_count": len(result.teeth),
+        "teeth": [tooth.__dict__ for tooth in result.teeth],
+        "outputs": outputs,
+    }
+
+
+def _write_outputs(
+    staging: Path, name: str, volume: Volume, result: SegmentResult, options: SegmentOptions
+) -> dict[str, Path]:
+    """Every output into ``staging``; returns {kind: staged path}."""
+    from TeethSegmentationLib.segfile import write_segmentation
+
+    staged = {
+        "teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume),
+    }
+    staged["seg"] = staging / f"{name}.seg.nrrd"
+    write_segmentation(result.fdi, staged["seg"])
+    if options.nine_class:
+        staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
+    if options.stl:
+        from TeethSegmentationLib.mesh import write_stl_per_tooth
+
+        write_stl_per_tooth(result.fdi, staging / f"{name}_stl", space=options.stl_space)
+        staged["stl"] = staging / f"{name}_stl"
+    return staged
+
+
+def _publish(staged: dict[str, Path], output_dir: Path) -> dict[str, str]:
+    """Move staged files into ``output_dir`` (``os.replace``: each file appears complete or not at all)."""
+    final = {}
+    for kind, path in staged.items():
+        target = output_dir / path.name
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+            for item in sorted(path.iterdir()):
+                os.replace(item, target / item.name)
+        else:
+            os.replace(path, target)
+        final[kind] = str(target)
+    return final
+
+
+def segment_file(
+    path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    model: TeethModel,
+    options: SegmentOptions | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Segment one file or DICOM folder; writes NAME.teeth.nrrd, NAME.seg.nrrd, NAME.report.json (+ options)."""
+    import json
+
+    options = options or SegmentOptions()
+    reporter = reporter or NullReporter()
+    source, output_dir = Path(path), Path(output_dir)
+    if options.stl_space not in ("LPS", "RAS"):
+        raise InputError(f"Unknown STL space {options.stl_space!r}; use LPS or RAS.")
+    start = time.perf_counter()
+    reporter.progress("read", 0.0, f"reading {source.name}")
+    volume = read_volume(source, options.series_uid)
+    read_s = round(time.perf_counter() - start, 3)
+    reporter.progress("read", 1.0, f"{volume.shape} voxels of {np.round(volume.spacing, 3).tolist()} mm")
+    result = segment_volume(volume, model, options, reporter)
+    result.timings = {"read": read_s, **result.timings}
+    for warning in result.warnings:
+        reporter.log(warning, "warning")
+    name = output_name(source)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=output_dir))
+    try:
+        with _timed(result.timings, "write"):
+            reporter.progress("write", 0.0, "writing outputs")
+            staged = _write_outputs(staging, name, volume, result, options)
+            planned = {k: str(output_dir / p.name) for k, p in staged.items()}
+            planned["report"] = str(output_dir / f"{name}.report.json")
+            report = build_report(source, volume, result, model, planned)
+            staged["report"] = staging / f"{name}.report.json"
+            staged["report"].write_text(json.dumps(report, indent=2))
+        report["timings_s"] = result.timings  # include the write time in the returned summary
+        staged["report"].write_text(json.dumps(report, indent=2))
+        outputs = _publish(staged, output_dir)
+        reporter.progress("write", 1.0, f"{len(result.teeth)} teeth written to {output_dir}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**report, "outputs": outputs}

@@ -1,0 +1,80 @@
+"""The two stages on arrays: shapes, probabilities, test-time flips, window choice and the OOM retry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from TeethSegmentationLib import infer
+from TeethSegmentationLib.infer import choose_roi, predict_teeth, predict_types
+from TeethSegmentationLib.modelfile import new_model
+from TeethSegmentationLib.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return new_model(teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4}, patch_size=16).eval()
+
+
+def _image(shape=(20, 24, 16)) -> Volume:
+    rng = np.random.default_rng(0)
+    return Volume(rng.normal(size=shape).astype(np.float32), np.diag([0.5, 0.5, 0.5, 1.0]))
+
+
+def test_predict_teeth_probability_on_the_same_grid(tiny) -> None:
+    image = _image((19, 22, 17))
+    prob = predict_teeth(tiny, image, "cpu")
+    assert prob.shape == image.shape and prob.array.dtype == np.float32
+    assert 0 <= prob.array.min() and prob.array.max() <= 1
+    np.testing.assert_array_equal(prob.ijk_to_ras, image.ijk_to_ras)
+
+
+def test_predict_types_softmax_and_windows_agree_inside(tiny) -> None:
+    image = _image((40, 36, 32))
+    whole = predict_types(tiny, image, device="cpu", out_dtype=np.float32)
+    assert whole.shape == (9, 40, 36, 32)
+    np.testing.assert_allclose(whole.sum(axis=0), 1.0, atol=1e-5)
+    windows = predict_types(tiny, image, device="cpu", roi=(24, 24, 24), out_dtype=np.float16)
+    assert windows.dtype == np.float16 and windows.shape == whole.shape
+    assert np.abs(windows.astype(np.float32) - whole).mean() < 0.05
+
+
+def test_types_input_image_plus_teeth_takes_two_channels() -> None:
+    torch.manual_seed(1)
+    model = new_model(types_input="image+teeth", teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4})
+    image = _image((16, 16, 16))
+    out = predict_types(model.eval(), image, np.zeros(image.shape, np.float32), device="cpu")
+    assert out.shape == (9, 16, 16, 16)
+    with pytest.raises(ValueError):
+        predict_types(model, image, None, device="cpu")
+
+
+def test_tta_is_flip_equivariant(tiny) -> None:
+    image = _image((16, 20, 12))  # multiples of the divisor: no padding breaks the symmetry
+    flipped = image.with_array(np.ascontiguousarray(image.array[::-1, :, ::-1]))
+    a = predict_types(tiny, image, device="cpu", tta=True, out_dtype=np.float32)
+    b = predict_types(tiny, flipped, device="cpu", tta=True, out_dtype=np.float32)
+    np.testing.assert_allclose(a[:, ::-1, :, ::-1], b, atol=1e-5)
+
+
+def test_choose_roi() -> None:
+    assert choose_roi((100, 100, 100), 96) == (100, 100, 100)
+    assert choose_roi((300, 200, 100), 64) == (128, 128, 100)
+
+
+def test_cuda_out_of_memory_retries_with_smaller_windows(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int, int]] = []
+    real = infer.sliding_window_predict
+
+    def flaky(array, predictor, roi, **kwargs):
+        seen.append(tuple(roi))
+        if len(seen) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(array, predictor, roi, **kwargs)
+
+    monkeypatch.setattr(infer, "sliding_window_predict", flaky)
+    prob = predict_teeth(tiny, _image((64, 64, 64)), "cpu", roi=(64, 64, 64))
+    assert seen == [(64, 64, 64), (32, 32, 32)]
+    assert prob.shape == (64, 64, 64)

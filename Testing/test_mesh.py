@@ -1,0 +1,81 @@
+"""Per-tooth surfaces: closed, in the right place for RAS/LPS and oblique grids, written as STL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from TeethSegmentationLib.mesh import label_surfaces, write_stl_per_tooth
+from TeethSegmentationLib.volume import Volume
+
+vtk = pytest.importorskip("vtk")
+
+
+def _oblique_matrix() -> np.ndarray:
+    angle = np.deg2rad(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rot @ np.diag([-0.5, 0.6, 0.4])  # also a flipped axis (negative determinant)
+    matrix[:3, 3] = [12.0, -30.0, 5.0]
+    return matrix
+
+
+def _two_teeth(matrix: np.ndarray) -> Volume:
+    i, j, k = np.ogrid[:40, :36, :44]
+    array = np.zeros((40, 36, 44), np.uint8)
+    array[(i - 12) ** 2 + (j - 15) ** 2 + (k - 20) ** 2 <= 36] = 11
+    array[((i - 28) / 7.0) ** 2 + ((j - 18) / 5.0) ** 2 + ((k - 24) / 9.0) ** 2 <= 1] = 46
+    return Volume(array, matrix, space="LPS")
+
+
+def _open_edges(poly) -> int:
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(poly)
+    edges.BoundaryEdgesOn()
+    edges.NonManifoldEdgesOn()
+    edges.FeatureEdgesOff()
+    edges.ManifoldEdgesOff()
+    edges.Update()
+    return edges.GetOutput().GetNumberOfCells()
+
+
+def _centroid(poly) -> np.ndarray:
+    mass = vtk.vtkMassProperties()
+    mass.SetInputData(poly)
+    mass.Update()
+    centre = vtk.vtkCenterOfMass()
+    centre.SetInputData(poly)
+    centre.SetUseScalarsAsWeights(False)
+    centre.Update()
+    return np.array(centre.GetCenter())
+
+
+@pytest.mark.parametrize("space", ["RAS", "LPS"])
+@pytest.mark.parametrize("matrix", [np.diag([0.5, 0.5, 0.5, 1.0]), _oblique_matrix()], ids=["axis", "oblique"])
+def test_surfaces_closed_and_in_place(space: str, matrix: np.ndarray) -> None:
+    volume = _two_teeth(matrix)
+    surfaces = label_surfaces(volume, space=space)
+    assert sorted(surfaces) == [11, 46]
+    for fdi, poly in surfaces.items():
+        assert poly.GetNumberOfCells() > 100
+        assert _open_edges(poly) == 0
+        expected = volume.ijk_to_ras_points(np.argwhere(volume.array == fdi).mean(axis=0))[0]
+        if space == "LPS":
+            expected *= [-1, -1, 1]
+        assert np.linalg.norm(_centroid(poly) - expected) < 1.0
+
+
+def test_write_stl_per_tooth(tmp_path: Path) -> None:
+    volume = _two_teeth(_oblique_matrix())
+    paths = write_stl_per_tooth(volume, tmp_path / "stl")
+    assert [p.name for p in paths] == ["tooth_11.stl", "tooth_46.stl"]
+    assert sorted(p.name for p in (tmp_path / "stl").iterdir()) == ["tooth_11.stl", "tooth_46.stl"]
+    reader = vtk.vtkSTLReader()
+    reader.SetFileName(str(paths[1]))
+    reader.Update()
+    poly = reader.GetOutput()
+    assert poly.GetNumberOfCells() > 100
+    expected = volume.ijk_to_ras_points(np.argwhere(volume.array == 46).mean(axis=0))[0] * [-1, -1, 1]
+    assert np.linalg.norm(_centroid(poly) - expected) < 1.0
