@@ -39,16 +39,16 @@ class NullReporter:
         log.log(logging.getLevelName(level.upper()), message)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """numpy scalars/arrays and paths into plain JSON values; NaN/inf into null."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -61,7 +61,7 @@ class JsonEventWriter:
         self.stream = stream or sys.stdout
 
     def emit(self, event: str, **fields: Any) -> None:
-        record = {"event": event, "time": round(time.time(), 3), **_jsonable(fields)}
+        record = {"event": event, "time": round(time.time(), 3), **jsonable(fields)}
         self.stream.write(json.dumps(record, allow_nan=False) + "\n")
         self.stream.flush()
 

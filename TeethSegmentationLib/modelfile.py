@@ -26,6 +26,7 @@ import torch
 
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.events import jsonable
 from TeethSegmentationLib.labels import NUM_CLASSES, TYPE_NAMES
 from TeethSegmentationLib.model import UNet, build_unet
 from TeethSegmentationLib.normalize import Normalization
@@ -135,7 +136,8 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
         "patch_size": int(model.patch_size),
         "teeth": _stage_dict(model.teeth_net),
         "types": types,
-        "training": dict(model.training),
+        # Plain values only (numpy scalars would make the file unloadable with weights_only=True).
+        "training": jsonable(dict(model.training)),
     }
 
 

@@ -1,0 +1,143 @@
+"""Rebuild the shipped default model from the project's phantoms, then validate it on unseen phantoms.
+
+    python scripts/train_default_model.py            # what `make model` runs
+    python scripts/train_default_model.py --quick    # a smoke run in a few minutes
+
+Steps: (1) write training phantoms (seeds 100...) into --work, (2) train both stages with heavy
+augmentation, (3) segment validation phantoms with seeds never used in training (10000...) and run
+`evaluate` on them. The model goes to --output; the figures go to --output with suffix .validation.json
+and are quoted in Resources/Models/README.md (the model card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from TeethSegmentationLib.evaluate import evaluate_dirs  # noqa: E402
+from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
+from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
+from TeethSegmentationLib.segment import SegmentOptions, segment_file  # noqa: E402
+from TeethSegmentationLib.train import TrainConfig, train  # noqa: E402
+from TeethSegmentationLib.volume import write_volume  # noqa: E402
+
+TRAIN_SEED = 100
+VAL_SEED = 10_000
+
+
+def fov_of(n: int, fovs: list[str]) -> str:
+    return fovs[n % len(fovs)]
+
+
+def write_cases(folder: Path, count: int, seed: int, fovs: list[str], size: str) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for n in range(count):
+        name = f"case{n:03d}"
+        if not (folder / f"{name}.labels.nrrd").exists():
+            case = make_phantom(seed + n, size=size, fov=fov_of(n, fovs))
+            write_volume(case.image, folder / f"{name}.nrrd")
+            write_volume(case.labels, folder / f"{name}.labels.nrrd")
+        names.append(name)
+    return names
+
+
+def validate(model_path: Path, work: Path, count: int, fovs: list[str], size: str, reporter) -> dict:
+    results = {}
+    model = load_model(model_path)
+    for fov in fovs:
+        truth = work / f"val_{fov}"
+        pred = work / f"pred_{fov}"
+        names = write_cases(truth, count, VAL_SEED + 1000 * fovs.index(fov), [fov], size)
+        seconds = []
+        for name in names:
+            start = time.perf_counter()
+            segment_file(truth / f"{name}.nrrd", pred, model, SegmentOptions(device="cpu"), reporter)
+            seconds.append(time.perf_counter() - start)
+        metrics = evaluate_dirs(pred, truth)
+        metrics["seconds_per_case"] = sum(seconds) / len(seconds)
+        results[fov] = metrics
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "default_model")
+    parser.add_argument("--train-cases", type=int, default=36)
+    parser.add_argument("--val-cases", type=int, default=6)
+    parser.add_argument("--fovs", nargs="+", default=["crop", "crop", "jaws"])
+    parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws"])
+    parser.add_argument("--size", default="realistic")
+    parser.add_argument("--teeth-epochs", type=int, default=8)
+    parser.add_argument("--teeth-steps", type=int, default=25, help="steps per epoch, stage 1")
+    parser.add_argument("--teeth-patch", type=int, default=48, help="stage 1 runs on the 1 mm grid")
+    parser.add_argument("--types-epochs", type=int, default=20)
+    parser.add_argument("--types-steps", type=int, default=40, help="steps per epoch, stage 2")
+    parser.add_argument("--types-patch", type=int, default=64)
+    parser.add_argument("--filters", type=int, default=9, help="start filters of both stages (seed range 9-18)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
+    parser.add_argument("--skip-training", action="store_true", help="only validate --output")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.train_cases, args.val_cases = 4, 2
+        args.teeth_epochs = args.types_epochs = 2
+        args.teeth_steps = args.types_steps = 5
+        args.size = "small"
+        args.output = args.work / "quick.pt"
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    reporter = TerminalReporter()
+    train_dir = args.work / "train"
+    if not args.skip_training:
+        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size)
+        common = dict(
+            output=str(args.output),
+            data_dir=str(train_dir),
+            batch=args.batch,
+            lr=args.lr,
+            device="auto",
+            val_fraction=0.1,
+            seed=0,
+            workers=args.workers,
+            filters_teeth=args.filters,
+            filters_types=args.filters,
+        )
+        stage1 = TrainConfig(
+            **common,
+            stage="1",
+            epochs=args.teeth_epochs,
+            steps_per_epoch=args.teeth_steps,
+            patch=args.teeth_patch,
+            init=args.init,
+        )
+        reporter.log(f"stage 1 summary: {json.dumps(train(stage1, reporter), default=str)[:1500]}")
+        stage2 = TrainConfig(
+            **common,
+            stage="2",
+            epochs=args.types_epochs,
+            steps_per_epoch=args.types_steps,
+            patch=args.types_patch,
+            init=str(args.output),
+        )
+        reporter.log(f"stage 2 summary: {json.dumps(train(stage2, reporter), default=str)[:1500]}")
+    figures = validate(args.output, args.work, args.val_cases, args.val_fovs, args.size, reporter)
+    out = Path(str(args.output) + ".validation.json")
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "validation": figures}, indent=2, default=str))
+    print(json.dumps({fov: m.get("mean", m) for fov, m in figures.items()}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
