@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -61,9 +62,14 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
+def _is_secondary_rank() -> bool:
+    """Under torchrun only rank 0 talks to the user; the other ranks log to stderr."""
+    return int(os.environ.get("RANK", "0") or 0) != 0
+
+
 def main(argv: list[str] | None = None) -> int:
     events_wanted = "--events" in (sys.argv[1:] if argv is None else argv)
-    writer = JsonEventWriter() if events_wanted else None
+    writer = JsonEventWriter() if events_wanted and not _is_secondary_rank() else None
     reporter: Reporter = writer or TerminalReporter()
     try:
         args = build_parser().parse_args(argv)

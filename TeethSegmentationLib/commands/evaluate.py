@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from TeethSegmentationLib.events import Reporter, _jsonable
+from TeethSegmentationLib.events import Reporter, jsonable
 
 NAME = "evaluate"
 HELP = "compare predicted FDI label maps with ground truth (Dice, identification, missed/spurious, HD95)"
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from TeethSegmentationLib.evaluate import evaluate_dirs, format_table
 
     result = evaluate_dirs(args.pred, args.truth, args.label_table, reporter)
-    text = json.dumps(_jsonable(result), indent=2, allow_nan=False)
+    text = json.dumps(jsonable(result), indent=2, allow_nan=False)
     if args.output:
         _write_atomically(Path(args.output), text + "\n")
     if not args.events:  # with --events stdout carries JSON lines only; the result event has the metrics

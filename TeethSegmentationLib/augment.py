@@ -1,0 +1,184 @@
+"""On-the-fly augmentation of training patches: pure numpy functions driven by a ``numpy`` Generator.
+
+Arrays are RAS-aligned [x, y, z] after ``reorient_to_ras`` and resampling to isotropic voxels, so
+axis 0 is the patient's left-right axis and axis 2 the vertical one. Rotation and scaling are one
+affine applied to the image (linear) and the labels (nearest) together, on a crop around the patch
+with just the margin the affine needs. A left-right flip swaps the FDI quadrants (1<->2, 3<->4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from TeethSegmentationLib.labels import mirror_fdi_map
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    p_rotate: float = 0.3
+    max_angle_deg: float = 15.0  # about each of the three axes
+    vertical_angle_deg: float = 0.0  # extra rotation about the vertical (S) axis, the seed used 180
+    p_scale: float = 0.3
+    max_scale: float = 0.10
+    p_flip: float = 0.5
+    p_gain: float = 0.3
+    p_gamma: float = 0.3
+    p_noise: float = 0.15
+    p_blur: float = 0.15
+    p_low_contrast: float = 0.1
+    p_8bit: float = 0.15
+
+
+NO_AUGMENTATION = AugmentParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+# --- Spatial.
+
+
+def rotation_matrix(angles_rad: np.ndarray) -> np.ndarray:
+    """3x3 rotation: about axis 0, then axis 1, then axis 2."""
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles_rad):
+        c, s = np.cos(angle), np.sin(angle)
+        a, b = [i for i in range(3) if i != axis]
+        r = np.eye(3)
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        matrix = r @ matrix
+    return matrix
+
+
+def random_matrix(rng: np.random.Generator, params: AugmentParams) -> np.ndarray | None:
+    """The output-to-input voxel matrix of a random rotation and scaling; None when neither is drawn."""
+    matrix = np.eye(3)
+    drawn = False
+    if rng.random() < params.p_rotate:
+        angles = np.deg2rad(rng.uniform(-params.max_angle_deg, params.max_angle_deg, 3))
+        angles[2] += np.deg2rad(rng.uniform(-params.vertical_angle_deg, params.vertical_angle_deg))
+        matrix = rotation_matrix(angles) @ matrix
+        drawn = True
+    if rng.random() < params.p_scale:
+        matrix = matrix * rng.uniform(1 - params.max_scale, 1 + params.max_scale)
+        drawn = True
+    return matrix if drawn else None
+
+
+def crop_padded(array: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cval: float) -> np.ndarray:
+    """``array[start:start+shape]`` with ``cval`` wherever the box leaves the array."""
+    out = np.full(shape, cval, dtype=array.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(np.asarray(start) + shape, array.shape)
+    if np.any(hi <= lo):
+        return out
+    src = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
+    out[dst] = array[src]
+    return out
+
+
+def sample_patch(
+    image: np.ndarray,
+    labels: np.ndarray,
+    center: np.ndarray,
+    size: tuple[int, int, int],
+    matrix: np.ndarray | None = None,
+    cval: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 image patch and a uint8 label patch of ``size`` centred on voxel ``center``.
+
+    ``matrix`` maps output offsets from the patch centre to input offsets (rotation, scale); the
+    volume is padded with ``cval`` (image) and 0 (labels) where the patch leaves it.
+    """
+    size_arr = np.asarray(size)
+    center = np.asarray(center, dtype=np.float64)
+    if matrix is None:
+        start = np.round(center).astype(int) - size_arr // 2
+        return (
+            crop_padded(image, start, tuple(size), cval).astype(np.float32),
+            crop_padded(labels, start, tuple(size), 0),
+        )
+    half = (size_arr // 2).astype(np.float64)  # output voxel size//2 lands on ``center``, as in the plain crop
+    extent = np.abs(matrix) @ half
+    lo = np.floor(center - extent).astype(int) - 1
+    shape = tuple(int(v) for v in np.ceil(center + extent).astype(int) + 2 - lo)
+    offset = center - lo - matrix @ half
+    crop_img = crop_padded(image, lo, shape, cval).astype(np.float32)
+    crop_lab = crop_padded(labels, lo, shape, 0)
+    img = ndimage.affine_transform(crop_img, matrix, offset, output_shape=tuple(size), order=1, mode="nearest")
+    lab = ndimage.affine_transform(crop_lab, matrix, offset, output_shape=tuple(size), order=0, mode="nearest")
+    return img.astype(np.float32), lab.astype(labels.dtype)
+
+
+def flip_left_right(image: np.ndarray, labels: np.ndarray, fdi_labels: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror along the RAS x axis; an FDI map's quadrants swap so each tooth keeps its true number."""
+    image = np.ascontiguousarray(image[::-1])
+    labels = np.ascontiguousarray(labels[::-1])
+    return image, (mirror_fdi_map(labels) if fdi_labels else labels)
+
+
+# --- Intensity (normalised grey values: soft tissue/air near 0, dense structures near 1).
+
+
+def gain_offset(image: np.ndarray, rng: np.random.Generator, gain: float = 0.15, offset: float = 0.1) -> np.ndarray:
+    return (image * rng.uniform(1 - gain, 1 + gain) + rng.uniform(-offset, offset)).astype(np.float32)
+
+
+def gamma(image: np.ndarray, rng: np.random.Generator, low: float = 0.7, high: float = 1.5) -> np.ndarray:
+    """Gamma on the patch's own range, which is kept."""
+    lo, hi = float(image.min()), float(image.max())
+    if hi - lo < 1e-6:
+        return image.astype(np.float32)
+    unit = (image - lo) / (hi - lo)
+    return (unit ** rng.uniform(low, high) * (hi - lo) + lo).astype(np.float32)
+
+
+def noise(image: np.ndarray, rng: np.random.Generator, max_sigma: float = 0.05) -> np.ndarray:
+    return (image + rng.normal(0.0, rng.uniform(0, max_sigma), image.shape)).astype(np.float32)
+
+
+def blur(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: float = 1.0) -> np.ndarray:
+    return ndimage.gaussian_filter(image.astype(np.float32), rng.uniform(low, high))
+
+
+def low_contrast(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: float = 0.8) -> np.ndarray:
+    """Contrast squeezed towards the patch mean, as in a noisy low-dose scan."""
+    mean = float(image.mean())
+    return ((image - mean) * rng.uniform(low, high) + mean).astype(np.float32)
+
+
+def eight_bit_export(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """As if the scan had been exported as 8-bit through a window and normalised again.
+
+    A window [lo, hi] is drawn around the normalised range [0, 1]; values are clipped to it,
+    quantised to 256 levels, and mapped back the way percentile normalisation of the export would
+    (max(lo, 0) -> 0, min(hi, 1) -> 1).
+    """
+    lo, hi = rng.uniform(-0.5, 0.15), rng.uniform(0.6, 1.6)
+    levels = np.round((np.clip(image, lo, hi) - lo) / (hi - lo) * 255.0) / 255.0 * (hi - lo) + lo
+    new_lo, new_hi = max(lo, 0.0), min(hi, 1.0)
+    return np.clip((levels - new_lo) / (new_hi - new_lo), -0.5, 2.0).astype(np.float32)
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: AugmentParams) -> np.ndarray:
+    steps = (
+        (params.p_8bit, eight_bit_export),
+        (params.p_gain, gain_offset),
+        (params.p_gamma, gamma),
+        (params.p_low_contrast, low_contrast),
+        (params.p_blur, blur),
+        (params.p_noise, noise),
+    )
+    for probability, step in steps:
+        if rng.random() < probability:
+            image = step(image, rng)
+    return image.astype(np.float32, copy=False)
+
+
+def teeth_channel(
+    mask: np.ndarray, rng: np.random.Generator, sigma: float = 1.0, noise_sigma: float = 0.1
+) -> np.ndarray:
+    """A stand-in for stage 1's teeth probability: the smoothed binary mask with noise, in [0, 1]."""
+    smooth = ndimage.gaussian_filter(mask.astype(np.float32), rng.uniform(0.5 * sigma, 1.5 * sigma))
+    return np.clip(smooth + rng.normal(0.0, noise_sigma, mask.shape), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,113 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (so it loads with
+``weights_only=True``), written atomically next to the model file as ``<output>.ckpt``::
+
+    {"format": "teethseg-checkpoint", "format_version": 1, "software_version": "0.1.0",
+     "config": {...TrainConfig...}, "epoch": 3, "step": 0, "loss_sum": 0.0,
+     "nets": {"teeth": state_dict, "types": state_dict}, "archs": {...}, "types_input": "image",
+     "optimizers": {"1": state_dict, ...}, "scalers": {"1": state_dict, ...},
+     "rng": {"torch": tensor, "numpy": {...}, "python": [...]}, "best": {...}, "history": [...]}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from TeethSegmentationLib import __version__
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.modelfile import atomic_torch_save
+
+CHECKPOINT_FORMAT = "teethseg-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+def checkpoint_path(output: str | os.PathLike) -> Path:
+    """``model.pt`` -> ``model.pt.ckpt``."""
+    output = Path(output)
+    return output.with_name(output.name + ".ckpt")
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars/arrays and paths inside dicts/lists as Python numbers, tensors and strings (weights_only)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (os.PathLike, str)):
+        return str(value)  # also str subclasses such as torch.__version__
+    return value
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, numpy and python global RNG states as tensors and plain lists."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, python_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": python_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    record = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "software_version": __version__,
+        "rng": rng_state(),
+        **plain(state),
+    }
+    atomic_torch_save(record, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict; a missing, damaged, foreign or newer file is an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Checkpoint {path} does not exist; pass the .ckpt file written next to the model.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputError(
+            f"Checkpoint {path} cannot be read (damaged, or not made by 'teethseg train': {first[:200]})."
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a TeethSegmentation training checkpoint.")
+    if not isinstance(data.get("format_version"), int) or data["format_version"] > CHECKPOINT_FORMAT_VERSION:
+        raise InputError(f"Checkpoint {path} is from a newer TeethSegmentation; update the extension to resume it.")
+    return data

@@ -1,0 +1,273 @@
+"""Training data: finding cases, reading and preparing them once per stage, sampling patches.
+
+A case is an image file and its label file. Each is read, turned to RAS, resampled to the stage's
+isotropic grid (image linear, labels nearest), normalised exactly as inference does, and kept in
+memory (float16 image, uint8 labels). Labels are kept as FDI numbers when the source has them, so
+a left-right flip can swap quadrants before the 9-class target is made.
+
+Patches are drawn by :class:`PatchDataset`. Item ``i`` of epoch ``e`` on rank ``r`` is a pure
+function of ``(seed, e, r, i)``: the same whatever the number of DataLoader workers, and a resumed
+run sees exactly the patches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from TeethSegmentationLib import augment
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.label_tables import to_fdi
+from TeethSegmentationLib.labels import FDI_NUMBERS, fdi_map_to_classes
+from TeethSegmentationLib.normalize import Normalization, normalize
+
+IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
+LABEL_SUFFIXES = (".labels", "_labels", "-labels", ".label", "_label", "-label", ".seg", "_seg")
+LABEL_KINDS = ("auto", "fdi", "classes", "binary")
+DEFAULT_NORMALIZATION = Normalization()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    image: Path
+    labels: Path
+
+
+def _split_extension(path: Path) -> tuple[str, str]:
+    lower = path.name.lower()
+    for ext in IMAGE_EXTENSIONS:
+        if lower.endswith(ext):
+            return path.name[: -len(ext)], path.name[-len(ext) :]
+    return path.stem, path.suffix
+
+
+def find_cases(data_dir: str | os.PathLike) -> list[Case]:
+    """Pairs ``NAME.ext`` + ``NAME.labels.ext`` (or _labels, .label, .seg ...) in a folder, sorted by name."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise InputError(f"Training data folder {folder} does not exist.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _split_extension(p)[1].lower() in IMAGE_EXTENSIONS)
+    stems = {_split_extension(p)[0]: p for p in files}
+    cases = []
+    for stem, path in stems.items():
+        if any(stem.lower().endswith(s) for s in LABEL_SUFFIXES):
+            continue
+        label = next((stems[stem + s] for s in LABEL_SUFFIXES if stem + s in stems), None)
+        if label is not None:
+            cases.append(Case(stem, path, label))
+    if not cases:
+        raise InputError(f"No training cases in {folder}; put pairs like case01.nrrd + case01.labels.nrrd there.")
+    return cases
+
+
+def cases_from_paths(images: list[str], labels: list[str]) -> list[Case]:
+    if len(images) != len(labels):
+        raise InputError(f"Got {len(images)} images but {len(labels)} label maps; give one label map per image.")
+    if not images:
+        raise InputError("No training data; give --images with --labels, or --data with a folder.")
+    cases = []
+    for image, label in zip(images, labels, strict=True):
+        for path in (image, label):
+            if not Path(path).is_file():
+                raise InputError(f"Training file {path} does not exist.")
+        cases.append(Case(_split_extension(Path(image))[0], Path(image), Path(label)))
+    return cases
+
+
+# --- Label sources.
+
+
+def detect_label_kind(values: np.ndarray) -> str:
+    """'binary' (0/1), 'classes' (0..8) or 'fdi' (0 + FDI numbers) from the values present."""
+    values = set(int(v) for v in values)
+    if values <= {0, 1}:
+        return "binary"
+    if values <= set(range(9)):
+        return "classes"
+    if values <= {0, *FDI_NUMBERS}:
+        return "fdi"
+    unknown = sorted(values - {0, *FDI_NUMBERS})
+    raise InputError(
+        f"Label values {unknown[:12]} are neither FDI tooth numbers, tooth types 0-8 nor binary 0/1; "
+        "pass --label-table (toothfairy2, dentvoxel or a JSON file)."
+    )
+
+
+def canonical_labels(array: np.ndarray, kind: str = "auto", table: str | None = None) -> tuple[np.ndarray, str]:
+    """(uint8 labels, kind): FDI through ``table`` when given, else checked against ``kind``."""
+    if table:
+        if kind not in ("auto", "fdi"):
+            raise InputError("--label-table makes FDI labels; leave --label-kind at auto or fdi.")
+        return to_fdi(array, table), "fdi"
+    values = np.unique(array)
+    if kind == "auto":
+        kind = detect_label_kind(values)
+    allowed = {"fdi": {0, *FDI_NUMBERS}, "classes": set(range(9)), "binary": {0, 1}}.get(kind)
+    if allowed is None:
+        raise InputError(f"Unknown label kind {kind!r}; use one of {', '.join(LABEL_KINDS)}.")
+    unknown = sorted(set(int(v) for v in values) - allowed)
+    if unknown:
+        raise InputError(f"Label values {unknown[:12]} are not valid for --label-kind {kind}.")
+    return np.asarray(array).astype(np.uint8), kind
+
+
+def stage_target(labels: np.ndarray, kind: str, stage: int) -> np.ndarray:
+    """uint8 target: stage 1 teeth 0/1, stage 2 classes 0..8."""
+    if stage == 1:
+        return (labels > 0).astype(np.uint8)
+    if kind == "binary":
+        raise InputError("Binary teeth labels can only train stage 1; stage 2 needs FDI or tooth-type labels.")
+    return fdi_map_to_classes(labels) if kind == "fdi" else labels.astype(np.uint8)
+
+
+# --- Prepared cases.
+
+
+@dataclass
+class PreparedCase:
+    name: str
+    image: np.ndarray  # float16, normalised, RAS-aligned, isotropic
+    labels: np.ndarray  # uint8, FDI / classes / binary as ``kind`` says
+    kind: str
+    cval: float  # padding value of the image (its minimum)
+    groups: dict[int, np.ndarray] = field(default_factory=dict)  # tooth type (or 1) -> flat voxel indices
+
+
+def _read(path: Path):
+    from TeethSegmentationLib import volume as vol
+
+    try:
+        return vol.reorient_to_ras(vol.read_volume(path))
+    except InputError:
+        raise
+    except (OSError, ValueError) as error:
+        raise InputError(f"Cannot read {path}: {error}".rstrip(".") + ".") from None
+
+
+def foreground_groups(labels: np.ndarray, kind: str) -> dict[int, np.ndarray]:
+    """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels)."""
+    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, 2)
+    dtype = np.int32 if labels.size < 2**31 else np.int64
+    return {int(t): np.flatnonzero(types == t).astype(dtype) for t in np.unique(types) if t > 0}
+
+
+def prepare_case(
+    case: Case,
+    spacing: float,
+    normalization: Normalization = DEFAULT_NORMALIZATION,
+    label_kind: str = "auto",
+    label_table: str | None = None,
+) -> PreparedCase:
+    from TeethSegmentationLib import volume as vol
+
+    image, labels = _read(case.image), _read(case.labels)
+    if image.shape != labels.shape or not np.allclose(image.ijk_to_ras, labels.ijk_to_ras, atol=1e-3):
+        raise InputError(f"Label map {case.labels} does not lie on the grid of image {case.image}.")
+    canonical, kind = canonical_labels(labels.array, label_kind, label_table)
+    image = vol.resample_to_spacing(image, spacing, order=1)
+    labels = vol.resample_to_spacing(labels.with_array(canonical), spacing, order=0)
+    array = normalize(image.array, normalization)
+    label_array = np.asarray(labels.array).astype(np.uint8)
+    return PreparedCase(
+        name=case.name,
+        image=array.astype(np.float16),
+        labels=label_array,
+        kind=kind,
+        cval=float(array.min()),
+        groups=foreground_groups(label_array, kind),
+    )
+
+
+def prepare_cases(
+    cases: list[Case],
+    spacing: float,
+    normalization: Normalization = DEFAULT_NORMALIZATION,
+    label_kind: str = "auto",
+    label_table: str | None = None,
+    reporter: Reporter | None = None,
+    stage_name: str = "prepare",
+) -> list[PreparedCase]:
+    if not cases:
+        return []
+    reporter = reporter or NullReporter()
+    out = []
+    for i, case in enumerate(cases):
+        reporter.progress(stage_name, i / len(cases), f"reading {case.name}")
+        out.append(prepare_case(case, spacing, normalization, label_kind, label_table))
+    reporter.progress(stage_name, 1.0, f"{len(cases)} cases at {spacing:g} mm")
+    return out
+
+
+# --- Patches.
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    patch: int = 64
+    foreground_fraction: float = 2 / 3
+    augment: augment.AugmentParams = augment.AugmentParams()
+    teeth_channel: bool = False  # stage 2 "image+teeth": a second input channel from the teeth mask
+
+
+def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
+    """A tooth voxel of a type drawn uniformly among those present (with jitter), or any voxel."""
+    shape = np.asarray(case.image.shape)
+    if case.groups and rng.random() < params.foreground_fraction:
+        types = sorted(case.groups)
+        voxels = case.groups[types[rng.integers(len(types))]]
+        center = np.array(np.unravel_index(int(voxels[rng.integers(len(voxels))]), case.image.shape))
+        return center + rng.integers(-(params.patch // 4), params.patch // 4 + 1, 3)
+    return np.array([rng.integers(0, s) for s in shape])
+
+
+def make_patch(
+    case: PreparedCase, rng: np.random.Generator, params: SamplingParams, stage: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image [C, P, P, P] float32, target [P, P, P] uint8) for one training step."""
+    center = choose_center(case, rng, params)
+    size = (params.patch,) * 3
+    image, labels = augment.sample_patch(
+        case.image, case.labels, center, size, augment.random_matrix(rng, params.augment), case.cval
+    )
+    if rng.random() < params.augment.p_flip:
+        image, labels = augment.flip_left_right(image, labels, fdi_labels=case.kind == "fdi")
+    image = augment.augment_intensity(image, rng, params.augment)
+    target = stage_target(labels, case.kind, stage)
+    channels = [image]
+    if params.teeth_channel:
+        channels.append(augment.teeth_channel(labels > 0, rng))
+    return np.stack(channels), target
+
+
+def item_rng(seed: int, epoch: int, rank: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(epoch), int(rank), int(index)])
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """``length`` random patches per epoch; item i depends only on (seed, epoch, rank, i)."""
+
+    def __init__(
+        self, cases: list[PreparedCase], params: SamplingParams, stage: int, length: int, seed: int = 0, rank: int = 0
+    ) -> None:
+        if not cases:
+            raise InputError("No training cases left after holding out the validation cases.")
+        self.cases, self.params, self.stage = cases, params, stage
+        self.length, self.seed, self.rank, self.epoch = length, seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = item_rng(self.seed, self.epoch, self.rank, index)
+        case = self.cases[int(rng.integers(len(self.cases)))]
+        image, target = make_patch(case, rng, self.params, self.stage)
+        return torch.from_numpy(image), torch.from_numpy(target)

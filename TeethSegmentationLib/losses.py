@@ -1,0 +1,74 @@
+"""Training losses and the Dice metric.
+
+Stage 1 (binary teeth, one logit channel): soft Dice on the sigmoid. Stage 2 (9 classes): soft Dice
+on the softmax, averaged over the classes present in the batch. Either can add cross-entropy.
+All functions are pure: tensors in, a scalar tensor (or numbers) out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SMOOTH = 1.0
+
+
+def soft_dice_binary(logits: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH) -> torch.Tensor:
+    """1 - soft Dice of ``sigmoid(logits)`` [B, 1, ...] against a 0/1 ``target`` [B, ...], over the whole batch."""
+    prob = torch.sigmoid(logits.float()).flatten()
+    truth = target.float().flatten()
+    intersection = (prob * truth).sum()
+    return 1.0 - (2.0 * intersection + smooth) / (prob.sum() + truth.sum() + smooth)
+
+
+def soft_dice_multiclass(
+    logits: torch.Tensor, target: torch.Tensor, include_background: bool = False, smooth: float = SMOOTH
+) -> torch.Tensor:
+    """1 - soft Dice of ``softmax(logits)`` [B, C, ...] against class indices [B, ...].
+
+    The mean runs over the classes present in ``target`` (background only when asked, or when the
+    batch holds nothing else), so a batch without incisors does not reward predicting none.
+    """
+    num_classes = logits.shape[1]
+    prob = torch.softmax(logits.float(), dim=1).transpose(0, 1).reshape(num_classes, -1)
+    onehot = F.one_hot(target.long().flatten(), num_classes).T.float()
+    intersection = (prob * onehot).sum(dim=1)
+    denominator = prob.sum(dim=1) + onehot.sum(dim=1)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)
+    present = onehot.sum(dim=1) > 0
+    if not include_background:
+        present[0] = False
+    if not bool(present.any()):
+        present[0] = True
+    return 1.0 - dice[present].mean()
+
+
+def stage_loss(logits: torch.Tensor, target: torch.Tensor, with_ce: bool = False) -> torch.Tensor:
+    """The training loss of either stage: binary when ``logits`` has one channel, categorical otherwise."""
+    if logits.shape[1] == 1:
+        loss = soft_dice_binary(logits, target)
+        if with_ce:
+            loss = loss + F.binary_cross_entropy_with_logits(logits[:, 0].float(), target.float())
+        return loss
+    loss = soft_dice_multiclass(logits, target)
+    if with_ce:
+        loss = loss + F.cross_entropy(logits.float(), target.long())
+    return loss
+
+
+def predict_labels(logits: torch.Tensor) -> torch.Tensor:
+    """Hard labels [B, ...] from logits: threshold 0 for one channel, argmax otherwise."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).to(torch.uint8)
+    return logits.argmax(dim=1).to(torch.uint8)
+
+
+def dice_per_class(prediction: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict[int, float]:
+    """Hard Dice per class; NaN where the class is in neither map."""
+    scores: dict[int, float] = {}
+    for c in classes:
+        p, t = prediction == c, truth == c
+        total = int(p.sum()) + int(t.sum())
+        scores[c] = float("nan") if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
+    return scores

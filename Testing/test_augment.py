@@ -1,0 +1,107 @@
+"""Augmentation: pure numpy functions with an rng; spatial ones keep image and labels together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from TeethSegmentationLib import augment
+from TeethSegmentationLib.labels import fdi_map_to_classes
+
+
+def _volume(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A bright box labelled 11 on the right (+x, high i) and 23 on the left, upper jaw."""
+    image = np.zeros((n, n, n), dtype=np.float16)
+    labels = np.zeros((n, n, n), dtype=np.uint8)
+    labels[26:34, 15:25, 15:25] = 11
+    labels[6:14, 15:25, 15:25] = 23
+    image[labels > 0] = 1.0
+    return image, labels
+
+
+def test_rotation_matrix_is_orthonormal_and_random_matrix_respects_probabilities():
+    r = augment.rotation_matrix(np.deg2rad([10, -7, 30]))
+    assert np.allclose(r @ r.T, np.eye(3)) and np.isclose(np.linalg.det(r), 1)
+    rng = np.random.default_rng(0)
+    assert augment.random_matrix(rng, augment.NO_AUGMENTATION) is None
+    always = augment.AugmentParams(p_rotate=1, p_scale=1)
+    matrix = augment.random_matrix(rng, always)
+    scale = np.cbrt(np.linalg.det(matrix))
+    assert 0.9 <= scale <= 1.1 and not np.allclose(matrix, np.eye(3) * scale)
+
+
+def test_plain_patch_is_a_crop_padded_with_cval_outside():
+    image, labels = _volume()
+    img, lab = augment.sample_patch(image, labels, np.array([36, 20, 20]), (16, 16, 16), None, cval=-0.5)
+    assert img.dtype == np.float32 and lab.dtype == np.uint8
+    assert np.array_equal(lab[:12], labels[28:40, 12:28, 12:28])
+    assert np.all(img[-4:] == -0.5) and np.all(lab[-4:] == 0)  # beyond the volume's edge
+
+
+def test_identity_affine_equals_the_plain_crop():
+    image, labels = _volume()
+    center = np.array([21, 18, 23])
+    plain = augment.sample_patch(image, labels, center, (16, 16, 16))
+    affine = augment.sample_patch(image, labels, center, (16, 16, 16), np.eye(3))
+    assert np.allclose(plain[0], affine[0]) and np.array_equal(plain[1], affine[1])
+
+
+def test_rotation_moves_image_and_labels_together():
+    image, labels = _volume()
+    matrix = augment.rotation_matrix(np.deg2rad([12, -9, 40])) * 1.08
+    img, lab = augment.sample_patch(image, labels, np.array([20, 20, 20]), (32, 32, 32), matrix)
+    agree = np.mean((img > 0.5) == (lab > 0))
+    assert agree > 0.97
+    assert set(np.unique(lab)) == {0, 11, 23}  # nearest neighbour: no invented label values
+
+
+def test_left_right_flip_swaps_quadrants_and_keeps_types():
+    image, labels = _volume()
+    img, lab = augment.flip_left_right(image, labels, fdi_labels=True)
+    assert np.all(lab[6:14, 15:25, 15:25] == 21) and np.all(lab[26:34, 15:25, 15:25] == 13)
+    assert np.array_equal(img, image[::-1])
+    assert np.array_equal(fdi_map_to_classes(lab), fdi_map_to_classes(labels)[::-1])
+    classes = fdi_map_to_classes(labels)
+    _, flipped = augment.flip_left_right(image, classes, fdi_labels=False)
+    assert np.array_equal(flipped, classes[::-1])
+
+
+@pytest.mark.parametrize(
+    "step",
+    [augment.gain_offset, augment.gamma, augment.noise, augment.blur, augment.low_contrast, augment.eight_bit_export],
+)
+def test_intensity_steps_keep_shape_are_finite_and_reproducible(step):
+    image = np.random.default_rng(1).normal(0.4, 0.3, (12, 12, 12)).astype(np.float32)
+    a = step(image, np.random.default_rng(5))
+    b = step(image, np.random.default_rng(5))
+    assert a.shape == image.shape and a.dtype == np.float32 and np.all(np.isfinite(a))
+    assert np.array_equal(a, b) and not np.array_equal(a, image)
+
+
+def test_eight_bit_export_has_at_most_256_levels_and_clips_like_normalisation():
+    image = np.linspace(-0.5, 2.0, 4000, dtype=np.float32).reshape(10, 20, 20)
+    for seed in range(5):
+        out = augment.eight_bit_export(image, np.random.default_rng(seed))
+        assert len(np.unique(out)) <= 256
+        assert out.min() >= -0.5 and out.max() <= 2.0
+        assert np.all(np.diff(out.ravel()) >= -1e-6)  # monotone: the window never reorders grey values
+
+
+def test_gamma_keeps_the_patch_range():
+    image = np.random.default_rng(2).uniform(-0.3, 1.4, (8, 8, 8)).astype(np.float32)
+    out = augment.gamma(image, np.random.default_rng(0))
+    assert out.min() == pytest.approx(image.min(), abs=1e-5) and out.max() == pytest.approx(image.max(), abs=1e-5)
+
+
+def test_augment_intensity_with_no_augmentation_is_the_identity():
+    image = np.random.default_rng(3).normal(size=(6, 6, 6)).astype(np.float32)
+    out = augment.augment_intensity(image, np.random.default_rng(0), augment.NO_AUGMENTATION)
+    assert np.array_equal(out, image)
+
+
+def test_teeth_channel_is_a_noisy_smooth_mask_in_unit_range():
+    mask = np.zeros((16, 16, 16), dtype=bool)
+    mask[4:12, 4:12, 4:12] = True
+    channel = augment.teeth_channel(mask, np.random.default_rng(0))
+    assert channel.min() >= 0 and channel.max() <= 1
+    assert channel[mask].mean() > 0.7 and channel[~mask].mean() < 0.3

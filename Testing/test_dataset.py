@@ -1,0 +1,133 @@
+"""Training data: finding cases, label sources, preparation per stage and patch sampling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _train_phantoms import tiny_case, write_cases  # noqa: E402
+
+from TeethSegmentationLib import dataset  # noqa: E402
+from TeethSegmentationLib.augment import NO_AUGMENTATION  # noqa: E402
+from TeethSegmentationLib.errors import InputError  # noqa: E402
+from TeethSegmentationLib.label_tables import from_fdi  # noqa: E402
+from TeethSegmentationLib.labels import fdi_map_to_classes  # noqa: E402
+from TeethSegmentationLib.volume import write_volume  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> list[tuple[Path, Path]]:
+    return write_cases(tmp_path_factory.mktemp("cases"), 2)
+
+
+@pytest.fixture(scope="module")
+def prepared(pairs) -> dataset.PreparedCase:
+    case = dataset.Case("case00", *pairs[0])
+    return dataset.prepare_case(case, 1.0)
+
+
+def test_find_cases_pairs_images_with_label_suffixes(tmp_path, pairs):
+    image, labels = tiny_case(0)
+    write_volume(image, tmp_path / "a.nrrd")
+    write_volume(labels, tmp_path / "a.labels.nrrd")
+    write_volume(image, tmp_path / "b.nii.gz")
+    write_volume(labels, tmp_path / "b_labels.nii.gz")
+    write_volume(image, tmp_path / "lonely.nrrd")
+    cases = dataset.find_cases(tmp_path)
+    assert [(c.name, c.image.name, c.labels.name) for c in cases] == [
+        ("a", "a.nrrd", "a.labels.nrrd"),
+        ("b", "b.nii.gz", "b_labels.nii.gz"),
+    ]
+
+
+def test_missing_or_mismatched_data_is_an_input_error(tmp_path, pairs):
+    with pytest.raises(InputError, match="No training cases"):
+        dataset.find_cases(tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        dataset.find_cases(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="2 images but 1 label"):
+        dataset.cases_from_paths([str(pairs[0][0]), str(pairs[1][0])], [str(pairs[0][1])])
+    with pytest.raises(InputError, match="does not exist"):
+        dataset.cases_from_paths([str(tmp_path / "x.nrrd")], [str(pairs[0][1])])
+
+
+def test_label_kind_detection_and_unknown_values():
+    assert dataset.detect_label_kind(np.array([0, 1])) == "binary"
+    assert dataset.detect_label_kind(np.array([0, 3, 8])) == "classes"
+    assert dataset.detect_label_kind(np.array([0, 11, 48])) == "fdi"
+    with pytest.raises(InputError, match=r"\[9, 50\]"):
+        dataset.detect_label_kind(np.array([0, 9, 11, 50]))
+    with pytest.raises(InputError, match="--label-kind binary"):
+        dataset.canonical_labels(np.array([0, 1, 2]), "binary")
+    labels, kind = dataset.canonical_labels(np.array([0, 3, 34, 1]), "auto", "dentvoxel")
+    assert kind == "fdi" and labels.tolist() == [0, 11, 48, 0]
+
+
+def test_stage_targets_from_each_label_source():
+    fdi = np.array([0, 11, 26, 48], dtype=np.uint8)
+    assert dataset.stage_target(fdi, "fdi", 1).tolist() == [0, 1, 1, 1]
+    assert dataset.stage_target(fdi, "fdi", 2).tolist() == [0, 1, 6, 8]
+    assert dataset.stage_target(np.array([0, 6]), "classes", 2).tolist() == [0, 6]
+    with pytest.raises(InputError, match="stage 1"):
+        dataset.stage_target(np.array([0, 1]), "binary", 2)
+
+
+def test_prepare_case_resamples_normalises_and_indexes_teeth_by_type(pairs, prepared):
+    coarse = dataset.prepare_case(dataset.Case("c", *pairs[0]), 2.0)
+    assert prepared.image.dtype == np.float16 and prepared.labels.dtype == np.uint8
+    assert all(abs(a - 2 * b) <= 1 for a, b in zip(prepared.image.shape, coarse.image.shape, strict=True))
+    assert prepared.kind == "fdi" and -0.6 < prepared.cval < 0.2
+    types = fdi_map_to_classes(prepared.labels)
+    assert sorted(prepared.groups) == sorted(int(t) for t in np.unique(types) if t)
+    for t, voxels in prepared.groups.items():
+        assert np.all(types.flat[voxels] == t)
+
+
+def test_prepare_case_reads_other_label_sources(tmp_path):
+    image, labels = tiny_case(1)
+    write_volume(image, tmp_path / "i.nrrd")
+    write_volume(labels.with_array(from_fdi(labels.array, "toothfairy2").astype(np.uint16)), tmp_path / "tf.nrrd")
+    write_volume(labels.with_array((labels.array > 0).astype(np.uint8)), tmp_path / "bin.nrrd")
+    tf = dataset.prepare_case(
+        dataset.Case("tf", tmp_path / "i.nrrd", tmp_path / "tf.nrrd"), 0.5, label_table="toothfairy2"
+    )
+    assert tf.kind == "fdi" and set(np.unique(tf.labels)) == set(np.unique(labels.array))
+    binary = dataset.prepare_case(dataset.Case("b", tmp_path / "i.nrrd", tmp_path / "bin.nrrd"), 1.0)
+    assert binary.kind == "binary" and list(binary.groups) == [1]
+
+
+def test_patches_are_reproducible_shaped_and_padded(prepared):
+    params = dataset.SamplingParams(patch=48, augment=NO_AUGMENTATION)
+    ds = dataset.PatchDataset([prepared], params, stage=2, length=6, seed=3)
+    a_img, a_tgt = ds[2]
+    b_img, b_tgt = ds[2]
+    assert a_img.shape == (1, 48, 48, 48) and a_tgt.shape == (48, 48, 48)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_tgt, b_tgt)
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[2][0], a_img)
+    big = dataset.PatchDataset([prepared], dataset.SamplingParams(patch=128), stage=1, length=1)
+    img, tgt = big[0]  # larger than the tiny volume: padded
+    assert img.shape == (1, 128, 128, 128) and set(np.unique(tgt.numpy())) <= {0, 1}
+
+
+def test_foreground_oversampling_and_per_type_balance(prepared):
+    params = dataset.SamplingParams(patch=16, foreground_fraction=1.0, augment=NO_AUGMENTATION)
+    found = [
+        set(np.unique(dataset.make_patch(prepared, dataset.item_rng(0, 0, 0, i), params, 2)[1])) - {0}
+        for i in range(60)
+    ]
+    assert sum(bool(types) for types in found) >= 55  # centred near a tooth voxel
+    assert set().union(*found) >= set(prepared.groups)  # every type is sampled, small incisors included
+    background = dataset.SamplingParams(patch=16, foreground_fraction=0.0, augment=NO_AUGMENTATION)
+    centers = [dataset.choose_center(prepared, dataset.item_rng(0, 0, 0, i), background) for i in range(40)]
+    assert all(np.all((0 <= c) & (c < prepared.image.shape)) for c in centers)
+
+
+def test_teeth_channel_adds_a_second_input(prepared):
+    params = dataset.SamplingParams(patch=32, teeth_channel=True)
+    img, _ = dataset.PatchDataset([prepared], params, stage=2, length=1)[0]
+    assert img.shape == (2, 32, 32, 32) and 0 <= float(img[1].min()) and float(img[1].max()) <= 1

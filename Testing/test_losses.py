@@ -1,0 +1,86 @@
+"""Losses and the Dice metric: pure functions on tensors and arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from TeethSegmentationLib.losses import (
+    dice_per_class,
+    predict_labels,
+    soft_dice_binary,
+    soft_dice_multiclass,
+    stage_loss,
+)
+
+
+def _binary_target() -> torch.Tensor:
+    target = torch.zeros(2, 8, 8, 8)
+    target[:, 2:5, 2:6, 3:7] = 1
+    return target
+
+
+def test_binary_dice_is_zero_for_a_perfect_prediction_and_one_for_the_opposite():
+    target = _binary_target()
+    perfect = (target * 40 - 20)[:, None]
+    assert soft_dice_binary(perfect, target).item() == pytest.approx(0.0, abs=1e-3)
+    assert soft_dice_binary(-perfect, target).item() == pytest.approx(1.0, abs=1e-2)
+
+
+def test_binary_dice_has_a_gradient_towards_the_target():
+    target = _binary_target()
+    logits = torch.zeros(2, 1, 8, 8, 8, requires_grad=True)
+    soft_dice_binary(logits, target).backward()
+    inside = logits.grad[:, 0][target > 0]
+    outside = logits.grad[:, 0][target == 0]
+    assert inside.max() < 0 < outside.min()  # descending raises the inside, lowers the outside
+
+
+def test_categorical_dice_averages_over_the_classes_present_only():
+    target = torch.zeros(1, 6, 6, 6, dtype=torch.long)
+    target[0, :3] = 3
+    logits = torch.full((1, 9, 6, 6, 6), -20.0)
+    logits[:, 0][target == 0] = 20
+    logits[:, 3][target == 3] = 20
+    assert soft_dice_multiclass(logits, target).item() == pytest.approx(0.0, abs=1e-3)
+    # wrong everywhere on class 3 only: the mean over present foreground classes (just 3) is ~1
+    wrong = logits.clone()
+    wrong[:, 3], wrong[:, 5] = -20.0, torch.where(target == 3, 20.0, -20.0)[:, None][:, 0]
+    assert soft_dice_multiclass(wrong, target).item() == pytest.approx(1.0, abs=1e-2)
+
+
+def test_categorical_dice_of_an_all_background_batch_uses_the_background():
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    logits = torch.zeros(1, 9, 4, 4, 4)
+    logits[:, 0] = 20
+    assert soft_dice_multiclass(logits, target).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_cross_entropy_is_added_on_request():
+    target = _binary_target()
+    logits = torch.zeros(2, 1, 8, 8, 8)
+    assert stage_loss(logits, target, with_ce=True) > stage_loss(logits, target) + 0.5  # BCE at p=0.5 is ln 2
+    classes = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    classes[0, 0] = 2
+    many = torch.zeros(1, 9, 4, 4, 4)
+    assert stage_loss(many, classes, with_ce=True) > stage_loss(many, classes) + 2.0  # CE at uniform is ln 9
+
+
+def test_predict_labels_thresholds_one_channel_and_takes_the_argmax_of_many():
+    one = torch.tensor([-1.0, 0.5]).reshape(1, 1, 2, 1, 1)
+    assert predict_labels(one).flatten().tolist() == [0, 1]
+    many = torch.zeros(1, 9, 2, 1, 1)
+    many[0, 4, 0], many[0, 7, 1] = 1, 1
+    assert predict_labels(many).flatten().tolist() == [4, 7]
+
+
+def test_dice_per_class_with_an_absent_class_is_nan():
+    pred = np.array([0, 1, 1, 2, 0])
+    truth = np.array([0, 1, 0, 2, 2])
+    scores = dice_per_class(pred, truth, [1, 2, 3])
+    assert scores[1] == pytest.approx(2 / 3)
+    assert scores[2] == pytest.approx(2 / 3)
+    assert math.isnan(scores[3])
