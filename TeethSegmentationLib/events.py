@@ -40,17 +40,20 @@ class NullReporter:
 
 
 def jsonable(value: Any) -> Any:
-    """numpy scalars/arrays and paths into plain JSON values; NaN/inf into null."""
+    """Plain JSON values of exactly the built-in types: numpy scalars/arrays, paths and str/int
+    subclasses (e.g. torch's TorchVersion) become str/int/float; NaN and inf become null."""
     if hasattr(value, "tolist"):
         value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
     return str(value)
 
 

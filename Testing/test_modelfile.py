@@ -10,13 +10,14 @@ from TeethSegmentationLib.modelfile import load_model, new_model, read_model_dic
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
     model = new_model(spacing_mm=0.4, teeth_spacing_mm=1.2, types_input="image+teeth")
-    model.training = {"epochs": np.int64(3), "dice": {"mean": np.float32(0.5)}, "cases": ["a", "b"]}
+    model.training = {"epochs": np.int64(3), "dice": {"mean": np.float32(0.5)}, "cases": ["a", "b"],
+                      "torch": torch.__version__}  # a str subclass that weights_only refuses
     save_model(model, tmp_path / "m.pt")
     torch.load(tmp_path / "m.pt", weights_only=True)  # numpy scalars were converted to plain values
     loaded = load_model(tmp_path / "m.pt")
     assert loaded.spacing_mm == pytest.approx(0.4) and loaded.teeth_spacing_mm == pytest.approx(1.2)
     assert loaded.types_input == "image+teeth" and loaded.types_net.config["in_channels"] == 2
-    assert loaded.training == {"epochs": 3, "dice": {"mean": 0.5}, "cases": ["a", "b"]}
+    assert loaded.training == {"epochs": 3, "dice": {"mean": 0.5}, "cases": ["a", "b"], "torch": str(torch.__version__)}
     for a, b in zip(model.teeth_net.state_dict().values(), loaded.teeth_net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--stages", nargs="+", default=["1", "2"], choices=["1", "2"], help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -122,7 +123,8 @@ def main() -> int:
             patch=args.teeth_patch,
             init=args.init,
         )
-        reporter.log(f"stage 1 summary: {json.dumps(train(stage1, reporter), default=str)[:1500]}")
+        if "1" in args.stages:
+            reporter.log(f"stage 1 summary: {json.dumps(train(stage1, reporter), default=str)[:1500]}")
         stage2 = TrainConfig(
             **common,
             stage="2",
