@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from TeethSegmentationLib.atomic import save_figure
 from TeethSegmentationLib.evaluate import evaluate_pair
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
 from TeethSegmentationLib.modelfile import load_model
@@ -46,10 +47,7 @@ def render_picture(image_path: Path, labels_path: Path, output: Path, title: str
         ax = fig.add_axes((0, sum(heights[n + 1 :]) / sum(heights), 1, heights[n] / sum(heights)))
         ax.imshow(picture)
         ax.set_axis_off()
-    combined = output / "demo.png"
-    tmp = output / f".tmp-{os.getpid()}-demo.png"
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, combined)
+    combined = save_figure(fig, output / "demo.png")
     return {"picture": str(combined), "slices": str(slices), "surfaces": str(surfaces)}
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from TeethSegmentationLib import __version__
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import jsonable
 from TeethSegmentationLib.labels import NUM_CLASSES, TYPE_NAMES
@@ -143,16 +143,8 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same folder, then rename: a killed run leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(model: TeethModel, path: str | os.PathLike) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from TeethSegmentationLib.atomic import save_figure
 from TeethSegmentationLib.labels import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
 from TeethSegmentationLib.volume import Volume, read_volume, reorient_to_ras
 
@@ -100,15 +101,7 @@ def render_slices(image: Volume, labels: Volume | None, path: str | os.PathLike,
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)
 
 
 def preview_files(

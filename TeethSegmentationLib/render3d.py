@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib import labels
+from TeethSegmentationLib.atomic import save_figure
 
 MAX_TRIANGLES_PER_TOOTH = 1500
 
@@ -82,12 +83,4 @@ def render_surfaces(surfaces_ras: dict[int, Any], path: str | os.PathLike, title
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)

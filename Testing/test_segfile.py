@@ -14,35 +14,6 @@ from TeethSegmentationLib.volume import Volume
 TEETH = (11, 21, 36)
 
 
-@pytest.fixture(scope="module")
-def slicer_scene():
-    """A Slicer scene with the segmentation logics (SLICER_CORE.md); replace with conftest's when it lands."""
-    slicer = pytest.importorskip("slicer")
-    import types
-
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    app.GetColorLogic().SetMRMLScene(scene)
-    app.GetColorLogic().AddDefaultColorNodes()
-    logics = {}
-    for name, logic in [
-        ("Colors", slicer.vtkMRMLColorLogic()),
-        ("Volumes", slicer.vtkSlicerVolumesLogic()),
-        ("Terminologies", slicer.vtkSlicerTerminologiesModuleLogic()),
-        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic()),
-    ]:
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app)
-        app.SetModuleLogic(name, logic)
-        logics[name.lower()] = logic
-    slicer.mrmlScene = scene
-    slicer.modules = types.SimpleNamespace(**{k: types.SimpleNamespace(logic=lambda v=v: v) for k, v in logics.items()})
-    yield types.SimpleNamespace(scene=scene, logics=logics)
-    scene.Clear(False)
-
-
 def _fdi_volume() -> Volume:
     array = np.zeros((20, 24, 18), np.uint8)
     array[3:7, 4:9, 2:6] = 11
