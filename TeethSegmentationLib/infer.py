@@ -5,11 +5,15 @@ Stage 2 (``predict_types``): 9-class softmax (background + 8 tooth types) on the
 Test-time flips average the prediction over all flips of the three axes; the 9 classes have no
 side, so a left-right flip needs no label swap. The window is the whole volume when it fits in a
 voxel budget, else ``2 * patch_size``; on a CUDA out-of-memory error it is halved and retried.
+Stage 2 can skip the windows that hold no (dilated) stage-1 teeth: they are background. On the CPU the
+networks run in the channels-last layout (oneDNN's 3-D convolutions are about twice as fast; the same
+values to float rounding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import combinations
 
 import numpy as np
@@ -17,37 +21,66 @@ import torch
 
 from TeethSegmentationLib.model import UNet
 from TeethSegmentationLib.modelfile import TeethModel
-from TeethSegmentationLib.sliding_window import Progress, sliding_window_predict
+from TeethSegmentationLib.sliding_window import Progress, sliding_window_predict, window_corners
 from TeethSegmentationLib.volume import Volume
 
 WHOLE_VOLUME_BUDGET = 160**3  # voxels predicted in one pass on the CPU or a GPU
 MIN_ROI = 32
+SKIP_WORTH = 0.6  # windows skipping masked-out parts replace the one pass when they predict fewer voxels than this
 FLIP_AXES: tuple[tuple[int, ...], ...] = tuple(
     axes for n in range(1, 4) for axes in combinations((2, 3, 4), n)
 )  # dims of a (B, C, i, j, k) batch
 
 
-def choose_roi(shape: tuple[int, ...], patch_size: int, budget: int = WHOLE_VOLUME_BUDGET) -> tuple[int, int, int]:
-    """The whole volume if it fits in ``budget`` voxels, else windows of ``2 * patch_size``."""
-    if int(np.prod(shape)) <= budget:
-        return tuple(int(s) for s in shape)  # type: ignore[return-value]
-    return tuple(min(int(s), 2 * patch_size) for s in shape)  # type: ignore[return-value]
+def choose_roi(
+    shape: tuple[int, ...], patch_size: int, budget: int = WHOLE_VOLUME_BUDGET, mask: np.ndarray | None = None
+) -> tuple[int, int, int]:
+    """The whole volume if it fits in ``budget`` voxels, else windows of ``2 * patch_size``; also those windows
+    when skipping the ones without ``mask`` voxels leaves clearly fewer voxels to predict than one pass."""
+    whole = int(np.prod(shape))
+    windows = tuple(min(int(s), 2 * patch_size) for s in shape)
+    if whole > budget:
+        return windows  # type: ignore[return-value]
+    if mask is not None and windows != tuple(shape):
+        run = len(window_corners(shape, windows, 0.25, mask)) * int(np.prod(windows))
+        if run < SKIP_WORTH * whole:
+            return windows  # type: ignore[return-value]
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
 
 
 def make_predictor(
-    net: UNet, activation: Callable[[torch.Tensor], torch.Tensor], tta: bool
+    net: UNet,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    tta: bool,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A batch -> probabilities function, averaged over the axis flips when ``tta``."""
+    """A batch -> probabilities function (contiguous), averaged over the axis flips when ``tta``."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return activation(net(x.contiguous(memory_format=memory_format)))
 
     def predict(x: torch.Tensor) -> torch.Tensor:
-        out = activation(net(x))
+        out = run(x)
         if tta:
             for axes in FLIP_AXES:
-                out += activation(net(x.flip(axes))).flip(axes)
+                out += run(x.flip(axes)).flip(axes)
             out /= 1 + len(FLIP_AXES)
-        return out
+        return out.contiguous()
 
     return predict
+
+
+@contextmanager
+def fast_layout(net: torch.nn.Module, device: torch.device) -> Iterator[torch.memory_format]:
+    """The memory format to run ``net`` in on ``device``: channels-last on the CPU (weights put back after)."""
+    if device.type != "cpu":
+        yield torch.contiguous_format
+        return
+    net.to(memory_format=torch.channels_last_3d)
+    try:
+        yield torch.channels_last_3d
+    finally:
+        net.to(memory_format=torch.contiguous_format)
 
 
 def _run(
@@ -59,16 +92,18 @@ def _run(
     tta: bool,
     out_dtype: type,
     progress: Progress | None,
+    mask: np.ndarray | None = None,
+    fill: float | tuple[float, ...] = 0.0,
 ) -> np.ndarray:
-    """Sliding window with a retry on smaller windows when CUDA runs out of memory."""
+    """Sliding window (skipping windows without ``mask`` voxels) with a retry on smaller windows when CUDA
+    runs out of memory."""
     net = net.to(device).eval()
-    predictor = make_predictor(net, activation, tta)
     while True:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), fast_layout(net, device) as memory_format:
                 return sliding_window_predict(
                     array,
-                    predictor,
+                    make_predictor(net, activation, tta, memory_format),
                     roi,
                     overlap=0.25,
                     out_channels=net.config["out_channels"],
@@ -76,6 +111,8 @@ def _run(
                     out_dtype=out_dtype,
                     progress=progress,
                     divisor=net.divisor,
+                    mask=mask,
+                    fill=fill,
                 )
         except torch.cuda.OutOfMemoryError:
             if max(roi) <= MIN_ROI:
@@ -114,11 +151,13 @@ def predict_types(
     progress: Progress | None = None,
     roi: tuple[int, int, int] | None = None,
     out_dtype: type = np.float16,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Stage 2 on a normalised image on the fine grid: softmax (9, i, j, k), float16 unless told otherwise.
 
     ``teeth_prob`` (stage 1 upsampled onto this grid) is the second input channel of an
-    ``image+teeth`` model and ignored otherwise.
+    ``image+teeth`` model and ignored otherwise. Windows holding no ``mask`` voxel (dilated stage-1
+    teeth) are not run: background (probability 1 for class 0) there.
     """
     if model.types_net is None:
         raise ValueError("the model has no tooth-type (stage 2) network")
@@ -127,5 +166,9 @@ def predict_types(
         if teeth_prob is None:
             raise ValueError("this model's stage 2 needs the stage-1 teeth probability")
         channels.append(np.asarray(teeth_prob, dtype=np.float32))
-    roi = roi or choose_roi(image.shape, model.patch_size)
-    return _run(model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress)
+    roi = roi or choose_roi(image.shape, model.patch_size, mask=mask)
+    background = (1.0, *([0.0] * (model.types_net.config["out_channels"] - 1)))
+    return _run(
+        model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress, mask,
+        background,
+    )

@@ -3,6 +3,11 @@
 read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
 -> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9
 classes) -> instances + FDI numbers -> back onto the input grid -> write the outputs atomically.
+
+Memory stays bounded on a whole-head scan: the reoriented input is a view (no copy), only the coarse
+grid and the fine teeth box are resampled (slab by slab, from the input's own dtype), stage 2 skips
+windows without (dilated) stage-1 teeth, and the labels go back only into the teeth box of a uint8
+output, through a reoriented view of it (an axis-aligned, fast resampling).
 """
 
 from __future__ import annotations
@@ -133,16 +138,19 @@ def labels_to_input_grid(fine: Volume, reference: Volume, mode: str = "nearest")
     return out
 
 
-def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -> tuple[slice, ...]:
-    """Resample ``fine`` into the part of ``out`` (on ``reference``'s grid) it covers; returns that box."""
+def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -> np.ndarray:
+    """Resample ``fine`` into the part of ``out`` (on ``reference``'s grid) it covers; returns that part (a view).
+
+    The paste goes through ``out`` reoriented to RAS (a view): a RAS-aligned ``fine`` then maps onto it
+    axis by axis, scipy's fast path, whatever the input's axis order and flips."""
+    view = reorient_to_ras(Volume(out, reference.ijk_to_ras, reference.space), copy=False)
     ras_lo, ras_hi = voxel_box_to_ras(fine, np.zeros(3, int), np.array(fine.shape))
-    lo, hi = ras_box_to_ijk(reference, ras_lo, ras_hi)
+    lo, hi = ras_box_to_ijk(view, ras_lo, ras_hi)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     if np.any(hi <= lo):
-        return box
-    target = sub_volume(Volume(out, reference.ijk_to_ras, reference.space), lo, hi)
-    out[box] = resample_labels_to_reference(fine, target, mode=mode).array
-    return box
+        return view.array[box]
+    view.array[box] = resample_labels_to_reference(fine, sub_volume(view, lo, hi), mode=mode).array
+    return view.array[box]
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -173,6 +181,13 @@ def run_teeth_stage(
     return prob, _teeth_mask(prob, options)
 
 
+def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, margin_mm: float) -> np.ndarray:
+    """Stage-1 teeth grown by ``margin_mm`` (on the coarse grid), on the fine grid: where stage 2 must run."""
+    steps = int(np.ceil(margin_mm / float(np.min(prob.spacing))))
+    grown = ndimage.binary_dilation(mask, iterations=steps) if steps > 0 else mask
+    return resample_to_reference(prob.with_array(grown.view(np.uint8)), fine, order=0).array.astype(bool)
+
+
 def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """The voxel box of the reoriented input holding the teeth plus a margin."""
     where = np.argwhere(mask)
@@ -181,8 +196,8 @@ def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> t
 
 
 def run_types_stage(
-    crop: Volume, window: tuple[float, float], prob: Volume, model: TeethModel, device: torch.device,
-    options: SegmentOptions, reporter: Reporter,
+    crop: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
+    device: torch.device, options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray, np.ndarray]:
     """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, upsampled stage-1 probability)."""
     fine = resample_to_spacing(crop, model.spacing_mm, order=1)
@@ -190,14 +205,15 @@ def run_types_stage(
     teeth_up = resample_to_reference(prob, fine, order=1).array
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
     probs = predict_types(
-        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f)
+        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f),
+        mask=_skip_mask(prob, mask, fine, options.margin_mm),
     )
     return fine, probs, teeth_up
 
 
 def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
     """Per tooth: counts from the label map (only the box holding the teeth), centroid/confidence from instances."""
-    counts = np.bincount(fdi_box.ravel(), minlength=256)
+    counts = np.bincount(fdi_box[fdi_box > 0], minlength=256)  # teeth only: a fraction of the box
     voxel_mm3 = float(abs(np.linalg.det(reference.ijk_to_ras[:3, :3])))
     reports = []
     for tooth in sorted(instances, key=lambda t: int(t.fdi)):
@@ -233,7 +249,7 @@ def segment_volume(
     model.to(device).eval()
     timings: dict[str, float] = {}
     with _timed(timings, "teeth"):
-        ras = reorient_to_ras(volume)
+        ras = reorient_to_ras(volume, copy=False)
         window = intensity_window(volume.array, model.normalization)
         prob, mask = run_teeth_stage(ras, window, model, device, options, reporter)
         reporter.progress("teeth", 1.0, f"{int(mask.sum())} teeth voxels on the coarse grid")
@@ -242,18 +258,17 @@ def segment_volume(
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
         crop = sub_volume(ras, lo, hi)
-        fine, probs, teeth_up = run_types_stage(crop, window, prob, model, device, options, reporter)
+        fine, probs, teeth_up = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
         if options.gate_with_teeth:
             foreground *= teeth_up > options.teeth_threshold
         reporter.progress("types", 1.0)
     with _timed(timings, "instances"):
-        found = label_instances(foreground, probs.astype(np.float32), fine.ijk_to_ras, StageReporter(
-            reporter, "instances", 0.0, 0.7))
+        found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
-        box = _paste_labels(fdi_fine, volume, fdi_map, options.label_resampling)
-        teeth = _tooth_reports(fdi_map[box], volume, list(found.teeth))
+        pasted = _paste_labels(fdi_fine, volume, fdi_map, options.label_resampling)
+        teeth = _tooth_reports(pasted, volume, list(found.teeth))
         reporter.progress("instances", 1.0, f"{len(teeth)} teeth")
     result = SegmentResult(volume.with_array(fdi_map), teeth, timings, [], describe_device(device))
     if not teeth:

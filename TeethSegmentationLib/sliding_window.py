@@ -103,16 +103,27 @@ def sliding_window_predict(
     out_dtype: type = np.float32,
     progress: Progress | None = None,
     divisor: int = 4,
+    mask: np.ndarray | None = None,
+    fill: float | Sequence[float] = 0.0,
 ) -> np.ndarray:
     """Predict ``array`` (C, i, j, k) window by window; returns (out_channels, i, j, k) in ``out_dtype``.
 
     ``predictor`` maps a batch (B, C, *roi) to (B, out_channels, *roi). ``progress`` gets the fraction
-    of windows done after each batch (the place where a cancel request surfaces).
+    of windows done after each batch (the place where a cancel request surfaces). With a ``mask``
+    (i, j, k), windows holding none of its voxels are not run: voxels no run window covers get
+    ``fill`` (a value, or one per output channel); voxels only run windows cover are exactly as without
+    the mask. A volume that fits in one window runs in one pass unless the mask is empty.
     """
     if array.ndim != 4:
         raise ValueError(f"array must be (C, i, j, k), not {array.shape}")
+    if mask is not None and mask.shape != array.shape[1:]:
+        raise ValueError(f"mask shape {mask.shape} is not the array's {array.shape[1:]}")
     shape = array.shape[1:]
     window = _round_roi(_triple(roi), shape, divisor)
+    if mask is not None and not mask.any():
+        if progress:
+            progress(1.0)
+        return _filled((out_channels, *shape), fill, out_dtype)
     if all(s <= w for s, w in zip(shape, window, strict=True)):
         out = _single_pass(array, predictor, device, out_dtype, divisor)
         if progress:
@@ -121,7 +132,7 @@ def sliding_window_predict(
     pads = [(0, 0)] + [(0, max(0, w - s)) for s, w in zip(shape, window, strict=True)]
     padded = np.pad(array, pads, mode="edge") if any(p[1] for p in pads) else array
     full = padded.shape[1:]
-    corners = list(product(*(window_starts(s, w, overlap) for s, w in zip(full, window, strict=True))))
+    corners = window_corners(shape, window, overlap, mask)
     weights = gaussian_weights(window)
     weights_on_device = torch.from_numpy(weights.copy()).to(device)
     acc = np.zeros((out_channels, *full), dtype=np.float32)  # float16 sums in numpy are slow
@@ -137,6 +148,34 @@ def sliding_window_predict(
         if progress:
             progress(min(1.0, (first + len(batch)) / len(corners)))
     crop = tuple(slice(0, s) for s in shape)
-    result = acc[(slice(None), *crop)]
-    result /= norm[crop]
-    return np.ascontiguousarray(result, dtype=out_dtype)
+    return _normalised(acc[(slice(None), *crop)], norm[crop], fill, out_dtype)
+
+
+def _filled(shape: tuple[int, ...], fill: float | Sequence[float], dtype: type) -> np.ndarray:
+    """An array of ``shape`` (channels first) holding ``fill`` (a value or one per channel)."""
+    values = np.broadcast_to(np.asarray(fill, dtype=dtype).reshape(-1, *([1] * (len(shape) - 1))), shape)
+    return np.ascontiguousarray(values)
+
+
+def _normalised(acc: np.ndarray, norm: np.ndarray, fill: float | Sequence[float], dtype: type) -> np.ndarray:
+    """``acc / norm`` (in place) where a window ran, ``fill`` where none did; as contiguous ``dtype``."""
+    uncovered = norm == 0
+    if uncovered.any():
+        norm = np.where(uncovered, np.float32(1), norm)
+    acc /= norm
+    result = np.ascontiguousarray(acc, dtype=dtype)
+    if uncovered.any():
+        result[:, uncovered] = _filled((acc.shape[0], 1), fill, dtype)
+    return result
+
+
+def window_corners(
+    shape: Sequence[int], window: Sequence[int], overlap: float = 0.25, mask: np.ndarray | None = None
+) -> list[tuple[int, ...]]:
+    """Start corners of the windows tiling ``shape`` (at least ``window``); with a ``mask``, only the
+    windows holding one of its voxels (the mask is (i, j, k) of ``shape``, unpadded)."""
+    full = [max(int(s), int(w)) for s, w in zip(shape, window, strict=True)]
+    corners = list(product(*(window_starts(s, w, overlap) for s, w in zip(full, window, strict=True))))
+    if mask is None:
+        return corners
+    return [c for c in corners if mask[tuple(slice(a, a + w) for a, w in zip(c, window, strict=True))].any()]

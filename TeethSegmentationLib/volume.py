@@ -358,8 +358,9 @@ def ras_reorientation(ijk_to_ras: np.ndarray, shape: Sequence[int]) -> Reorienta
     return Reorientation(tuple(best), flips, tuple(int(n) for n in shape))  # type: ignore[arg-type]
 
 
-def apply_reorientation(volume: Volume, r: Reorientation) -> Volume:
-    """Permute/flip the array (a contiguous copy, no interpolation) and adjust the matrix to match."""
+def apply_reorientation(volume: Volume, r: Reorientation, copy: bool = True) -> Volume:
+    """Permute/flip the array (a contiguous copy, or a view when not ``copy``; no interpolation) and adjust
+    the matrix to match. A view writes through: a label map pasted into it lands in the source array."""
     if volume.shape != r.source_shape:
         raise ValueError(f"volume shape {volume.shape} is not the reorientation's source shape {r.source_shape}")
     array = np.transpose(volume.array, r.permutation)
@@ -372,7 +373,7 @@ def apply_reorientation(volume: Volume, r: Reorientation) -> Volume:
             array = np.flip(array, axis=a)
             matrix[:3, 3] += column * (r.source_shape[src] - 1)
     meta = {**volume.meta, "reorientation": r}
-    return Volume(np.ascontiguousarray(array), matrix, volume.space, meta)
+    return Volume(np.ascontiguousarray(array) if copy else array, matrix, volume.space, meta)
 
 
 def undo_reorientation(volume: Volume, r: Reorientation) -> np.ndarray:
@@ -387,9 +388,10 @@ def undo_reorientation(volume: Volume, r: Reorientation) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def reorient_to_ras(volume: Volume) -> Volume:
-    """Axes along +R, +A, +S as closely as possible; ``meta['reorientation']`` says how to go back."""
-    return apply_reorientation(volume, ras_reorientation(volume.ijk_to_ras, volume.shape))
+def reorient_to_ras(volume: Volume, copy: bool = True) -> Volume:
+    """Axes along +R, +A, +S as closely as possible; ``meta['reorientation']`` says how to go back.
+    ``copy=False``: a view of the same voxels (no memory for a whole-head scan)."""
+    return apply_reorientation(volume, ras_reorientation(volume.ijk_to_ras, volume.shape), copy)
 
 
 def reorient_like(volume_ras: Volume, original: Volume) -> Volume:
@@ -506,6 +508,11 @@ def _outside(
 ) -> np.ndarray:
     """Output voxels whose centre falls outside the source's extent (half a voxel beyond the edge centres)."""
     grids = [np.arange(out_lo[d], out_lo[d] + out_shape[d], dtype=np.float64) for d in range(3)]
+    linear = out_to_src[:3, :3]
+    if np.array_equal(linear, np.diag(np.diag(linear))):  # axis-aligned: one test per axis, broadcast
+        coords = [out_to_src[d, 3] + linear[d, d] * grids[d] for d in range(3)]
+        out = [(c < -0.5) | (c >= src_shape[d] - 0.5) for d, c in enumerate(coords)]
+        return out[0][:, None, None] | out[1][None, :, None] | out[2][None, None, :]
     outside = np.zeros(tuple(out_shape), dtype=bool)
     for d in range(3):
         coord = out_to_src[d, 3] + sum(

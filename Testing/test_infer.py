@@ -78,3 +78,34 @@ def test_cuda_out_of_memory_retries_with_smaller_windows(tiny, monkeypatch: pyte
     prob = predict_teeth(tiny, _image((64, 64, 64)), "cpu", roi=(64, 64, 64))
     assert seen == [(64, 64, 64), (32, 32, 32)]
     assert prob.shape == (64, 64, 64)
+
+
+def test_choose_roi_takes_windows_when_the_mask_leaves_little_to_predict() -> None:
+    mask = np.zeros((150, 150, 60), bool)
+    assert choose_roi(mask.shape, 32, mask=None) == (150, 150, 60)
+    mask[:20, :20, :20] = True  # one corner: 1 of 16 windows of 64
+    assert choose_roi(mask.shape, 32, mask=mask) == (64, 64, 60)
+    mask[:] = True
+    assert choose_roi(mask.shape, 32, mask=mask) == (150, 150, 60)
+
+
+def test_predict_types_mask_skips_windows_as_background(tiny) -> None:
+    image = _image((48, 40, 24))
+    mask = np.zeros(image.shape, bool)
+    mask[:4, :4, :4] = True
+    probs = predict_types(tiny, image, device="cpu", roi=(16, 16, 16), mask=mask, out_dtype=np.float32)
+    assert (probs[0, -8:, -8:] == 1).all() and (probs[1:, -8:, -8:] == 0).all()
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_channels_last_on_the_cpu_gives_the_same_values_and_restores_the_weights(tiny) -> None:
+    net = tiny.types_net
+    x = torch.from_numpy(_image((16, 16, 16)).array)[None, None]
+    with torch.inference_mode():
+        plain = infer.make_predictor(net, infer._softmax, False)(x)
+        with infer.fast_layout(net, torch.device("cpu")) as memory_format:
+            assert memory_format == torch.channels_last_3d
+            fast = infer.make_predictor(net, infer._softmax, False, memory_format)(x)
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    assert all(p.is_contiguous() for p in net.parameters())

@@ -278,3 +278,14 @@ def test_events_are_json_lines_and_a_killed_run_leaves_no_output(tmp_path: Path,
     assert child.returncode == -signal.SIGKILL
     time.sleep(0.1)
     assert _outputs(out) == []
+
+
+def test_skip_mask_is_the_grown_teeth_on_the_fine_grid() -> None:
+    coarse = Volume(np.zeros((20, 20, 20), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    mask = np.zeros(coarse.shape, bool)
+    mask[10, 10, 10] = True
+    fine = Volume(np.zeros((40, 40, 40), np.float32), np.diag([0.5, 0.5, 0.5, 1.0]))
+    fine.ijk_to_ras[:3, 3] = -0.25
+    skip = segment_module._skip_mask(coarse, mask, fine, margin_mm=2.0)
+    assert skip.shape == fine.shape and skip.dtype == bool
+    assert skip[20, 20, 20] and skip[20, 20, 24] and not skip[20, 20, 30] and not skip[0, 0, 0]

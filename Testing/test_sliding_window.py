@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from TeethSegmentationLib.sliding_window import gaussian_weights, sliding_window_predict, window_starts
+from TeethSegmentationLib.sliding_window import (
+    gaussian_weights,
+    sliding_window_predict,
+    window_corners,
+    window_starts,
+)
 
 
 @pytest.mark.parametrize("size,roi,overlap", [(33, 16, 0.25), (35, 8, 0.5), (10, 16, 0.25), (64, 32, 0.0), (7, 7, 0.9)])
@@ -84,3 +89,44 @@ def test_single_pass_pads_to_divisor_and_crops_back() -> None:
     out = sliding_window_predict(array, predictor, 64, out_channels=2, divisor=4)
     assert calls == [(1, 2, 8, 8, 8)]
     np.testing.assert_array_equal(out, 2 * array)
+
+
+def test_window_corners_keep_only_windows_touching_the_mask() -> None:
+    mask = np.zeros((40, 40, 20), bool)
+    assert len(window_corners(mask.shape, (16, 16, 20), 0.25)) == 9
+    assert window_corners(mask.shape, (16, 16, 20), 0.25, mask) == []
+    mask[2, 3, 4] = True
+    assert window_corners(mask.shape, (16, 16, 20), 0.25, mask) == [(0, 0, 0)]
+
+
+def test_masked_windows_are_skipped_and_filled() -> None:
+    rng = np.random.default_rng(2)
+    array = rng.normal(size=(1, 48, 40, 24)).astype(np.float32)
+    mask = np.zeros(array.shape[1:], bool)
+    mask[2:6, 2:6, 2:6] = True  # only the first window along i and j holds mask voxels
+    calls: list[int] = []
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.cat([x, 2 * x], dim=1)
+
+    whole = sliding_window_predict(array, predictor, 16, out_channels=2)
+    run = len(calls)
+    masked = sliding_window_predict(array, predictor, 16, out_channels=2, mask=mask, fill=(1.0, -5.0))
+    skipped = run - (len(calls) - run)
+    assert skipped > 0 and len(calls) - run == len(window_corners(mask.shape, (16, 16, 16), 0.25, mask))
+    np.testing.assert_array_equal(masked[:, :8, :8, :8], whole[:, :8, :8, :8])  # only run windows cover these
+    assert (masked[0, -8:, -8:] == 1.0).all() and (masked[1, -8:, -8:] == -5.0).all()
+
+
+def test_empty_mask_runs_nothing() -> None:
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("nothing to predict")
+
+    array = np.zeros((1, 10, 12, 14), np.float32)
+    out = sliding_window_predict(array, predictor, 64, out_channels=3, mask=np.zeros((10, 12, 14), bool),
+                                 fill=(1, 0, 0), out_dtype=np.float16)
+    assert out.shape == (3, 10, 12, 14) and out.dtype == np.float16
+    assert (out[0] == 1).all() and (out[1:] == 0).all()
+    with pytest.raises(ValueError):
+        sliding_window_predict(array, predictor, 64, mask=np.zeros((3, 3, 3), bool))

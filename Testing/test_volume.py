@@ -436,3 +436,25 @@ def test_crop_pad_paste_and_bounding_box():
     assert padded.shape == (9, 4, 7)
     np.testing.assert_array_equal(crop(padded, [2, 2, 2], [8, 4, 4]).array, part.array)
     np.testing.assert_allclose(padded.ijk_to_ras_points([2, 2, 2]), part.ijk_to_ras_points([0, 0, 0]))
+
+
+def test_outside_axis_aligned_fast_path_matches_the_general_one():
+    out_to_src = np.diag([0.7, -1.3, 2.0, 1.0])
+    out_to_src[:3, 3] = [-3.2, 20.0, -1.0]
+    skewed = out_to_src.copy()
+    skewed[0, 1] = 1e-9  # not diagonal: takes the general path
+    fast = vol._outside((12, 15, 9), out_to_src, (2, 0, 0), (10, 18, 7))
+    general = vol._outside((12, 15, 9), skewed, (2, 0, 0), (10, 18, 7))
+    assert fast.shape == (10, 18, 7) and fast.any() and not fast.all()
+    np.testing.assert_array_equal(fast, general)
+
+
+def test_reorient_without_copy_is_a_view_that_writes_through():
+    matrix = np.array([[0, 0, -0.5, 10], [-0.4, 0, 0, 5], [0, 0.3, 0, -2], [0, 0, 0, 1.0]])
+    original = Volume(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), matrix)
+    copied, view = reorient_to_ras(original), reorient_to_ras(original, copy=False)
+    np.testing.assert_array_equal(view.array, copied.array)
+    np.testing.assert_array_equal(view.ijk_to_ras, copied.ijk_to_ras)
+    assert np.shares_memory(view.array, original.array) and not np.shares_memory(copied.array, original.array)
+    view.array[0, 0, 0] = -7
+    assert (original.array == -7).sum() == 1

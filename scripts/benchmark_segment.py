@@ -1,12 +1,17 @@
-"""Time `segment` stage by stage against a straightforward float32 full-volume pass (not a test).
+"""Time `segment` stage by stage (seconds, peak RSS) on a phantom or a synthetic volume (not a test).
 
-    .venv/bin/python scripts/benchmark_segment.py                         # realistic crop
-    .venv/bin/python scripts/benchmark_segment.py --fov head --shape 600 600 450
+    .venv/bin/python scripts/benchmark_segment.py                       # realistic crop phantom
+    .venv/bin/python scripts/benchmark_segment.py --fov head            # ~600x600x450 head at 0.25 mm
+    .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
 
-The networks have the seed's architecture (the default model when it exists, else freshly
-initialised). An untrained network finds nothing, so each is wrapped: the real network runs (its
-cost is what is timed) and the logits come from a threshold of the normalised image, which gives
-a realistic teeth box. Each variant runs in its own process so that the peak RSS is its own.
+The networks have the shipped architecture (the default model when it exists, else freshly
+initialised with 9 start filters in both stages; ``--start-filters 18`` for the seed's stage 1). An
+untrained network finds nothing, so each stage's real network runs (its cost is what is timed) and
+its probabilities are then replaced by an oracle: the phantom's truth, smoothed, with noise
+(realistic input for the instance step). The oracle's own seconds are taken off its stage. Without
+truth (``--synthetic``) the networks answer 'bright is tooth, type 1'. Phantoms are cached on disk
+(``--cache``): a head phantom takes a minute or two to generate. Each variant runs in its own
+process so that the peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from TeethSegmentationLib import labels as fdi_labels  # noqa: E402
+from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
-from TeethSegmentationLib.volume import Volume  # noqa: E402
+from TeethSegmentationLib.volume import Volume, resample_labels_to_reference, write_volume  # noqa: E402
 
 
 class TimedThreshold(nn.Module):
@@ -42,6 +50,52 @@ class TimedThreshold(nn.Module):
         if self.config["out_channels"] == 1:
             return score
         return torch.cat([-score, score, *([torch.zeros_like(score)] * 7)], dim=1)
+
+
+class Oracle:
+    """Truth-derived probabilities on any grid: smoothed one-hot of the truth classes plus noise."""
+
+    def __init__(self, truth: Volume, seed: int = 0) -> None:
+        self.truth, self.rng, self.seconds = truth, np.random.default_rng(seed), {"teeth": 0.0, "types": 0.0}
+
+    def _classes(self, grid: Volume) -> np.ndarray:
+        return fdi_labels.fdi_map_to_classes(resample_labels_to_reference(self.truth, grid).array).astype(np.uint8)
+
+    def teeth(self, grid: Volume) -> np.ndarray:
+        start = time.perf_counter()
+        prob = ndimage.gaussian_filter((self._classes(grid) > 0).astype(np.float32), 0.7)
+        self.seconds["teeth"] += time.perf_counter() - start
+        return prob
+
+    def types(self, grid: Volume, predicted: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        classes = self._classes(grid)
+        probs = np.empty((9, *grid.shape), np.float32)
+        for c in range(9):
+            probs[c] = ndimage.gaussian_filter((classes == c).astype(np.float32), 1.0)
+            probs[c] += self.rng.uniform(0, 0.15, grid.shape).astype(np.float32)
+        probs /= probs.sum(axis=0)
+        skipped = predicted[0] == 1  # windows the pipeline did not run: background there too
+        probs[:, skipped] = 0
+        probs[0, skipped] = 1
+        self.seconds["types"] += time.perf_counter() - start
+        return probs.astype(predicted.dtype)
+
+
+def use_oracle(oracle: Oracle) -> None:
+    """Let the real networks run, then answer with the oracle's probabilities."""
+    from TeethSegmentationLib import segment
+
+    real_teeth, real_types = segment.predict_teeth, segment.predict_types
+
+    def predict_teeth(model, image, *args, **kwargs):
+        prob = real_teeth(model, image, *args, **kwargs)
+        return prob.with_array(oracle.teeth(image))
+
+    def predict_types(model, image, *args, **kwargs):
+        return oracle.types(image, real_types(model, image, *args, **kwargs))
+
+    segment.predict_teeth, segment.predict_types = predict_teeth, predict_types
 
 
 def synthetic(shape: tuple[int, int, int], spacing: float, seed: int = 0) -> Volume:
@@ -63,80 +117,87 @@ def synthetic(shape: tuple[int, int, int], spacing: float, seed: int = 0) -> Vol
     return Volume(array.astype(np.int16), np.diag([spacing, spacing, spacing, 1.0]), space="LPS")
 
 
-def make_input(args: argparse.Namespace) -> Volume:
-    if args.fov == "crop":
+def prepare_input(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """(input NRRD, truth .npz or None), generated once into ``args.cache``."""
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    if args.synthetic:
+        stem = f"synthetic_{'x'.join(map(str, args.shape))}_{args.spacing}_{args.seed}"
+    else:
+        stem = f"phantom_{args.fov}_{args.spacing}_{args.seed}"
+    image, truth = cache / f"{stem}.nrrd", cache / f"{stem}.truth.npz"
+    if image.exists():
+        return image, (truth if truth.exists() else None)
+    start = time.perf_counter()
+    if args.synthetic:
+        write_volume(synthetic(tuple(args.shape), args.spacing, args.seed), image)
+        return image, None
+    from TeethSegmentationLib.phantom import make_phantom
+
+    case = make_phantom(args.seed, size="realistic", fov=args.fov, spacing=args.spacing)
+    print(f"generated {stem} {case.image.shape} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    np.savez(truth, labels=case.labels.array, ijk_to_ras=case.labels.ijk_to_ras, space=case.labels.space)
+    write_volume(case.image, image)
+    return image, truth
+
+
+def load_truth(path: Path) -> Volume:
+    data = np.load(path)
+    return Volume(data["labels"], data["ijk_to_ras"], str(data["space"]))
+
+
+def bench_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
+    model = None
+    if DEFAULT_MODEL_PATH.exists() and not args.start_filters:
         try:
-            from TeethSegmentationLib.phantom import make_phantom
-
-            made = make_phantom(args.seed, size="realistic", fov="crop")
-            volume = made[0] if isinstance(made, tuple) else getattr(made, "image", made)
-            if isinstance(volume, Volume):
-                return volume
-        except (ImportError, TypeError, AttributeError):
-            pass
-    return synthetic(tuple(args.shape), args.spacing, args.seed)
-
-
-def seed_model() -> TeethModel:
-    model = load_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else new_model()
-    model.teeth_net = TimedThreshold(model.teeth_net)
-    model.types_net = TimedThreshold(model.types_net)
+            model = load_model(DEFAULT_MODEL_PATH)
+        except InputError as e:  # being written by a training run, say
+            print(f"default model not usable ({e}); a fresh one instead", file=sys.stderr)
+    if model is None:
+        model = new_model(teeth_arch={"start_filters": args.start_filters or 9})
+    if not oracle:
+        model.teeth_net = TimedThreshold(model.teeth_net)
+        model.types_net = TimedThreshold(model.types_net)
     return model.eval()
-
-
-def standin_instances(teeth_prob, type_probs, ijk_to_ras, reporter=None):
-    """Connected components numbered 11, 12, ... (used only while instances.py is missing)."""
-    from types import SimpleNamespace
-
-    from scipy import ndimage
-
-    components, count = ndimage.label(teeth_prob > 0.5)
-    fdi_numbers = [10 * q + t for q in (1, 2, 3, 4) for t in range(1, 8)]
-    lut = np.zeros(count + 1, np.uint8)
-    lut[1:] = [fdi_numbers[n % len(fdi_numbers)] for n in range(count)]
-    centres = ndimage.center_of_mass(teeth_prob > 0.5, components, range(1, count + 1))
-    teeth = [SimpleNamespace(fdi=int(lut[n + 1]), type=1, confidence=1.0, voxel_count=0,
-                             centroid_ras=ijk_to_ras[:3, :3] @ np.array(c) + ijk_to_ras[:3, 3])
-             for n, c in enumerate(centres)]
-    return SimpleNamespace(fdi_map=lut[components], teeth=teeth)
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
     import tempfile
 
-    from TeethSegmentationLib import segment
     from TeethSegmentationLib.segment import SegmentOptions, segment_file
-    from TeethSegmentationLib.volume import write_volume
 
-    try:
-        import TeethSegmentationLib.instances  # noqa: F401
-
-        instances = "instances.label_teeth"
-    except ImportError:
-        segment.label_instances = lambda p, t, m, r: standin_instances(p, t, m, r)
-        instances = "stand-in (connected components)"
-    volume = make_input(args)
+    source, truth = Path(args.image), Path(args.truth) if args.truth else None
+    oracle = Oracle(load_truth(truth), args.seed) if truth else None
+    if oracle:
+        use_oracle(oracle)
+    model = bench_model(args, oracle is not None)
     with tempfile.TemporaryDirectory() as tmp:
-        source = write_volume(volume, Path(tmp) / "bench.nrrd")
         start = time.perf_counter()
-        report = segment_file(source, Path(tmp) / "out", seed_model(), SegmentOptions(device="cpu"))
+        report = segment_file(source, Path(tmp) / "out", model, SegmentOptions(device="cpu"))
         total = time.perf_counter() - start
-    return {"timings": report["timings_s"], "total": total, "teeth": report["tooth_count"],
-            "shape": list(volume.shape), "spacing": [round(float(s), 3) for s in volume.spacing],
-            "instances": instances}
+    timings = dict(report["timings_s"])
+    if oracle:
+        for stage, seconds in oracle.seconds.items():
+            timings[stage] = round(timings[stage] - seconds, 3)
+            total -= seconds
+    row = {"timings": timings, "total": total, "teeth": report["tooth_count"], "shape": report["input_shape"],
+           "oracle": bool(oracle)}
+    if oracle:
+        row["found"] = sorted(t["fdi"] for t in report["teeth"])
+        row["truth_teeth"] = int(len(set(np.unique(oracle.truth.array)) - {0}))
+    return row
 
 
 def run_baseline(args: argparse.Namespace) -> dict:
-    """Stage 1 (18 filters) and stage 2 (9 filters) float32 on the whole volume at 0.5 mm, in one pass each."""
+    """Stage 1 and stage 2 float32 on the whole volume at 0.5 mm, in one pass each."""
     from TeethSegmentationLib.model import pad_to_multiple
     from TeethSegmentationLib.normalize import normalize
-    from TeethSegmentationLib.volume import reorient_to_ras, resample_to_spacing
+    from TeethSegmentationLib.volume import read_volume, reorient_to_ras, resample_to_spacing
 
-    volume = make_input(args)
-    model = new_model()
+    model = bench_model(args, True)
     timings = {}
     start = time.perf_counter()
-    fine = resample_to_spacing(reorient_to_ras(volume), 0.5, order=1)
+    fine = resample_to_spacing(reorient_to_ras(read_volume(args.image)), 0.5, order=1)
     x = torch.from_numpy(normalize(fine.array, model.normalization))[None, None]
     timings["resample"] = time.perf_counter() - start
     with torch.inference_mode():
@@ -158,35 +219,48 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fov", choices=("crop", "head"), default="crop")
-    parser.add_argument("--shape", type=int, nargs=3, default=None)
-    parser.add_argument("--spacing", type=float, default=None, help="mm (default 0.4 for crop, 0.3 for head)")
+    parser.add_argument("--synthetic", action="store_true", help="bright ellipsoids instead of a phantom")
+    parser.add_argument("--shape", type=int, nargs=3, default=None, help="synthetic volume shape")
+    parser.add_argument("--spacing", type=float, default=None, help="mm (phantom's own for crop, 0.25 for head)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--start-filters", type=int, default=0, help="stage-1 start filters (default model: 9)")
+    parser.add_argument("--cache", default="/tmp/teethseg-bench", help="folder for generated inputs")
+    parser.add_argument("--baseline", action="store_true", help="also time a plain full-volume float32 pass")
     parser.add_argument("--variant", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--truth", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.shape = args.shape or ([160, 130, 100] if args.fov == "crop" else [600, 600, 450])
-    args.spacing = args.spacing or (0.4 if args.fov == "crop" else 0.3)
+    if args.spacing is None and (args.fov == "head" or args.synthetic):
+        args.spacing = 0.4 if args.fov == "crop" else 0.25
+    return args
+
+
+def main() -> None:
+    args = parse()
     if args.variant:
         return child(args)
+    image, truth = prepare_input(args)
     rows = {}
-    for variant in ("pipeline",) + (() if args.skip_baseline else ("baseline",)):
-        cmd = [sys.executable, __file__, "--variant", variant, "--fov", args.fov, "--shape", *map(str, args.shape),
-               "--spacing", str(args.spacing), "--seed", str(args.seed), "--threads", str(args.threads)]
+    for variant in ("pipeline",) + (("baseline",) if args.baseline else ()):
+        cmd = [sys.executable, __file__, "--variant", variant, "--image", str(image), "--seed", str(args.seed),
+               "--threads", str(args.threads), "--start-filters", str(args.start_filters)]
+        cmd += ["--truth", str(truth)] if truth else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(done.stderr, file=sys.stderr)
             raise SystemExit(done.returncode)
         rows[variant] = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"input {args.fov}: {args.shape} voxels of {args.spacing} mm")
+    print(f"input {image.name}")
     for variant, row in rows.items():
         stages = "  ".join(f"{k} {v:.2f}s" for k, v in row["timings"].items())
         print(f"{variant:>9}: total {row['total']:6.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
               f"threads {row['torch_threads']}  | {stages}")
-        extra = {k: row[k] for k in ("teeth", "instances", "shape") if k in row}
+        extra = {k: row[k] for k in ("teeth", "truth_teeth", "shape", "found") if k in row}
         print(f"{'':>11}{extra}")
 
 
