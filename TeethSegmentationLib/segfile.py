@@ -9,7 +9,6 @@ to the teeth; ``Segmentation_ReferenceImageExtentOffset`` places them on the inp
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ import nrrd
 import numpy as np
 
 from TeethSegmentationLib import labels
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.atomic import atomic_path
+from TeethSegmentationLib.volume import Volume, bounding_box
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONVERSION_PARAMETERS = (
@@ -103,8 +103,14 @@ def segmentation_header(fdi_volume: Volume, lo: np.ndarray, teeth: list[int], bo
 def write_segmentation(fdi_volume: Volume, path: str | os.PathLike, compression_level: int = 1) -> list[int]:
     """Write the FDI label map as a ``.seg.nrrd`` (atomically); returns the FDI numbers written as segments."""
     array = np.asarray(fdi_volume.array)
-    teeth = [int(v) for v in np.unique(array) if labels.is_fdi(int(v))]
-    boxes = _label_boxes(array, teeth)
+    # Scan only the labelled box: a whole-head grid has 100+ M voxels, the teeth a few M.
+    found = bounding_box(array)
+    teeth, boxes = [], {}
+    if found is not None:
+        offset, end = found
+        part = array[tuple(slice(int(a), int(b)) for a, b in zip(offset, end, strict=True))]
+        teeth = [int(v) for v in np.unique(part) if labels.is_fdi(int(v))]
+        boxes = {t: (lo + offset, hi + offset) for t, (lo, hi) in _label_boxes(part, teeth).items()}
     if teeth:
         lo = np.min([boxes[t][0] for t in teeth], axis=0)
         hi = np.max([boxes[t][1] for t in teeth], axis=0)
@@ -118,12 +124,5 @@ def write_segmentation(fdi_volume: Volume, path: str | os.PathLike, compression_
 
 
 def _atomic_nrrd_write(path: Path, voxels: np.ndarray, header: dict, compression_level: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nrrd.write(tmp, voxels, header, compression_level=compression_level, index_order="F")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nrrd.write(str(tmp), voxels, header, compression_level=compression_level, index_order="F")

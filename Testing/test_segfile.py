@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nrrd
 import numpy as np
 import pytest
 
@@ -77,3 +78,11 @@ def test_slicer_core_loads_segments(tmp_path: Path, slicer_scene) -> None:
     ijk = np.argwhere(array == 36)[:, ::-1].mean(axis=0) + np.array(image.GetExtent()[::2])
     expected = volume.ijk_to_ras_points(np.argwhere(volume.array == 36).mean(axis=0))[0]
     assert np.allclose(ijk_to_world[:3, :3] @ ijk + ijk_to_world[:3, 3], expected, atol=1e-4)
+
+
+def test_no_teeth_writes_a_readable_empty_segmentation(tmp_path: Path) -> None:
+    volume = Volume(np.zeros((6, 7, 8), np.uint8), np.eye(4), space="LPS")
+    assert write_segmentation(volume, tmp_path / "empty.seg.nrrd") == []
+    voxels, header = nrrd.read(str(tmp_path / "empty.seg.nrrd"))
+    assert voxels.shape == (6, 7, 8) and not voxels.any()
+    assert not any(key.startswith("Segment0_") for key in header)
