@@ -228,6 +228,7 @@ class Trainer:
         self.loss_sum = 0.0
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, float] = {}
+        self.best_weights: dict[str, dict[str, torch.Tensor]] = {}  # per stage, at its best validation
         self.val_dice: dict[str, dict[str, float]] = {}
         self.epoch_seconds: list[float] = []
         self._stop: str | None = None
@@ -330,8 +331,7 @@ class Trainer:
         record = {"stage": stage, "epoch": stage_epoch, "loss": loss, "val_dice": val, "seconds": seconds}
         self.history.append(record)
         if val and not math.isnan(val["mean"]):
-            key = STAGE_NETS[stage]
-            self.best[key] = max(self.best.get(key, 0.0), val["mean"])
+            self.remember_if_best(stage, val["mean"])
         eta = float(np.mean(self.epoch_seconds)) * (self.total_epochs - self.epoch)
         self.reporter.progress(
             f"train stage {stage}",
@@ -348,6 +348,20 @@ class Trainer:
             self.save_checkpoint()
         if self.epoch < self.total_epochs and self.current_stage != stage:
             self._data.pop(stage, None)  # stage 1 data is not needed any more
+
+    def remember_if_best(self, stage: int, score: float) -> None:
+        """Keep a copy of the weights at the best validation Dice: the model file gets those, not the last."""
+        key = STAGE_NETS[stage]
+        if score > self.best.get(key, -1.0):
+            self.best[key] = score
+            self.best_weights[key] = {k: v.detach().cpu().clone() for k, v in self.nets[stage].state_dict().items()}
+
+    def restore_best(self) -> None:
+        for stage, net in self.nets.items():
+            weights = self.best_weights.get(STAGE_NETS[stage])
+            if weights is not None:
+                net.load_state_dict(weights)
+                self.reporter.log(f"stage {stage}: keeping the weights of the best validation Dice")
 
     def validate(self, stage: int) -> dict[str, float]:
         _, val_cases = self.stage_data(stage)
@@ -368,6 +382,7 @@ class Trainer:
         for net in self.nets.values():
             ddp.sync_buffers(net, self.ctx)
         self._debug_dump()
+        self.restore_best()
         summary = self.summary()
         if self.ctx.is_main:
             self.model.training = {**summary, "previous": self.model.training} if self.config.init else summary
@@ -486,6 +501,7 @@ class Trainer:
             "optimizers": {str(s): opt.state_dict() for s, opt in self.optimizers.items()},
             "scalers": {str(s): scaler.state_dict() for s, scaler in self.scalers.items()},
             "best": dict(self.best),
+            "best_weights": self.best_weights,
             "val_dice": self.val_dice,
             "history": self.history,
             "epoch_seconds": self.epoch_seconds,
@@ -529,6 +545,7 @@ class Trainer:
                 scaler.load_state_dict(state["scalers"][str(s)])
         self.epoch, self.step, self.loss_sum = int(state["epoch"]), int(state["step"]), float(state["loss_sum"])
         self.best, self.val_dice = dict(state["best"]), dict(state["val_dice"])
+        self.best_weights = dict(state.get("best_weights", {}))
         self.history, self.epoch_seconds = list(state["history"]), list(state["epoch_seconds"])
         set_rng_state(state["rng"])
         self.reporter.log(f"resumed at epoch {self.epoch} step {self.step} from {self.config.resume}")

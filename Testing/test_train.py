@@ -275,3 +275,14 @@ def test_cli_train_bad_input_is_one_sentence_and_exit_code_2(tmp_path, capsys, e
     code = cli.main(["train", "--output", str(tmp_path / "m.pt"), "--events", *extra])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 2 and records[-1]["event"] == "error" and message in records[-1]["message"]
+
+
+def test_the_model_file_keeps_the_best_validation_weights(straight_run):
+    config, summary = straight_run
+    history = [h for h in summary["history"] if h["stage"] == 2 and h["val_dice"]]
+    assert history, "the straight run validates every epoch"
+    best = max(h["val_dice"]["mean"] for h in history)
+    assert summary["best_val_dice"]["types"] == pytest.approx(best)
+    kept = load_checkpoint(checkpoint_path(config.output))["best_weights"]["types"]
+    saved = load_model(config.output).types_net.state_dict()
+    assert all(torch.equal(saved[k], kept[k]) for k in kept)

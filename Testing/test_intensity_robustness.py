@@ -1,0 +1,45 @@
+"""The same scan segments alike whatever its grey-value scale (issue: real scans as users have them).
+
+HU, uncalibrated CBCT values, unsigned 16-bit and an 8-bit windowed export of one phantom must give
+binary teeth masks with Dice >= 0.97 against each other, with the shipped model.
+"""
+
+import numpy as np
+import pytest
+
+from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, load_model
+from TeethSegmentationLib.phantom import make_phantom
+from TeethSegmentationLib.segment import SegmentOptions, segment_volume
+
+SEED = 5  # a training seed of the default model is >= 100; validation seeds are >= 10000
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="the default model has not been built")
+
+
+def _teeth_mask(grey: str) -> np.ndarray:
+    case = make_phantom(SEED, size="small", fov="crop", grey=grey, convention="ras_identity")
+    result = segment_volume(case.image, _model(), SegmentOptions(device="cpu"))
+    return result.fdi.array > 0
+
+
+_cache: dict = {}
+
+
+def _model():
+    if "model" not in _cache:
+        _cache["model"] = load_model(DEFAULT_MODEL_PATH)
+    return _cache["model"]
+
+
+@pytest.fixture(scope="module")
+def hu_mask() -> np.ndarray:
+    mask = _teeth_mask("hu")
+    assert mask.sum() > 1000  # the model finds the teeth at all
+    return mask
+
+
+@pytest.mark.parametrize("grey", ["uncalibrated", "uint16", "uint8"])
+def test_grey_value_kinds_segment_alike(grey: str, hu_mask: np.ndarray) -> None:
+    mask = _teeth_mask(grey)
+    dice = 2 * np.logical_and(mask, hu_mask).sum() / (mask.sum() + hu_mask.sum())
+    assert dice >= 0.97, f"{grey}: Dice {dice:.3f} against the HU scan"
