@@ -45,6 +45,9 @@ if not (MODULE_DIR / "TeethSegmentationLib").is_dir() and str(MODULE_DIR.parent)
 from TeethSegmentationLib import labels, mrml  # noqa: E402
 
 REQUIRED_PACKAGES = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "nrrd": "pynrrd", "psutil": "psutil"}
+TORCH_REQUIREMENT = ">=2.2"  # as pyproject.toml
+# The engine (TeethSegmentationLib) needs Python 3.10+ (pyproject.toml); Slicer 5.8 ships 3.9.10, 5.10+ ship 3.12.
+MIN_PYTHON = (3, 10)
 POLL_MS = 100
 DEVICE_PROBE = (
     "import json, torch; ok = torch.cuda.is_available(); "
@@ -195,7 +198,8 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.cancelRunner()
+        if self._task != "train":  # training works on exported files; a segmentation's nodes are going away
+            self.cancelRunner()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -336,8 +340,10 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._timer.stop()
             self._runner, task = None, self._task
             self._task = ""
-            self.onRunnerFinished(runner, task)
-            self._checkCanApply()
+            try:
+                self.onRunnerFinished(runner, task)
+            finally:  # tryWithErrorDisplay re-raises: the buttons must come back all the same
+                self._checkCanApply()
 
     def showEvents(self, events: list[dict]) -> None:
         if not events:
@@ -372,15 +378,16 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def showSegmentation(self, runner) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not load the result."), waitCursor=True):
-            report = self.logic.finishSegmentation(runner, self._parameterNode)
+            report = self.logic.finishSegmentation(runner)
             self.fillConfidenceTable(mrml.confidence_rows(report))
-            count = self._parameterNode.outputSegmentation.GetSegmentation().GetNumberOfSegments()
+            count = len(mrml.confidence_rows(report))
             self.setStatus(_("Found {count} teeth.").format(count=count), 1.0)
 
     def showTraining(self, runner) -> None:
-        model = self.logic.finishTraining(runner, self._parameterNode)
-        self.refreshModels(select=model)
-        self.setStatus(_("Trained {name}; it is now selected for segmentation.").format(name=model.name), 1.0)
+        with slicer.util.tryWithErrorDisplay(_("Training finished but its model could not be used.")):
+            model = self.logic.finishTraining(runner, self._parameterNode)
+            self.refreshModels(select=model)
+            self.setStatus(_("Trained {name}; it is now selected for segmentation.").format(name=model.name), 1.0)
 
     def fillConfidenceTable(self, rows: list[tuple]) -> None:
         table = self.ui.confidenceTable
@@ -417,7 +424,7 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def probeDevice(self) -> None:
         """Ask a child process whether torch sees a GPU (never import torch in Slicer's GUI thread)."""
-        if self._runner is not None or self.ui.deviceLabel.text or importlib.util.find_spec("torch") is None:
+        if self._runner is not None or self.ui.deviceLabel.text or not self.logic.canRunEngine():
             return
         self.startRunner(self.logic.startDeviceProbe(), "probe")
 
@@ -452,6 +459,8 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.trainingOutput: pathlib.Path | None = None
+        # (input volume, output segmentation, types only) as they were at Segment: the user may change them meanwhile.
+        self.segmentationTarget: tuple[Any, Any, bool] | None = None
 
     def getParameterNode(self) -> TeethSegmentationParameterNode:
         return TeethSegmentationParameterNode(super().getParameterNode())
@@ -460,8 +469,11 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def pythonExecutable() -> str:
-        """PythonSlicer: Slicer's Python with Slicer's environment (sys.executable inside Slicer)."""
-        return shutil.which("PythonSlicer") or sys.executable
+        """PythonSlicer (on Slicer's PATH; Slicer also sets sys.executable to it), as slicer.util does."""
+        found = shutil.which("PythonSlicer") or sys.executable
+        if not found:
+            raise RuntimeError(_("PythonSlicer was not found; reinstall Slicer."))
+        return found
 
     @staticmethod
     def userModelsFolder() -> pathlib.Path:
@@ -476,8 +488,15 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
     def missingPackages() -> list[str]:
         return [pip for module, pip in REQUIRED_PACKAGES.items() if importlib.util.find_spec(module) is None]
 
+    @classmethod
+    def canRunEngine(cls) -> bool:
+        return sys.version_info >= MIN_PYTHON and not cls.missingPackages()
+
     def ensureDependencies(self, confirm=None) -> None:
         """Install what is missing after asking (``confirm(text) -> bool``); raises InstallError."""
+        if sys.version_info < MIN_PYTHON:
+            raise InstallError(_("Teeth Segmentation needs Slicer 5.10 or later (Python {need}; this Slicer has "
+                                 "{have}).").format(need=".".join(map(str, MIN_PYTHON)), have=sys.version.split()[0]))
         missing = self.missingPackages()
         if not missing:
             return
@@ -501,9 +520,13 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         try:
             import PyTorchUtils  # the PyTorch extension picks the right CUDA build
         except ImportError:
-            TeethSegmentationLogic._pipInstall(["torch"])
+            TeethSegmentationLogic._pipInstall(["torch" + TORCH_REQUIREMENT])
             return
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+        try:
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                                   torchVersionRequirement=TORCH_REQUIREMENT)
+        except Exception as error:  # light-the-torch/pip report through many exception types
+            raise InstallError(_("Installing PyTorch failed ({error}).").format(error=error)) from error
         if torch is None:
             raise InstallError(_("PyTorch could not be installed. Install it with the PyTorch Utils module, "
                                  "then try again."), restartRequired=True)
@@ -511,7 +534,7 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _pipInstall(packages: list[str]) -> None:
         try:
-            slicer.util.pip_install(" ".join(packages))
+            slicer.util.pip_install(packages)  # a list: each item one argument, so ">=" needs no quoting
         except Exception as error:  # pip reports through many exception types
             raise InstallError(_("Installing {names} failed ({error}). Check the network or proxy settings, or "
                                  "install them from the Python console.").format(names=", ".join(packages),
@@ -566,7 +589,12 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         args = self.segmentArgs(str(inputPath), str(folder / "output"), params)
         runner = EngineRunner(args, python=self.pythonExecutable(), temp_folder=folder)
         logging.info("TeethSegmentation: " + " ".join(runner.command))
-        return runner.start()
+        self.segmentationTarget = (params.inputVolume, params.outputSegmentation, params.typesOnly)
+        try:
+            return runner.start()
+        except OSError:  # PythonSlicer could not be started: do not leave the exported scan behind
+            runner.cleanup()
+            raise
 
     def startDeviceProbe(self):
         from TeethSegmentationLib.runner import EngineRunner
@@ -606,13 +634,17 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         report = json.loads(reportPath.read_text(encoding="utf-8")) if reportPath.exists() else {}
         return maps[0], report
 
-    def finishSegmentation(self, runner, params: TeethSegmentationParameterNode) -> dict:
-        """Load the result into the output segmentation (replacing its segments); the engine's report."""
+    def finishSegmentation(self, runner) -> dict:
+        """Load the result into the output segmentation chosen at start (its segments replaced); the report."""
         try:
+            if self.segmentationTarget is None:
+                raise RuntimeError(_("No segmentation was started."))
+            inputVolume, outputSegmentation, typesOnly = self.segmentationTarget
             labelmapPath, report = self.resultFiles(pathlib.Path(runner.temp_folder) / "output")
-            mrml.load_fdi_labelmap_as_segments(labelmapPath, params.outputSegmentation, params.inputVolume, report,
-                                               types_only=params.typesOnly)
+            mrml.load_fdi_labelmap_as_segments(labelmapPath, outputSegmentation, inputVolume, report,
+                                               types_only=typesOnly)
         finally:
+            self.segmentationTarget = None
             runner.cleanup()
         return report
 
@@ -670,12 +702,14 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         self.trainingOutput = output
         return runner.start()
 
-    def finishTraining(self, runner, params: TeethSegmentationParameterNode) -> pathlib.Path:
+    def finishTraining(self, runner, params: TeethSegmentationParameterNode | None) -> pathlib.Path:
+        """The new model file, selected in ``params`` (None after a scene close during training)."""
         runner.cleanup()
-        output = self.trainingOutput
+        output, self.trainingOutput = self.trainingOutput, None
         if output is None or not output.is_file():
             raise RuntimeError(_("Training finished but wrote no model file."))
-        params.modelPath = output
+        if params is not None:
+            params.modelPath = output
         return output
 
 
@@ -685,7 +719,7 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class TeethSegmentationTest(ScriptedLoadableModuleTest):
-    """Segments a tiny phantom through the real background process and exports STL per tooth."""
+    """Segments a tiny phantom through the real background process, exports STL per tooth, and cancels a run."""
 
     TIMEOUT_S = 600
 
@@ -693,10 +727,14 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
+        # Testing mode answers dialogs with OK: missing packages are installed, an old Slicer fails here clearly.
+        TeethSegmentationLogic().ensureDependencies(confirm=lambda text: True)
         self.setUp()
         self.test_handle_events()
         self.setUp()
         self.test_segment_phantom()
+        self.setUp()
+        self.test_cancel_segmentation()
 
     def test_handle_events(self) -> None:
         events = [{"event": "start", "command": "segment"}, {"event": "progress", "stage": "teeth", "fraction": 0.5},
@@ -706,42 +744,48 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(summary["error"], "Bad input.")
         self.assertIn("hello", summary["log"])
 
-    def _runToEnd(self, runner) -> None:
+    def _waitWhile(self, runner, condition) -> None:
         import time
 
         deadline = time.monotonic() + self.TIMEOUT_S
-        while runner.running:
-            self.assertLess(time.monotonic(), deadline, "the engine did not finish in time")
+        while condition():
+            self.assertLess(time.monotonic(), deadline, "the engine did not get there in time")
             runner.poll()
             slicer.app.processEvents()
             time.sleep(0.05)
         runner.poll()
+
+    def _runToEnd(self, runner) -> None:
+        self._waitWhile(runner, lambda: runner.running)
         self.assertEqual(runner.exit_status, "ok", runner.error_message)
 
-    def _makePhantom(self, folder: pathlib.Path) -> pathlib.Path:
+    def _makeInputs(self, work: pathlib.Path):
+        """A tiny phantom (made by the engine in the background) as input; the Logic and its parameter node."""
         from TeethSegmentationLib.runner import EngineRunner
 
-        runner = EngineRunner(["phantom", str(folder), "--cases", "1", "--seed", "7", "--size", "tiny"],
+        runner = EngineRunner(["phantom", str(work), "--cases", "1", "--seed", "7", "--size", "tiny"],
                               python=TeethSegmentationLogic.pythonExecutable()).start()
         self._runToEnd(runner)
-        return folder / "case00.nrrd"
+        logic = TeethSegmentationLogic()
+        params = logic.getParameterNode()
+        params.inputVolume = slicer.util.loadVolume(str(work / "case00.nrrd"))
+        params.outputSegmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Teeth")
+        params.device, params.typesOnly, params.testTimeFlips = "cpu", False, False
+        params.modelPath = pathlib.Path()  # the shipped default model
+        return logic, params
 
     def test_segment_phantom(self) -> None:
         self.delayDisplay("Segmenting a tiny phantom in the background")
         work = pathlib.Path(tempfile.mkdtemp(prefix="TeethSegmentationTest-", dir=slicer.app.temporaryPath))
         try:
-            volume = slicer.util.loadVolume(str(self._makePhantom(work)))
-            logic = TeethSegmentationLogic()
-            params = logic.getParameterNode()
-            params.inputVolume = volume
-            params.outputSegmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Teeth")
-            params.device = "cpu"
+            logic, params = self._makeInputs(work)
             runner = logic.startSegmentation(params)
             self._runToEnd(runner)
-            logic.finishSegmentation(runner, params)
+            report = logic.finishSegmentation(runner)
             self.assertFalse(pathlib.Path(runner.temp_folder).exists(), "the private folder was not removed")
             names = mrml.segment_names(params.outputSegmentation)
             self.assertGreater(len(names), 0)
+            self.assertEqual(len(mrml.confidence_rows(report)), len(names))
             for segment in map(params.outputSegmentation.GetSegmentation().GetSegment,
                                mrml.segment_ids(params.outputSegmentation)):
                 self.assertEqual(segment.GetName(), labels.segment_name(segment.GetLabelValue()))
@@ -754,3 +798,26 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
             shutil.rmtree(work, ignore_errors=True)
         self.delayDisplay("Test passed")
 
+    def test_cancel_segmentation(self) -> None:
+        """Cancel ends the launcher and the Python it started (a tree-kill), reported as cancelled, not failed."""
+        import psutil
+
+        self.delayDisplay("Cancelling a background segmentation")
+        work = pathlib.Path(tempfile.mkdtemp(prefix="TeethSegmentationTest-", dir=slicer.app.temporaryPath))
+        try:
+            logic, params = self._makeInputs(work)
+            runner = logic.startSegmentation(params)
+            # "start" comes before torch is imported and the model loaded: the engine is surely still busy.
+            self._waitWhile(runner, lambda: runner.running and not any(e["event"] == "start" for e in runner.events))
+            self.assertTrue(runner.running, "the engine ended before it could be cancelled")
+            family = [runner.pid] + [p.pid for p in psutil.Process(runner.pid).children(recursive=True)]
+            runner.cancel()
+            runner.cleanup()
+            self.assertEqual(runner.exit_status, "cancelled")
+            self.assertFalse(pathlib.Path(runner.temp_folder).exists(), "the private folder was not removed")
+            alive = [pid for pid in family if psutil.pid_exists(pid)
+                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+            self.assertEqual(alive, [], "processes survived Cancel")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.delayDisplay("Test passed")

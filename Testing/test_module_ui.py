@@ -189,10 +189,28 @@ def test_module_imports_no_heavy_engine_parts_at_load(tree):
 def test_self_test_is_not_vacuous(tree):
     test = _class(tree, "TeethSegmentationTest")
     methods = {f.name: ast.unparse(f) for f in test.body if isinstance(f, ast.FunctionDef)}
-    assert "test_segment_phantom" in methods["runTest"]
-    body = methods["test_segment_phantom"]
-    for needed in ("startSegmentation", "assertGreater", "exportStl", "segment_name", "processEvents"):
-        assert needed in body or needed in methods["_runToEnd"], needed
+    for name in ("test_segment_phantom", "test_cancel_segmentation", "ensureDependencies"):
+        assert name in methods["runTest"], name
+    everything = "\n".join(methods.values())  # the test_* bodies and the helpers they call
+    for needed in ("startSegmentation", "finishSegmentation", "assertGreater", "exportStl", "segment_name",
+                   "processEvents", "exit_status", "'cancelled'", "STATUS_ZOMBIE"):
+        assert needed in everything, needed
+    assert "skip" not in everything.lower(), "the self-test must fail, not skip, when it cannot run"
+
+
+def test_self_test_uses_only_the_logic_api(tree):
+    """The test calls the Logic the way the Widget does, with the same signatures."""
+    logic = {f.name: f for f in _class(tree, "TeethSegmentationLogic").body if isinstance(f, ast.FunctionDef)}
+    for cls in ("TeethSegmentationTest", "TeethSegmentationWidget"):
+        for call in (n for n in ast.walk(_class(tree, cls)) if isinstance(n, ast.Call)):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in logic and "logic" in ast.unparse(func.value).lower():
+                method = logic[func.attr]
+                static = any(ast.unparse(d) == "staticmethod" for d in method.decorator_list)
+                params = method.args.args[0 if static else 1:]
+                required = len(params) - len(method.args.defaults)
+                given = len(call.args) + len(call.keywords)
+                assert required <= given <= len(params), f"{cls}: {ast.unparse(call)}"
 
 
 def test_cmake_lists_module_files_and_the_engine():
@@ -206,3 +224,139 @@ def test_cmake_lists_module_files_and_the_engine():
         assert resource in text, resource
     testing = ROOT / "TeethSegmentation" / "Testing"
     assert "slicer_add_python_unittest" in (testing / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
+
+
+# --- what was checked against Slicer 5.8 / 5.10 / CTK sources (the app cannot run here)
+
+# Base/Python/slicer/parameterNodeWrapper/guiConnectors.py: widget class -> annotation it can bind to.
+CONNECTABLE = {
+    "QCheckBox": lambda a: a == "bool",
+    "ctkCheckBox": lambda a: a == "bool",
+    "QSpinBox": lambda a: re.fullmatch(r"(Annotated\[)?int\b.*", a) is not None,
+    "QComboBox": lambda a: "Choice(" in a,  # or an Enum; ours are Choice
+    "QLineEdit": lambda a: a == "str",
+    "ctkPathLineEdit": lambda a: a == "pathlib.Path",
+    "qMRMLNodeComboBox": lambda a: re.fullmatch(r"vtkMRML\w+Node", a) is not None,
+}
+# CTK Libs/Widgets and Slicer Libs/MRML/Widgets: class -> header, and what Designer needs of it.
+CUSTOM_WIDGETS = {
+    "ctkCollapsibleButton": ("ctkCollapsibleButton.h", "QWidget", "1"),
+    "ctkPathLineEdit": ("ctkPathLineEdit.h", "QWidget", None),
+    "qMRMLNodeComboBox": ("qMRMLNodeComboBox.h", "QWidget", None),
+    "qMRMLWidget": ("qMRMLWidget.h", "QWidget", "1"),
+}
+
+
+def test_custom_widgets_are_declared_with_their_headers(ui):
+    declared = {c.findtext("class"): c for c in ui.iter("customwidget")}
+    used = {w.get("class") for w in ui.iter("widget")}
+    assert {c for c in used if not c.startswith("Q")} <= set(declared), "every custom class needs a <customwidget>"
+    for cls, element in declared.items():
+        header, extends, container = CUSTOM_WIDGETS[cls]
+        assert element.findtext("header") == header, cls
+        assert element.findtext("extends") == extends, cls
+        assert element.findtext("container") == container, cls
+
+
+def test_dynamic_properties_are_only_parameter_names(ui):
+    """The template's slip: a dynamic property named after the field (not SlicerParameterName) binds nothing."""
+    for widget in ui.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("stdset") == "0":
+                assert prop.get("name") == "SlicerParameterName", (widget.get("name"), prop.get("name"))
+                assert prop.find("string") is not None and prop.findtext("string").strip(), widget.get("name")
+            if prop.get("name") == "SlicerParameterName":
+                assert prop.get("stdset") == "0", f"{widget.get('name')}: dynamic properties need stdset=0"
+
+
+def test_every_bound_widget_has_a_connector_for_its_type(tree, ui):
+    fields, widgets = _parameter_fields(tree), _widgets(ui)
+    for widget_name, field in _parameter_names(ui).items():
+        cls = widgets[widget_name].get("class")
+        assert cls in CONNECTABLE, f"{widget_name}: parameterNodeWrapper has no connector for {cls}"
+        assert CONNECTABLE[cls](fields[field]), f"{widget_name} ({cls}) cannot bind {field}: {fields[field]}"
+    assert len(set(_parameter_names(ui).values())) == len(_parameter_names(ui)), "one widget per parameter"
+
+
+def test_node_selectors_list_their_field_type(tree, ui):
+    fields, widgets = _parameter_fields(tree), _widgets(ui)
+    for widget_name, field in _parameter_names(ui).items():
+        widget = widgets[widget_name]
+        if widget.get("class") == "qMRMLNodeComboBox":
+            types = widget.find("property[@name='nodeTypes']/stringlist")
+            assert types is not None, f"{widget_name}: nodeTypes must be a stringlist"
+            assert [s.text for s in types.findall("string")] == [fields[field]], widget_name
+
+
+def test_spin_box_range_and_defaults_match_the_fields(tree, ui):
+    widgets = _widgets(ui)
+    spin = widgets["epochsSpinBox"]
+    assert (spin.findtext("property[@name='minimum']/number"), spin.findtext("property[@name='maximum']/number")) == (
+        "1", "1000")
+    node = _class(tree, "TeethSegmentationParameterNode")
+    defaults = {s.target.id: ast.literal_eval(s.value) for s in node.body if isinstance(s, ast.AnnAssign) and s.value}
+    assert defaults["device"] in ("auto", "cpu", "cuda") and 1 <= defaults["epochs"] <= 1000
+
+
+def test_module_file_runs_on_the_python_slicer_ships(tree):
+    """Slicer 5.8 ships Python 3.9.10 (5.10 and 5.12: 3.12.10): the module must at least load there and say why
+    it cannot run; the engine (requires-python >= 3.10) runs only from Slicer 5.10."""
+    source = MODULE.read_text(encoding="utf-8")
+    ast.parse(source, feature_version=(3, 9))
+    assert "from __future__ import annotations" in source  # `X | None` annotations stay strings on 3.9
+    # parameterNodeWrapper evaluates its class annotations (typing.get_type_hints) at import: no 3.10+ syntax there.
+    for annotation in _parameter_fields(tree).values():
+        assert "|" not in annotation and not re.search(r"\b(list|dict|tuple)\[", annotation), annotation
+    assert "MIN_PYTHON = (3, 10)" in source and "sys.version_info < MIN_PYTHON" in source
+
+
+def test_slicer_calls_have_their_slicer_58_signatures(tree):
+    source = ast.unparse(tree)
+    assert "installTorch(askConfirmation=False, torchVersionRequirement=" in source  # PyTorchUtilsLogic
+    assert "shutil.which('PythonSlicer')" in source  # as slicer.util._executePythonModule, TotalSegmentator
+    for gone in ("slicer.util.pip_ensure", "launchConsoleProcess(", "slicer.packaging", "import imp\n"):
+        assert gone not in source, gone  # 5.12-only, or blocking, or removed in Python 3.12
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        if ast.unparse(call.func) == "slicer.util.tryWithErrorDisplay":
+            assert {k.arg for k in call.keywords} <= {"show", "waitCursor"} and len(call.args) <= 1
+
+
+CTK_COMPILE_KEYWORDS = {"TARGET_NAME", "SCRIPTS", "RESOURCES", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR",
+                        "NO_INSTALL_SUBDIR", "GLOBAL_TARGET"}
+SLICER_SCRIPTED_KEYWORDS = {"NAME", "SCRIPTS", "RESOURCES", "WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"}
+
+
+def _cmake_call(text: str, name: str) -> list[str]:
+    body = re.search(rf"{name}\((.*?)\n\s*\)", text, re.S)
+    assert body, name
+    return re.findall(r"^\s*([A-Z_]+)\b", body.group(1), re.M)
+
+
+def test_cmake_macros_get_only_their_keywords():
+    """CTK CMake/ctkMacroCompilePythonScript.cmake and Slicer CMake/SlicerMacroBuildScriptedModule.cmake."""
+    text = CMAKE.read_text(encoding="utf-8")
+    compile_keywords = set(_cmake_call(text, "ctkMacroCompilePythonScript"))
+    assert {"TARGET_NAME", "SCRIPTS", "DESTINATION_DIR", "INSTALL_DIR"} <= compile_keywords <= CTK_COMPILE_KEYWORDS
+    assert "SOURCE_DIR ${TEETHSEG_ROOT_DIR}" in text and "NO_INSTALL_SUBDIR" in text
+    assert "DESTINATION_DIR ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}" in text
+    assert "INSTALL_DIR ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}" in text
+    assert set(_cmake_call(text, "slicerMacroBuildScriptedModule")) <= SLICER_SCRIPTED_KEYWORDS
+
+
+def test_installed_layout_puts_engine_and_resources_where_the_code_looks():
+    """Module and engine land in the same qt-scripted-modules folder: MODULE_DIR/TeethSegmentationLib and
+    MODULE_DIR/Resources/{Models,Terminology}, which the engine finds as Path(__file__).parent.parent/Resources."""
+    text = CMAKE.read_text(encoding="utf-8")
+    root_rel = re.search(r'get_filename_component\(TEETHSEG_ROOT_DIR "\$\{CMAKE_CURRENT_SOURCE_DIR\}/(.*?)"', text)
+    assert root_rel and (MODULE.parent / root_rel.group(1)).resolve() == ROOT
+    assert (ROOT / "TeethSegmentationLib" / "__main__.py").is_file()
+    assert (ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json").is_file()
+    modelfile = (ROOT / "TeethSegmentationLib" / "modelfile.py").read_text(encoding="utf-8")
+    assert 'Path(__file__).resolve().parent.parent / "Resources" / "Models" / "teethseg-default.pt"' in modelfile
+    source = MODULE.read_text(encoding="utf-8")
+    assert 'resourcePath("Models", "teethseg-default.pt")' in source
+    assert 'resourcePath("Terminology", "TeethSegmentation.term.json")' in source
+    for listed in re.findall(r"^\s*(Resources/[\w/.${}]+)", text, re.M):
+        assert listed.endswith(("*.pt", ".md")) or (MODULE.parent / listed.replace("${MODULE_NAME}",
+                "TeethSegmentation")).exists() or (ROOT / listed.replace("${MODULE_NAME}",
+                "TeethSegmentation")).exists(), listed
