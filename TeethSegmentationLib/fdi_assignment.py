@@ -14,7 +14,8 @@ voxels along the occlusal normal), so it is fast and testable without volumes.
 3. Numbers: along each arch, sorted from the right distal end to the left distal end, the teeth are
    aligned to the 16 slots (x8..x1, y1..y8) by a monotone dynamic programme: each slot at most once,
    types strictly increasing outward from the midline, gaps allowed at a per-type price. Score = log of
-   the tooth's mean probability of the slot's type + a soft side prior from the arc position. The split
+   the tooth's mean probability of the slot's type + a soft prior of the type from the distance to the
+   midline (typical crown widths) + a soft side prior from the arc position. The split
    between the sides is the programme's choice, so two central incisors straddling a slightly wrong
    midline still go one to each side.
 """
@@ -29,6 +30,10 @@ from scipy.ndimage import gaussian_filter1d
 # Price (in log-probability units) of leaving a slot of type 1..8 empty: gaps are allowed but not free;
 # third molars are often absent, premolars are the usual orthodontic extractions.
 GAP_PRICE = np.array([1.5, 1.5, 2.0, 1.0, 1.0, 1.5, 1.2, 0.3])
+# Typical mesio-distal crown widths (mm) of types 1..8; their running sums give where along the arch, from
+# the midline, each type's centre lies. Used as a soft prior, so gaps and arch size move it little.
+UPPER_WIDTHS_MM = np.array([8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5])
+LOWER_WIDTHS_MM = np.array([5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0])
 UNPLACED_PRICE = 8.0  # an instance left without a number costs about as much as a certain mistake
 PROB_FLOOR = 1e-3
 
@@ -192,7 +197,22 @@ def _slots(upper: bool) -> list[int]:
     return [10 * right + t for t in range(8, 0, -1)] + [10 * left + t for t in range(1, 9)]
 
 
-def align_arch(type_probs: np.ndarray, positions: np.ndarray, upper: bool, side_sigma_mm: float = 2.5) -> np.ndarray:
+def position_log_prior(distance_mm: np.ndarray, upper: bool, weight: float = 1.0) -> np.ndarray:
+    """(N, 8) log prior of each type from the distance along the arch to the midline (mm).
+
+    Centres from typical crown widths, tolerance growing outward (arch size varies, gaps shift teeth):
+    a tooth 40 mm from the midline is a molar far more likely than an incisor, whatever the network says.
+    """
+    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
+    centres = np.cumsum(widths) - widths / 2
+    sigmas = 3.0 + 0.2 * centres
+    z = (np.abs(np.asarray(distance_mm, dtype=np.float64))[:, None] - centres[None]) / sigmas[None]
+    return -0.5 * weight * z**2
+
+
+def align_arch(
+    type_probs: np.ndarray, positions: np.ndarray, upper: bool, side_sigma_mm: float = 2.5, position_weight: float = 1.0
+) -> np.ndarray:
     """FDI numbers (0 = unplaced) for the teeth of one arch by the monotone dynamic programme."""
     n = len(positions)
     slots = _slots(upper)
@@ -202,9 +222,10 @@ def align_arch(type_probs: np.ndarray, positions: np.ndarray, upper: bool, side_
     pos = positions[order]
     right_prior = -np.logaddexp(0.0, -pos / side_sigma_mm)  # log sigmoid(pos / sigma)
     left_prior = -np.logaddexp(0.0, pos / side_sigma_mm)
+    type_score = np.log(probs) + position_log_prior(pos, upper, position_weight)
     score = np.empty((n, 16))
     for j, fdi in enumerate(slots):
-        score[:, j] = np.log(probs[:, fdi % 10 - 1]) + (right_prior if j < 8 else left_prior)
+        score[:, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
     gap = np.array([GAP_PRICE[fdi % 10 - 1] for fdi in slots])
     chosen = _monotone_alignment(score, gap)
     result = np.zeros(n, dtype=int)

@@ -71,3 +71,23 @@ def test_occlusal_plane_profile():
     assert found and abs(height) < 1.5
     one = np.concatenate([rng.normal(0, 2, 8000), rng.uniform(0, 15, 2000)])
     assert not occlusal_plane(one)[1]
+
+
+def test_position_prior_numbers_an_arch_with_a_gap_when_types_say_nothing():
+    from TeethSegmentationLib.fdi_assignment import UPPER_WIDTHS_MM, align_arch
+
+    centres = np.cumsum(UPPER_WIDTHS_MM) - UPPER_WIDTHS_MM / 2
+    present = [t for t in range(1, 9) if t not in (2, 8)]  # 12/22 missing with open gaps, no third molars
+    positions = np.array([centres[t - 1] for t in present] + [-centres[t - 1] for t in present]) * 1.05
+    uniform = np.full((len(positions), 8), 1 / 8)
+    numbers = align_arch(uniform, positions, upper=True)
+    assert list(numbers) == [10 + t for t in present] + [20 + t for t in present]
+
+
+def test_confident_types_outweigh_the_position_prior():
+    from TeethSegmentationLib.fdi_assignment import align_arch
+
+    positions = np.array([4.0, 14.0])  # a central incisor, then a canine pushed mesially into a gap
+    probs = np.full((2, 8), 0.001)
+    probs[0, 0], probs[1, 2] = 0.99, 0.99
+    assert list(align_arch(probs, positions, upper=True)) == [11, 13]
