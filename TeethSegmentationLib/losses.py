@@ -1,7 +1,8 @@
 """Training losses and the Dice metric.
 
 Stage 1 (binary teeth, one logit channel): soft Dice on the sigmoid. Stage 2 (9 classes): soft Dice
-on the softmax, averaged over the classes present in the batch. Either can add cross-entropy.
+on the softmax, averaged over the classes present in the batch, plus a binary soft Dice of teeth vs
+background (1 - p_background). Either can add cross-entropy.
 All functions are pure: tensors in, a scalar tensor (or numbers) out.
 """
 
@@ -51,7 +52,10 @@ def stage_loss(logits: torch.Tensor, target: torch.Tensor, with_ce: bool = False
         if with_ce:
             loss = loss + F.binary_cross_entropy_with_logits(logits[:, 0].float(), target.float())
         return loss
-    loss = soft_dice_multiclass(logits, target)
+    # Teeth vs background on its own, so type mix-ups do not cost the fine foreground its shape:
+    # logit(p_teeth) = logsumexp(tooth logits) - background logit.
+    teeth_logit = torch.logsumexp(logits[:, 1:].float(), dim=1, keepdim=True) - logits[:, :1].float()
+    loss = soft_dice_multiclass(logits, target) + soft_dice_binary(teeth_logit, target > 0)
     if with_ce:
         loss = loss + F.cross_entropy(logits.float(), target.long())
     return loss

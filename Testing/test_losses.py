@@ -84,3 +84,14 @@ def test_dice_per_class_with_an_absent_class_is_nan():
     assert scores[1] == pytest.approx(2 / 3)
     assert scores[2] == pytest.approx(2 / 3)
     assert math.isnan(scores[3])
+
+
+def test_stage2_loss_rewards_the_right_foreground_even_with_wrong_types():
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    target[0, :2] = 3
+    wrong_type = torch.full((1, 9, 4, 4, 4), -5.0)
+    wrong_type[:, 0, 2:] = 5.0
+    wrong_type[:, 5, :2] = 5.0  # teeth found, but called type 5
+    no_teeth = torch.full((1, 9, 4, 4, 4), -5.0)
+    no_teeth[:, 0] = 5.0
+    assert stage_loss(wrong_type, target) < stage_loss(no_teeth, target)
