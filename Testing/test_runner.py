@@ -170,7 +170,8 @@ def test_real_cli_bad_command_is_bad_input_with_one_sentence():
     runner = EngineRunner(["no-such-command"])
     events = run_to_end(runner)
     assert runner.exit_status == "bad_input" and runner.returncode == 2
-    assert events[-1]["event"] == "error" and events[-1]["code"] == 2
+    engine_events = [e for e in events if e.get("stream") != "stderr"]  # stderr lines interleave freely
+    assert engine_events[-1]["event"] == "error" and engine_events[-1]["code"] == 2
     message = runner.error_message
     assert "no-such-command" in message and message.endswith(".") and "\n" not in message
     assert "Traceback" not in message
