@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from geometry_helpers import rotation
 
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.volume import Volume, make_matrix, read_volume, write_volume
@@ -16,23 +17,14 @@ from TeethSegmentationLib.dicom import read_dicom, write_dicom_multiframe, write
 SHAPE = (20, 16, 12)
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, cy, cz = np.cos(np.radians([ax, ay, az]))
-    sx, sy, sz = np.sin(np.radians([ax, ay, az]))
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def _phantom(oblique: bool = True) -> Volume:
     """A CT-like int16 volume (air, soft tissue, a dense ball) on an oblique grid with distinct spacings."""
     i, j, k = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
     array = np.full(SHAPE, -1000, np.int16)
     array[2:-2, 2:-2, 1:-1] = 40 + i[2:-2, 2:-2, 1:-1] + 2 * j[2:-2, 2:-2, 1:-1] + 3 * k[2:-2, 2:-2, 1:-1]
     array[((i - 7) ** 2 + (j - 9) ** 2 + (k - 4) ** 2) < 9] = 2500
-    rotation = _rotation(12, -8, 25) if oblique else np.eye(3)
-    return Volume(array, make_matrix(rotation, [0.3, 0.35, 0.4], [-20.5, 31.25, 12.0]), space="LPS")
+    directions = rotation(12, -8, 25) if oblique else np.eye(3)
+    return Volume(array, make_matrix(directions, [0.3, 0.35, 0.4], [-20.5, 31.25, 12.0]), space="LPS")
 
 
 def _modify(files, **attributes) -> None:

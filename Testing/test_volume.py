@@ -8,6 +8,7 @@ import itertools
 import nrrd
 import numpy as np
 import pytest
+from geometry_helpers import rotation
 
 from TeethSegmentationLib import volume as vol
 from TeethSegmentationLib.errors import InputError
@@ -31,16 +32,6 @@ LPS_FLIP = np.diag([-1.0, -1.0, 1.0])
 SHAPE = (24, 20, 16)
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    """Rotation matrix from three angles in degrees (x, then y, then z)."""
-    cx, cy, cz = np.cos(np.radians([ax, ay, az]))
-    sx, sy, sz = np.sin(np.radians([ax, ay, az]))
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def _phantom(shape=SHAPE, dtype=np.int16) -> np.ndarray:
     """Asymmetric smooth content (a ramp plus a ball off-centre): any axis swap or flip shows."""
     i, j, k = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
@@ -57,8 +48,8 @@ CASES = {
     "negative": ("left-posterior-superior", np.diag([-0.5, 0.6, -0.7]), [5.0, 6.0, -7.0]),
     "permuted": ("left-posterior-superior", np.array([[0, 0, 0.7], [0.5, 0, 0], [0, 0.6, 0]]), [3.0, -4.0, 5.0]),
     "left_handed": ("left-posterior-superior", np.array([[0, 0, 0.7], [-0.5, 0, 0], [0, 0.6, 0]]), [3.0, -4.0, 5.0]),
-    "oblique": ("left-posterior-superior", (_rotation(15, -25, 40) * [0.5, 0.6, 0.7]).T, [-12.5, 7.25, 40.0]),
-    "oblique_ras": ("right-anterior-superior", (_rotation(-30, 10, 70) * [0.3, 0.3, 0.8]).T, [1.5, 2.5, -3.5]),
+    "oblique": ("left-posterior-superior", (rotation(15, -25, 40) * [0.5, 0.6, 0.7]).T, [-12.5, 7.25, 40.0]),
+    "oblique_ras": ("right-anterior-superior", (rotation(-30, 10, 70) * [0.3, 0.3, 0.8]).T, [1.5, 2.5, -3.5]),
 }
 
 
@@ -165,7 +156,7 @@ def test_singleton_component_axes_are_squeezed(tmp_path):
 
 def test_nifti_is_ras_and_remembers_format(tmp_path):
     nib = pytest.importorskip("nibabel")
-    matrix = make_matrix(_rotation(5, 10, -20), [0.3, 0.4, 0.5], [1, 2, 3])
+    matrix = make_matrix(rotation(5, 10, -20), [0.3, 0.4, 0.5], [1, 2, 3])
     nib.save(nib.Nifti1Image(_phantom(), matrix), str(tmp_path / "v.nii.gz"))
     volume = read_volume(tmp_path / "v.nii.gz")
     np.testing.assert_allclose(volume.ijk_to_ras, matrix, atol=1e-5)
@@ -253,7 +244,7 @@ def test_write_uses_reference_convention_and_raw_encoding(tmp_path):
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int32", "int64", "bool"])
 def test_label_maps_round_trip_exactly(tmp_path, suffix, dtype):
     labels = (_phantom() % 49).astype(dtype)
-    volume = Volume(labels, make_matrix(_rotation(0, 0, 90), [0.25] * 3, [0, 0, 0]))
+    volume = Volume(labels, make_matrix(rotation(0, 0, 90), [0.25] * 3, [0, 0, 0]))
     again = read_volume(write_volume(volume, tmp_path / f"labels{suffix}"))
     np.testing.assert_array_equal(again.array, labels)
     assert again.array.dtype.kind in "iu"
@@ -324,7 +315,7 @@ def _ramp(volume: Volume) -> np.ndarray:
 
 
 def test_resample_to_spacing_keeps_extent_and_is_linear_exact():
-    source = Volume(np.zeros(SHAPE), make_matrix(_rotation(10, 20, 30), [0.5, 0.6, 0.8], [4, 5, 6]))
+    source = Volume(np.zeros(SHAPE), make_matrix(rotation(10, 20, 30), [0.5, 0.6, 0.8], [4, 5, 6]))
     source.array = _ramp(source).astype(np.float64)
     out = resample_to_spacing(source, 0.3)
     assert out.array.dtype == np.float32
@@ -347,8 +338,8 @@ def test_resample_to_spacing_labels_keep_dtype_and_values():
 
 
 def test_slabs_give_the_same_result(monkeypatch):
-    source = Volume(_phantom().astype(np.float32), make_matrix(_rotation(0, 30, 0), [0.5] * 3, [0, 0, 0]))
-    reference = Volume(np.zeros((30, 20, 10)), make_matrix(_rotation(20, 0, 10), [0.4] * 3, [1, 1, 1]))
+    source = Volume(_phantom().astype(np.float32), make_matrix(rotation(0, 30, 0), [0.5] * 3, [0, 0, 0]))
+    reference = Volume(np.zeros((30, 20, 10)), make_matrix(rotation(20, 0, 10), [0.4] * 3, [1, 1, 1]))
     whole = resample_to_reference(source, reference, order=1, cval=-7)
     monkeypatch.setattr(vol, "SLAB_VOXELS", 500)
     sliced = resample_to_reference(source, reference, order=1, cval=-7)
@@ -357,7 +348,7 @@ def test_slabs_give_the_same_result(monkeypatch):
 
 
 def test_resample_to_reference_identity_and_outside():
-    source = Volume(_phantom(), make_matrix(_rotation(10, 0, 0), [0.5] * 3, [0, 0, 0]))
+    source = Volume(_phantom(), make_matrix(rotation(10, 0, 0), [0.5] * 3, [0, 0, 0]))
     same = resample_to_reference(source, source, order=0)
     np.testing.assert_array_equal(same.array, source.array)
     far = Volume(np.zeros((4, 4, 4)), make_matrix(np.eye(3), [1] * 3, [500, 500, 500]), space="RAS")
@@ -368,7 +359,7 @@ def test_resample_to_reference_identity_and_outside():
 def test_resample_to_oblique_reference_is_linear_exact():
     source = Volume(np.zeros(SHAPE), make_matrix(np.eye(3), [0.5] * 3, [0, 0, 0]))
     source.array = _ramp(source)
-    reference = Volume(np.zeros((10, 10, 10)), make_matrix(_rotation(30, -20, 45), [0.4] * 3, [5, 4, 3]))
+    reference = Volume(np.zeros((10, 10, 10)), make_matrix(rotation(30, -20, 45), [0.4] * 3, [5, 4, 3]))
     out = resample_to_reference(source, reference, order=1, cval=-1)
     ijk = source.ras_to_ijk_points(reference.ijk_to_ras_points(np.argwhere(np.ones(reference.shape))))
     inside = np.all((ijk >= 0) & (ijk <= np.array(SHAPE) - 1), axis=1).reshape(reference.shape)
@@ -410,7 +401,7 @@ def test_onehot_labels_same_grid_exact_and_finer_grid_smooth():
 
 def test_onehot_slabs_match(monkeypatch):
     labels = Volume((_phantom() % 4).astype(np.uint8), make_matrix(np.eye(3), [0.5] * 3, [0, 0, 0]))
-    reference = Volume(np.zeros((20, 30, 12)), make_matrix(_rotation(0, 0, 25), [0.3] * 3, [1, 0, 1]))
+    reference = Volume(np.zeros((20, 30, 12)), make_matrix(rotation(0, 0, 25), [0.3] * 3, [1, 0, 1]))
     whole = resample_labels_to_reference(labels, reference, mode="onehot")
     monkeypatch.setattr(vol, "SLAB_VOXELS", 700)
     np.testing.assert_array_equal(resample_labels_to_reference(labels, reference, mode="onehot").array, whole.array)
@@ -420,7 +411,7 @@ def test_onehot_slabs_match(monkeypatch):
 
 
 def test_crop_pad_paste_and_bounding_box():
-    source = Volume(_phantom(), make_matrix(_rotation(10, 20, 30), [0.5, 0.6, 0.7], [1, 2, 3]))
+    source = Volume(_phantom(), make_matrix(rotation(10, 20, 30), [0.5, 0.6, 0.7], [1, 2, 3]))
     mask = np.zeros(SHAPE, bool)
     mask[3:9, 4:6, 10:12] = True
     lo, hi = bounding_box(mask)
