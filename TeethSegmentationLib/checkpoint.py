@@ -13,9 +13,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (so i
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,7 @@ import numpy as np
 import torch
 
 from TeethSegmentationLib import __version__
-from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.modelfile import atomic_torch_save
+from TeethSegmentationLib.modelfile import atomic_torch_save, load_tagged_dict
 
 CHECKPOINT_FORMAT = "teethseg-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -96,18 +93,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint dict; a missing, damaged, foreign or newer file is an InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Checkpoint {path} does not exist; pass the .ckpt file written next to the model.")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise InputError(
-            f"Checkpoint {path} cannot be read (damaged, or not made by 'teethseg train': {first[:200]})."
-        ) from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path} is not a TeethSegmentation training checkpoint.")
-    if not isinstance(data.get("format_version"), int) or data["format_version"] > CHECKPOINT_FORMAT_VERSION:
-        raise InputError(f"Checkpoint {path} is from a newer TeethSegmentation; update the extension to resume it.")
-    return data
+    return load_tagged_dict(
+        path,
+        "Checkpoint",
+        "training checkpoint",
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_FORMAT_VERSION,
+        "pass the .ckpt file written next to the model",
+    )

@@ -164,28 +164,44 @@ def _net_from(stage: dict[str, Any] | None, name: str, path: Path) -> UNet | Non
     return net
 
 
-def read_model_dict(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and check a model file's dict; every failure is an InputError with one sentence."""
+def load_tagged_dict(
+    path: str | os.PathLike, what: str, kind: str, format_name: str, max_version: int, missing_hint: str
+) -> dict[str, Any]:
+    """A dict saved with a ``format``/``format_version`` tag, loaded with weights_only=True; every failure
+    (missing, damaged, foreign, newer) is an InputError with one sentence. ``what`` starts the sentence
+    ("Model file"), ``kind`` names the file type ("model file")."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"Model file {path} does not exist; pass --model with a .pt file made by 'teethseg train'.")
+        raise InputError(f"{what} {path} does not exist; {missing_hint}.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(
-            f"Model file {path} cannot be read as a TeethSegmentation model (damaged, or not made by "
+            f"{what} {path} cannot be read as a TeethSegmentation {kind} (damaged, or not made by "
             f"'teethseg train': {first[:200]})."
         ) from None
-    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-        raise InputError(f"{path} is not a TeethSegmentation model file; use one made by 'teethseg train'.")
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        raise InputError(f"{path} is not a TeethSegmentation {kind}; use one made by 'teethseg train'.")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+    if not isinstance(version, int) or version > max_version:
         raise InputError(
-            f"Model file {path} has format version {version}, newer than this TeethSegmentation understands "
-            f"({MODEL_FORMAT_VERSION}); update the extension."
+            f"{what} {path} has format version {version}, newer than this TeethSegmentation understands "
+            f"({max_version}); update the extension."
         )
     return data
+
+
+def read_model_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a model file's dict; every failure is an InputError with one sentence."""
+    return load_tagged_dict(
+        path,
+        "Model file",
+        "model file",
+        MODEL_FORMAT,
+        MODEL_FORMAT_VERSION,
+        "pass --model with a .pt file made by 'teethseg train'",
+    )
 
 
 def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
