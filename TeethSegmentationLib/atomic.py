@@ -14,10 +14,14 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path in ``path``'s folder; it replaces ``path`` only if the block succeeds.
+
+    The temporary name is hidden and ends with the target's name, so writers that choose the format
+    from the extension (``.nii.gz``, ``.nrrd``, ``.stl``) see the right one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=f"-{path.name}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.volume import RAS_TO_LPS, Volume
 
@@ -339,12 +339,8 @@ def _int16_slices(volume: Volume) -> np.ndarray:
 
 
 def _save(ds: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         ds.save_as(str(tmp), enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _geometry_tags(volume: Volume) -> tuple[list[float], list[float], np.ndarray]:

@@ -8,7 +8,6 @@ IJK-to-RAS matrix; ``space="LPS"`` (what Slicer's STL export writes by default) 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from TeethSegmentationLib import labels
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.volume import Volume
 
@@ -105,20 +105,13 @@ def write_stl(polydata: Any, path: str | os.PathLike) -> Path:
     """Binary STL, written to a temporary name and renamed."""
     vtk = _vtk()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".stl", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         writer = vtk.vtkSTLWriter()
-        writer.SetFileName(tmp)
+        writer.SetFileName(str(tmp))
         writer.SetFileTypeToBinary()
         writer.SetInputData(polydata)
         if not writer.Write():
             raise OSError(f"could not write {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

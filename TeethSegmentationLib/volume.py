@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import nrrd
 import numpy as np
 from scipy import ndimage
 
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -277,16 +277,11 @@ def write_volume(
     if not name.endswith((".nrrd", ".nii", ".nii.gz")):
         raise InputError(f"{path.name} has an unsupported output type; name it .nrrd, .nii or .nii.gz.")
     space = (reference or volume).space
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")  # keeps the extension writers look at
-    try:
+    with atomic_path(path) as tmp:
         if name.endswith(".nrrd"):
             _write_nrrd(volume, tmp, space, compress)
         else:
             _write_nifti(volume, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

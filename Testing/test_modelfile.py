@@ -20,7 +20,7 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     assert loaded.training == {"epochs": 3, "dice": {"mean": 0.5}, "cases": ["a", "b"], "torch": str(torch.__version__)}
     for a, b in zip(model.teeth_net.state_dict().values(), loaded.teeth_net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
 
 
 @pytest.mark.parametrize(

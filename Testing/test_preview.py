@@ -24,7 +24,7 @@ def test_render_slices_writes_png(tmp_path):
     case = make_phantom(3, size="tiny")
     path = render_slices(case.image, case.labels, tmp_path / "sub" / "case.png", title="seed 3")
     assert path == tmp_path / "sub" / "case.png" and _is_png(path)
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
+    assert [p.name for p in path.parent.iterdir()] == ["case.png"]  # no temporary file left behind
 
 
 def test_render_without_labels(tmp_path):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.events import Reporter, jsonable
 
 NAME = "evaluate"
@@ -45,7 +45,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
