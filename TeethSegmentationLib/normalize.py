@@ -3,6 +3,11 @@
 CBCT grey values are not calibrated: files range from HU to arbitrary 16-bit values and 8-bit
 exports. Percentiles of the volume map soft tissue/air and the dense end (bone, enamel) onto a
 fixed range, so any linear rescaling of the same scan gives the same network input.
+
+The anchors sit inside the tissue, not at the tails the file format clips: the 5th percentile is in
+air or soft tissue (an HU file clips the air noise at -1024, an uncalibrated one does not), and the
+99.5th in dentin and enamel, below the metal of restorations (clipped at 3071, 4095 or 8191 in HU
+files). The defaults (1, 99.8) of the first models moved with both; model files keep their own.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import numpy as np
 @dataclass(frozen=True)
 class Normalization:
     method: str = "percentile"
-    low_percentile: float = 1.0
-    high_percentile: float = 99.8
+    low_percentile: float = 5.0
+    high_percentile: float = 99.5
     clip_low: float = -0.5
     clip_high: float = 2.0
 
