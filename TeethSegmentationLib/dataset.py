@@ -138,6 +138,17 @@ class PreparedCase:
     cval: float  # padding value of the image (its minimum)
     groups: dict[int, np.ndarray] = field(default_factory=dict)  # tooth type (or 1) -> flat voxel indices
 
+    box: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (lo, hi) voxel box of the teeth, None without
+
+
+def teeth_box(labels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(lo, hi exclusive) voxel box of the non-zero labels; None when there are none."""
+    mask = labels > 0
+    spans = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    if not len(spans[0]):
+        return None
+    return tuple(int(s[0]) for s in spans), tuple(int(s[-1]) + 1 for s in spans)
+
 
 def _read(path: Path):
     from TeethSegmentationLib import volume as vol
@@ -181,6 +192,7 @@ def prepare_case(
         kind=kind,
         cval=float(array.min()),
         groups=foreground_groups(label_array, kind),
+        box=teeth_box(label_array),
     )
 
 
@@ -213,17 +225,24 @@ class SamplingParams:
     foreground_fraction: float = 2 / 3
     augment: augment.AugmentParams = augment.AugmentParams()
     teeth_channel: bool = False  # stage 2 "image+teeth": a second input channel from the teeth mask
+    # Background patches from the teeth box grown by this many voxels (stage 2 sees only that box at
+    # inference); None: from anywhere in the volume (stage 1 must learn the whole head).
+    background_margin: int | None = None
 
 
 def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
-    """A tooth voxel of a type drawn uniformly among those present (with jitter), or any voxel."""
-    shape = np.asarray(case.image.shape)
+    """A tooth voxel of a type drawn uniformly among those present (with jitter), or any voxel of the
+    volume (or of the teeth box grown by ``background_margin``)."""
     if case.groups and rng.random() < params.foreground_fraction:
         types = sorted(case.groups)
         voxels = case.groups[types[rng.integers(len(types))]]
         center = np.array(np.unravel_index(int(voxels[rng.integers(len(voxels))]), case.image.shape))
         return center + rng.integers(-(params.patch // 4), params.patch // 4 + 1, 3)
-    return np.array([rng.integers(0, s) for s in shape])
+    lo, hi = np.zeros(3, int), np.asarray(case.image.shape)
+    if params.background_margin is not None and case.box is not None:
+        lo = np.maximum(np.asarray(case.box[0]) - params.background_margin, 0)
+        hi = np.minimum(np.asarray(case.box[1]) + params.background_margin, hi)
+    return np.array([rng.integers(a, b) for a, b in zip(lo, hi, strict=True)])
 
 
 def make_patch(

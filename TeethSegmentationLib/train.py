@@ -46,7 +46,9 @@ from TeethSegmentationLib.modelfile import TYPES_INPUTS, TeethModel, load_model,
 
 STAGE_NETS = {1: "teeth", 2: "types"}
 OPTIMIZERS = ("adam", "rmsprop")
+LR_SCHEDULES = ("poly", "constant")
 DEBUG_RANK_DIR_ENV = "TEETHSEG_DEBUG_RANK_DIR"  # tests: every rank dumps its final weights there
+TYPES_CONTEXT_MM = 4.0  # stage 2 sees the teeth box plus this margin at inference (SegmentOptions.margin_mm)
 RESUME_MAY_CHANGE = ("epochs", "workers", "device", "resume", "checkpoint_every", "output", "val_tile")
 
 
@@ -63,6 +65,7 @@ class TrainConfig:
     batch: int = 2
     lr: float = 1e-3
     optimizer: str = "adam"
+    lr_schedule: str = "poly"  # per epoch, nnU-Net's lr * (1 - epoch / epochs) ** 0.9; or "constant"
     cross_entropy: bool = True  # add (binary) cross-entropy to the Dice loss: steadier early training
     device: str = "auto"
     init: str | None = None  # fine-tune from this model file
@@ -108,9 +111,18 @@ def check_config(config: TrainConfig) -> None:
         raise InputError("--val-fraction must be at least 0 and below 1.")
     if not config.lr > 0:
         raise InputError("--lr must be positive.")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"Unknown learning-rate schedule {config.lr_schedule!r}; use poly or constant.")
 
 
 # --- Small pure pieces (shared with scripts/benchmark_train.py).
+
+
+def scheduled_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """Learning rate of (0-based) ``epoch`` of ``epochs``: poly decay, which ends small but not at zero."""
+    if schedule == "constant" or epochs <= 1:
+        return base_lr
+    return base_lr * (1.0 - epoch / epochs) ** 0.9
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -131,7 +143,7 @@ def train_step(
 ) -> float:
     """One optimisation step; mixed precision on CUDA (when the scaler is enabled), float32 on the CPU."""
     device = next(net.parameters()).device
-    images = images.to(device, non_blocking=True)
+    images = images.to(device, non_blocking=True).contiguous(memory_format=training_layout(device))
     targets = targets.to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
@@ -141,6 +153,11 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     return float(loss.detach())
+
+
+def training_layout(device: torch.device) -> torch.memory_format:
+    """Channels-last 3-D on the CPU: about 1.5x faster steps of these small networks; default elsewhere."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
 
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
@@ -182,18 +199,29 @@ def network_input(case: PreparedCase, stage: int, teeth_channel: bool) -> np.nda
     return np.stack(channels)
 
 
+def validation_region(case: PreparedCase, margin: int | None) -> tuple[slice, ...]:
+    """The whole volume, or the teeth box grown by ``margin`` voxels (what stage 2 sees at inference)."""
+    if margin is None or case.box is None:
+        return (slice(None),) * 3
+    return tuple(
+        slice(max(0, a - margin), min(n, b + margin)) for a, b, n in zip(*case.box, case.labels.shape, strict=True)
+    )
+
+
 def validation_dice(
-    net: UNet, cases: list[PreparedCase], stage: int, teeth_channel: bool, tile: int
+    net: UNet, cases: list[PreparedCase], stage: int, teeth_channel: bool, tile: int, margin: int | None = None
 ) -> dict[str, float]:
-    """Dice per class over all held-out voxels ("teeth" for stage 1, "1".."8" for stage 2) plus "mean"."""
+    """Dice per class over the held-out voxels ("teeth" for stage 1, "1".."8" for stage 2) plus "mean";
+    all voxels, or those of the teeth box grown by ``margin``."""
     classes = [1] if stage == 1 else list(range(1, 9))
     inter = np.zeros(len(classes))
     total = np.zeros(len(classes))
     was_training = net.training
     net.eval()
     for case in cases:
-        pred = predict_volume(net, network_input(case, stage, teeth_channel), tile)
-        truth = stage_target(case.labels, case.kind, stage)
+        region = validation_region(case, margin)
+        pred = predict_volume(net, network_input(case, stage, teeth_channel)[(slice(None), *region)], tile)
+        truth = stage_target(case.labels[region], case.kind, stage)
         for i, c in enumerate(classes):
             p, t = pred == c, truth == c
             inter[i] += np.logical_and(p, t).sum()
@@ -270,7 +298,10 @@ class Trainer:
         self.model = self._build_model()
         self.stages = cfg.stages()
         self.total_epochs = cfg.epochs * len(self.stages)
-        self.nets = {s: getattr(self.model, f"{STAGE_NETS[s]}_net").to(self.device) for s in self.stages}
+        layout = training_layout(self.device)
+        self.nets = {
+            s: getattr(self.model, f"{STAGE_NETS[s]}_net").to(self.device, memory_format=layout) for s in self.stages
+        }
         self.wrapped = {s: ddp.wrap(net, self.ctx, self.device) for s, net in self.nets.items()}
         self.optimizers = {s: make_optimizer(cfg.optimizer, net.parameters(), cfg.lr) for s, net in self.nets.items()}
         self.scalers = {s: torch.amp.GradScaler(self.device.type, enabled=self.amp) for s in self.stages}
@@ -299,6 +330,8 @@ class Trainer:
             num_workers=cfg.workers,
             pin_memory=self.device.type == "cuda",
         )
+        for group in self.optimizers[stage].param_groups:
+            group["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, self.stage_epoch, cfg.epochs)
         self.wrapped[stage].train()
         start = time.monotonic()
         for images, targets in loader:
@@ -368,7 +401,10 @@ class Trainer:
         if not val_cases or not self.ctx.is_main:
             ddp.barrier(self.ctx)
             return {}
-        scores = validation_dice(self.nets[stage], val_cases, stage, self.teeth_channel(stage), self.config.val_tile)
+        scores = validation_dice(
+            self.nets[stage], val_cases, stage, self.teeth_channel(stage), self.config.val_tile,
+            self.types_margin() if stage == 2 else None,
+        )
         self.val_dice[STAGE_NETS[stage]] = scores
         ddp.barrier(self.ctx)
         return scores
@@ -383,6 +419,8 @@ class Trainer:
             ddp.sync_buffers(net, self.ctx)
         self._debug_dump()
         self.restore_best()
+        for net in self.nets.values():
+            net.to(memory_format=torch.contiguous_format)
         summary = self.summary()
         if self.ctx.is_main:
             self.model.training = {**summary, "previous": self.model.training} if self.config.init else summary
@@ -409,7 +447,12 @@ class Trainer:
             foreground_fraction=self.config.foreground_fraction,
             augment=AugmentParams() if self.config.augment else NO_AUGMENTATION,
             teeth_channel=self.teeth_channel(stage),
+            background_margin=self.types_margin() if stage == 2 else None,
         )
+
+    def types_margin(self) -> int:
+        """Stage 2's context margin in voxels of its grid."""
+        return int(round(TYPES_CONTEXT_MM / self.model.spacing_mm))
 
     def _patch(self, stage: int) -> int:
         divisor = self.nets[stage].divisor
@@ -565,6 +608,7 @@ class Trainer:
                 "batch": cfg.batch,
                 "optimizer": cfg.optimizer,
                 "lr": cfg.lr,
+                "lr_schedule": cfg.lr_schedule,
                 "cases": len(self.cases),
                 "train_cases": [c.name for c in self.train_cases],
                 "validation_cases": [c.name for c in self.val_cases],

@@ -127,6 +127,26 @@ def test_foreground_oversampling_and_per_type_balance(prepared):
     assert all(np.all((0 <= c) & (c < prepared.image.shape)) for c in centers)
 
 
+def test_stage_2_background_patches_stay_near_the_teeth(prepared):
+    """Stage 2 sees only the teeth box plus a margin at inference; its background patches come from there."""
+    lo, hi = map(np.asarray, prepared.box)
+    mask = prepared.labels > 0
+    # the box holds every tooth voxel, and is tight
+    assert mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))].sum() == mask.sum()
+    assert not mask[: lo[0]].any() and not mask[hi[0] :].any()
+    near = dataset.SamplingParams(patch=16, foreground_fraction=0.0, augment=NO_AUGMENTATION, background_margin=2)
+    centers = np.array([dataset.choose_center(prepared, dataset.item_rng(0, 0, 0, i), near) for i in range(200)])
+    assert np.all(centers >= np.maximum(lo - 2, 0)) and np.all(centers < np.minimum(hi + 2, prepared.image.shape))
+    assert len({tuple(c) for c in centers}) > 150  # still spread over the box
+
+
+def test_teeth_box_of_an_empty_label_map_is_none():
+    assert dataset.teeth_box(np.zeros((4, 5, 6), np.uint8)) is None
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1, 2:4, 5] = 11
+    assert dataset.teeth_box(labels) == ((1, 2, 5), (2, 4, 6))
+
+
 def test_teeth_channel_adds_a_second_input(prepared):
     params = dataset.SamplingParams(patch=32, teeth_channel=True)
     img, _ = dataset.PatchDataset([prepared], params, stage=2, length=1)[0]

@@ -103,6 +103,14 @@ class _CancelAt:
         pass
 
 
+def test_poly_learning_rate_decays_per_epoch_and_constant_stays():
+    from TeethSegmentationLib.train import scheduled_lr
+
+    rates = [scheduled_lr(1e-3, "poly", e, 10) for e in range(10)]
+    assert rates[0] == 1e-3 and all(np.diff(rates) < 0) and 0 < rates[-1] < 2e-4
+    assert scheduled_lr(1e-3, "constant", 7, 10) == 1e-3 and scheduled_lr(1e-3, "poly", 0, 1) == 1e-3
+
+
 def test_seed_configurations_have_the_published_parameter_counts():
     assert count_parameters(UNet(1, 1, n_blocks=3, start_filters=18)) == 429_967
     assert count_parameters(UNet(1, 9, n_blocks=3, start_filters=9)) == 107_982

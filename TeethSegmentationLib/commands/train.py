@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=int, default=None, help="patch edge in voxels (default 64)")
     parser.add_argument("--batch", type=int, default=None, help="patches per batch (default 2)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    parser.add_argument(
+        "--lr-schedule", choices=("poly", "constant"), default=None, help="per-epoch decay (default poly)"
+    )
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None)
     parser.add_argument("--loss", choices=("dice", "dice+ce"), default=None, help="default dice+ce")
     parser.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
@@ -87,6 +90,7 @@ def config_from_args(args: argparse.Namespace):
         "batch": args.batch,
         "lr": args.lr,
         "optimizer": args.optimizer,
+        "lr_schedule": args.lr_schedule,
         "cross_entropy": None if args.loss is None else args.loss == "dice+ce",
         "augment": None if args.no_augment is None else not args.no_augment,
         "device": args.device,
