@@ -15,9 +15,11 @@ voxels along the occlusal normal), so it is fast and testable without volumes.
    aligned to the 16 slots (x8..x1, y1..y8) by a monotone dynamic programme: each slot at most once,
    types strictly increasing outward from the midline, gaps allowed at a per-type price. Score = log of
    the tooth's mean probability of the slot's type + a soft prior of the type from the distance to the
-   midline (typical crown widths) + a soft side prior from the arc position. The split
-   between the sides is the programme's choice, so two central incisors straddling a slightly wrong
-   midline still go one to each side.
+   midline (typical crown widths) + a soft side prior from the arc position + for each pair of
+   consecutive numbered teeth, how well their distance along the arch fits their slots' typical
+   distance (an open gap is a missing tooth even where the types say nothing), over a few arch sizes.
+   The split between the sides is the programme's choice, so two central incisors straddling a
+   slightly wrong midline still go one to each side.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ GAP_PRICE = np.array([1.5, 1.5, 2.0, 1.0, 1.0, 1.5, 1.2, 0.3])
 UPPER_WIDTHS_MM = np.array([8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5])
 LOWER_WIDTHS_MM = np.array([5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0])
 UNPLACED_PRICE = 8.0  # an instance left without a number costs about as much as a certain mistake
+# Consecutive numbered teeth: their distance along the arch vs their slots' typical distance, a Gaussian of
+# SIGMA + FRACTION x distance (crowding, spacing, rotated teeth), weighed like one log-probability.
+SPACING_SIGMA_MM = 1.5
+SPACING_SIGMA_FRACTION = 0.15
+SPACING_WEIGHT = 1.0
+ARCH_SCALES = (0.8, 0.87, 0.94, 1.0, 1.07, 1.14, 1.2)  # sizes of the arch tried, x the typical widths
 PROB_FLOOR = 1e-3
 
 
@@ -210,10 +218,30 @@ def position_log_prior(distance_mm: np.ndarray, upper: bool, weight: float = 1.0
     return -0.5 * weight * z**2
 
 
+def expected_width_mm(distance_mm: np.ndarray, upper: bool) -> np.ndarray:
+    """Typical mesio-distal width (mm) of the tooth whose centre lies nearest ``distance_mm`` from the midline."""
+    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
+    centres = np.cumsum(widths) - widths / 2
+    nearest = np.argmin(np.abs(np.abs(np.asarray(distance_mm, dtype=np.float64))[:, None] - centres[None]), axis=1)
+    return widths[nearest]
+
+
+def slot_centres_mm(upper: bool) -> np.ndarray:
+    """Signed arc position (mm, + patient's right) of the 16 slots' typical crown centres, right distal first."""
+    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
+    centres = np.cumsum(widths) - widths / 2
+    return np.concatenate([centres[::-1], -centres])
+
+
 def align_arch(
     type_probs: np.ndarray, positions: np.ndarray, upper: bool, side_sigma_mm: float = 2.5, position_weight: float = 1.0
 ) -> np.ndarray:
-    """FDI numbers (0 = unplaced) for the teeth of one arch by the monotone dynamic programme."""
+    """FDI numbers (0 = unplaced) for the teeth of one arch by the monotone dynamic programme.
+
+    Besides each tooth's own score, consecutive numbered teeth pay for the difference between their
+    distance along the arch and the typical distance of their slots (so an open gap reads as a missing
+    tooth); the arch's size is the best of a few scales of the typical widths.
+    """
     n = len(positions)
     slots = _slots(upper)
     order = np.argsort(-positions)  # patient's right (+) first
@@ -222,12 +250,16 @@ def align_arch(
     pos = positions[order]
     right_prior = -np.logaddexp(0.0, -pos / side_sigma_mm)  # log sigmoid(pos / sigma)
     left_prior = -np.logaddexp(0.0, pos / side_sigma_mm)
-    type_score = np.log(probs) + position_log_prior(pos, upper, position_weight)
-    score = np.empty((n, 16))
-    for j, fdi in enumerate(slots):
-        score[:, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
     gap = np.array([GAP_PRICE[fdi % 10 - 1] for fdi in slots])
-    chosen = _monotone_alignment(score, gap)
+    best_total, chosen = -np.inf, [-1] * n
+    for scale in ARCH_SCALES:
+        type_score = np.log(probs) + position_log_prior(pos / scale, upper, position_weight)
+        score = np.empty((n, 16))
+        for j, fdi in enumerate(slots):
+            score[:, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
+        total, picked = _spacing_alignment(score, gap, pos, scale * slot_centres_mm(upper))
+        if total > best_total:
+            best_total, chosen = total, picked
     result = np.zeros(n, dtype=int)
     for i, j in enumerate(chosen):
         if j >= 0:
@@ -235,35 +267,44 @@ def align_arch(
     return result
 
 
-def _monotone_alignment(score: np.ndarray, gap: np.ndarray) -> list[int]:
-    """Best strictly increasing slot for each item (or -1): max sum of scores - gaps - unplaced prices."""
+def _spacing_alignment(
+    score: np.ndarray, gap: np.ndarray, pos: np.ndarray, centres: np.ndarray
+) -> tuple[float, list[int]]:
+    """(total, slot of each item or -1): items in arch order to strictly increasing slots, maximising the
+    items' scores - skipped slots' gap prices - unplaced items' prices + the spacing log-likelihood of each
+    pair of consecutive placed items."""
     n, m = score.shape
-    best = np.full((n + 1, m + 1), -np.inf)
-    move = np.zeros((n + 1, m + 1), dtype=np.int8)  # 0 slot skipped, 1 item placed, 2 item unplaced
-    best[0, 0] = 0.0
-    for j in range(1, m + 1):
-        best[0, j] = best[0, j - 1] - gap[j - 1]
-    for i in range(1, n + 1):
-        best[i, 0], move[i, 0] = best[i - 1, 0] - UNPLACED_PRICE, 2
-        for j in range(1, m + 1):
-            options = (
-                best[i, j - 1] - gap[j - 1],
-                best[i - 1, j - 1] + score[i - 1, j - 1],
-                best[i - 1, j] - UNPLACED_PRICE,
-            )
-            k = int(np.argmax(options))
-            best[i, j], move[i, j] = options[k], k
+    skipped = np.concatenate([[0.0], np.cumsum(gap)])  # skipped[b] - skipped[a] = gaps of slots a..b-1
+    between = skipped[None, :-1] - skipped[1:, None]  # [j', j]: -(gaps of slots j'+1..j-1), valid for j' < j
+    expected = centres[:, None] - centres[None, :]  # [j', j]: typical arc distance, > 0 for j' < j
+    valid = np.triu(np.ones((m, m), dtype=bool), k=1)
+    sigma = SPACING_SIGMA_MM + SPACING_SIGMA_FRACTION * np.abs(expected)
+    best = np.full((n, m), -np.inf)
+    back = np.full((n, m, 2), -1, dtype=int)
+    for i in range(n):
+        best[i] = score[i] - skipped[:-1] - UNPLACED_PRICE * i  # first placed item: earlier slots and items left
+        for k in range(i):
+            observed = pos[k] - pos[i]
+            pair = -0.5 * SPACING_WEIGHT * ((observed - expected) / sigma) ** 2
+            cand = best[k][:, None] + between.T + pair - UNPLACED_PRICE * (i - k - 1)
+            cand = np.where(valid, cand, -np.inf)  # [j', j]
+            prev = np.argmax(cand, axis=0)
+            value = cand[prev, np.arange(m)] + score[i]
+            better = value > best[i]
+            best[i][better] = value[better]
+            back[i][better] = np.stack([np.full(better.sum(), k), prev[better]], axis=1)
+    # End: the last placed item leaves the later slots and items; or no item is placed at all.
+    ends = best - (skipped[-1] - skipped[1:])[None, :] - UNPLACED_PRICE * (n - 1 - np.arange(n))[:, None]
     chosen = [-1] * n
-    i, j = n, m
-    while i > 0:
-        if move[i, j] == 0:
-            j -= 1
-        elif move[i, j] == 1:
-            chosen[i - 1] = j - 1
-            i, j = i - 1, j - 1
-        else:
-            i -= 1
-    return chosen
+    empty = -skipped[-1] - UNPLACED_PRICE * n
+    if n == 0 or ends.max() <= empty:
+        return float(empty), chosen
+    i, j = np.unravel_index(int(np.argmax(ends)), ends.shape)
+    total = float(ends[i, j])
+    while i >= 0:
+        chosen[i] = int(j)
+        i, j = back[i, j]
+    return total, chosen
 
 
 def assign_fdi(

@@ -14,6 +14,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 5. Each region's type is the vote of its mean type probabilities; an instance that straddles the
    occlusal plane (an upper and a lower tooth fused at the bite) is cut by the plane.
 6. :mod:`fdi_assignment` numbers the teeth (jaws, arch, midline, dynamic programme).
+7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
+   broad contact) are cut at their thinnest cross-sections, and the teeth are numbered again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class InstanceOptions:
     straddle_margin_mm: float = 1.5  # an instance with >= straddle_fraction of its voxels this far on
     straddle_fraction: float = 0.2  # both sides of the occlusal plane is cut by the plane
     side_sigma_mm: float = 2.5  # softness of the side prior around the midline
+    wide_ratio: float = 1.6  # an instance this many times wider along the arch than a tooth there is fused teeth
+    contact_dip: float = 0.75  # ... when its cross-section at the cut is at most this fraction of both sides' peaks
 
 
 @dataclass
@@ -130,6 +134,12 @@ def label_teeth(
         stats["centroid"], stats["types"], _apex_skew(labels, ras, plane[0]), opts.side_sigma_mm, known_plane
     )
     labels, split = _split_fused_central_incisors(labels, ras, stats, assignment, voxel_mm3, opts)
+    if split:
+        stats = _stats(labels, types, fg, ras)
+        assignment = fdi_assignment.assign_fdi(
+            stats["centroid"], stats["types"], _apex_skew(labels, ras, plane[0]), opts.side_sigma_mm, known_plane
+        )
+    labels, split = _split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
     if split:
         stats = _stats(labels, types, fg, ras)
         assignment = fdi_assignment.assign_fdi(
@@ -559,6 +569,62 @@ def _split_fused_central_incisors(
             labels[voxels[side]] = labels.max() + 1
             changed = True
     return labels, changed
+
+
+def _split_wide_instances(
+    labels: np.ndarray, ras: np.ndarray, assignment: Any, voxel_mm3: float, opts: InstanceOptions
+) -> tuple[np.ndarray, bool]:
+    """Cut instances much wider along the arch than a tooth at their place (neighbours of one type fused
+    at a broad contact, which no neck separates) into 2 or 3 teeth, at the thinnest cross-sections.
+
+    Width = the span of the voxels' arc positions; "a tooth at their place" = the typical crown width
+    there, times the jaw's median ratio of the two (the patient's size and the span's own bias)."""
+    changed = False
+    next_label = int(labels.max()) + 1
+    for jaw, fit in assignment.fits.items():
+        members = np.flatnonzero(assignment.upper == jaw)
+        if len(members) < 4 or not fit.fitted:
+            continue
+        arcs = [fdi_assignment.arch_positions(ras[labels == m + 1], fit) for m in members]
+        spans = np.array([np.percentile(a, 97) - np.percentile(a, 3) for a in arcs])
+        expected = fdi_assignment.expected_width_mm(assignment.arch_position_mm[members], bool(jaw))
+        ratio = spans / expected
+        ratio /= np.clip(np.median(ratio), 0.6, 1.5)
+        for member, arc, r in zip(members, arcs, ratio, strict=True):
+            if r < opts.wide_ratio:
+                continue
+            parts = _cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), opts.contact_dip)
+            sizes = np.bincount(parts)
+            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, 0.15 * len(arc)):
+                continue
+            voxels = np.flatnonzero(labels == member + 1)
+            labels = labels if changed else labels.copy()
+            for part in range(1, len(sizes)):
+                labels[voxels[parts == part]] = next_label
+                next_label += 1
+            changed = True
+    return labels, changed
+
+
+def _cut_along_arch(arc: np.ndarray, k: int, dip: float, bin_mm: float = 0.25, min_gap_mm: float = 3.0) -> np.ndarray:
+    """Part index of each voxel, cut at up to k-1 contacts: local minima of the voxels per arc-length bin
+    (inside the 12-88 % quantiles) at most ``dip`` x the peaks on both sides, deepest first, ``min_gap_mm``
+    apart. All zeros when no contact is seen."""
+    edges = np.arange(arc.min(), arc.max() + 2 * bin_mm, bin_mm)
+    counts = ndi.gaussian_filter1d(np.histogram(arc, edges)[0].astype(float), 2.0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    lo, hi = np.quantile(arc, [0.12, 0.88])
+    candidates = []
+    for c in range(1, len(counts) - 1):
+        if lo <= centres[c] <= hi and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
+            depth = counts[c] / max(min(counts[:c].max(), counts[c + 1 :].max()), 1e-6)
+            if depth <= dip:
+                candidates.append((depth, centres[c]))
+    cuts: list[float] = []
+    for _depth, centre in sorted(candidates):
+        if len(cuts) < k - 1 and all(abs(centre - other) >= min_gap_mm for other in cuts):
+            cuts.append(centre)
+    return np.digitize(arc, np.sort(cuts)) if cuts else np.zeros(len(arc), dtype=int)
 
 
 # ----------------------------------------------------------------------------------------------- result

@@ -91,3 +91,22 @@ def test_confident_types_outweigh_the_position_prior():
     probs = np.full((2, 8), 0.001)
     probs[0, 0], probs[1, 2] = 0.99, 0.99
     assert list(align_arch(probs, positions, upper=True)) == [11, 13]
+
+
+def test_an_open_gap_reads_as_a_missing_tooth_when_types_say_nothing():
+    """16 extracted with its space kept: the molars behind it keep 17 and 18, on a larger than typical arch."""
+    from TeethSegmentationLib.fdi_assignment import UPPER_WIDTHS_MM, align_arch
+
+    centres = np.cumsum(UPPER_WIDTHS_MM) - UPPER_WIDTHS_MM / 2
+    right = [t for t in range(1, 9) if t != 6]
+    positions = np.array([centres[t - 1] for t in right] + [-centres[t - 1] for t in range(1, 9)]) * 1.12
+    uniform = np.full((len(positions), 8), 1 / 8)
+    numbers = align_arch(uniform, positions, upper=True)
+    assert list(numbers) == [10 + t for t in right] + [20 + t for t in range(1, 9)]
+
+
+def test_spacing_alignment_places_nothing_without_items():
+    from TeethSegmentationLib.fdi_assignment import _spacing_alignment, slot_centres_mm
+
+    total, chosen = _spacing_alignment(np.zeros((0, 16)), np.ones(16), np.zeros(0), slot_centres_mm(True))
+    assert chosen == [] and total == -16.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from synthetic_arch import make_arch, probabilities
 
 from TeethSegmentationLib.evaluate import evaluate_pair
@@ -163,3 +164,31 @@ def test_phantom_numbering_from_truth_derived_probabilities():
         assert metrics["identification_accuracy"] >= 0.9, (seed, metrics["misidentified"])
         scores.append(metrics["identification_accuracy"])
     assert np.mean(scores) >= 0.95, scores
+
+
+def test_cut_along_arch_finds_the_contact_of_fused_teeth_only():
+    from TeethSegmentationLib.instances import _cut_along_arch
+
+    rng = np.random.default_rng(0)
+    fused = np.concatenate([rng.normal(0, 1.6, 4000), rng.normal(8.5, 1.6, 4000)])  # two crowns 8.5 mm apart
+    parts = _cut_along_arch(fused, 2, dip=0.75)
+    assert set(parts) == {0, 1} and abs(fused[parts == 0].max() - 4.25) < 1.0
+    single = rng.normal(0, 2.5, 8000)  # one broad tooth: no contact, no cut
+    assert set(_cut_along_arch(single, 2, dip=0.75)) == {0}
+
+
+def test_phantom_numbered_from_the_teeth_mask_alone():
+    """Uniform type probabilities: splitting fused neighbours by their width along the arch and numbering by
+    the spacing of the teeth must still number a realistic phantom (missing teeth included)."""
+    make_phantom = _phantom()
+    from TeethSegmentationLib.volume import reorient_to_ras, resample_to_spacing
+
+    case = make_phantom(10000, size="realistic", fov="crop")
+    labels = resample_to_spacing(reorient_to_ras(case.labels), 0.5, order=0)
+    truth = np.asarray(labels.array)
+    teeth_prob = ndi.gaussian_filter((truth > 0).astype(np.float32), 0.7)
+    uniform = np.full((9, *truth.shape), 1 / 9, dtype=np.float32)
+    result = label_teeth(teeth_prob, uniform, labels.ijk_to_ras)
+    metrics = evaluate_pair(result.fdi_map, truth, labels.spacing)
+    assert metrics["predicted_teeth"] == metrics["truth_teeth"] == 30
+    assert metrics["identification_accuracy"] >= 0.95, metrics["misidentified"]
