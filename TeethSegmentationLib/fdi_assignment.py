@@ -70,12 +70,19 @@ class Assignment:
     fits: dict[bool, ArchFit] = field(default_factory=dict)  # the arch curve used for each jaw (True = upper)
 
 
-def occlusal_normal(centroids: np.ndarray) -> np.ndarray:
-    """Least-spread direction of the centroids, pointing superior; +z where that is ill-defined."""
+def occlusal_normal(centroids: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray:
+    """Least-spread direction of the centroids, pointing superior; +z where that is ill-defined.
+
+    With ``upper`` (a first split into jaws), each jaw is centred on its own mean first: the gap between
+    the arches then does not tilt the normal where one jaw lacks teeth the other has (missing molars)."""
     z = np.array([0.0, 0.0, 1.0])
     if len(centroids) < 4:
         return z
     centred = centroids - centroids.mean(axis=0)
+    if upper is not None and upper.any() and (~upper).any():
+        centred = centroids.copy()
+        for jaw in (upper, ~upper):
+            centred[jaw] -= centroids[jaw].mean(axis=0)
     values, vectors = np.linalg.eigh(centred.T @ centred)
     normal = vectors[:, 0]
     if normal[2] < 0:

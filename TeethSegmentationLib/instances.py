@@ -384,6 +384,19 @@ def _plane(labels: np.ndarray, ras: np.ndarray) -> tuple[np.ndarray, float, bool
             and min(upper.sum(), (~upper).sum()) >= 0.6 * max(upper.sum(), (~upper).sum())
         )
         height = threshold if two else height
+    # The gap between the arches tilts a normal fitted to all centroids wherever one jaw lacks teeth the
+    # other has. Refit it with each jaw centred on itself, from a first split along the scanner's S axis
+    # (patients are scanned about upright) or, failing that, along the first normal.
+    z_height, z_two = fdi_assignment.occlusal_plane(ras[:, 2])
+    seed = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height) if two else None
+    if seed is not None:
+        for _ in range(2):
+            refit = fdi_assignment.occlusal_normal(centroids, centroids @ seed[0] > seed[1])
+            refit_height, refit_two = fdi_assignment.occlusal_plane(ras @ refit)
+            if not refit_two:
+                break
+            seed = (refit, refit_height)
+        normal, height, two = seed[0], seed[1], True
     return normal, height, two
 
 
@@ -593,9 +606,11 @@ def _split_wide_instances(
         for member, arc, r in zip(members, arcs, ratio, strict=True):
             if r < opts.wide_ratio:
                 continue
-            parts = _cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), opts.contact_dip)
+            # The wider, the surer it is fused: a shallower dip is then taken for the contact.
+            dip = min(opts.contact_dip + 0.1 * (r - opts.wide_ratio), 0.9)
+            parts = _cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), dip)
             sizes = np.bincount(parts)
-            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, 0.15 * len(arc)):
+            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, 0.25 * len(arc)):
                 continue
             voxels = np.flatnonzero(labels == member + 1)
             labels = labels if changed else labels.copy()

@@ -110,3 +110,18 @@ def test_spacing_alignment_places_nothing_without_items():
 
     total, chosen = _spacing_alignment(np.zeros((0, 16)), np.ones(16), np.zeros(0), slot_centres_mm(True))
     assert chosen == [] and total == -16.0
+
+
+def test_normal_within_jaws_is_not_tilted_by_teeth_one_jaw_lacks():
+    """Upper right molars extracted, lower ones present: all centroids together tilt the fitted normal towards
+    the lone lower molars; centring each jaw on itself does not."""
+    from TeethSegmentationLib.fdi_assignment import occlusal_normal
+
+    x = np.linspace(-25, 25, 14)
+    upper = np.stack([x, -0.06 * x**2, np.full_like(x, 8.0)], axis=1)[np.abs(x) < 12 + 30 * (x < 0)]
+    lower = np.stack([x, -0.06 * x**2, np.full_like(x, -8.0)], axis=1)
+    centroids = np.concatenate([upper, lower])
+    is_upper = np.arange(len(centroids)) < len(upper)
+    tilt = np.degrees(np.arccos(occlusal_normal(centroids)[2]))
+    assert tilt > 5.0
+    assert np.degrees(np.arccos(occlusal_normal(centroids, is_upper)[2])) < 1.0
