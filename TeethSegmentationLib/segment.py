@@ -53,6 +53,7 @@ class SegmentOptions:
     tta: bool = False
     teeth_threshold: float = 0.5
     min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
+    dentition_gap_mm: float = 15.0  # stage-1 parts further than this from the dentition's largest are dropped
     margin_mm: float = 4.0  # around the teeth box before the fine stage
     gate_with_teeth: bool = False  # multiply the stage-2 foreground by the stage-1 mask
     label_resampling: str = "nearest"  # or "onehot"
@@ -157,7 +158,9 @@ def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -
 
 
 def _teeth_mask(prob: Volume, options: SegmentOptions) -> np.ndarray:
-    """Stage-1 mask without components smaller than ``min_component_mm3``."""
+    """Stage-1 mask of the dentition: components of at least ``min_component_mm3`` that the largest one
+    reaches in steps of at most ``dentition_gap_mm`` (a lone molar behind a gap stays; bright bits of the
+    skull base, spine or hyoid in a whole-head scan go)."""
     mask = prob.array > options.teeth_threshold
     components, count = ndimage.label(mask)
     if count == 0:
@@ -166,7 +169,25 @@ def _teeth_mask(prob: Volume, options: SegmentOptions) -> np.ndarray:
     sizes = np.bincount(components.ravel())
     keep = sizes * voxel_mm3 >= options.min_component_mm3
     keep[0] = False
+    if keep.sum() > 1:
+        keep &= _reached_from_largest(components, sizes, keep, prob.spacing, options.dentition_gap_mm)
     return keep[components]
+
+
+def _reached_from_largest(
+    components: np.ndarray, sizes: np.ndarray, candidates: np.ndarray, spacing: np.ndarray, gap_mm: float
+) -> np.ndarray:
+    """Per component label: whether a chain of ``candidates`` at most ``gap_mm`` apart joins it to the largest."""
+    kept = np.zeros(len(sizes), dtype=bool)
+    kept[int(np.argmax(np.where(candidates, sizes, 0)))] = True
+    while True:
+        near = ndimage.distance_transform_edt(~np.isin(components, np.flatnonzero(kept)), sampling=spacing) <= gap_mm
+        reached = np.zeros(len(sizes), dtype=bool)
+        reached[np.unique(components[near])] = True
+        grown = kept | (reached & candidates)
+        if np.array_equal(grown, kept):
+            return kept
+        kept = grown
 
 
 def run_teeth_stage(
@@ -199,16 +220,17 @@ def run_types_stage(
     crop: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
     device: torch.device, options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray, np.ndarray]:
-    """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, upsampled stage-1 probability)."""
+    """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, upsampled stage-1 probability,
+    stage-1 teeth grown by the margin: where stage 2 ran)."""
     fine = resample_to_spacing(crop, model.spacing_mm, order=1)
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
     teeth_up = resample_to_reference(prob, fine, order=1).array
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
+    near = _skip_mask(prob, mask, fine, options.margin_mm)
     probs = predict_types(
-        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f),
-        mask=_skip_mask(prob, mask, fine, options.margin_mm),
+        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near
     )
-    return fine, probs, teeth_up
+    return fine, probs, teeth_up, near
 
 
 def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
@@ -258,8 +280,9 @@ def segment_volume(
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
         crop = sub_volume(ras, lo, hi)
-        fine, probs, teeth_up = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
+        fine, probs, teeth_up, near = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
+        foreground *= near  # stage 2 is asked about the teeth stage 1 found, not about the rest of its windows
         if options.gate_with_teeth:
             foreground *= teeth_up > options.teeth_threshold
         reporter.progress("types", 1.0)
