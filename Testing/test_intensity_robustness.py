@@ -45,20 +45,7 @@ def hu_mask() -> np.ndarray:
     return mask
 
 
-# Known defect (issue 7, measured with the current default model on seed 5): the HU phantom clips metal at
-# 8191, which moves the 99.8th-percentile anchor of normalize.py; Dice against HU is 0.811 (uncalibrated,
-# uint16) and 0.914 (uint8). Fix: a metal-robust upper anchor, then retrain. strict: passes -> flag it.
-KNOWN_DEFECT = pytest.mark.xfail(strict=True, reason="percentile anchor moved by clipped metal; retrain needed")
-
-
-@pytest.mark.parametrize(
-    "grey",
-    [
-        pytest.param("uncalibrated", marks=KNOWN_DEFECT),
-        pytest.param("uint16", marks=KNOWN_DEFECT),
-        pytest.param("uint8", marks=KNOWN_DEFECT),
-    ],
-)
+@pytest.mark.parametrize("grey", ["uncalibrated", "uint16", "uint8"])
 def test_grey_value_kinds_segment_alike(grey: str, hu_mask: np.ndarray) -> None:
     mask = _teeth_mask(grey)
     dice = 2 * np.logical_and(mask, hu_mask).sum() / (mask.sum() + hu_mask.sum())

@@ -31,19 +31,25 @@ from TeethSegmentationLib.volume import write_volume  # noqa: E402
 
 TRAIN_SEED = 100
 VAL_SEED = 10_000
+VAL_FOVS = ("crop", "jaws", "head")  # fixes each field of view's validation seeds (10000, 11000, 12000)
 
 
 def fov_of(n: int, fovs: list[str]) -> str:
     return fovs[n % len(fovs)]
 
 
-def write_cases(folder: Path, count: int, seed: int, fovs: list[str], size: str) -> list[str]:
+def write_cases(
+    folder: Path, count: int, seed: int, fovs: list[str], size: str, head_spacing: float | None = None
+) -> list[str]:
+    """Phantoms ``case000``...; head cases on a ``head_spacing`` grid (a 0.25 mm head is 77 s to draw)."""
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for n in range(count):
         name = f"case{n:03d}"
         if not (folder / f"{name}.labels.nrrd").exists():
-            case = make_phantom(seed + n, size=size, fov=fov_of(n, fovs))
+            fov = fov_of(n, fovs)
+            spacing = head_spacing if fov == "head" else None
+            case = make_phantom(seed + n, size=size, fov=fov, spacing=spacing)
             write_volume(case.image, folder / f"{name}.nrrd")
             write_volume(case.labels, folder / f"{name}.labels.nrrd")
         names.append(name)
@@ -56,7 +62,7 @@ def validate(model_path: Path, work: Path, count: int, fovs: list[str], size: st
     for fov in fovs:
         truth = work / f"val_{fov}"
         pred = work / f"pred_{fov}"
-        names = write_cases(truth, count, VAL_SEED + 1000 * fovs.index(fov), [fov], size)
+        names = write_cases(truth, count, VAL_SEED + 1000 * VAL_FOVS.index(fov), [fov], size)
         seconds = []
         for name in names:
             start = time.perf_counter()
@@ -72,21 +78,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "default_model")
-    parser.add_argument("--train-cases", type=int, default=36)
-    parser.add_argument("--val-cases", type=int, default=6)
-    parser.add_argument("--fovs", nargs="+", default=["crop", "crop", "jaws"])
-    parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws"])
+    parser.add_argument("--train-cases", type=int, default=40)
+    parser.add_argument("--val-cases", type=int, default=5)
+    parser.add_argument("--fovs", nargs="+", default=["crop", "jaws", "crop", "head"])
+    parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
+    parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")
-    parser.add_argument("--teeth-epochs", type=int, default=8)
-    parser.add_argument("--teeth-steps", type=int, default=25, help="steps per epoch, stage 1")
+    parser.add_argument("--teeth-epochs", type=int, default=12)
+    parser.add_argument("--teeth-steps", type=int, default=50, help="steps per epoch, stage 1")
     parser.add_argument("--teeth-patch", type=int, default=48, help="stage 1 runs on the 1 mm grid")
-    parser.add_argument("--types-epochs", type=int, default=20)
-    parser.add_argument("--types-steps", type=int, default=40, help="steps per epoch, stage 2")
-    parser.add_argument("--types-patch", type=int, default=64)
+    parser.add_argument("--types-epochs", type=int, default=36)
+    parser.add_argument("--types-steps", type=int, default=100, help="steps per epoch, stage 2")
+    parser.add_argument("--types-patch", type=int, default=48)
     parser.add_argument("--filters", type=int, default=9, help="start filters of both stages (seed range 9-18)")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
     parser.add_argument("--stages", nargs="+", default=["1", "2"], choices=["1", "2"], help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
@@ -102,7 +109,7 @@ def main() -> int:
     reporter = TerminalReporter()
     train_dir = args.work / "train"
     if not args.skip_training:
-        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size)
+        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing)
         common = dict(
             output=str(args.output),
             data_dir=str(train_dir),
