@@ -20,5 +20,6 @@ def test_head_phantom_teeth_are_found_and_numbered() -> None:
     assert result.fdi.shape == case.labels.shape
     assert np.allclose(result.fdi.ijk_to_ras, case.labels.ijk_to_ras)
     metrics = evaluate_pair(result.fdi.array, case.labels.array, case.labels.spacing)
-    assert metrics["dice_binary"] >= 0.85, metrics
-    assert metrics["identification_accuracy"] >= 0.8, metrics
+    # Issue 7's targets for unseen head phantoms (this one: 0.944 and 1.0 with the shipped model).
+    assert metrics["dice_binary"] >= 0.90, metrics
+    assert metrics["identification_accuracy"] >= 0.90, metrics
