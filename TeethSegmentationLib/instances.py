@@ -384,19 +384,19 @@ def _plane(labels: np.ndarray, ras: np.ndarray) -> tuple[np.ndarray, float, bool
             and min(upper.sum(), (~upper).sum()) >= 0.6 * max(upper.sum(), (~upper).sum())
         )
         height = threshold if two else height
-    # The gap between the arches tilts a normal fitted to all centroids wherever one jaw lacks teeth the
-    # other has. Refit it with each jaw centred on itself, from a first split along the scanner's S axis
+    # Two arches: the gap between them tilts a normal fitted to all centroids wherever one jaw lacks teeth
+    # the other has. Refit it with each jaw centred on itself, from a first split along the scanner's S axis
     # (patients are scanned about upright) or, failing that, along the first normal.
-    z_height, z_two = fdi_assignment.occlusal_plane(ras[:, 2])
-    seed = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height) if two else None
-    if seed is not None:
+    if two:
+        z_height, z_two = fdi_assignment.occlusal_plane(ras[:, 2])
+        seed = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height)
         for _ in range(2):
             refit = fdi_assignment.occlusal_normal(centroids, centroids @ seed[0] > seed[1])
             refit_height, refit_two = fdi_assignment.occlusal_plane(ras @ refit)
             if not refit_two:
                 break
             seed = (refit, refit_height)
-        normal, height, two = seed[0], seed[1], True
+        normal, height = seed
     return normal, height, two
 
 
