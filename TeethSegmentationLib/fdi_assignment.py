@@ -282,7 +282,7 @@ def _spacing_alignment(
     pair of consecutive placed items."""
     n, m = score.shape
     skipped = np.concatenate([[0.0], np.cumsum(gap)])  # skipped[b] - skipped[a] = gaps of slots a..b-1
-    between = skipped[None, :-1] - skipped[1:, None]  # [j', j]: -(gaps of slots j'+1..j-1), valid for j' < j
+    between = skipped[1:, None] - skipped[None, :-1]  # [j', j]: -(gaps of slots j'+1..j-1), valid for j' < j
     expected = centres[:, None] - centres[None, :]  # [j', j]: typical arc distance, > 0 for j' < j
     valid = np.triu(np.ones((m, m), dtype=bool), k=1)
     sigma = SPACING_SIGMA_MM + SPACING_SIGMA_FRACTION * np.abs(expected)
@@ -293,7 +293,7 @@ def _spacing_alignment(
         for k in range(i):
             observed = pos[k] - pos[i]
             pair = -0.5 * SPACING_WEIGHT * ((observed - expected) / sigma) ** 2
-            cand = best[k][:, None] + between.T + pair - UNPLACED_PRICE * (i - k - 1)
+            cand = best[k][:, None] + between + pair - UNPLACED_PRICE * (i - k - 1)
             cand = np.where(valid, cand, -np.inf)  # [j', j]
             prev = np.argmax(cand, axis=0)
             value = cand[prev, np.arange(m)] + score[i]
