@@ -137,8 +137,15 @@ class PreparedCase:
     kind: str
     cval: float  # padding value of the image (its minimum)
     groups: dict[int, np.ndarray] = field(default_factory=dict)  # tooth type (or 1) -> flat voxel indices
-
     box: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (lo, hi) voxel box of the teeth, None without
+
+    def region(self, margin: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) voxels: the teeth box grown by ``margin`` and clipped, or the whole volume (margin None
+        or no teeth)."""
+        lo, hi = np.zeros(3, dtype=int), np.asarray(self.labels.shape)
+        if margin is None or self.box is None:
+            return lo, hi
+        return np.maximum(np.asarray(self.box[0]) - margin, lo), np.minimum(np.asarray(self.box[1]) + margin, hi)
 
 
 def teeth_box(labels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -238,10 +245,7 @@ def choose_center(case: PreparedCase, rng: np.random.Generator, params: Sampling
         voxels = case.groups[types[rng.integers(len(types))]]
         center = np.array(np.unravel_index(int(voxels[rng.integers(len(voxels))]), case.image.shape))
         return center + rng.integers(-(params.patch // 4), params.patch // 4 + 1, 3)
-    lo, hi = np.zeros(3, int), np.asarray(case.image.shape)
-    if params.background_margin is not None and case.box is not None:
-        lo = np.maximum(np.asarray(case.box[0]) - params.background_margin, 0)
-        hi = np.minimum(np.asarray(case.box[1]) + params.background_margin, hi)
+    lo, hi = case.region(params.background_margin)
     return np.array([rng.integers(a, b) for a, b in zip(lo, hi, strict=True)])
 
 

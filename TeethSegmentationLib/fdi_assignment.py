@@ -218,25 +218,28 @@ def position_log_prior(distance_mm: np.ndarray, upper: bool, weight: float = 1.0
     Centres from typical crown widths, tolerance growing outward (arch size varies, gaps shift teeth):
     a tooth 40 mm from the midline is a molar far more likely than an incisor, whatever the network says.
     """
-    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
-    centres = np.cumsum(widths) - widths / 2
+    _widths, centres = type_centres_mm(upper)
     sigmas = 3.0 + 0.2 * centres
     z = (np.abs(np.asarray(distance_mm, dtype=np.float64))[:, None] - centres[None]) / sigmas[None]
     return -0.5 * weight * z**2
 
 
+def type_centres_mm(upper: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(typical crown widths, distance of each type's centre from the midline along the arch), types 1..8."""
+    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
+    return widths, np.cumsum(widths) - widths / 2
+
+
 def expected_width_mm(distance_mm: np.ndarray, upper: bool) -> np.ndarray:
     """Typical mesio-distal width (mm) of the tooth whose centre lies nearest ``distance_mm`` from the midline."""
-    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
-    centres = np.cumsum(widths) - widths / 2
+    widths, centres = type_centres_mm(upper)
     nearest = np.argmin(np.abs(np.abs(np.asarray(distance_mm, dtype=np.float64))[:, None] - centres[None]), axis=1)
     return widths[nearest]
 
 
 def slot_centres_mm(upper: bool) -> np.ndarray:
     """Signed arc position (mm, + patient's right) of the 16 slots' typical crown centres, right distal first."""
-    widths = UPPER_WIDTHS_MM if upper else LOWER_WIDTHS_MM
-    centres = np.cumsum(widths) - widths / 2
+    _widths, centres = type_centres_mm(upper)
     return np.concatenate([centres[::-1], -centres])
 
 

@@ -43,12 +43,12 @@ from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.losses import dice_per_class, predict_labels, stage_loss
 from TeethSegmentationLib.model import UNet, build_unet, pad_to_multiple
 from TeethSegmentationLib.modelfile import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
+from TeethSegmentationLib.segment import SegmentOptions
 
 STAGE_NETS = {1: "teeth", 2: "types"}
 OPTIMIZERS = ("adam", "rmsprop")
 LR_SCHEDULES = ("poly", "constant")
 DEBUG_RANK_DIR_ENV = "TEETHSEG_DEBUG_RANK_DIR"  # tests: every rank dumps its final weights there
-TYPES_CONTEXT_MM = 4.0  # stage 2 sees the teeth box plus this margin at inference (SegmentOptions.margin_mm)
 RESUME_MAY_CHANGE = ("epochs", "workers", "device", "resume", "checkpoint_every", "output", "val_tile")
 
 
@@ -191,21 +191,14 @@ def predict_volume(net: UNet, image: np.ndarray, tile: int = 128) -> np.ndarray:
     return out
 
 
-def network_input(case: PreparedCase, stage: int, teeth_channel: bool) -> np.ndarray:
-    """[C, X, Y, Z] float32: the image, plus the smoothed teeth mask for an "image+teeth" stage 2."""
-    channels = [case.image.astype(np.float32)]
+def network_input(
+    case: PreparedCase, stage: int, teeth_channel: bool, region: tuple[slice, ...] = (slice(None),) * 3
+) -> np.ndarray:
+    """[C, X, Y, Z] float32 of ``region``: the image, plus the smoothed teeth mask for an "image+teeth" stage 2."""
+    channels = [case.image[region].astype(np.float32)]
     if stage == 2 and teeth_channel:
-        channels.append(ndimage.gaussian_filter((case.labels > 0).astype(np.float32), 1.0))
+        channels.append(ndimage.gaussian_filter((case.labels[region] > 0).astype(np.float32), 1.0))
     return np.stack(channels)
-
-
-def validation_region(case: PreparedCase, margin: int | None) -> tuple[slice, ...]:
-    """The whole volume, or the teeth box grown by ``margin`` voxels (what stage 2 sees at inference)."""
-    if margin is None or case.box is None:
-        return (slice(None),) * 3
-    return tuple(
-        slice(max(0, a - margin), min(n, b + margin)) for a, b, n in zip(*case.box, case.labels.shape, strict=True)
-    )
 
 
 def validation_dice(
@@ -219,8 +212,8 @@ def validation_dice(
     was_training = net.training
     net.eval()
     for case in cases:
-        region = validation_region(case, margin)
-        pred = predict_volume(net, network_input(case, stage, teeth_channel)[(slice(None), *region)], tile)
+        region = tuple(slice(int(a), int(b)) for a, b in zip(*case.region(margin), strict=True))
+        pred = predict_volume(net, network_input(case, stage, teeth_channel, region), tile)
         truth = stage_target(case.labels[region], case.kind, stage)
         for i, c in enumerate(classes):
             p, t = pred == c, truth == c
@@ -452,7 +445,7 @@ class Trainer:
 
     def types_margin(self) -> int:
         """Stage 2's context margin in voxels of its grid."""
-        return int(round(TYPES_CONTEXT_MM / self.model.spacing_mm))
+        return int(round(SegmentOptions.margin_mm / self.model.spacing_mm))
 
     def _patch(self, stage: int) -> int:
         divisor = self.nets[stage].divisor
