@@ -42,7 +42,8 @@ MODULE_DIR = pathlib.Path(__file__).resolve().parent
 if not (MODULE_DIR / "TeethSegmentationLib").is_dir() and str(MODULE_DIR.parent) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR.parent))
 
-from TeethSegmentationLib import labels, mrml  # noqa: E402
+from TeethSegmentationLib import mrml  # noqa: E402
+from TeethSegmentationLib.fdi import segment_name  # noqa: E402
 
 REQUIRED_PACKAGES = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "nrrd": "pynrrd", "psutil": "psutil"}
 TORCH_REQUIREMENT = ">=2.2"  # as pyproject.toml
@@ -788,7 +789,7 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
             self.assertEqual(len(mrml.confidence_rows(report)), len(names))
             for segment in map(params.outputSegmentation.GetSegmentation().GetSegment,
                                mrml.segment_ids(params.outputSegmentation)):
-                self.assertEqual(segment.GetName(), labels.segment_name(segment.GetLabelValue()))
+                self.assertEqual(segment.GetName(), segment_name(segment.GetLabelValue()))
             params.stlFolder = work / "stl"
             files = logic.exportStl(params)
             self.assertEqual(len(files), len(names))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.labels import FDI_NUMBERS
+from TeethSegmentationLib.fdi import FDI_NUMBERS
 
 TABLE_NAMES = ("fdi", "toothfairy2", "dentvoxel")
 

@@ -24,7 +24,17 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from TeethSegmentationLib import labels, training_cases
+from TeethSegmentationLib import segment_fdi as training_cases
+from TeethSegmentationLib.fdi import (
+    TYPES,
+    color,
+    fdi_map_to_classes,
+    is_fdi,
+    segment_name,
+    terminology_entry,
+    tooth_name,
+    type_name,
+)
 
 CONFIDENCE_TAG = "TeethSegmentation.Confidence"
 DENTAL_MAX_SPACING_MM = 1.0
@@ -153,7 +163,7 @@ def _to_types(labelmap_node: Any) -> None:
     """FDI values -> tooth types 1..8 in place (anything not a tooth becomes 0)."""
     image = labelmap_node.GetImageData()
     array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-    array[:] = labels.fdi_map_to_classes(array).astype(array.dtype)
+    array[:] = fdi_map_to_classes(array).astype(array.dtype)
     image.Modified()
 
 
@@ -165,13 +175,13 @@ def _teeth_records(report: dict | None) -> dict[int, dict]:
 
 
 def _describe_segment(segment: Any, value: int, types_only: bool, record: dict | None) -> None:
-    if types_only and value in labels.TYPES:
-        segment.SetName(labels.type_name(value))
-        segment.SetColor(*labels.color(value))
-    elif labels.is_fdi(value):
-        segment.SetName(labels.segment_name(value))
-        segment.SetColor(*labels.color(value))
-        set_terminology(segment, labels.terminology_entry(value))
+    if types_only and value in TYPES:
+        segment.SetName(type_name(value))
+        segment.SetColor(*color(value))
+    elif is_fdi(value):
+        segment.SetName(segment_name(value))
+        segment.SetColor(*color(value))
+        set_terminology(segment, terminology_entry(value))
     confidence = (record or {}).get("confidence")
     if confidence is not None:
         segment.SetTag(CONFIDENCE_TAG, f"{float(confidence):.4f}")
@@ -215,7 +225,7 @@ def confidence_rows(report: dict | None) -> list[tuple[int, str, float | None, f
     """(FDI, name, confidence, volume mm3) per tooth, lowest confidence first (unknown confidence last)."""
     rows = []
     for fdi, record in _teeth_records(report).items():
-        name = labels.tooth_name(fdi) if labels.is_fdi(fdi) else str(record.get("name", fdi))
+        name = tooth_name(fdi) if is_fdi(fdi) else str(record.get("name", fdi))
         confidence, volume = record.get("confidence"), record.get("volume_mm3")
         rows.append((fdi, name, None if confidence is None else float(confidence), volume))
     return sorted(rows, key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0.0, r[0]))
@@ -234,7 +244,7 @@ def load_terminology(path: str | os.PathLike) -> str:
 
 def _stl_file_name(segment: Any) -> str:
     value = segment.GetLabelValue()
-    if labels.is_fdi(value):
+    if is_fdi(value):
         return f"tooth_{value}.stl"
     return f"{_safe_file_stem(segment.GetName())}.stl"
 

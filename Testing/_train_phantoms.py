@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from TeethSegmentationLib.volume import Volume, make_matrix, write_volume
+from TeethSegmentationLib.io.read_write import write_volume
+from TeethSegmentationLib.io.volume import Volume, make_matrix
 
 
 def _stand_in(seed: int, n: int = 56) -> tuple[Volume, Volume]:

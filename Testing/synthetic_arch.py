@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from TeethSegmentationLib.labels import fdi_from, fdi_map_to_classes
+from TeethSegmentationLib.fdi import fdi_from, fdi_map_to_classes
 
 # Mesio-distal width, bucco-lingual width, crown height, root length (mm), types 1..8.
 UPPER = [

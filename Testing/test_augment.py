@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from TeethSegmentationLib import augment
-from TeethSegmentationLib.labels import fdi_map_to_classes
+from TeethSegmentationLib.fdi import fdi_map_to_classes
+from TeethSegmentationLib.training import augment
 
 
 def _volume(n: int = 40) -> tuple[np.ndarray, np.ndarray]:

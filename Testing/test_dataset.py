@@ -11,12 +11,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_phantoms import tiny_case, write_cases  # noqa: E402
 
-from TeethSegmentationLib import dataset  # noqa: E402
-from TeethSegmentationLib.augment import NO_AUGMENTATION  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
+from TeethSegmentationLib.fdi import fdi_map_to_classes  # noqa: E402
+from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.label_tables import from_fdi  # noqa: E402
-from TeethSegmentationLib.labels import fdi_map_to_classes  # noqa: E402
-from TeethSegmentationLib.volume import write_volume  # noqa: E402
+from TeethSegmentationLib.training import dataset  # noqa: E402
+from TeethSegmentationLib.training.augment import NO_AUGMENTATION  # noqa: E402
 
 
 @pytest.fixture(scope="module")

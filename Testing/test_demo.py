@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.io.volume import Volume
 
 
 def _two_teeth() -> Volume:
@@ -21,8 +21,8 @@ def test_surfaces_render_to_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from TeethSegmentationLib.mesh import label_surfaces
-    from TeethSegmentationLib.render3d import polydata_triangles, render_surfaces
+    from TeethSegmentationLib.io.stl import label_surfaces
+    from TeethSegmentationLib.presentation.render3d import polydata_triangles, render_surfaces
 
     surfaces = label_surfaces(_two_teeth(), space="RAS")
     triangles = polydata_triangles(surfaces[21])
@@ -36,7 +36,7 @@ def test_surfaces_render_to_a_png(tmp_path):
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     from TeethSegmentationLib.cli import main
-    from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH
+    from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH
 
     if not DEFAULT_MODEL_PATH.exists():
         pytest.skip("the default model has not been built")

@@ -9,10 +9,11 @@ import pytest
 from geometry_helpers import rotation
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.volume import Volume, make_matrix, read_volume, write_volume
+from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.io.volume import Volume, make_matrix
 
 pydicom = pytest.importorskip("pydicom")
-from TeethSegmentationLib.dicom import read_dicom, write_dicom_multiframe, write_dicom_series  # noqa: E402
+from TeethSegmentationLib.io.dicom import read_dicom, write_dicom_multiframe, write_dicom_series  # noqa: E402
 
 SHAPE = (20, 16, 12)
 

@@ -15,9 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_phantoms import write_cases  # noqa: E402
 
-from TeethSegmentationLib.distributed import DistContext, context_from_env  # noqa: E402
-from TeethSegmentationLib.modelfile import load_model  # noqa: E402
-from TeethSegmentationLib.train import DEBUG_RANK_DIR_ENV  # noqa: E402
+from TeethSegmentationLib.nets.model_file import load_model  # noqa: E402
+from TeethSegmentationLib.training.distributed import DistContext, context_from_env  # noqa: E402
+from TeethSegmentationLib.training.trainer import DEBUG_RANK_DIR_ENV  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from TeethSegmentationLib import infer
-from TeethSegmentationLib.infer import choose_roi, predict_teeth, predict_types
-from TeethSegmentationLib.modelfile import new_model
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.inference import stages as infer
+from TeethSegmentationLib.inference.stages import choose_roi, predict_teeth, predict_types
+from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.model_file import new_model
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage as ndi
 from synthetic_arch import make_arch, probabilities
 
-from TeethSegmentationLib.evaluate import evaluate_pair
-from TeethSegmentationLib.instances import InstanceResult, label_teeth
-from TeethSegmentationLib.labels import FDI_NUMBERS, mirror_fdi_map
+from TeethSegmentationLib.fdi import FDI_NUMBERS, mirror_fdi_map
+from TeethSegmentationLib.instances.split import InstanceResult, label_teeth
+from TeethSegmentationLib.metrics import evaluate_pair
 
 SPACING = 0.6
 
@@ -167,7 +167,7 @@ def test_phantom_numbering_from_truth_derived_probabilities():
 
 
 def test_cut_along_arch_finds_the_contact_of_fused_teeth_only():
-    from TeethSegmentationLib.instances import _cut_along_arch
+    from TeethSegmentationLib.instances.split import _cut_along_arch
 
     rng = np.random.default_rng(0)
     fused = np.concatenate([rng.normal(0, 1.6, 4000), rng.normal(8.5, 1.6, 4000)])  # two crowns 8.5 mm apart
@@ -181,7 +181,8 @@ def test_phantom_numbered_from_the_teeth_mask_alone():
     """Uniform type probabilities: splitting fused neighbours by their width along the arch and numbering by
     the spacing of the teeth must still number a realistic phantom (missing teeth included)."""
     make_phantom = _phantom()
-    from TeethSegmentationLib.volume import reorient_to_ras, resample_to_spacing
+    from TeethSegmentationLib.io.orientation import reorient_to_ras
+    from TeethSegmentationLib.io.resample import resample_to_spacing
 
     case = make_phantom(10000, size="realistic", fov="crop")
     labels = resample_to_spacing(reorient_to_ras(case.labels), 0.5, order=0)

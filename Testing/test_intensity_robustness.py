@@ -7,9 +7,9 @@ binary teeth masks with Dice >= 0.97 against each other, with the shipped model.
 import numpy as np
 import pytest
 
-from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, load_model
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model
 from TeethSegmentationLib.phantom import make_phantom
-from TeethSegmentationLib.segment import SegmentOptions, segment_volume
 
 SEED = 5  # a training seed of the default model is >= 100; validation seeds are >= 10000
 

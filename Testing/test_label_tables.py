@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _train_phantoms import tiny_case  # noqa: E402
 
 from TeethSegmentationLib.errors import InputError  # noqa: E402
+from TeethSegmentationLib.fdi import FDI_NUMBERS  # noqa: E402
 from TeethSegmentationLib.label_tables import from_fdi, load_label_table, to_fdi  # noqa: E402
-from TeethSegmentationLib.labels import FDI_NUMBERS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from TeethSegmentationLib.losses import (
+from TeethSegmentationLib.training.losses import (
     dice_per_class,
     predict_labels,
     soft_dice_binary,

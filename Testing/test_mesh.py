@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TeethSegmentationLib.mesh import label_surfaces, write_stl_per_tooth
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.io.stl import label_surfaces, write_stl_per_tooth
+from TeethSegmentationLib.io.volume import Volume
 
 vtk = pytest.importorskip("vtk")
 

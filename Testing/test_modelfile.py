@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.modelfile import load_model, new_model, read_model_dict, save_model
+from TeethSegmentationLib.nets.model_file import load_model, new_model, read_model_dict, save_model
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):

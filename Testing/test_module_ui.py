@@ -345,14 +345,15 @@ def test_cmake_macros_get_only_their_keywords():
 
 def test_installed_layout_puts_engine_and_resources_where_the_code_looks():
     """Module and engine land in the same qt-scripted-modules folder: MODULE_DIR/TeethSegmentationLib and
-    MODULE_DIR/Resources/{Models,Terminology}, which the engine finds as Path(__file__).parent.parent/Resources."""
+    MODULE_DIR/Resources/{Models,Terminology}, which the engine finds above its package."""
     text = CMAKE.read_text(encoding="utf-8")
     root_rel = re.search(r'get_filename_component\(TEETHSEG_ROOT_DIR "\$\{CMAKE_CURRENT_SOURCE_DIR\}/(.*?)"', text)
     assert root_rel and (MODULE.parent / root_rel.group(1)).resolve() == ROOT
     assert (ROOT / "TeethSegmentationLib" / "__main__.py").is_file()
     assert (ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json").is_file()
-    modelfile = (ROOT / "TeethSegmentationLib" / "modelfile.py").read_text(encoding="utf-8")
-    assert 'Path(__file__).resolve().parent.parent / "Resources" / "Models" / "teethseg-default.pt"' in modelfile
+    from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH
+
+    assert DEFAULT_MODEL_PATH == ROOT / "Resources" / "Models" / "teethseg-default.pt"
     source = MODULE.read_text(encoding="utf-8")
     assert 'resourcePath("Models", "teethseg-default.pt")' in source
     assert 'resourcePath("Terminology", "TeethSegmentation.term.json")' in source

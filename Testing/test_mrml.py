@@ -8,7 +8,7 @@ import nrrd
 import numpy as np
 import pytest
 
-from TeethSegmentationLib import labels
+from TeethSegmentationLib.fdi import FDI_NUMBERS, SNOMED_TOOTH, color, is_fdi, segment_name, terminology_entry
 
 TEETH = (11, 21, 36, 48)
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +71,12 @@ def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
     ids = mrml.load_fdi_labelmap_as_segments(teeth, node, volume, report)
     assert len(ids) == 4
     segments = _segments(node)
-    assert [s.GetName() for s in segments] == [labels.segment_name(f) for f in TEETH]
+    assert [s.GetName() for s in segments] == [segment_name(f) for f in TEETH]
     assert [s.GetLabelValue() for s in segments] == list(TEETH)
     for segment, fdi in zip(segments, TEETH, strict=True):
-        assert np.allclose(segment.GetColor(), labels.color(fdi))
-        assert mrml.get_terminology(segment) == labels.terminology_entry(fdi)
-        assert labels.SNOMED_TOOTH[fdi][0] in mrml.get_terminology(segment)
+        assert np.allclose(segment.GetColor(), color(fdi))
+        assert mrml.get_terminology(segment) == terminology_entry(fdi)
+        assert SNOMED_TOOTH[fdi][0] in mrml.get_terminology(segment)
     assert [mrml.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
     closed = slicer_scene.slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert node.GetSegmentation().ContainsRepresentation(closed)
@@ -97,7 +97,7 @@ def test_rerun_replaces_segments_and_types_only_mode(slicer_scene, case):
     segments = _segments(node)
     assert [s.GetLabelValue() for s in segments] == [1, 6, 8]  # 11 and 21 are both central incisors
     assert [s.GetName() for s in segments] == ["central incisor", "first molar", "third molar"]
-    assert np.allclose(segments[1].GetColor(), labels.color(6))
+    assert np.allclose(segments[1].GetColor(), color(6))
     labelmaps = slicer_scene.scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode")
     assert labelmaps.GetNumberOfItems() == 0  # no temporary nodes left behind
 
@@ -139,7 +139,7 @@ def test_export_stl_per_tooth(slicer_scene, case, tmp_path):
 
 def test_export_labelmap_keeps_fdi_values_and_geometry(slicer_scene, case, tmp_path):
     from TeethSegmentationLib import mrml
-    from TeethSegmentationLib.volume import read_volume
+    from TeethSegmentationLib.io.read_write import read_volume
 
     volume, teeth, report = case
     node = _new_segmentation(slicer_scene.scene)
@@ -164,15 +164,15 @@ def test_seg_nrrd_round_trip_keeps_names_values_terminology(slicer_scene, case, 
     storage.SetFileName(str(path))
     assert storage.ReadData(loaded)
     segments = _segments(loaded)
-    assert [s.GetName() for s in segments] == [labels.segment_name(f) for f in TEETH]
+    assert [s.GetName() for s in segments] == [segment_name(f) for f in TEETH]
     assert [s.GetLabelValue() for s in segments] == list(TEETH)
-    expected = [labels.terminology_entry(f).rstrip("|") for f in TEETH]  # Slicer drops the trailing '|'
+    expected = [terminology_entry(f).rstrip("|") for f in TEETH]  # Slicer drops the trailing '|'
     assert [mrml.get_terminology(s).rstrip("|") for s in segments] == expected
 
 
 def test_export_volume_geometry_round_trip(slicer_scene, case, tmp_path):
     from TeethSegmentationLib import mrml
-    from TeethSegmentationLib.volume import read_volume
+    from TeethSegmentationLib.io.read_write import read_volume
 
     volume, _teeth, _report = case
     path = mrml.export_volume_to_nrrd(volume, tmp_path / "sub" / "in.nrrd")
@@ -212,7 +212,7 @@ def _add_user_segments(slicer, scene, volume, teeth_path, names: dict[int, str],
         sid = node.GetSegmentation().AddEmptySegment(f"s{index}", name)
         slicer.util.updateSegmentBinaryLabelmapFromArray((fdi == value).astype(np.uint8), node, sid, volume)
         segment = node.GetSegmentation().GetSegment(sid)
-        assert not labels.is_fdi(segment.GetLabelValue())  # Slicer numbers hand-made segments 1, 2, ...
+        assert not is_fdi(segment.GetLabelValue())  # Slicer numbers hand-made segments 1, 2, ...
         if value in terminology:
             segment.SetTerminology(terminology[value])
     return node
@@ -220,12 +220,12 @@ def _add_user_segments(slicer, scene, volume, teeth_path, names: dict[int, str],
 
 def test_training_pairs_to_files_maps_names_and_terminology(slicer_scene, case, tmp_path):
     from TeethSegmentationLib import mrml
-    from TeethSegmentationLib.volume import read_volume
+    from TeethSegmentationLib.io.read_write import read_volume
 
     volume, teeth, _report = case
     names = {11: "tooth 11", 21: "Upper left central incisor (21)", 36: "Segment_3", 48: "LR8"}
     node = _add_user_segments(slicer_scene.slicer, slicer_scene.scene, volume, teeth, names,
-                              {36: labels.terminology_entry(36)})
+                              {36: terminology_entry(36)})
     ours = _new_segmentation(slicer_scene.scene, "Ours")
     mrml.load_fdi_labelmap_as_segments(teeth, ours, volume, None, show_3d=False)
     images, label_files, problems = mrml.training_pairs_to_files([(volume, node), (volume, ours)], tmp_path / "cases")
@@ -277,26 +277,26 @@ def test_training_pairs_report_unmappable_segments(slicer_scene, case, tmp_path)
     ],
 )
 def test_fdi_from_name(name, fdi):
-    from TeethSegmentationLib.training_cases import fdi_from_name
+    from TeethSegmentationLib.segment_fdi import fdi_from_name
 
     assert fdi_from_name(name) == fdi
 
 
 def test_fdi_from_terminology_and_priority():
-    from TeethSegmentationLib.training_cases import SegmentInfo, fdi_for_segment, fdi_from_terminology
+    from TeethSegmentationLib.segment_fdi import SegmentInfo, fdi_for_segment, fdi_from_terminology
 
-    for fdi in labels.FDI_NUMBERS:
-        assert fdi_from_terminology(labels.terminology_entry(fdi)) == fdi
+    for fdi in FDI_NUMBERS:
+        assert fdi_from_terminology(terminology_entry(fdi)) == fdi
     other = "General Anatomy list~SCT^123037004^Anatomical Structure~SCT^1^x~^^"
     assert fdi_from_terminology(other) is None and fdi_from_terminology("") is None
-    assert fdi_for_segment(SegmentInfo("a", "tooth 12", 3, labels.terminology_entry(36))) == 36
+    assert fdi_for_segment(SegmentInfo("a", "tooth 12", 3, terminology_entry(36))) == 36
     assert fdi_for_segment(SegmentInfo("a", "Segment_1", 47, "")) == 47  # an FDI label value is the last resort
     assert fdi_for_segment(SegmentInfo("a", "Segment_1", 4, "")) is None
     assert fdi_for_segment(SegmentInfo("a", "Mandible", 31, "")) is None
 
 
 def test_map_segments_and_problem_sentence():
-    from TeethSegmentationLib.training_cases import SegmentInfo, case_problem, map_segments
+    from TeethSegmentationLib.segment_fdi import SegmentInfo, case_problem, map_segments
 
     mapping = map_segments([SegmentInfo("a", "tooth 11"), SegmentInfo("b", "Maxilla"), SegmentInfo("c", "UR1"),
                             SegmentInfo("d", "blob")])

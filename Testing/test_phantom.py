@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TeethSegmentationLib import labels as fdi
+from TeethSegmentationLib import fdi
 from TeethSegmentationLib.cli import main
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.io.read_write import read_volume
 from TeethSegmentationLib.phantom import make_phantom, write_phantoms
-from TeethSegmentationLib.volume import read_volume
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ pytest.importorskip("matplotlib")
 
 from TeethSegmentationLib.cli import main  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom, write_phantoms  # noqa: E402
-from TeethSegmentationLib.preview import _slice_indices, preview_files, render_slices  # noqa: E402
+from TeethSegmentationLib.presentation.slices_picture import _slice_indices, preview_files, render_slices  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

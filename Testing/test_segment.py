@@ -18,10 +18,11 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from TeethSegmentationLib import segment as segment_module
-from TeethSegmentationLib.modelfile import TeethModel, new_model, save_model
-from TeethSegmentationLib.segment import SegmentOptions, labels_to_input_grid, segment_file, segment_volume
-from TeethSegmentationLib.volume import Volume, write_volume
+from TeethSegmentationLib.inference import pipeline as segment_module
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, labels_to_input_grid, segment_file, segment_volume
+from TeethSegmentationLib.io.read_write import write_volume
+from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.model_file import TeethModel, new_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_SUFFIXES = (".teeth.nrrd", ".seg.nrrd", ".report.json", ".types.nrrd")
@@ -180,7 +181,7 @@ def test_a_failure_while_writing_leaves_no_output(tmp_path: Path, monkeypatch: p
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("TeethSegmentationLib.segfile.write_segmentation", broken)
+    monkeypatch.setattr("TeethSegmentationLib.io.seg_nrrd.write_segmentation", broken)
     with pytest.raises(OSError):
         segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu"))
     assert list((tmp_path / "out").iterdir()) == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from TeethSegmentationLib.sliding_window import (
+from TeethSegmentationLib.inference.sliding_window import (
     gaussian_weights,
     sliding_window_predict,
     window_corners,

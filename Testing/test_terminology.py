@@ -1,4 +1,4 @@
-"""Resources/Terminology/TeethSegmentation.term.json: generated from labels.py and loadable by Slicer."""
+"""Resources/Terminology/TeethSegmentation.term.json: generated from fdi.py and loadable by Slicer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import importlib.util
 import json
 from pathlib import Path
 
-from TeethSegmentationLib import labels
+from TeethSegmentationLib.fdi import (
+    FDI_NUMBERS,
+    SNOMED_CATEGORY,
+    SNOMED_TOOTH,
+    TERMINOLOGY_CONTEXT,
+    color,
+    segment_name,
+    terminology_entry,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TERM_FILE = ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json"
@@ -22,7 +30,7 @@ def _generator():
 def _types() -> list[dict]:
     data = json.loads(TERM_FILE.read_text(encoding="utf-8"))
     (category,) = data["SegmentationCodes"]["Category"]
-    assert (category["CodingSchemeDesignator"], category["CodeValue"]) == ("SCT", labels.SNOMED_CATEGORY[0])
+    assert (category["CodingSchemeDesignator"], category["CodeValue"]) == ("SCT", SNOMED_CATEGORY[0])
     return category["Type"]
 
 
@@ -37,15 +45,15 @@ def test_generator_check_mode(capsys):
 
 def test_all_32_teeth_with_codes_names_and_colours():
     data = json.loads(TERM_FILE.read_text(encoding="utf-8"))
-    assert data["SegmentationCategoryTypeContextName"] == labels.TERMINOLOGY_CONTEXT
+    assert data["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT
     types = _types()
-    assert sorted(t["3dSlicerIntegerLabel"] for t in types) == sorted(labels.FDI_NUMBERS)
+    assert sorted(t["3dSlicerIntegerLabel"] for t in types) == sorted(FDI_NUMBERS)
     for entry in types:
         fdi = entry["3dSlicerIntegerLabel"]
-        assert (entry["CodeValue"], entry["CodeMeaning"]) == labels.SNOMED_TOOTH[fdi]
+        assert (entry["CodeValue"], entry["CodeMeaning"]) == SNOMED_TOOTH[fdi]
         assert entry["CodingSchemeDesignator"] == "SCT"
-        assert entry["3dSlicerLabel"] == labels.segment_name(fdi)
-        assert entry["recommendedDisplayRGBValue"] == [round(255 * c) for c in labels.color(fdi)]
+        assert entry["3dSlicerLabel"] == segment_name(fdi)
+        assert entry["recommendedDisplayRGBValue"] == [round(255 * c) for c in color(fdi)]
     assert len({t["CodeValue"] for t in types}) == 32
 
 
@@ -53,19 +61,19 @@ def test_loads_into_slicer_terminology_logic(slicer_scene):
     slicer = slicer_scene.slicer
     logic = slicer_scene.logics["terminologies"]
     name = logic.LoadTerminologyFromFile(str(TERM_FILE))
-    assert name == labels.TERMINOLOGY_CONTEXT
+    assert name == TERMINOLOGY_CONTEXT
     category = slicer.vtkSlicerTerminologyCategory()
     assert logic.GetNthCategoryInTerminology(name, 0, category)
-    assert category.GetCodeValue() == labels.SNOMED_CATEGORY[0]
+    assert category.GetCodeValue() == SNOMED_CATEGORY[0]
     assert logic.GetNumberOfTypesInTerminologyCategory(name, category) == 32
     codes = {}
     for index in range(32):
         type_ = slicer.vtkSlicerTerminologyType()
         assert logic.GetNthTypeInTerminologyCategory(name, category, index, type_)
         codes[type_.GetCodeValue()] = tuple(type_.GetRecommendedDisplayRGBValue())
-    assert set(codes) == {code for code, _ in labels.SNOMED_TOOTH.values()}
-    code11 = labels.SNOMED_TOOTH[11][0]
-    assert codes[code11] == tuple(round(255 * c) for c in labels.color(11))
+    assert set(codes) == {code for code, _ in SNOMED_TOOTH.values()}
+    code11 = SNOMED_TOOTH[11][0]
+    assert codes[code11] == tuple(round(255 * c) for c in color(11))
 
 
 def test_segment_terminology_entries_resolve_against_the_context(slicer_scene):
@@ -74,12 +82,12 @@ def test_segment_terminology_entries_resolve_against_the_context(slicer_scene):
     logic.LoadTerminologyFromFile(str(TERM_FILE))
     for fdi in (11, 36):
         entry = slicer.vtkSlicerTerminologyEntry()
-        assert logic.DeserializeTerminologyEntry(labels.terminology_entry(fdi), entry)
-        assert entry.GetTerminologyContextName() == labels.TERMINOLOGY_CONTEXT
-        assert entry.GetTypeObject().GetCodeValue() == labels.SNOMED_TOOTH[fdi][0]
-        assert logic.UpdateEntryFromLoadedTerminologies(entry, [labels.TERMINOLOGY_CONTEXT], [])
+        assert logic.DeserializeTerminologyEntry(terminology_entry(fdi), entry)
+        assert entry.GetTerminologyContextName() == TERMINOLOGY_CONTEXT
+        assert entry.GetTypeObject().GetCodeValue() == SNOMED_TOOTH[fdi][0]
+        assert logic.UpdateEntryFromLoadedTerminologies(entry, [TERMINOLOGY_CONTEXT], [])
         assert tuple(entry.GetTypeObject().GetRecommendedDisplayRGBValue()) == tuple(
-            round(255 * c) for c in labels.color(fdi))
+            round(255 * c) for c in color(fdi))
         found = slicer.vtkSlicerTerminologyEntry()
-        assert logic.FindTypeInTerminologyBy3dSlicerLabel(labels.TERMINOLOGY_CONTEXT, labels.segment_name(fdi), found)
-        assert found.GetTypeObject().GetCodeValue() == labels.SNOMED_TOOTH[fdi][0]
+        assert logic.FindTypeInTerminologyBy3dSlicerLabel(TERMINOLOGY_CONTEXT, segment_name(fdi), found)
+        assert found.GetTypeObject().GetCodeValue() == SNOMED_TOOTH[fdi][0]

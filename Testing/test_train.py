@@ -16,13 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_phantoms import write_cases  # noqa: E402
 
-from TeethSegmentationLib import cli, dataset  # noqa: E402
-from TeethSegmentationLib.augment import NO_AUGMENTATION  # noqa: E402
-from TeethSegmentationLib.checkpoint import checkpoint_path, load_checkpoint  # noqa: E402
+from TeethSegmentationLib import cli  # noqa: E402
 from TeethSegmentationLib.errors import Cancelled, InputError  # noqa: E402
-from TeethSegmentationLib.losses import stage_loss  # noqa: E402
-from TeethSegmentationLib.model import UNet, count_parameters  # noqa: E402
-from TeethSegmentationLib.modelfile import (  # noqa: E402
+from TeethSegmentationLib.nets.model_file import (  # noqa: E402
     MODEL_FORMAT_VERSION,
     load_model,
     model_to_dict,
@@ -30,7 +26,12 @@ from TeethSegmentationLib.modelfile import (  # noqa: E402
     read_model_dict,
     save_model,
 )
-from TeethSegmentationLib.train import (  # noqa: E402
+from TeethSegmentationLib.nets.unet import UNet, count_parameters  # noqa: E402
+from TeethSegmentationLib.training import dataset
+from TeethSegmentationLib.training.augment import NO_AUGMENTATION  # noqa: E402
+from TeethSegmentationLib.training.checkpoint import checkpoint_path, load_checkpoint  # noqa: E402
+from TeethSegmentationLib.training.losses import stage_loss  # noqa: E402
+from TeethSegmentationLib.training.trainer import (  # noqa: E402
     TrainConfig,
     make_optimizer,
     train,
@@ -104,7 +105,7 @@ class _CancelAt:
 
 
 def test_poly_learning_rate_decays_per_epoch_and_constant_stays():
-    from TeethSegmentationLib.train import scheduled_lr
+    from TeethSegmentationLib.training.trainer import scheduled_lr
 
     rates = [scheduled_lr(1e-3, "poly", e, 10) for e in range(10)]
     assert rates[0] == 1e-3 and all(np.diff(rates) < 0) and 0 < rates[-1] < 2e-4

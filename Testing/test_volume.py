@@ -10,23 +10,17 @@ import numpy as np
 import pytest
 from geometry_helpers import rotation
 
-from TeethSegmentationLib import volume as vol
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.volume import (
-    Volume,
-    bounding_box,
-    crop,
-    make_matrix,
-    pad,
-    paste,
-    read_volume,
-    reorient_like,
-    reorient_to_ras,
+from TeethSegmentationLib.io import resample
+from TeethSegmentationLib.io.orientation import reorient_like, reorient_to_ras, undo_reorientation
+from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.io.resample import (
+    _outside,
     resample_labels_to_reference,
     resample_to_reference,
     resample_to_spacing,
-    write_volume,
 )
+from TeethSegmentationLib.io.volume import Volume, bounding_box, crop, make_matrix, pad, paste
 
 LPS_FLIP = np.diag([-1.0, -1.0, 1.0])
 SHAPE = (24, 20, 16)
@@ -293,7 +287,7 @@ def test_reorient_to_ras_is_exact_and_lossless(tmp_path, case):
     back = reorient_like(ras, original)
     np.testing.assert_array_equal(back.array, original.array)
     np.testing.assert_array_equal(back.ijk_to_ras, original.ijk_to_ras)
-    np.testing.assert_array_equal(vol.undo_reorientation(ras, ras.meta["reorientation"]), original.array)
+    np.testing.assert_array_equal(undo_reorientation(ras, ras.meta["reorientation"]), original.array)
 
 
 def test_oblique_reorientation_keeps_its_rotation_residue(tmp_path):
@@ -341,7 +335,7 @@ def test_slabs_give_the_same_result(monkeypatch):
     source = Volume(_phantom().astype(np.float32), make_matrix(rotation(0, 30, 0), [0.5] * 3, [0, 0, 0]))
     reference = Volume(np.zeros((30, 20, 10)), make_matrix(rotation(20, 0, 10), [0.4] * 3, [1, 1, 1]))
     whole = resample_to_reference(source, reference, order=1, cval=-7)
-    monkeypatch.setattr(vol, "SLAB_VOXELS", 500)
+    monkeypatch.setattr(resample, "SLAB_VOXELS", 500)
     sliced = resample_to_reference(source, reference, order=1, cval=-7)
     np.testing.assert_array_equal(sliced.array, whole.array)
     assert (whole.array == -7).any() and (whole.array != -7).any()
@@ -403,7 +397,7 @@ def test_onehot_slabs_match(monkeypatch):
     labels = Volume((_phantom() % 4).astype(np.uint8), make_matrix(np.eye(3), [0.5] * 3, [0, 0, 0]))
     reference = Volume(np.zeros((20, 30, 12)), make_matrix(rotation(0, 0, 25), [0.3] * 3, [1, 0, 1]))
     whole = resample_labels_to_reference(labels, reference, mode="onehot")
-    monkeypatch.setattr(vol, "SLAB_VOXELS", 700)
+    monkeypatch.setattr(resample, "SLAB_VOXELS", 700)
     np.testing.assert_array_equal(resample_labels_to_reference(labels, reference, mode="onehot").array, whole.array)
 
 
@@ -434,8 +428,8 @@ def test_outside_axis_aligned_fast_path_matches_the_general_one():
     out_to_src[:3, 3] = [-3.2, 20.0, -1.0]
     skewed = out_to_src.copy()
     skewed[0, 1] = 1e-9  # not diagonal: takes the general path
-    fast = vol._outside((12, 15, 9), out_to_src, (2, 0, 0), (10, 18, 7))
-    general = vol._outside((12, 15, 9), skewed, (2, 0, 0), (10, 18, 7))
+    fast = _outside((12, 15, 9), out_to_src, (2, 0, 0), (10, 18, 7))
+    general = _outside((12, 15, 9), skewed, (2, 0, 0), (10, 18, 7))
     assert fast.shape == (10, 18, 7) and fast.any() and not fast.all()
     np.testing.assert_array_equal(fast, general)
 

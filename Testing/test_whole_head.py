@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from TeethSegmentationLib.evaluate import evaluate_pair
-from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, load_model
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
+from TeethSegmentationLib.metrics import evaluate_pair
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model
 from TeethSegmentationLib.phantom import make_phantom
-from TeethSegmentationLib.segment import SegmentOptions, segment_volume
 
 pytestmark = [
     pytest.mark.slow,

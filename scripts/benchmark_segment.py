@@ -31,10 +31,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from TeethSegmentationLib import labels as fdi_labels  # noqa: E402
+from TeethSegmentationLib import fdi as fdi_labels  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
-from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
-from TeethSegmentationLib.volume import Volume, resample_labels_to_reference, write_volume  # noqa: E402
+from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
+from TeethSegmentationLib.io.resample import resample_labels_to_reference  # noqa: E402
+from TeethSegmentationLib.io.volume import Volume  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
 
 
 class TimedThreshold(nn.Module):
@@ -84,7 +86,7 @@ class Oracle:
 
 def use_oracle(oracle: Oracle) -> None:
     """Let the real networks run, then answer with the oracle's probabilities."""
-    from TeethSegmentationLib import segment
+    from TeethSegmentationLib.inference import pipeline as segment
 
     real_teeth, real_types = segment.predict_teeth, segment.predict_types
 
@@ -164,7 +166,7 @@ def bench_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
 def run_pipeline(args: argparse.Namespace) -> dict:
     import tempfile
 
-    from TeethSegmentationLib.segment import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
 
     source, truth = Path(args.image), Path(args.truth) if args.truth else None
     oracle = Oracle(load_truth(truth), args.seed) if truth else None
@@ -190,9 +192,11 @@ def run_pipeline(args: argparse.Namespace) -> dict:
 
 def run_baseline(args: argparse.Namespace) -> dict:
     """Stage 1 and stage 2 float32 on the whole volume at 0.5 mm, in one pass each."""
-    from TeethSegmentationLib.model import pad_to_multiple
-    from TeethSegmentationLib.normalize import normalize
-    from TeethSegmentationLib.volume import read_volume, reorient_to_ras, resample_to_spacing
+    from TeethSegmentationLib.io.orientation import reorient_to_ras
+    from TeethSegmentationLib.io.read_write import read_volume
+    from TeethSegmentationLib.io.resample import resample_to_spacing
+    from TeethSegmentationLib.nets.normalize import normalize
+    from TeethSegmentationLib.nets.unet import pad_to_multiple
 
     model = bench_model(args, True)
     timings = {}

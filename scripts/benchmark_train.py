@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from TeethSegmentationLib.model import UNet, count_parameters
-from TeethSegmentationLib.train import make_optimizer, train_step
+from TeethSegmentationLib.nets.unet import UNet, count_parameters
+from TeethSegmentationLib.training.trainer import make_optimizer, train_step
 
 CONFIGS = {"stage 1 (18 filters, 1 out)": (1, 18), "stage 2 (9 filters, 9 out)": (9, 9)}
 

@@ -1,4 +1,4 @@
-"""Write Resources/Terminology/TeethSegmentation.term.json from TeethSegmentationLib.labels.
+"""Write Resources/Terminology/TeethSegmentation.term.json from TeethSegmentationLib.fdi.
 
 The terminology file is generated, never edited by hand, so names, codes and colours cannot drift
 from the engine. ``Testing/test_terminology.py`` checks that the committed file equals this output.
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from TeethSegmentationLib import labels  # noqa: E402
+from TeethSegmentationLib import fdi as labels  # noqa: E402
 
 OUTPUT = ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json"
 SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#"

@@ -21,13 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from TeethSegmentationLib.evaluate import evaluate_dirs  # noqa: E402
 from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
-from TeethSegmentationLib.modelfile import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file  # noqa: E402
+from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_dirs  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
-from TeethSegmentationLib.segment import SegmentOptions, segment_file  # noqa: E402
-from TeethSegmentationLib.train import TrainConfig, train  # noqa: E402
-from TeethSegmentationLib.volume import write_volume  # noqa: E402
+from TeethSegmentationLib.training.trainer import TrainConfig, train  # noqa: E402
 
 TRAIN_SEED = 100
 VAL_SEED = 10_000

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from TeethSegmentationLib.demo import run_demo
+    from TeethSegmentationLib.presentation.demo_case import run_demo
 
     result = run_demo(args.output, seed=args.seed, model_path=args.model, device=args.device, reporter=reporter)
     m = result["metrics"]

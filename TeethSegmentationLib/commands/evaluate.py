@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from TeethSegmentationLib.evaluate import evaluate_dirs, format_table
+    from TeethSegmentationLib.metrics import evaluate_dirs, format_table
 
     result = evaluate_dirs(args.pred, args.truth, args.label_table, reporter)
     text = json.dumps(jsonable(result), indent=2, allow_nan=False)

@@ -33,11 +33,16 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         raise InputError(f"--cases must be at least 1, not {args.cases}.")
     if args.spacing is not None and not 0.05 < args.spacing < 10:
         raise InputError(f"--spacing must be between 0.05 and 10 mm, not {args.spacing}.")
+    picture = None
     if args.preview:
         try:
             import matplotlib  # noqa: F401
         except ImportError as error:
             raise InputError("--preview needs matplotlib: pip install matplotlib, or leave out --preview.") from error
+        from TeethSegmentationLib.presentation.slices_picture import render_slices
+
+        def picture(image, labels, path, title):
+            return render_slices(image, labels, path, title=title)
     cases = write_phantoms(
         args.outdir,
         args.cases,
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         fov=args.fov,
         grey=args.grey,
         reporter=reporter,
-        preview=args.preview,
+        picture=picture,
         spacing=args.spacing,
         convention=args.convention,
     )

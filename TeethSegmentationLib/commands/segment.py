@@ -29,8 +29,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     import torch
 
     from TeethSegmentationLib.errors import InputError
-    from TeethSegmentationLib.modelfile import load_model
-    from TeethSegmentationLib.segment import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+    from TeethSegmentationLib.nets.model_file import load_model
 
     if args.threads is not None:
         if args.threads < 1:

@@ -71,9 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """TrainConfig from the flags given; with --resume, unset flags keep the checkpoint's values."""
-    from TeethSegmentationLib.checkpoint import load_checkpoint
     from TeethSegmentationLib.errors import InputError
-    from TeethSegmentationLib.train import TrainConfig
+    from TeethSegmentationLib.training.checkpoint import load_checkpoint
+    from TeethSegmentationLib.training.trainer import TrainConfig
 
     given = {
         "data_dir": args.data,
@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from TeethSegmentationLib.train import train
+    from TeethSegmentationLib.training.trainer import train
 
     summary = train(config_from_args(args), reporter)
     summary.pop("history", None)  # per-epoch figures went out as events already

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from TeethSegmentationLib import labels as fdi
+from TeethSegmentationLib import fdi
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.phantom import scanner
 from TeethSegmentationLib.phantom import tissue as T
 from TeethSegmentationLib.phantom.dentition import Dentition, plan_dentition
 from TeethSegmentationLib.phantom.grid import Convention, Grid, apply_convention, pick_convention, slices
 from TeethSegmentationLib.phantom.head import HeadPlan, paint_head, plan_head
 from TeethSegmentationLib.phantom.tooth import local_box, paint_brackets, paint_tooth
-from TeethSegmentationLib.volume import Volume
 
 SIZES = ("tiny", "small", "realistic")
 FOVS = ("crop", "jaws", "head")
@@ -241,11 +242,15 @@ def write_phantoms(
     fov: str = "crop",
     grey: str = "random",
     reporter: Reporter | None = None,
-    preview: bool = False,
+    picture: Callable[[Volume, Volume, Path, str], Path] | None = None,
     **kw,
 ) -> list[dict]:
-    """Write OUTDIR/caseNN.nrrd and caseNN.labels.nrrd (case n has seed ``seed + n``); returns each case's info."""
-    from TeethSegmentationLib.volume import write_volume
+    """Write OUTDIR/caseNN.nrrd and caseNN.labels.nrrd (case n has seed ``seed + n``); returns each case's info.
+
+    ``picture(image, labels, path, title)``, when given, also draws OUTDIR/caseNN.png (the command passes
+    the slice renderer: pictures sit in a layer above the phantoms).
+    """
+    from TeethSegmentationLib.io.read_write import write_volume
 
     if cases < 1:
         raise InputError(f"The number of phantom cases must be at least 1, not {cases}.")
@@ -261,17 +266,9 @@ def write_phantoms(
             "image": str(write_volume(case.image, out / f"{stem}.nrrd")),
             "labels": str(write_volume(case.labels, out / f"{stem}.labels.nrrd")),
         }
-        if preview:
-            from TeethSegmentationLib.preview import render_slices
-
-            files["preview"] = str(
-                render_slices(
-                    case.image,
-                    case.labels,
-                    out / f"{stem}.png",
-                    title=f"{stem} (seed {seed + n}, {fov}, {case.info['grey']})",
-                )
-            )
+        if picture is not None:
+            title = f"{stem} (seed {seed + n}, {fov}, {case.info['grey']})"
+            files["preview"] = str(picture(case.image, case.labels, out / f"{stem}.png", title))
         results.append({"case": stem, "files": files, **case.info})
         reporter.progress("phantom", (n + 1) / cases, f"{stem}: {len(case.info['present'])} teeth", case=stem)
     return results

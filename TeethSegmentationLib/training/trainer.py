@@ -24,10 +24,22 @@ from scipy import ndimage
 from torch import nn
 
 from TeethSegmentationLib import __version__
-from TeethSegmentationLib import distributed as ddp
-from TeethSegmentationLib.augment import NO_AUGMENTATION, AugmentParams
-from TeethSegmentationLib.checkpoint import checkpoint_path, load_checkpoint, plain, save_checkpoint, set_rng_state
-from TeethSegmentationLib.dataset import (
+from TeethSegmentationLib.errors import Cancelled, InputError
+from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.inference.pipeline import SegmentOptions
+from TeethSegmentationLib.nets.devices import describe_device, resolve_device
+from TeethSegmentationLib.nets.model_file import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
+from TeethSegmentationLib.nets.unet import UNet, build_unet, pad_to_multiple
+from TeethSegmentationLib.training import distributed as ddp
+from TeethSegmentationLib.training.augment import NO_AUGMENTATION, AugmentParams
+from TeethSegmentationLib.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    plain,
+    save_checkpoint,
+    set_rng_state,
+)
+from TeethSegmentationLib.training.dataset import (
     Case,
     PatchDataset,
     PreparedCase,
@@ -37,13 +49,7 @@ from TeethSegmentationLib.dataset import (
     prepare_cases,
     stage_target,
 )
-from TeethSegmentationLib.devices import describe_device, resolve_device
-from TeethSegmentationLib.errors import Cancelled, InputError
-from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.losses import dice_per_class, predict_labels, stage_loss
-from TeethSegmentationLib.model import UNet, build_unet, pad_to_multiple
-from TeethSegmentationLib.modelfile import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
-from TeethSegmentationLib.segment import SegmentOptions
+from TeethSegmentationLib.training.losses import dice_per_class, predict_labels, stage_loss
 
 STAGE_NETS = {1: "teeth", 2: "types"}
 OPTIMIZERS = ("adam", "rmsprop")

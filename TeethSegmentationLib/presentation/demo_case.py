@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
-from TeethSegmentationLib.evaluate import evaluate_pair
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
-from TeethSegmentationLib.modelfile import load_model
-from TeethSegmentationLib.volume import read_volume, write_volume
+from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.metrics import evaluate_pair
+from TeethSegmentationLib.nets.model_file import load_model
 
 
 def write_demo_case(folder: Path, seed: int) -> tuple[Path, Path]:
@@ -33,9 +33,9 @@ def render_picture(image_path: Path, labels_path: Path, output: Path, title: str
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
-    from TeethSegmentationLib.mesh import label_surfaces
-    from TeethSegmentationLib.preview import render_slices
-    from TeethSegmentationLib.render3d import render_surfaces
+    from TeethSegmentationLib.io.stl import label_surfaces
+    from TeethSegmentationLib.presentation.render3d import render_surfaces
+    from TeethSegmentationLib.presentation.slices_picture import render_slices
 
     labels = read_volume(labels_path)
     slices = render_slices(read_volume(image_path), labels, output / "demo_slices.png", title=title)
@@ -58,8 +58,8 @@ def run_demo(
     device: str = "auto",
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    from TeethSegmentationLib.devices import resolve_device
-    from TeethSegmentationLib.segment import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+    from TeethSegmentationLib.nets.devices import resolve_device
 
     reporter = reporter or NullReporter()
     output = Path(output)

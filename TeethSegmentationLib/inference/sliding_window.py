@@ -15,7 +15,7 @@ from itertools import product
 import numpy as np
 import torch
 
-from TeethSegmentationLib.model import pad_to_multiple
+from TeethSegmentationLib.nets.unet import pad_to_multiple
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[float], None]

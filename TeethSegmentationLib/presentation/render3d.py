@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from TeethSegmentationLib import labels
 from TeethSegmentationLib.atomic import save_figure
+from TeethSegmentationLib.fdi import color
 
 MAX_TRIANGLES_PER_TOOTH = 1500
 
@@ -55,7 +55,7 @@ def draw_surfaces(ax: Any, surfaces_ras: dict[int, Any], elevation: float = 12.0
         triangles = polydata_triangles(poly)
         if len(triangles) == 0:
             continue
-        collection = Poly3DCollection(triangles, facecolors=_shade(triangles, labels.color(fdi), light), linewidths=0)
+        collection = Poly3DCollection(triangles, facecolors=_shade(triangles, color(fdi), light), linewidths=0)
         ax.add_collection3d(collection)
         lows.append(triangles.reshape(-1, 3).min(axis=0))
         highs.append(triangles.reshape(-1, 3).max(axis=0))

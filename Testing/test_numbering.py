@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from TeethSegmentationLib.fdi_assignment import align_arch, assign_fdi, occlusal_plane
-from TeethSegmentationLib.labels import FDI_NUMBERS, mirror_fdi
+from TeethSegmentationLib.fdi import FDI_NUMBERS, mirror_fdi
+from TeethSegmentationLib.instances.numbering import align_arch, assign_fdi, occlusal_plane
 
 
 def arch_teeth(fdis, midline_x=0.0, pitch_deg=0.0, confusion=0.1):
@@ -74,7 +74,7 @@ def test_occlusal_plane_profile():
 
 
 def test_position_prior_numbers_an_arch_with_a_gap_when_types_say_nothing():
-    from TeethSegmentationLib.fdi_assignment import UPPER_WIDTHS_MM, align_arch
+    from TeethSegmentationLib.instances.numbering import UPPER_WIDTHS_MM, align_arch
 
     centres = np.cumsum(UPPER_WIDTHS_MM) - UPPER_WIDTHS_MM / 2
     present = [t for t in range(1, 9) if t not in (2, 8)]  # 12/22 missing with open gaps, no third molars
@@ -85,7 +85,7 @@ def test_position_prior_numbers_an_arch_with_a_gap_when_types_say_nothing():
 
 
 def test_confident_types_outweigh_the_position_prior():
-    from TeethSegmentationLib.fdi_assignment import align_arch
+    from TeethSegmentationLib.instances.numbering import align_arch
 
     positions = np.array([4.0, 14.0])  # a central incisor, then a canine pushed mesially into a gap
     probs = np.full((2, 8), 0.001)
@@ -95,7 +95,7 @@ def test_confident_types_outweigh_the_position_prior():
 
 def test_an_open_gap_reads_as_a_missing_tooth_when_types_say_nothing():
     """16 extracted with its space kept: the molars behind it keep 17 and 18, on a larger than typical arch."""
-    from TeethSegmentationLib.fdi_assignment import UPPER_WIDTHS_MM, align_arch
+    from TeethSegmentationLib.instances.numbering import UPPER_WIDTHS_MM, align_arch
 
     centres = np.cumsum(UPPER_WIDTHS_MM) - UPPER_WIDTHS_MM / 2
     right = [t for t in range(1, 9) if t != 6]
@@ -106,7 +106,7 @@ def test_an_open_gap_reads_as_a_missing_tooth_when_types_say_nothing():
 
 
 def test_spacing_alignment_places_nothing_without_items():
-    from TeethSegmentationLib.fdi_assignment import _spacing_alignment, slot_centres_mm
+    from TeethSegmentationLib.instances.numbering import _spacing_alignment, slot_centres_mm
 
     total, chosen = _spacing_alignment(np.zeros((0, 16)), np.ones(16), np.zeros(0), slot_centres_mm(True))
     assert chosen == [] and total == -16.0
@@ -115,7 +115,7 @@ def test_spacing_alignment_places_nothing_without_items():
 def test_normal_within_jaws_is_not_tilted_by_teeth_one_jaw_lacks():
     """Upper right molars extracted, lower ones present: all centroids together tilt the fitted normal towards
     the lone lower molars; centring each jaw on itself does not."""
-    from TeethSegmentationLib.fdi_assignment import occlusal_normal
+    from TeethSegmentationLib.instances.numbering import occlusal_normal
 
     x = np.linspace(-25, 25, 14)
     upper = np.stack([x, -0.06 * x**2, np.full_like(x, 8.0)], axis=1)[np.abs(x) < 12 + 30 * (x < 0)]

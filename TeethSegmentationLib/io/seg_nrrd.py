@@ -15,9 +15,9 @@ from typing import Any
 import nrrd
 import numpy as np
 
-from TeethSegmentationLib import labels
+from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
-from TeethSegmentationLib.volume import Volume, bounding_box
+from TeethSegmentationLib.io.volume import Volume, bounding_box
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONVERSION_PARAMETERS = (

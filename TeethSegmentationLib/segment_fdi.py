@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from TeethSegmentationLib import labels
+from TeethSegmentationLib import fdi as labels
 
 _CODE_TO_FDI = {code: fdi for fdi, (code, _meaning) in labels.SNOMED_TOOTH.items()}
 _TYPE_WORDS = {name: t for t, name in labels.TYPE_NAMES.items()}

@@ -9,8 +9,9 @@ import pytest
 
 from TeethSegmentationLib import cli
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.evaluate import evaluate_dirs, evaluate_pair, format_table
-from TeethSegmentationLib.volume import Volume, write_volume
+from TeethSegmentationLib.io.read_write import write_volume
+from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.metrics import evaluate_dirs, evaluate_pair, format_table
 
 
 def boxes() -> np.ndarray:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from TeethSegmentationLib import fdi_assignment
 from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.instances import numbering as fdi_assignment
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from TeethSegmentationLib import labels
+from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.io.volume import Volume
 
 SPACES = ("LPS", "RAS")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from TeethSegmentationLib.labels import mirror_fdi_map
+from TeethSegmentationLib.fdi import mirror_fdi_map
 
 
 @dataclass(frozen=True)

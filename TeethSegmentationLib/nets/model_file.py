@@ -27,14 +27,14 @@ from TeethSegmentationLib import __version__
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import jsonable
-from TeethSegmentationLib.labels import NUM_CLASSES, TYPE_NAMES
-from TeethSegmentationLib.model import UNet, build_unet
-from TeethSegmentationLib.normalize import Normalization
+from TeethSegmentationLib.fdi import NUM_CLASSES, TYPE_NAMES
+from TeethSegmentationLib.nets.normalize import Normalization
+from TeethSegmentationLib.nets.unet import UNet, build_unet
 
 MODEL_FORMAT = "teethseg-model"
 MODEL_FORMAT_VERSION = 1
 TYPES_INPUTS = ("image", "image+teeth")
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "teethseg-default.pt"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "teethseg-default.pt"
 
 TEETH_ARCH = dict(in_channels=1, out_channels=1, n_blocks=3, start_filters=18, dim=3)
 TYPES_ARCH = dict(in_channels=1, out_channels=NUM_CLASSES, n_blocks=3, start_filters=9, dim=3)

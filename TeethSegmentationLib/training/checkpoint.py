@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from TeethSegmentationLib import __version__
-from TeethSegmentationLib.modelfile import atomic_torch_save, load_tagged_dict
+from TeethSegmentationLib.nets.model_file import atomic_torch_save, load_tagged_dict
 
 CHECKPOINT_FORMAT = "teethseg-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.labels import fdi_map_to_classes
+from TeethSegmentationLib.fdi import fdi_map_to_classes
 
 MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
 COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
@@ -135,7 +135,7 @@ def evaluate_dirs(
     pred_dir: str | os.PathLike, truth_dir: str | os.PathLike, label_table: str = "fdi", reporter: Any = None
 ) -> dict[str, Any]:
     """Metrics of every case found in both folders (matched by name) and their mean."""
-    from TeethSegmentationLib.volume import read_volume
+    from TeethSegmentationLib.io.read_write import read_volume
 
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):

@@ -26,22 +26,18 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from TeethSegmentationLib import __version__, labels
-from TeethSegmentationLib.devices import describe_device, resolve_device
+from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
-from TeethSegmentationLib.infer import predict_teeth, predict_types
-from TeethSegmentationLib.modelfile import TeethModel
-from TeethSegmentationLib.normalize import intensity_window, normalize
-from TeethSegmentationLib.volume import (
-    Volume,
-    read_volume,
-    reorient_to_ras,
-    resample_labels_to_reference,
-    resample_to_reference,
-    resample_to_spacing,
-    write_volume,
-)
+from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, tooth_name, tooth_type
+from TeethSegmentationLib.inference.stages import predict_teeth, predict_types
+from TeethSegmentationLib.io.orientation import reorient_to_ras
+from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.io.resample import resample_labels_to_reference, resample_to_reference, resample_to_spacing
+from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.devices import describe_device, resolve_device
+from TeethSegmentationLib.nets.model_file import TeethModel
+from TeethSegmentationLib.nets.normalize import intensity_window, normalize
 
 STAGES = ("read", "teeth", "types", "instances", "write")
 NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
@@ -85,7 +81,7 @@ class SegmentResult:
     @property
     def types(self) -> Volume:
         """The 9-class map (0 background, 1..8 type) on the input's grid."""
-        return self.fdi.with_array(labels.fdi_map_to_classes(self.fdi.array))
+        return self.fdi.with_array(fdi_map_to_classes(self.fdi.array))
 
 
 @contextmanager
@@ -99,7 +95,7 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
     """The one place the pipeline calls the instance step (``instances.label_teeth``)."""
-    from TeethSegmentationLib.instances import label_teeth
+    from TeethSegmentationLib.instances.split import label_teeth
 
     return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter)
 
@@ -240,13 +236,13 @@ def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any])
     reports = []
     for tooth in sorted(instances, key=lambda t: int(t.fdi)):
         fdi = int(tooth.fdi)
-        if not labels.is_fdi(fdi) or counts[fdi] == 0:
+        if not is_fdi(fdi) or counts[fdi] == 0:
             continue
         reports.append(
             ToothReport(
                 fdi=fdi,
-                type=labels.tooth_type(fdi),
-                name=labels.tooth_name(fdi),
+                type=tooth_type(fdi),
+                name=tooth_name(fdi),
                 voxel_count=int(counts[fdi]),
                 volume_mm3=round(float(counts[fdi]) * voxel_mm3, 2),
                 centroid_ras=[round(float(c), 3) for c in np.ravel(tooth.centroid_ras)[:3]],
@@ -334,7 +330,7 @@ def _write_outputs(
     staging: Path, name: str, volume: Volume, result: SegmentResult, options: SegmentOptions
 ) -> dict[str, Path]:
     """Every output into ``staging``; returns {kind: staged path}."""
-    from TeethSegmentationLib.segfile import write_segmentation
+    from TeethSegmentationLib.io.seg_nrrd import write_segmentation
 
     staged = {
         "teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume),
@@ -344,7 +340,7 @@ def _write_outputs(
     if options.nine_class:
         staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
     if options.stl:
-        from TeethSegmentationLib.mesh import write_stl_per_tooth
+        from TeethSegmentationLib.io.stl import write_stl_per_tooth
 
         write_stl_per_tooth(result.fdi, staging / f"{name}_stl", space=options.stl_space)
         staged["stl"] = staging / f"{name}_stl"

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from TeethSegmentationLib import augment
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.fdi import FDI_NUMBERS, fdi_map_to_classes
 from TeethSegmentationLib.label_tables import to_fdi
-from TeethSegmentationLib.labels import FDI_NUMBERS, fdi_map_to_classes
-from TeethSegmentationLib.normalize import Normalization, normalize
+from TeethSegmentationLib.nets.normalize import Normalization, normalize
+from TeethSegmentationLib.training import augment
 
 IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
 LABEL_SUFFIXES = (".labels", "_labels", "-labels", ".label", "_label", "-label", ".seg", "_seg")
@@ -158,10 +158,11 @@ def teeth_box(labels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | N
 
 
 def _read(path: Path):
-    from TeethSegmentationLib import volume as vol
+    from TeethSegmentationLib.io.orientation import reorient_to_ras
+    from TeethSegmentationLib.io.read_write import read_volume
 
     try:
-        return vol.reorient_to_ras(vol.read_volume(path))
+        return reorient_to_ras(read_volume(path))
     except InputError:
         raise
     except (OSError, ValueError) as error:
@@ -182,14 +183,14 @@ def prepare_case(
     label_kind: str = "auto",
     label_table: str | None = None,
 ) -> PreparedCase:
-    from TeethSegmentationLib import volume as vol
+    from TeethSegmentationLib.io.resample import resample_to_spacing
 
     image, labels = _read(case.image), _read(case.labels)
     if image.shape != labels.shape or not np.allclose(image.ijk_to_ras, labels.ijk_to_ras, atol=1e-3):
         raise InputError(f"Label map {case.labels} does not lie on the grid of image {case.image}.")
     canonical, kind = canonical_labels(labels.array, label_kind, label_table)
-    image = vol.resample_to_spacing(image, spacing, order=1)
-    labels = vol.resample_to_spacing(labels.with_array(canonical), spacing, order=0)
+    image = resample_to_spacing(image, spacing, order=1)
+    labels = resample_to_spacing(labels.with_array(canonical), spacing, order=0)
     array = normalize(image.array, normalization)
     label_array = np.asarray(labels.array).astype(np.uint8)
     return PreparedCase(

@@ -18,7 +18,7 @@ import numpy as np
 
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.volume import RAS_TO_LPS, Volume
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from TeethSegmentationLib.model import UNet
-from TeethSegmentationLib.modelfile import TeethModel
-from TeethSegmentationLib.sliding_window import Progress, sliding_window_predict, window_corners
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.inference.sliding_window import Progress, sliding_window_predict, window_corners
+from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.model_file import TeethModel
+from TeethSegmentationLib.nets.unet import UNet
 
 WHOLE_VOLUME_BUDGET = 160**3  # voxels predicted in one pass on the CPU or a GPU
 MIN_ROI = 32

@@ -8,9 +8,9 @@ import nrrd
 import numpy as np
 import pytest
 
-from TeethSegmentationLib import labels
-from TeethSegmentationLib.segfile import write_segmentation
-from TeethSegmentationLib.volume import Volume
+from TeethSegmentationLib.fdi import SNOMED_TOOTH, TERMINOLOGY_CONTEXT, color, segment_name
+from TeethSegmentationLib.io.seg_nrrd import write_segmentation
+from TeethSegmentationLib.io.volume import Volume
 
 TEETH = (11, 21, 36)
 
@@ -35,10 +35,10 @@ def test_slicerio_reads_names_values_colours_terminology(tmp_path: Path) -> None
     assert sorted(by_value) == list(TEETH)
     for fdi in TEETH:
         segment = by_value[fdi]
-        assert segment["name"] == labels.segment_name(fdi)
-        assert np.allclose(segment["color"], labels.color(fdi), atol=1e-5)
-        assert segment["terminology"]["type"][1] == labels.SNOMED_TOOTH[fdi][0]
-        assert segment["terminology"]["contextName"] == labels.TERMINOLOGY_CONTEXT
+        assert segment["name"] == segment_name(fdi)
+        assert np.allclose(segment["color"], color(fdi), atol=1e-5)
+        assert segment["terminology"]["type"][1] == SNOMED_TOOTH[fdi][0]
+        assert segment["terminology"]["contextName"] == TERMINOLOGY_CONTEXT
     # voxels are cropped to the teeth; the geometry puts them back where they were
     voxels, ijk_to_lps = seg["voxels"], np.asarray(seg["ijkToLPS"])
     offset = np.array([int(v) for v in seg["referenceImageExtentOffset"]])
@@ -62,10 +62,10 @@ def test_slicer_core_loads_segments(tmp_path: Path, slicer_scene) -> None:
     assert segmentation.GetNumberOfSegments() == len(TEETH)
     for fdi in TEETH:
         segment = segmentation.GetSegment(f"tooth_{fdi}")
-        assert segment.GetName() == labels.segment_name(fdi)
+        assert segment.GetName() == segment_name(fdi)
         assert segment.GetLabelValue() == fdi
         tag = segment.GetTerminology() if hasattr(segment, "GetTerminology") else ""
-        assert labels.SNOMED_TOOTH[fdi][0] in tag
+        assert SNOMED_TOOTH[fdi][0] in tag
         array = slicer.util.arrayFromSegmentInternalBinaryLabelmap(node, f"tooth_{fdi}")
         assert int((array == fdi).sum()) == int((volume.array == fdi).sum())
     # world position of a tooth in Slicer (RAS) equals its position in the label map

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
-from TeethSegmentationLib.labels import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
-from TeethSegmentationLib.volume import Volume, read_volume, reorient_to_ras
+from TeethSegmentationLib.fdi import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
+from TeethSegmentationLib.io.orientation import reorient_to_ras
+from TeethSegmentationLib.io.read_write import read_volume
+from TeethSegmentationLib.io.volume import Volume
 
 ALPHA = 0.45
 

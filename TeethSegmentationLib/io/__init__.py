@@ -1,0 +1,1 @@
+"""Files in and out: volumes (NRRD, NIfTI, DICOM) with true geometry, reorienting, resampling, .seg.nrrd and STL."""

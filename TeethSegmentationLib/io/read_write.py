@@ -1,0 +1,70 @@
+"""Reading and writing volumes in any supported format: the one entry point above ``Volume`` and DICOM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from TeethSegmentationLib.atomic import atomic_path
+from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.io.nifti_file import read_nifti, write_nifti
+from TeethSegmentationLib.io.nrrd_file import read_nrrd, write_nrrd
+from TeethSegmentationLib.io.volume import Volume
+
+
+def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
+    """Read a NRRD (.nrrd/.nhdr), NIfTI (.nii/.nii.gz) or DICOM (folder, .dcm, multi-frame) volume in RAS."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path and try again.")
+    kind = _file_kind(path)
+    if kind == "dicom":
+        from TeethSegmentationLib.io.dicom import read_dicom  # pydicom is optional: import only when needed
+
+        return read_dicom(path, series_uid)
+    volume = read_nrrd(path) if kind == "nrrd" else read_nifti(path)
+    volume.meta.setdefault("source", str(path))
+    return volume
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".dcm") or _has_dicom_magic(path):
+        return "dicom"
+    if name.endswith((".nrrd", ".nhdr")):
+        return "nrrd"
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    raise InputError(
+        f"{path.name} has an unsupported file type; use NRRD (.nrrd/.nhdr), NIfTI (.nii/.nii.gz) or a DICOM folder."
+    )
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    """DICOM files from scanners often have no extension: recognise the 'DICM' after the 128-byte preamble."""
+    if path.suffix.lower() in (".nrrd", ".nhdr", ".nii", ".gz"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+
+
+def write_volume(
+    volume: Volume, path: str | os.PathLike, *, compress: bool = True, reference: Volume | None = None
+) -> Path:
+    """Write NRRD (.nrrd) or NIfTI (.nii/.nii.gz) atomically, in ``reference``'s (else the volume's) convention."""
+    path = Path(path).expanduser()
+    name = path.name.lower()
+    if not name.endswith((".nrrd", ".nii", ".nii.gz")):
+        raise InputError(f"{path.name} has an unsupported output type; name it .nrrd, .nii or .nii.gz.")
+    space = (reference or volume).space
+    with atomic_path(path) as tmp:
+        if name.endswith(".nrrd"):
+            write_nrrd(volume, tmp, space, compress)
+        else:
+            write_nifti(volume, tmp)
+    return path

@@ -1,0 +1,197 @@
+"""Resampling volumes and label maps onto other grids, slab by slab to bound memory."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+
+from TeethSegmentationLib.io.volume import Volume, translation
+
+SLAB_VOXELS = 8_000_000  # output voxels resampled at a time: bounds the temporaries on a 300 M voxel CBCT
+
+
+def resample_to_spacing(volume: Volume, spacing_mm: float | Sequence[float], order: int = 1) -> Volume:
+    """Same directions and physical extent (centred), new voxel size; float32 for order >= 1, same dtype for 0."""
+    new_spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=np.float64), (3,))
+    if np.any(new_spacing <= 0):
+        raise ValueError(f"spacing must be positive, not {spacing_mm}")
+    old_spacing = volume.spacing
+    old_shape = np.asarray(volume.shape)
+    new_shape = np.maximum(1, np.round(old_shape * old_spacing / new_spacing)).astype(int)
+    scale = new_spacing / old_spacing  # source voxels per output voxel
+    start = (old_shape - 1) / 2 - (new_shape - 1) / 2 * scale  # keeps the centre of the extent fixed
+    out_to_src = np.eye(4)
+    out_to_src[:3, :3] = np.diag(scale)
+    out_to_src[:3, 3] = start
+    matrix = volume.ijk_to_ras @ out_to_src
+    array = _resample_array(volume.array, out_to_src, tuple(new_shape), order, mask_outside=False)
+    return Volume(array, matrix, volume.space, dict(volume.meta))
+
+
+def resample_to_reference(volume: Volume, reference: Volume, order: int = 0, cval: float = 0) -> Volume:
+    """``volume`` on ``reference``'s grid (any geometry); outside ``volume``'s extent is ``cval``."""
+    out_to_src = np.linalg.inv(volume.ijk_to_ras) @ reference.ijk_to_ras
+    array = _resample_array(volume.array, out_to_src, reference.shape, order, mask_outside=True, cval=cval)
+    return Volume(array, reference.ijk_to_ras.copy(), reference.space, dict(reference.meta))
+
+
+def _output_dtype(dtype: np.dtype, order: int) -> np.dtype:
+    return np.dtype(dtype) if order == 0 else np.dtype(np.float32)
+
+
+def _resample_array(
+    src: np.ndarray,
+    out_to_src: np.ndarray,
+    out_shape: Sequence[int],
+    order: int,
+    mask_outside: bool,
+    cval: float = 0,
+) -> np.ndarray:
+    """Resample slab by slab along the output's first axis, reading only the source box each slab needs."""
+    out = np.empty(tuple(out_shape), dtype=_output_dtype(src.dtype, order))
+    for lo, hi in _slabs(out.shape):
+        out[lo:hi] = _resample_box(src, out_to_src, (lo, 0, 0), (hi - lo, *out.shape[1:]), order, cval, out.dtype)
+        if mask_outside:
+            out[lo:hi][_outside(src.shape, out_to_src, (lo, 0, 0), out[lo:hi].shape)] = cval
+    return out
+
+
+def _slabs(shape: Sequence[int]) -> Iterator[tuple[int, int]]:
+    step = max(1, SLAB_VOXELS // max(1, int(np.prod(shape[1:]))))  # read at call time: tests shrink it
+    for lo in range(0, shape[0], step):
+        yield lo, min(shape[0], lo + step)
+
+
+def _resample_box(
+    src: np.ndarray,
+    out_to_src: np.ndarray,
+    out_lo: Sequence[int],
+    out_shape: Sequence[int],
+    order: int,
+    cval: float,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Output voxels ``out_lo + [0, out_shape)`` from the source box they fall in; 'nearest' at the source edges."""
+    box = _source_box(out_to_src, out_lo, out_shape, src.shape, margin=order + 1)
+    if box is None:
+        return np.full(tuple(out_shape), cval, dtype=dtype)
+    src_lo, src_hi = box
+    matrix = translation(-np.asarray(src_lo)) @ out_to_src @ translation(out_lo)
+    linear = matrix[:3, :3]
+    if np.allclose(linear, np.diag(np.diag(linear)), rtol=0, atol=1e-12):
+        linear = np.diag(linear)  # a 1-D matrix takes scipy's fast zoom/shift path
+    sub = src[src_lo[0] : src_hi[0], src_lo[1] : src_hi[1], src_lo[2] : src_hi[2]]
+    out = np.empty(tuple(out_shape), dtype=dtype)
+    ndimage.affine_transform(sub, linear, matrix[:3, 3], output=out, order=order, mode="nearest", prefilter=False)
+    return out
+
+
+def _box_corners(lo: Sequence[float], shape: Sequence[int]) -> np.ndarray:
+    """The 8 corner voxels (homogeneous rows) of the box ``lo + [0, shape)``."""
+    ranges = [(lo[d], lo[d] + shape[d] - 1) for d in range(3)]
+    return np.array([[*c, 1.0] for c in itertools.product(*ranges)], dtype=np.float64)
+
+
+def _source_box(
+    out_to_src: np.ndarray, out_lo: Sequence[int], out_shape: Sequence[int], src_shape: Sequence[int], margin: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Source voxels needed for an output box: bounds of its mapped corners plus ``margin``, clipped."""
+    points = (_box_corners(out_lo, out_shape) @ out_to_src.T)[:, :3]
+    lo = np.floor(points.min(axis=0)).astype(int) - margin
+    hi = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    if np.any(hi <= 0) or np.any(lo >= np.asarray(src_shape)):
+        return None
+    return np.maximum(lo, 0), np.minimum(hi, src_shape)
+
+
+def _outside(
+    src_shape: Sequence[int], out_to_src: np.ndarray, out_lo: Sequence[int], out_shape: Sequence[int]
+) -> np.ndarray:
+    """Output voxels whose centre falls outside the source's extent (half a voxel beyond the edge centres)."""
+    grids = [np.arange(out_lo[d], out_lo[d] + out_shape[d], dtype=np.float64) for d in range(3)]
+    linear = out_to_src[:3, :3]
+    if np.array_equal(linear, np.diag(np.diag(linear))):  # axis-aligned: one test per axis, broadcast
+        coords = [out_to_src[d, 3] + linear[d, d] * grids[d] for d in range(3)]
+        out = [(c < -0.5) | (c >= src_shape[d] - 0.5) for d, c in enumerate(coords)]
+        return out[0][:, None, None] | out[1][None, :, None] | out[2][None, None, :]
+    outside = np.zeros(tuple(out_shape), dtype=bool)
+    for d in range(3):
+        coord = out_to_src[d, 3] + sum(
+            out_to_src[d, e] * grids[e].reshape([-1 if a == e else 1 for a in range(3)]) for e in range(3)
+        )
+        outside |= (coord < -0.5) | (coord >= src_shape[d] - 0.5)
+    return outside
+
+
+def resample_labels_to_reference(
+    labels: Volume, reference: Volume, mode: Literal["nearest", "onehot"] = "nearest"
+) -> Volume:
+    """A label map on ``reference``'s grid: nearest neighbour, or the argmax of each label's linearly
+    interpolated indicator (smoother edges when the reference grid is finer)."""
+    if mode == "nearest":
+        return resample_to_reference(labels, reference, order=0, cval=0)
+    if mode != "onehot":
+        raise ValueError(f"mode must be 'nearest' or 'onehot', not {mode!r}")
+    out_to_src = np.linalg.inv(labels.ijk_to_ras) @ reference.ijk_to_ras
+    out = np.zeros(reference.shape, dtype=labels.array.dtype)
+    boxes = _label_output_boxes(labels.array, out_to_src, reference.shape)
+    for lo, hi in _slabs(reference.shape):
+        _onehot_slab(labels.array, out_to_src, boxes, out, lo, hi)
+    return Volume(out, reference.ijk_to_ras.copy(), reference.space, dict(reference.meta))
+
+
+def _label_output_boxes(array: np.ndarray, out_to_src: np.ndarray, out_shape: Sequence[int]) -> dict[int, tuple]:
+    """Each label value -> (source box with a 1-voxel margin, the output box it can reach)."""
+    if array.dtype.kind not in "iu" or (array.dtype.kind == "i" and array.size and array.min() < 0):
+        raise ValueError(f"label maps must hold non-negative integers, not {array.dtype}")
+    src_to_out = np.linalg.inv(out_to_src)
+    boxes = {}
+    for value, slices in enumerate(ndimage.find_objects(array), start=1):
+        if slices is None:
+            continue
+        src_lo = np.array([max(0, s.start - 1) for s in slices])
+        src_hi = np.minimum([s.stop + 1 for s in slices], array.shape)
+        out_box = _source_box(src_to_out, src_lo, src_hi - src_lo, out_shape, margin=1)
+        if out_box is not None:
+            boxes[value] = (src_lo, src_hi, *out_box)
+    return boxes
+
+
+def _onehot_slab(src: np.ndarray, out_to_src: np.ndarray, boxes: dict, out: np.ndarray, lo: int, hi: int) -> None:
+    """Fill ``out[lo:hi]`` with the label whose interpolated indicator wins over the others and background."""
+    shape = (hi - lo, *out.shape[1:])
+    best = np.zeros(shape, dtype=np.float32)
+    total = np.zeros(shape, dtype=np.float32)  # background probability is 1 - total (partition of unity)
+    winner = np.zeros(shape, dtype=out.dtype)
+    for value, (src_lo, src_hi, out_lo, out_hi) in boxes.items():
+        a, b = max(int(out_lo[0]), lo), min(int(out_hi[0]), hi)
+        if a >= b:
+            continue
+        box_lo, box_shape = (a, int(out_lo[1]), int(out_lo[2])), (b - a, *(out_hi[1:] - out_lo[1:]))
+        prob = _indicator_on_box(src, value, src_lo, src_hi, out_to_src, box_lo, box_shape)
+        if prob is None:
+            continue
+        region = (slice(a - lo, b - lo), slice(out_lo[1], out_hi[1]), slice(out_lo[2], out_hi[2]))
+        wins = prob > best[region]
+        best[region][wins] = prob[wins]
+        winner[region][wins] = value
+        total[region] += prob
+    winner[best <= 1 - total] = 0
+    winner[_outside(src.shape, out_to_src, (lo, 0, 0), shape)] = 0
+    out[lo:hi] = winner
+
+
+def _indicator_on_box(src, value, src_lo, src_hi, out_to_src, box_lo, box_shape) -> np.ndarray | None:
+    """Linear interpolation of ``src == value`` on an output box, reading only the source voxels it needs."""
+    need = _source_box(out_to_src, box_lo, box_shape, src.shape, margin=2)
+    if need is None:
+        return None
+    lo, hi = np.maximum(need[0], src_lo), np.minimum(need[1], src_hi)
+    if np.any(hi <= lo):
+        return None
+    indicator = (src[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == value).view(np.uint8)
+    return _resample_box(indicator, translation(-lo) @ out_to_src, box_lo, box_shape, 1, 0.0, np.dtype(np.float32))

@@ -1,0 +1,1 @@
+"""Pictures and the demo: slice previews, offscreen 3D renders, the demo case."""

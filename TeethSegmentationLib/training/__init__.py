@@ -1,0 +1,1 @@
+"""Training both networks: cases and patches, augmentation, losses, the trainer, checkpoints, DDP."""
