@@ -2,9 +2,10 @@
 
 Which tooth a segment is (``segment_number``):
 
-1. A segment whose name is still ours (``"11 upper right central incisor"``) was numbered by the
-   model. If the user then changed its terminology or its label value (to another FDI number), that
-   edit wins; if both were changed to different numbers the segment is ambiguous and left out.
+1. A segment named as we name them (``"11 upper right central incisor"``) carries its number three
+   times: name, terminology, label value. The one that differs from the other two is the user's
+   edit and wins (a name typed in our style, a terminology picked, a label value changed); two
+   different edits make the segment ambiguous, and it is left out.
 2. Any other name that says a tooth (``"21"``, ``"tooth 21"``, ``"UL1"``, ``"upper left central
    incisor"``) wins: renaming is how a user corrects a number in Segment Editor, and a renamed
    segment keeps its old label value.
@@ -54,6 +55,8 @@ def segment_number(record: SegmentRecord) -> int | None:
     by_value = record.label_value if is_fdi(record.label_value) else None
     ours = OUR_NAMES.get(" ".join(record.name.split()))
     if ours is not None:
+        if by_terminology is not None and by_terminology == by_value:
+            return ours  # terminology and label value agree with each other: the name is the edit
         edits = {v for v in (by_terminology, by_value) if v is not None and v != ours}
         return ours if not edits else (edits.pop() if len(edits) == 1 else None)
     by_name = segment_fdi.fdi_from_name(record.name)
