@@ -115,7 +115,7 @@ class EarlyStoppingTrainer(Trainer):
 def find_user_cases(data_dir: str) -> list[Case]:
     """A case library's cases, or image + labels pairs in a folder (as ``train`` finds them)."""
     if is_library(data_dir):
-        found = [Case(c.case_id, c.image, c.segmentation) for c in CaseLibrary(data_dir).list()]
+        found = [Case(c.title or c.case_id, c.image, c.segmentation) for c in CaseLibrary(data_dir).list()]
         if not found:
             raise InputError(f"The case library {data_dir} has no cases yet; add corrected scans first.")
         return found
