@@ -105,8 +105,9 @@ class EarlyStoppingTrainer(Trainer):
         if min(losses[-self.patience :]) > 0.99 * best_before:
             self.reporter.log(f"stage {stage}: loss no longer improves, stopping it after epoch {len(losses)}")
             self.epoch = (self.stages.index(stage) + 1) * self.config.epochs
-            if self.epoch < self.total_epochs:
-                self.save_checkpoint()
+
+    def on_cancel(self) -> None:
+        """No checkpoint to resume: a cancelled fine-tuning leaves nothing behind (the run is a minute)."""
 
 
 # --- cases
