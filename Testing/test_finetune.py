@@ -169,3 +169,19 @@ def test_cancel_during_fine_tuning_leaves_no_model_and_a_clean_library(patient_c
     assert not out.exists() and not card_path(out).exists()
     assert list(temp.iterdir()) == []
     assert sorted(p.relative_to(library.root) for p in library.root.rglob("*")) == listed
+
+
+def test_cli_finetune_emits_json_lines_and_a_result_with_the_figure(patient_cases, tiny_model, tmp_path, capsys):
+    from TeethSegmentationLib import cli
+
+    out = tmp_path / "cli.pt"
+    code = cli.main(["finetune", "--data", str(patient_cases), "--output", str(out), "--init", str(tiny_model),
+                     "--epochs", "1", "--steps-per-epoch", "1", "--replay-phantoms", "0", "--device", "cpu",
+                     "--events"])
+    events = _events(capsys.readouterr().out)
+    assert code == 0 and out.exists()
+    assert events[0]["event"] == "start" and events[-1]["event"] == "result"
+    result = events[-1]
+    assert result["figure"].startswith("On your held-back scan") and isinstance(result["better"], bool)
+    assert result["default_model_updated"] is False and len(result["skipped"]) == 1
+    assert any(e["event"] == "progress" and e["stage"] == "train stage 2" for e in events)
