@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume  # noqa: E402
 from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.io.seg_nrrd import write_segmentation  # noqa: E402
@@ -78,14 +80,16 @@ def main() -> int:
     tests = phantoms(FAR_SEED + 100, args.test_cases, settings)
     in_family = phantoms(IN_FAMILY_SEED, args.in_family, {"fov": "crop"})
     output = args.work / "finetuned.pt"
-    start = time.perf_counter()
-    result = finetune(FinetuneConfig(data_dir=str(data), output=str(output), device="cpu"))
-    seconds = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    result = finetune(FinetuneConfig(data_dir=str(data), output=str(output), device="cpu"), TerminalReporter())
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     shipped, tuned = load_model(), load_model(output)
     figures = {
         "far_family": settings,
         "threads": args.threads,
         "finetune_seconds": round(seconds, 1),
+        "finetune_cpu_seconds": round(cpu, 1),  # / threads = the wall time on an idle machine
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "held_back": result["figure"],
         "better": result["better"],
         "epochs_run": result["epochs_run"],
