@@ -392,7 +392,7 @@ def export_case_to_library(volume_node: Any, segmentation_node: Any, library_roo
     """Save a (volume, corrected segmentation) pair into the user's case library; the new case's id.
 
     The segmentation goes in exactly as the user left it (``.seg.nrrd``: names, label values, layers,
-    terminology); which segment is which tooth is decided when fine-tuning (``training/corrections.py``),
+    terminology); which segment is which tooth is decided when fine-tuning (``training/corrected_labels.py``),
     so nothing is lost to an early guess. The case appears in the library only when both files are complete.
     """
     from TeethSegmentationLib.case_library import IMAGE_NAME, SEGMENTATION_NAME, CaseLibrary, new_case_id

@@ -11,7 +11,7 @@ import pytest
 from TeethSegmentationLib.case_library import CaseLibrary, revert_to_shipped, user_default_model
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.io.read_write import read_volume
-from TeethSegmentationLib.training.corrections import read_corrected_labels
+from TeethSegmentationLib.training.corrected_labels import read_corrected_labels
 
 TEETH = {11: (slice(3, 9), slice(3, 9), slice(3, 9)), 21: (slice(12, 18), slice(3, 8), slice(4, 10)),
          36: (slice(4, 10), slice(14, 21), slice(12, 18))}

@@ -3,7 +3,7 @@
 Slicer writes one 3-D labelmap when no segments overlap, else a 4-D array whose first axis lists the
 layers; each segment is a label value in one layer and carries a name, an optional terminology entry
 and an extent (header keys ``SegmentN_ID``, ``_Name``, ``_LabelValue``, ``_Layer``, ``_Tags``). What a
-segment *means* (which tooth) is decided elsewhere (``training/corrections.py``).
+segment *means* (which tooth) is decided elsewhere (``training/corrected_labels.py``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 1. Reads every case (a case library or a folder of image + label/segmentation pairs). A case that
    cannot be used gets one sentence and is skipped; the others still train.
 2. Segments each case with the parent model: its prediction fills what the user left unlabelled
-   (``corrections.fill_unlabelled``) and gives the "before" figure of the held-back scan.
+   (``corrected_labels.fill_unlabelled``) and gives the "before" figure of the held-back scan.
 3. With two cases or more, holds one back; trains both stages on the rest plus freshly generated
    phantoms (so the model does not forget its family), with a recipe that scales with the number of
    cases and stops a stage early when its loss no longer improves.
@@ -35,7 +35,7 @@ from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volu
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.metrics import evaluate_pair
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model
-from TeethSegmentationLib.training import corrections
+from TeethSegmentationLib.training import corrected_labels
 from TeethSegmentationLib.training.dataset import Case, find_cases
 from TeethSegmentationLib.training.lineage import finetuned_training, install_model, save_with_card
 from TeethSegmentationLib.training.trainer import TrainConfig, Trainer
@@ -83,7 +83,7 @@ def recipe(train_cases: int) -> Recipe:
 class UserCase:
     name: str
     image: Path
-    labels: corrections.CorrectedLabels  # the user's teeth (UNKNOWN where a segment was left out)
+    labels: corrected_labels.CorrectedLabels  # the user's teeth (UNKNOWN where a segment was left out)
     predicted: np.ndarray  # the parent model's FDI map on the image grid
     volume: Any = field(repr=False, default=None)  # the image as read
 
@@ -125,7 +125,7 @@ def find_user_cases(data_dir: str) -> list[Case]:
 
 def read_user_case(case: Case, model: TeethModel, config: FinetuneConfig, reporter: Reporter) -> UserCase:
     volume = read_volume(case.image)
-    labels = corrections.read_corrected_labels(case.labels, volume, case.name, config.label_table)
+    labels = corrected_labels.read_corrected_labels(case.labels, volume, case.name, config.label_table)
     predicted = segment_volume(volume, model, SegmentOptions(device=config.device), reporter).fdi.array
     return UserCase(case.name, case.image, labels, np.asarray(predicted, np.uint8), volume)
 
@@ -152,10 +152,10 @@ def read_all(cases: list[Case], model: TeethModel, config: FinetuneConfig, repor
     return usable, skipped, warnings
 
 
-def training_labels(case: UserCase, config: FinetuneConfig) -> corrections.CorrectedLabels:
+def training_labels(case: UserCase, config: FinetuneConfig) -> corrected_labels.CorrectedLabels:
     if config.unlabelled == "model":
-        return corrections.fill_unlabelled(case.labels, case.predicted, case.name)
-    return corrections.CorrectedLabels(corrections.user_teeth_only(case.labels), case.labels.warnings)
+        return corrected_labels.fill_unlabelled(case.labels, case.predicted, case.name)
+    return corrected_labels.CorrectedLabels(corrected_labels.user_teeth_only(case.labels), case.labels.warnings)
 
 
 def write_training_files(cases: list[UserCase], config: FinetuneConfig, work: Path, reporter: Reporter):
@@ -193,7 +193,7 @@ def held_back_scores(model: TeethModel, case: UserCase, device: str, predicted: 
     """Per-tooth Dice and identification of ``model`` on the user's own teeth of ``case``."""
     if predicted is None:
         predicted = segment_volume(case.volume, model, SegmentOptions(device=device)).fdi.array
-    scores = evaluate_pair(predicted, corrections.user_teeth_only(case.labels), case.volume.spacing)
+    scores = evaluate_pair(predicted, corrected_labels.user_teeth_only(case.labels), case.volume.spacing)
     return {k: scores[k] for k in ("dice_per_tooth", "identification_accuracy", "dice_binary", "truth_teeth")}
 
 

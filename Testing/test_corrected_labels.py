@@ -12,7 +12,7 @@ from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.fdi import segment_name, terminology_entry
 from TeethSegmentationLib.io.seg_nrrd_read import SegmentRecord, read_segmentation
 from TeethSegmentationLib.io.volume import Volume, make_matrix
-from TeethSegmentationLib.training.corrections import (
+from TeethSegmentationLib.training.corrected_labels import (
     UNKNOWN,
     CorrectedLabels,
     fill_unlabelled,
