@@ -115,14 +115,19 @@ def test_better_compares_per_tooth_dice_then_identification():
 
 
 @pytest.mark.slow
-def test_a_worse_model_does_not_replace_the_default(patient_cases, tmp_path):
-    """The guard: the shipped model wrecked by a huge learning rate is written but not installed."""
+def test_a_worse_model_does_not_replace_the_default(tmp_path):
+    """The guard: the shipped model taught that everything is tooth 11 does worse on the held-back scan
+    (the last case, correctly labelled); it is written but the user's default stays as it was."""
+    folder = tmp_path / "cases"
+    write_cases(folder, 2, seed=40)
+    labels = read_volume(folder / "case00.labels.nrrd")
+    write_volume(labels.with_array(np.full(labels.shape, 11, np.uint8)), folder / "case00.labels.nrrd")
     default = tmp_path / "models" / "user-default.pt"
     default.parent.mkdir()
     default.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
     before = default.read_bytes()
-    config = FinetuneConfig(data_dir=str(patient_cases), output=str(tmp_path / "new.pt"), default_model=str(default),
-                            lr=50.0, **{**TINY, "replay_phantoms": 0})
+    config = FinetuneConfig(data_dir=str(folder), output=str(tmp_path / "new.pt"), default_model=str(default),
+                            lr=1e-2, **{**TINY, "steps_per_epoch": 4, "replay_phantoms": 0})
     result = finetune(config)
     assert result["held_back"]["after"]["dice_per_tooth"] < result["held_back"]["before"]["dice_per_tooth"]
     assert result["better"] is False and result["default_model_updated"] is False

@@ -6,7 +6,7 @@
    cannot be used gets one sentence and is skipped; the others still train.
 2. Segments each case with the parent model: its prediction fills what the user left unlabelled
    (``corrected_labels.fill_unlabelled``) and gives the "before" figure of the held-back scan.
-3. With two cases or more, holds one back; trains both stages on the rest plus freshly generated
+3. With two cases or more, holds the last one back; trains both stages on the rest plus freshly generated
    phantoms (so the model does not forget its family), with a recipe that scales with the number of
    cases and stops a stage early when its loss no longer improves.
 4. Segments the held-back scan with the new model: per-tooth Dice before and after, and ``better``.
@@ -234,10 +234,10 @@ def _check(config: FinetuneConfig) -> None:
 
 
 def split_held_back(cases: list[UserCase], config: FinetuneConfig) -> tuple[list[UserCase], UserCase | None]:
+    """(training cases, the held-back case): the last one (a library's newest), with two cases or more."""
     if not config.hold_back or len(cases) < 2:
         return cases, None
-    index = int(np.random.default_rng(config.seed).integers(len(cases)))
-    return [c for i, c in enumerate(cases) if i != index], cases[index]
+    return cases[:-1], cases[-1]
 
 
 def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[str, Any]:
