@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume  # noqa: E402
-from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
+from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
 from TeethSegmentationLib.io.seg_nrrd import write_segmentation  # noqa: E402
+from TeethSegmentationLib.io.volume import Volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
 from TeethSegmentationLib.nets.model_file import load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
@@ -48,19 +49,37 @@ def far_settings() -> dict:
     return {"fov": "crop", "grey": "uint8", "spacing": 0.3}
 
 
-def phantoms(seed: int, count: int, settings: dict) -> list:
-    return [make_phantom(seed + i, size="realistic", **settings) for i in range(count)]
+def phantoms(folder: Path, seed: int, count: int, settings: dict) -> list[tuple[Volume, Volume]]:
+    """(image, truth) of ``count`` phantoms, generated once and kept in ``folder`` for later runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for i in range(count):
+        image, truth = folder / f"case{seed + i}.nrrd", folder / f"case{seed + i}.labels.nrrd"
+        if not truth.exists():
+            case = make_phantom(seed + i, size="realistic", **settings)
+            write_volume(case.image, image)
+            write_volume(case.labels, truth)
+        cases.append((read_volume(image), read_volume(truth)))
+    return cases
 
 
 def scores(model, cases) -> dict:
     found = []
-    for case in cases:
-        predicted = segment_volume(case.image, model, SegmentOptions(device="cpu")).fdi.array
-        found.append(evaluate_pair(predicted, case.labels.array, case.image.spacing))
+    for image, truth in cases:
+        predicted = segment_volume(image, model, SegmentOptions(device="cpu")).fdi.array
+        found.append(evaluate_pair(predicted, truth.array, image.spacing))
     return {
         key: round(float(np.mean([f[key] for f in found])), 4)
         for key in ("dice_binary", "dice_per_tooth", "identification_accuracy")
     }
+
+
+def shipped_scores(work: Path, name: str, cases) -> dict:
+    """The shipped model's scores, computed once per work folder (the model does not change)."""
+    path = work / f"shipped_{name}.json"
+    if not path.exists():
+        path.write_text(json.dumps(scores(load_model(), cases)))
+    return json.loads(path.read_text())
 
 
 def main() -> int:
@@ -69,21 +88,23 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--in-family", type=int, default=3)
+    parser.add_argument("--options", default="{}", help="FinetuneConfig fields as JSON, to try other recipes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = far_settings()
     data = args.work / "corrected"
     data.mkdir(parents=True, exist_ok=True)
-    for i, case in enumerate(phantoms(FAR_SEED, 2, settings)):
-        write_volume(case.image, data / f"scan{i}.nrrd")
-        write_segmentation(case.labels, data / f"scan{i}.seg.nrrd")
-    tests = phantoms(FAR_SEED + 100, args.test_cases, settings)
-    in_family = phantoms(IN_FAMILY_SEED, args.in_family, {"fov": "crop"})
+    for i, (image, truth) in enumerate(phantoms(args.work / "far_train", FAR_SEED, 2, settings)):
+        write_volume(image, data / f"scan{i}.nrrd")
+        write_segmentation(truth, data / f"scan{i}.seg.nrrd")
+    tests = phantoms(args.work / "far_test", FAR_SEED + 100, args.test_cases, settings)
+    in_family = phantoms(args.work / "in_family", IN_FAMILY_SEED, args.in_family, {"fov": "crop"})
     output = args.work / "finetuned.pt"
     start, cpu = time.perf_counter(), time.process_time()
-    result = finetune(FinetuneConfig(data_dir=str(data), output=str(output), device="cpu"), TerminalReporter())
+    config = FinetuneConfig(data_dir=str(data), output=str(output), device="cpu", **json.loads(args.options))
+    result = finetune(config, TerminalReporter())
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    shipped, tuned = load_model(), load_model(output)
+    tuned = load_model(output)
     figures = {
         "far_family": settings,
         "threads": args.threads,
@@ -93,9 +114,10 @@ def main() -> int:
         "held_back": result["figure"],
         "better": result["better"],
         "epochs_run": result["epochs_run"],
-        "far_before": scores(shipped, tests),
+        "options": json.loads(args.options),
+        "far_before": shipped_scores(args.work, "far", tests),
         "far_after": scores(tuned, tests),
-        "in_family_before": scores(shipped, in_family),
+        "in_family_before": shipped_scores(args.work, "in_family", in_family),
         "in_family_after": scores(tuned, in_family),
     }
     figures["in_family_drop"] = round(
