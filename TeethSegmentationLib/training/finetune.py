@@ -22,11 +22,13 @@ import math
 import shutil
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from TeethSegmentationLib.case_library import CaseLibrary, is_library
 from TeethSegmentationLib.errors import InputError
@@ -59,6 +61,7 @@ class FinetuneConfig:
     batch: int = 2
     lr: float = 1e-3
     patience: int = 2  # epochs without a better loss before a stage stops
+    freeze_norm: bool = False  # batch-norm layers keep the parent's statistics
     replay_phantoms: int | None = None  # None: the recipe's
     phantom_size: str = "realistic"
     device: str = "auto"
@@ -88,13 +91,23 @@ class UserCase:
     volume: Any = field(repr=False, default=None)  # the image as read
 
 
-class EarlyStoppingTrainer(Trainer):
-    """Ends a stage when its epoch loss has not improved by 1% for ``patience`` epochs (no validation
-    cases here: the held-back scan must stay unseen until the final figure)."""
+class FinetuneTrainer(Trainer):
+    """The trainer with two changes for a few cases. A stage ends when its epoch loss has not improved
+    by 1% for ``patience`` epochs (no validation cases: the held-back scan stays unseen until the final
+    figure). With ``freeze_norm`` the batch-norm layers keep the parent's statistics: two patches of one
+    or two scans would otherwise replace the statistics of the forty scans the parent learnt them from."""
 
-    def __init__(self, config: TrainConfig, reporter: Reporter | None, patience: int) -> None:
+    def __init__(self, config: TrainConfig, reporter: Reporter | None, patience: int, freeze_norm: bool) -> None:
         super().__init__(config, reporter)
-        self.patience = patience
+        self.patience, self.freeze_norm = patience, freeze_norm
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.freeze_norm:
+            for net in self.nets.values():
+                for layer in net.modules():
+                    if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                        layer.train = types.MethodType(_always_eval, layer)
 
     def on_epoch_end(self, stage: int, seconds: float) -> None:
         super().on_epoch_end(stage, seconds)
@@ -108,6 +121,11 @@ class EarlyStoppingTrainer(Trainer):
 
     def on_cancel(self) -> None:
         """No checkpoint to resume: a cancelled fine-tuning leaves nothing behind (the run is a minute)."""
+
+
+def _always_eval(layer: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+    """``train()`` of a frozen batch-norm layer: it stays in eval mode (running statistics, no updates)."""
+    return torch.nn.Module.train(layer, False)
 
 
 # --- cases
@@ -273,7 +291,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
             label_kind="fdi",
             checkpoint_every=10_000,
         )
-        summary = EarlyStoppingTrainer(train_config, reporter, config.patience).run()
+        summary = FinetuneTrainer(train_config, reporter, config.patience, config.freeze_norm).run()
         new = load_model(train_config.output)
         before = after = None
         if held_back is not None:
