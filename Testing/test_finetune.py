@@ -190,3 +190,11 @@ def test_cli_finetune_emits_json_lines_and_a_result_with_the_figure(patient_case
     assert result["figure"].startswith("On your held-back scan") and isinstance(result["better"], bool)
     assert result["default_model_updated"] is False and len(result["skipped"]) == 1
     assert any(e["event"] == "progress" and e["stage"] == "train stage 2" for e in events)
+
+
+def test_a_stage_stops_early_when_its_loss_no_longer_improves(patient_cases, tiny_model, tmp_path):
+    """A learning rate too small to learn anything: each stage ends long before its 6 planned epochs."""
+    config = FinetuneConfig(data_dir=str(patient_cases), output=str(tmp_path / "m.pt"), init=str(tiny_model),
+                            lr=1e-12, patience=1, freeze_norm=True, **{**TINY, "epochs": 6, "steps_per_epoch": 1})
+    result = finetune(config)
+    assert 2 <= result["epochs_run"]["teeth"] < 6 and 2 <= result["epochs_run"]["types"] < 6
