@@ -118,6 +118,11 @@ def make_phantom(
         **dent.info,
         **effects,
         "teeth": {str(p.fdi): _geometry(p) for p in dent.teeth if p.natural and p.fdi in present},
+        "dental_work": {
+            str(p.fdi): {"kind": "implant" if p.implant else "pontic", **_geometry(p)}
+            for p in dent.teeth
+            if not p.natural
+        },
     }
     image = Volume(image_array, matrix, conv.space, {"phantom": True})
     return PhantomCase(image, Volume(label_array, matrix.copy(), conv.space, {"phantom": True}), info)
