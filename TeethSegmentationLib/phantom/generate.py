@@ -141,6 +141,7 @@ def _geometry(plan) -> dict:
         "cej": np.round(plan.centre, 3).tolist(),
         "axis": np.round(plan.frame[:, 2], 4).tolist(),
         "distal": np.round(plan.frame[:, 0], 4).tolist(),
+        "buccal": np.round(plan.frame[:, 1], 4).tolist(),
         "roots": plan.shape.root_count,
         "trunk_mm": round(plan.shape.trunk, 2),
         "root_mm": round(plan.shape.root, 2),
