@@ -8,25 +8,60 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.io.format_checks import check_scalar_3d, native, short_error, writable
+from TeethSegmentationLib.io.format_checks import (
+    check_plausible_geometry,
+    check_plausible_size,
+    check_scalar_3d,
+    native,
+    short_error,
+    writable,
+)
 from TeethSegmentationLib.io.volume import Volume
 
 
 def read_nifti(path: Path) -> Volume:
+    """The header first (affine, unit and size checked), then the voxels."""
     nib = _import_nibabel()
     try:
         image = nib.load(str(path))
-        data = _nifti_data(image)
+        shape = tuple(int(s) for s in image.shape)
     except Exception as e:  # nibabel raises many kinds (ImageFileError, EOFError, zlib.error, ...)
         raise InputError(
             f"{path.name} could not be read as NIfTI ({short_error(e)}); check that the file is complete."
         ) from e
+    check_scalar_3d(np.broadcast_to(np.zeros((), image.get_data_dtype()), shape), path)  # no voxels read yet
+    check_plausible_size(shape, path)
+    matrix = _affine_mm(image, path)
+    check_plausible_geometry(matrix, shape, path, _affine_field(image.header))
+    try:
+        data = _nifti_data(image)
+    except Exception as e:
+        raise InputError(
+            f"{path.name} could not be read as NIfTI ({short_error(e)}); check that the file is complete."
+        ) from e
     data = check_scalar_3d(np.asarray(data), path)
-    unit = image.header.get_xyzt_units()[0] if hasattr(image.header, "get_xyzt_units") else "mm"
-    matrix = np.array(image.affine, dtype=np.float64)
-    matrix[:3] *= {"meter": 1000.0, "micron": 0.001}.get(unit, 1.0)  # engine works in mm, as Slicer
     meta = {"format": "nifti", "source": str(path), "header_space": "RAS"}
     return Volume(native(data), matrix, "RAS", meta)
+
+
+def _affine_field(header: Any) -> str:
+    """The header field nibabel takes the affine from: sform, else qform, else pixdim alone."""
+    if int(header.get("sform_code", 0)) > 0:
+        return "sform (srow_x/y/z)"
+    if int(header.get("qform_code", 0)) > 0:
+        return "qform (quatern_b/c/d, qoffset, pixdim)"
+    return "pixdim (voxel size)"
+
+
+def _affine_mm(image: Any, path: Path) -> np.ndarray:
+    """The affine in millimetres: the engine works in mm, as Slicer; xyzt units in metres or microns are honoured."""
+    try:
+        matrix = np.array(image.affine, dtype=np.float64)
+    except Exception as e:  # a NaN quaternion or pixdim can make nibabel fail while building the affine
+        raise InputError(f"{path.name} has an invalid {_affine_field(image.header)}; re-export the file.") from e
+    unit = image.header.get_xyzt_units()[0] if hasattr(image.header, "get_xyzt_units") else "mm"
+    matrix[:3] *= {"meter": 1000.0, "micron": 0.001}.get(unit, 1.0)
+    return matrix
 
 
 def _nifti_data(image: Any) -> np.ndarray:
