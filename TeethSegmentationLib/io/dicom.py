@@ -215,13 +215,7 @@ def _check_pixels(header: Any, where: Path) -> None:
 
 def _slices_volume(pydicom: Any, files: list[tuple[Path, Any]], where: Path) -> Volume:
     header = files[0][1]
-    _check_pixels(header, where)
-    row, col = checked_orientation(*_orientation(header), where)
-    spacing = checked_pixel_spacing(_pixel_spacing(header), where)
-    positions = np.array([_position(h, n) for n, (_, h) in enumerate(files)], dtype=np.float64)
-    order = sort_slices(checked_positions(positions, where), np.cross(row, col), where)
-    files, positions = [files[n] for n in order], positions[order]
-    check_plausible_size((int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0), len(files)), where)
+    row, col, spacing, files, positions = _series_geometry(files, where)
     frames, params = [], []
     for file, _ in files:
         dataset, pixels = _read_pixels(pydicom, file)
@@ -232,16 +226,54 @@ def _slices_volume(pydicom: Any, files: list[tuple[Path, Any]], where: Path) -> 
     return _placed(_rescale(frames, params), row, col, spacing, positions, header, where)
 
 
+def _series_geometry(files: list[tuple[Path, Any]], where: Path) -> tuple:
+    """(row, col, pixel spacing, files sorted along the normal, their positions), every field checked."""
+    header = files[0][1]
+    _check_pixels(header, where)
+    row, col = checked_orientation(*_orientation(header), where)
+    spacing = checked_pixel_spacing(_pixel_spacing(header), where)
+    positions = np.array([_position(h, n) for n, (_, h) in enumerate(files)], dtype=np.float64)
+    order = sort_slices(checked_positions(positions, where), np.cross(row, col), where)
+    check_plausible_size((int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0), len(files)), where)
+    return row, col, spacing, [files[n] for n in order], positions[order]
+
+
+def inspect_dicom(path: str | os.PathLike, series_uid: str | None = None) -> None:
+    """Every check ``read_dicom`` makes on the headers, without decoding pixels (for checking a batch first)."""
+    path = Path(path).expanduser()
+    pydicom = _pydicom()
+    if path.is_file():
+        first = _read_header(pydicom, path)
+        if first is None:
+            raise InputError(f"{path.name} is not a readable DICOM file; pick a DICOM image file or folder.")
+        if int(first.get("NumberOfFrames", 1) or 1) > 1:
+            _check_modality(first, path)
+            _check_frames_size(first, path)
+            return
+        series_uid, path = series_uid or first.get("SeriesInstanceUID"), path.parent
+    series = _scan_folder(pydicom, path)
+    files = series[_choose_series(series, series_uid, path)]
+    if len(files) == 1 and int(files[0][1].get("NumberOfFrames", 1) or 1) > 1:
+        _check_frames_size(files[0][1], files[0][0])
+        return
+    row, col, spacing, files, positions = _series_geometry(files, path)
+    columns, rows = int(files[0][1].get("Columns", 1) or 1), int(files[0][1].get("Rows", 1) or 1)
+    _placed(np.empty((0, 0, len(files)), np.int16), row, col, spacing, positions, files[0][1], path, (columns, rows))
+
+
 def _placed(
     stack: np.ndarray, row: np.ndarray, col: np.ndarray, spacing: tuple[float, float], positions: np.ndarray,
-    header: Any, where: Path,
+    header: Any, where: Path, slice_shape: tuple[int, int] | None = None,
 ) -> Volume:
     """The sorted slices on an even grid at their true positions, with the checked geometry."""
     stack, count = even_slices(stack, positions, np.cross(row, col), where)
     lps = _lps_matrix(row, col, spacing, np.linspace(positions[0], positions[-1], count))
     if count == 1:
         lps[:3, 2] *= _slice_thickness(header)
-    check_plausible_geometry(RAS_TO_LPS @ lps, stack.shape, where, "DICOM geometry (PixelSpacing, positions)")
+    shape = (*(slice_shape or stack.shape[:2]), count)
+    check_plausible_geometry(RAS_TO_LPS @ lps, shape, where, "DICOM geometry (PixelSpacing, positions)")
+    if slice_shape is not None:  # only inspecting the headers
+        return Volume(stack, RAS_TO_LPS @ lps)
     return _finish(stack, lps, header, where)
 
 

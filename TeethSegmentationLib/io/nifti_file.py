@@ -21,27 +21,38 @@ from TeethSegmentationLib.io.volume import Volume
 
 def read_nifti(path: Path) -> Volume:
     """The header first (affine, unit and size checked), then the voxels."""
-    nib = _import_nibabel()
-    try:
-        image = nib.load(str(path))
-        shape = tuple(int(s) for s in image.shape)
-    except Exception as e:  # nibabel raises many kinds (ImageFileError, EOFError, zlib.error, ...)
-        raise InputError(
-            f"{path.name} could not be read as NIfTI ({short_error(e)}); check that the file is complete."
-        ) from e
-    check_scalar_3d(np.broadcast_to(np.zeros((), image.get_data_dtype()), shape), path)  # no voxels read yet
-    check_plausible_size(shape, path)
-    matrix = _affine_mm(image, path)
-    check_plausible_geometry(matrix, shape, path, _affine_field(image.header))
+    image, matrix = _checked_header(path)
     try:
         data = _nifti_data(image)
-    except Exception as e:
+    except Exception as e:  # nibabel raises many kinds (ImageFileError, EOFError, zlib.error, ...)
         raise InputError(
             f"{path.name} could not be read as NIfTI ({short_error(e)}); check that the file is complete."
         ) from e
     data = check_scalar_3d(np.asarray(data), path)
     meta = {"format": "nifti", "source": str(path), "header_space": "RAS"}
     return Volume(native(data), matrix, "RAS", meta)
+
+
+def inspect_nifti(path: Path) -> None:
+    """Every check ``read_nifti`` makes before reading voxels."""
+    _checked_header(path)
+
+
+def _checked_header(path: Path) -> tuple[Any, np.ndarray]:
+    """(nibabel image with its voxels not yet read, RAS matrix in mm), every field checked."""
+    nib = _import_nibabel()
+    try:
+        image = nib.load(str(path))
+        shape = tuple(int(s) for s in image.shape)
+    except Exception as e:
+        raise InputError(
+            f"{path.name} could not be read as NIfTI ({short_error(e)}); check that the file is complete."
+        ) from e
+    check_scalar_3d(np.broadcast_to(np.zeros((), image.get_data_dtype()), shape), path)
+    check_plausible_size(shape, path)
+    matrix = _affine_mm(image, path)
+    check_plausible_geometry(matrix, shape, path, _affine_field(image.header))
+    return image, matrix
 
 
 def _affine_field(header: Any) -> str:

@@ -19,7 +19,7 @@ from TeethSegmentationLib.io.format_checks import (
     short_error,
     writable,
 )
-from TeethSegmentationLib.io.nrrd_data import open_regular_file, read_nrrd_voxels
+from TeethSegmentationLib.io.nrrd_data import detached_data_path, open_regular_file, read_nrrd_voxels
 from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume
 
 _NRRD_SPACES = {
@@ -36,12 +36,7 @@ _SPATIAL_KINDS = {"domain", "space", "none", "???", ""}
 def read_nrrd(path: Path) -> Volume:
     """Header first (geometry and size checked), then exactly the voxels it describes."""
     with open_regular_file(path, "The file") as fh:
-        header = _read_header(fh, path)
-        shape, header = _nrrd_scalar_axes(header, path)
-        check_scalar_3d(np.broadcast_to(np.zeros((), _voxel_type(header, path)), shape), path)  # no voxels read yet
-        matrix, space = _nrrd_header_to_matrix(header, path)
-        check_plausible_size(header["sizes"], path)
-        check_plausible_geometry(matrix, shape, path, "NRRD geometry (space directions and spacing)")
+        header, shape, matrix, space = _checked_header(fh, path)
         try:
             data = read_nrrd_voxels(header, fh, path)
         except (nrrd.NRRDError, OSError, ValueError, EOFError, KeyError, TypeError) as e:
@@ -51,6 +46,26 @@ def read_nrrd(path: Path) -> Volume:
     data = check_scalar_3d(data.reshape(shape), path)
     meta = {"format": "nrrd", "source": str(path), "header_space": header.get("space", "")}
     return Volume(native(data), matrix, space, meta)
+
+
+def inspect_nrrd(path: Path) -> None:
+    """Every check ``read_nrrd`` makes before reading voxels, the data file's place included."""
+    with open_regular_file(path, "The file") as fh:
+        header, *_ = _checked_header(fh, path)
+    data_path = detached_data_path(header, path)
+    if data_path is not None:
+        open_regular_file(data_path, "Data file").close()
+
+
+def _checked_header(fh: Any, path: Path) -> tuple[dict, tuple[int, ...], np.ndarray, str]:
+    """(header, spatial shape, RAS matrix, space convention), every field checked; no voxel read."""
+    header = _read_header(fh, path)
+    shape, header = _nrrd_scalar_axes(header, path)
+    check_scalar_3d(np.broadcast_to(np.zeros((), _voxel_type(header, path)), shape), path)
+    matrix, space = _nrrd_header_to_matrix(header, path)
+    check_plausible_size(header["sizes"], path)
+    check_plausible_geometry(matrix, shape, path, "NRRD geometry (space directions and spacing)")
+    return header, shape, matrix, space
 
 
 def _read_header(fh: Any, path: Path) -> dict[str, Any]:
