@@ -49,7 +49,7 @@ def output_name(path: str | os.PathLike) -> str:
 
 
 def check_output_folder(folder: str | os.PathLike) -> Path:
-    """The output folder, refused before any work if it cannot take the outputs; created if missing."""
+    """The output folder, refused before any work if it cannot take the outputs (nothing is created here)."""
     if not str(folder).strip():
         raise InputError("The output folder is an empty string; give a folder with --output.")
     folder = Path(folder).expanduser()
@@ -60,12 +60,11 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
         raise InputError(f"The output folder {folder} cannot be written ({existing} is read-only); pick another one.")
     if shutil.disk_usage(existing).free < MIN_FREE_BYTES:
         raise InputError(f"The disk holding {folder} is full; free some space or pick another output folder.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-", delete=True)
-        probe.close()
-    except OSError as error:
-        raise InputError(f"The output folder {folder} cannot be written ({error.strerror}); pick another.") from None
+    if existing == folder:
+        try:
+            tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
+        except OSError as error:
+            raise InputError(f"The output folder {folder} cannot be written ({error.strerror}); use another.") from None
     return folder
 
 
@@ -207,6 +206,7 @@ def segment_file(
     for warning in result.warnings:
         reporter.log(warning, "warning")
     name = output_name(source)
+    output_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(output_dir)
     with _staging_folder(output_dir, name) as staging:
         write_start = time.perf_counter()
