@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,18 @@ def _checked_header(path: Path) -> tuple[Any, np.ndarray]:
     return image, matrix
 
 
+def _stored_pixdim(path: Path) -> list[float]:
+    """pixdim[1..3] as stored: nibabel's header reader replaces zero or negative values before anyone sees them."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read(_PIXDIM_OFFSET + 16)
+    order = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+    return [float(v) for v in struct.unpack(order + "3f", raw[_PIXDIM_OFFSET + 4 : _PIXDIM_OFFSET + 16])]
+
+
+_PIXDIM_OFFSET = 76  # NIfTI-1: float32 pixdim[8] starts here
+
+
 def _affine_field(header: Any) -> str:
     """The header field nibabel takes the affine from: sform, else qform, else pixdim alone."""
     if int(header.get("sform_code", 0)) > 0:
@@ -66,6 +80,14 @@ def _affine_field(header: Any) -> str:
 
 def _affine_mm(image: Any, path: Path) -> np.ndarray:
     """The affine in millimetres: the engine works in mm, as Slicer; xyzt units in metres or microns are honoured."""
+    header = image.header
+    if int(header.get("sform_code", 0)) <= 0:  # nibabel would quietly turn a zero voxel size into 1 mm
+        raw = _stored_pixdim(path) + [float(header[k]) for k in ("quatern_b", "quatern_c", "quatern_d") if k in header]
+        if not np.isfinite(raw).all() or min(raw[:3]) <= 0:
+            raise InputError(
+                f"{path.name} has an invalid {_affine_field(header)}: voxel sizes {raw[:3]} must be positive; "
+                "re-export the file."
+            )
     try:
         matrix = np.array(image.affine, dtype=np.float64)
     except Exception as e:  # a NaN quaternion or pixdim can make nibabel fail while building the affine

@@ -60,6 +60,7 @@ def inspect_nrrd(path: Path) -> None:
 def _checked_header(fh: Any, path: Path) -> tuple[dict, tuple[int, ...], np.ndarray, str]:
     """(header, spatial shape, RAS matrix, space convention), every field checked; no voxel read."""
     header = _read_header(fh, path)
+    detached_data_path(header, path)  # where the voxels come from is checked first
     shape, header = _nrrd_scalar_axes(header, path)
     check_scalar_3d(np.broadcast_to(np.zeros((), _voxel_type(header, path)), shape), path)
     matrix, space = _nrrd_header_to_matrix(header, path)
