@@ -221,12 +221,38 @@ def model_pickled_object(tmp, model):
     return segment([write_nrrd(tmp / "s.nrrd", scan())], tmp / "out", tmp / "obj.pt"), 2, "holds Python objects"
 
 
+def _evaluate(tmp, truth: np.ndarray):
+    (tmp / "pred").mkdir(), (tmp / "truth").mkdir()
+    labels = np.zeros(truth.shape, np.uint8)
+    labels[2:6, 2:6, 2:6] = 11
+    write_nrrd(tmp / "pred" / "case.teeth.nrrd", labels)
+    write_nrrd(tmp / "truth" / "case.labels.nrrd", truth)
+    return ["evaluate", "--pred", str(tmp / "pred"), "--truth", str(tmp / "truth"), "--events"]
+
+
+def evaluate_ct_as_truth(tmp, model):
+    return _evaluate(tmp, scan((8, 8, 8)).astype(np.float32) + 0.25), 2, "fractional values"
+
+
+def evaluate_truth_300_and_minus_11(tmp, model):
+    truth = np.zeros((8, 8, 8), np.int16)
+    truth[1, 1, 1], truth[2, 2, 2], truth[3, 3, 3] = 300, -11, 11
+    return _evaluate(tmp, truth), 2, "holds values -11, 300 that are not FDI tooth numbers"
+
+
+def evaluate_nan_truth(tmp, model):
+    truth = np.zeros((8, 8, 8), np.float32)
+    truth[1, 1, 1] = np.nan
+    return _evaluate(tmp, truth), 2, "NaN or infinite values"
+
+
 ROWS: list[Callable] = [
     constant, all_nan, all_inf, nifti_nan_sform, nifti_singular_qform, nrrd_nan_directions, nrrd_two_direction_rows,
     dicom_pixel_spacing_zero, dicom_nan_position, dicom_zero_orientation, dicom_slices_missing, same_stem,
     bad_later_input, five_mm_metre_across, nifti_metres, nrrd_gzip_bomb, nrrd_overfull_gzip, empty_nrrd, empty_nhdr,
     output_is_a_file, output_empty_string, series_for_nrrd, detached_outside, detached_absolute, detached_fifo,
-    model_start_filters_4000, model_flipped_byte, model_pickled_object,
+    model_start_filters_4000, model_flipped_byte, model_pickled_object, evaluate_ct_as_truth,
+    evaluate_truth_300_and_minus_11, evaluate_nan_truth,
 ]
 
 
@@ -242,3 +268,40 @@ def test_hostile_input_gets_one_sentence_and_leaves_nothing(row, tmp_path, model
     assert phrase in lines[0], lines[0]
     assert "weights_only" not in lines[0] and "Traceback" not in lines[0]
     assert _files(tmp_path) == before  # no output, no temporary file, not even the output folder
+
+
+MALFORMED_MODELS = [  # (field changes, phrase): absurd architecture fields and malformed values
+    ({"teeth.arch.n_blocks": 0}, "teeth.arch.n_blocks = 0"),
+    ({"types.arch.start_filters": -3}, "types.arch.start_filters = -3"),
+    ({"types.arch.start_filters": 9.5}, "not a whole number"),
+    ({"teeth.arch.out_channels": 4}, "teeth.arch.out_channels = 4, not 1"),
+    ({"types.arch": "unet"}, "malformed 'types' network"),
+    ({"teeth.state_dict": [1, 2]}, "malformed 'teeth.state_dict'"),
+    ({"types.input": "photo"}, "types.input 'photo'"),
+    ({"patch_size": 1}, "patch_size = 1"),
+    ({"spacing_mm": 0.0}, "spacing_mm = 0.0"),
+    ({"teeth_spacing_mm": "one"}, "not a number"),
+    ({"normalization": [5, 99]}, "malformed 'normalization'"),
+    ({"normalization.low_percentile": 99.9}, "low bounds are not below"),
+    ({"format_version": "1"}, "format_version '1', not a whole number"),
+    ({"training": "lots"}, "malformed 'training'"),
+]
+
+
+@pytest.mark.parametrize("changes, phrase", MALFORMED_MODELS, ids=[p for _c, p in MALFORMED_MODELS])
+def test_malformed_model_fields_get_one_sentence(changes, phrase, tmp_path, model, capsys) -> None:
+    bad = model_dict(model, **changes)
+    source = write_nrrd(tmp_path / "s.nrrd", scan())
+    before = _files(tmp_path)
+    code, lines = run_cli(segment([source], tmp_path / "out", bad), capsys)
+    assert code == 2 and len(lines) == 1 and phrase in lines[0] and str(bad) in lines[0], lines
+    assert _files(tmp_path) == before
+
+
+def test_a_few_nan_and_inf_voxels_are_missing_data(tmp_path, model, capsys) -> None:
+    array = scan().astype(np.float32)
+    array[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    source = write_nrrd(tmp_path / "holes.nrrd", array)
+    code, lines = run_cli(segment([source], tmp_path / "out", model), capsys)
+    assert code == 0, lines
+    assert sorted(_files(tmp_path / "out")) == ["holes.report.json", "holes.seg.nrrd", "holes.teeth.nrrd"]

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from TeethSegmentationLib.nets.model_file import TeethModel
 NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
 SET_SUFFIXES = (".teeth.nrrd", ".seg.nrrd", ".types.nrrd", ".report.json", "_stl")
 MIN_FREE_BYTES = 16 * 1024 * 1024
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _READY = "publishing"  # marker in a staging folder: its set is complete and being moved into place
 _REPLACED = "replaced"  # the previous set, moved aside while publishing
 
@@ -108,35 +110,54 @@ def _write_outputs(
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT/SIGTERM wait until the block is done (then the run is cancelled as usual)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    can_hold = hasattr(signal, "pthread_sigmask")
-    if can_hold:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """SIGINT/SIGTERM wait until the block is done, then act as they came (the run is cancelled as usual).
+
+    Held in Python, not with a thread signal mask: the OS may hand a signal to any of torch's threads."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in HELD_SIGNALS}
     try:
         yield
     finally:
-        if can_hold:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if came:
+            signal.raise_signal(came[0])
 
 
 def publish_set(staging: Path, output_dir: Path, name: str) -> None:
     """Replace the scan's previous set in ``output_dir`` by the one in ``staging`` (see the module doc)."""
     with _signals_held():
-        (staging / _READY).touch()
-        aside = staging / _REPLACED
-        aside.mkdir()
-        for suffix in SET_SUFFIXES:
-            target = output_dir / f"{name}{suffix}"
-            if os.path.lexists(target):
-                os.replace(target, aside / target.name)
-        _move_new_set(staging, output_dir)
+        items = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
+        (staging / _READY).write_text(json.dumps({"name": name, "items": items}), encoding="utf-8")
+        _finish_publishing(staging, output_dir)
 
 
-def _move_new_set(staging: Path, output_dir: Path) -> None:
-    for item in sorted(staging.iterdir()):
-        if item.name not in (_READY, _REPLACED) and not item.name.startswith("."):
-            os.replace(item, output_dir / item.name)
+def _finish_publishing(staging: Path, output_dir: Path) -> None:
+    """Move the old set aside (but not what is already the new set), then the rest of the new set in.
+
+    Also what a later run does with the staging folder of a run killed while publishing (roll forward)."""
+    plan = json.loads((staging / _READY).read_text(encoding="utf-8"))
+    aside = staging / _REPLACED
+    aside.mkdir(exist_ok=True)
+    for suffix in SET_SUFFIXES:
+        target = output_dir / f"{plan['name']}{suffix}"
+        already_new = target.name in plan["items"] and not os.path.lexists(staging / target.name)
+        if os.path.lexists(target) and not already_new:
+            _remove(aside / target.name)
+            os.replace(target, aside / target.name)  # a link is moved as a link, never followed
+    for item in plan["items"]:
+        if os.path.lexists(staging / item):
+            os.replace(staging / item, output_dir / item)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def clean_stale_staging(output_dir: Path) -> None:
@@ -145,16 +166,17 @@ def clean_stale_staging(output_dir: Path) -> None:
         return
     for folder in output_dir.glob(".*.partial"):
         pid = _owner(folder)
-        if folder.is_symlink() or not folder.is_dir() or (pid is not None and _alive(pid)):
+        if pid is None or _alive(pid) or folder.is_symlink() or not folder.is_dir():
             continue
         if (folder / _READY).exists():
-            _move_new_set(folder, output_dir)
+            _finish_publishing(folder, output_dir)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _owner(folder: Path) -> int | None:
-    parts = folder.name.split(".")
-    return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+    """The pid in ``.NAME.PID.RANDOM.partial``."""
+    parts = folder.name.rsplit(".", 3)
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
 
 
 def _alive(pid: int) -> bool:
