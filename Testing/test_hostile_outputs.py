@@ -233,3 +233,12 @@ def test_the_runner_says_cancelled_after_a_cancel() -> None:
     runner = EngineRunner([], command=[sys.executable, "-c", "import time; time.sleep(60)"]).start()
     runner.cancel()
     assert runner.returncode == 130 and runner.exit_status == "cancelled"
+
+
+def test_a_disk_already_full_is_refused_before_any_work(tmp_path, model, capsys, monkeypatch) -> None:
+    source = write_nrrd(tmp_path / "scan.nrrd", scan())
+    usage = outputs.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: usage._replace(free=4096))
+    code, lines = run_cli(segment([source], tmp_path / "out", model), capsys)
+    assert code == 2 and len(lines) == 1 and "is full" in lines[0], lines
+    assert not (tmp_path / "out").exists()

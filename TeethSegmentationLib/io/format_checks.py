@@ -50,6 +50,7 @@ def writable(array: np.ndarray) -> np.ndarray:
 # neck CT about 45 cm; the finest large CBCT grids hold under 10^9 voxels. A header beyond them is
 # damaged or hostile, and honouring it would allocate tens of gigabytes before anything is checked.
 MAX_EXTENT_MM = 600.0
+MAX_VOLUME_MM3 = 64e6  # a 40 cm cube: stage 1's 1 mm grid of it holds 64 M voxels (256 MB per float array)
 MAX_VOXELS = 1_500_000_000
 
 
@@ -72,8 +73,9 @@ def check_plausible_geometry(matrix: np.ndarray, shape: tuple[int, ...], path: P
     if np.any(spacing <= 0) or abs(np.linalg.det(matrix[:3, :3])) <= 1e-12 * float(np.prod(spacing)):
         raise InputError(f"{path.name} has a singular {field} (zero or parallel voxel axes); re-export the file.")
     extent = spacing * np.asarray(shape[:3], dtype=np.float64)
-    if np.any(extent > MAX_EXTENT_MM):
+    if np.any(extent > MAX_EXTENT_MM) or float(np.prod(extent)) > MAX_VOLUME_MM3:
         raise InputError(
-            f"{path.name} spans {' x '.join(f'{e:.0f}' for e in extent)} mm ({field}), more than any head scan "
-            f"({MAX_EXTENT_MM:.0f} mm at most); check the voxel size and its unit."
+            f"{path.name} spans {' x '.join(f'{e:.0f}' for e in extent)} mm by its {field}, more than any head "
+            f"scan ({MAX_EXTENT_MM:.0f} mm a side, {MAX_VOLUME_MM3 / 1e6:.0f} litres at most); check the voxel "
+            "size and its unit."
         )
