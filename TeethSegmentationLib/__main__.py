@@ -29,6 +29,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _cancel_early)
     try:
         from TeethSegmentationLib.cli import main
-    except KeyboardInterrupt:
-        sys.exit(_cancelled_before_start())
-    sys.exit(main())
+
+        code = main()
+    except KeyboardInterrupt:  # before main's own handling began
+        code = _cancelled_before_start()
+    sys.exit(code)

@@ -155,7 +155,8 @@ def nrrd_gzip_bomb(tmp, model):
 
 
 def nrrd_overfull_gzip(tmp, model):
-    return segment([overfull_gzip(tmp / "over.nrrd")], tmp / "out", model), 2, "more voxel data than"
+    return segment([overfull_gzip(tmp / "over.nrrd")], tmp / "out", model), 2, \
+        "over.nrrd holds more voxel data than its header's sizes say"
 
 
 def empty_nrrd(tmp, model):

@@ -39,6 +39,8 @@ def read_nrrd(path: Path) -> Volume:
         header, shape, matrix, space = _checked_header(fh, path)
         try:
             data = read_nrrd_voxels(header, fh, path)
+        except InputError:
+            raise
         except (nrrd.NRRDError, OSError, ValueError, EOFError, KeyError, TypeError) as e:
             raise InputError(
                 f"{path.name} could not be read as NRRD ({short_error(e)}); check that the file is complete."
