@@ -1,4 +1,4 @@
-"""Small hostile or unlucky input files for ``test_hostile_inputs.py`` and the memory benchmark.
+"""Small hostile or unlucky input files, and ``teethseg`` run in-process, for the hostile-input tests.
 
 Every file is tiny on disk: the hostile part is in the header (sizes, geometry, units, paths), or
 in a few voxels.
@@ -7,16 +7,43 @@ in a few voxels.
 from __future__ import annotations
 
 import gzip
+import json
+import signal
 import struct
 from pathlib import Path
 
 import nibabel as nib
 import nrrd
 import numpy as np
+import pytest
 import torch
 
+from TeethSegmentationLib import cli
 from TeethSegmentationLib.io.volume import Volume, make_matrix
 from TeethSegmentationLib.nets.model_file import new_model, save_model
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
+    """``teethseg ARGV --events`` in this process: (exit code, the non-empty stderr lines); stdout is JSON
+    lines, and a failure's last event is the error with its code."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        code = cli.main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    if code:
+        assert events[-1]["event"] == "error" and events[-1]["code"] == code, events[-1]
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def segment(inputs: list[Path | str], out: Path | str, model: Path, *extra: str) -> list[str]:
+    return ["segment", *map(str, inputs), "-o", str(out), "--model", str(model), "--device", "cpu", "--events", *extra]
 
 
 def scan(shape: tuple[int, int, int] = (24, 24, 20), dtype: type = np.int16) -> np.ndarray:

@@ -6,9 +6,7 @@ The command runs in-process (``cli.main``) on tiny real files; only the signal r
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,20 +15,21 @@ import numpy as np
 import pytest
 from hostile_files import (
     dicom_series,
+    files_under,
     flip_weight_byte,
     gzip_bomb,
     model_dict,
     modify_dicom,
     overfull_gzip,
     patch_nifti,
+    run_cli,
     scan,
+    segment,
     tiny_model,
     write_header,
     write_nifti,
     write_nrrd,
 )
-
-from TeethSegmentationLib import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,29 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-def _files(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
-    """``teethseg ARGV --events`` in this process: (exit code, the non-empty stderr lines); stdout is JSON
-    lines, and a failure's last event is the error with its code."""
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        code = cli.main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-    out, err = capsys.readouterr()
-    events = [json.loads(line) for line in out.splitlines()]
-    if code:
-        assert events[-1]["event"] == "error" and events[-1]["code"] == code, events[-1]
-    return code, [line for line in err.splitlines() if line.strip()]
-
-
-def segment(inputs: list[Path | str], out: Path | str, model: Path, *extra: str) -> list[str]:
-    return ["segment", *map(str, inputs), "-o", str(out), "--model", str(model), "--device", "cpu", "--events", *extra]
 
 
 # ------------------------------------------------------------------ rows: (tmp, model) -> (argv, code, phrase)
@@ -262,13 +238,13 @@ def test_hostile_input_gets_one_sentence_and_leaves_nothing(row, tmp_path, model
     pytest.importorskip("pydicom") if row.__name__.startswith("dicom") else None
     argv, code, phrase = row(tmp_path, model)
     monkeypatch.chdir(tmp_path)
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     got, lines = run_cli(argv, capsys)
     assert got == code, lines
     assert len(lines) == 1 and lines[0].endswith("."), lines
     assert phrase in lines[0], lines[0]
     assert "weights_only" not in lines[0] and "Traceback" not in lines[0]
-    assert _files(tmp_path) == before  # no output, no temporary file, not even the output folder
+    assert files_under(tmp_path) == before  # no output, no temporary file, not even the output folder
 
 
 MALFORMED_MODELS = [  # (field changes, phrase): absurd architecture fields and malformed values
@@ -293,10 +269,10 @@ MALFORMED_MODELS = [  # (field changes, phrase): absurd architecture fields and 
 def test_malformed_model_fields_get_one_sentence(changes, phrase, tmp_path, model, capsys) -> None:
     bad = model_dict(model, **changes)
     source = write_nrrd(tmp_path / "s.nrrd", scan())
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     code, lines = run_cli(segment([source], tmp_path / "out", bad), capsys)
     assert code == 2 and len(lines) == 1 and phrase in lines[0] and str(bad) in lines[0], lines
-    assert _files(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 def test_a_few_nan_and_inf_voxels_are_missing_data(tmp_path, model, capsys) -> None:
@@ -305,4 +281,4 @@ def test_a_few_nan_and_inf_voxels_are_missing_data(tmp_path, model, capsys) -> N
     source = write_nrrd(tmp_path / "holes.nrrd", array)
     code, lines = run_cli(segment([source], tmp_path / "out", model), capsys)
     assert code == 0, lines
-    assert sorted(_files(tmp_path / "out")) == ["holes.report.json", "holes.seg.nrrd", "holes.teeth.nrrd"]
+    assert sorted(files_under(tmp_path / "out")) == ["holes.report.json", "holes.seg.nrrd", "holes.teeth.nrrd"]

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_files import dicom_series, scan, tiny_model, write_nrrd
-from test_hostile_inputs import _files, run_cli, segment
+from hostile_files import dicom_series, files_under, run_cli, scan, segment, tiny_model, write_nrrd
 
 from TeethSegmentationLib import cli
 from TeethSegmentationLib.errors import Cancelled, InputError
@@ -98,7 +97,7 @@ def _old_set(out: Path, stl_dir: Path | None = None) -> None:
 def test_the_new_set_replaces_the_old_one_whole(tmp_path) -> None:
     _old_set(tmp_path / "out")
     outputs.publish_set(_staged(tmp_path, "new", ["tooth_11.stl"]), tmp_path / "out", "scan")
-    assert _files(tmp_path / "out") >= {"scan.teeth.nrrd", "scan_stl", "scan_stl/tooth_11.stl"}
+    assert files_under(tmp_path / "out") >= {"scan.teeth.nrrd", "scan_stl", "scan_stl/tooth_11.stl"}
     assert not (tmp_path / "out" / "scan_stl" / "tooth_99.stl").exists()  # stale STL files go
     assert not (tmp_path / "out" / "scan.seg.nrrd").exists()  # no old file left beside the new set
 
@@ -109,7 +108,7 @@ def test_a_linked_stl_folder_is_not_followed(tmp_path) -> None:
     (elsewhere / "keep.txt").write_text("mine")
     _old_set(tmp_path / "out", stl_dir=elsewhere)
     outputs.publish_set(_staged(tmp_path, "new", ["tooth_11.stl"]), tmp_path / "out", "scan")
-    assert _files(elsewhere) == {"keep.txt"}
+    assert files_under(elsewhere) == {"keep.txt"}
     assert not (tmp_path / "out" / "scan_stl").is_symlink()
 
 
@@ -146,7 +145,7 @@ def test_staging_of_killed_runs_is_cleaned_or_rolled_forward(tmp_path) -> None:
     alive = out / f".mine.{os.getpid()}.abc.partial"
     alive.mkdir()
     outputs.clean_stale_staging(out)
-    assert _files(out) == {"scan.teeth.nrrd", "scan_stl", "scan_stl/tooth_11.stl", alive.name}
+    assert files_under(out) == {"scan.teeth.nrrd", "scan_stl", "scan_stl/tooth_11.stl", alive.name}
     assert (out / "scan.teeth.nrrd").read_text() == "new"
 
 
@@ -159,7 +158,7 @@ def test_a_full_disk_is_said_and_leaves_nothing(tmp_path, model, capsys, monkeyp
     monkeypatch.setattr("TeethSegmentationLib.io.seg_nrrd.write_segmentation", full)
     code, lines = run_cli(segment([source], tmp_path / "out", model), capsys)
     assert code == 2 and len(lines) == 1 and "is full" in lines[0], lines
-    assert _files(tmp_path / "out") == set()
+    assert files_under(tmp_path / "out") == set()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -218,7 +217,10 @@ def _caught(pid: int, signum: int) -> bool:
 def test_an_early_signal_exits_130_with_an_error_event(signum, tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "TeethSegmentationLib", "segment", "x.nrrd", "-o", str(tmp_path / "o"), "--events"]
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    child = subprocess.Popen(  # with SIGINT at its default, as a terminal starts it (a test may ignore it here)
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 30
     while not _caught(child.pid, signal.SIGTERM) and time.monotonic() < deadline:  # our __main__ has begun
         time.sleep(0.002)

@@ -134,7 +134,7 @@ def _exact(data: np.ndarray, count: int, path: Path, got: int | None = None) -> 
     got = data.size if got is None else got
     if got != count:
         raise InputError(
-            f"{path.name} holds {got:,} voxel values where its header's sizes need {count:,}; "
-            "check that the file is complete."
+            f"{path.name} could not be read as NRRD: it holds {got:,} voxel values where its header's sizes "
+            f"need {count:,}; check that the file is complete."
         )
     return data
