@@ -140,6 +140,9 @@ def _finish_publishing(staging: Path, output_dir: Path) -> None:
 
     Also what a later run does with the staging folder of a run killed while publishing (roll forward)."""
     plan = json.loads((staging / _READY).read_text(encoding="utf-8"))
+    names = {f"{plan['name']}{suffix}" for suffix in SET_SUFFIXES}
+    if "/" in plan["name"] or not set(plan["items"]) <= names:  # only ever a scan's own set, by plain names
+        return
     aside = staging / _REPLACED
     aside.mkdir(exist_ok=True)
     for suffix in SET_SUFFIXES:
@@ -197,7 +200,7 @@ def _staging_folder(output_dir: Path, name: str) -> Iterator[Path]:
     try:
         yield staging
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise InputError(f"The disk holding {output_dir} is full; free some space and run again.") from None
         raise
     finally:
