@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_files import dicom_series, files_under, run_cli, scan, segment, tiny_model, write_nrrd
+from hostile_files import dicom_series, files_under, modify_dicom, run_cli, scan, segment, tiny_model, write_nrrd
 
 from TeethSegmentationLib import cli
 from TeethSegmentationLib.errors import Cancelled, InputError
@@ -69,6 +69,18 @@ def test_a_missing_dicom_slice_is_resampled_at_the_true_positions(tmp_path) -> N
     np.testing.assert_allclose(holed.ijk_to_ras, full.ijk_to_ras, atol=1e-6)
     for k in (0, 3, 4, 6, 7):  # the real slices stay where they were
         np.testing.assert_array_equal(holed.array[..., k], full.array[..., k])
+
+
+def test_mixed_dicom_slice_spacing_is_resampled_onto_the_finest_step(tmp_path) -> None:
+    pytest.importorskip("pydicom")
+    files = dicom_series(tmp_path / "dcm", slices=8)
+    even = read_volume(tmp_path / "dcm")
+    for file, z in zip(files[5:], (3.0, 4.0, 5.0), strict=True):  # 0.5 mm steps, then 1 mm steps
+        modify_dicom([file], ImagePositionPatient=[0, 0, z])
+    mixed = read_volume(tmp_path / "dcm")
+    assert mixed.shape[2] == 11 and np.allclose(mixed.spacing, 0.5)
+    for k_even, k_mixed in ((0, 0), (4, 4), (5, 6), (7, 10)):  # real slices lie at their true positions
+        np.testing.assert_array_equal(mixed.array[..., k_mixed], even.array[..., k_even])
 
 
 # ------------------------------------------------------------------ outputs published as one set

@@ -75,7 +75,8 @@ def gzip_liar(folder: Path) -> Path:
     return _gzip_nrrd(folder / "liar.nrrd", "64 64 64", 2 << 30)
 
 
-CASES = {"5mm-1m": five_mm, "5mm-39cm": lambda f: five_mm(f, 5.0, 79), "20mm-1m": lambda f: five_mm(f, 20.0, 50), "nifti-metre": nifti_metres,
+CASES = {"5mm-1m": five_mm, "5mm-39cm": lambda f: five_mm(f, 5.0, 79),
+         "20mm-1m": lambda f: five_mm(f, 20.0, 50), "nifti-metre": nifti_metres,
          "gzip-bomb": gzip_bomb, "gzip-liar": gzip_liar}
 
 
