@@ -11,6 +11,10 @@ Cases (small files, hostile headers):
   gzip-liar   NRRD whose header says 64^3 voxels while its gzip stream inflates to 2 GB
 
 Each case runs as its own child process; its peak resident memory comes from wait4's rusage.
+The hostile cases are refused from the header, before any voxel is read: their peak is the engine's
+imports (about 260 MB). The 31-litre case runs the whole pipeline with the shipped model; its peak
+(2.2 GB on a 2-core machine) is mostly stage 1's sliding-window activations (192^3 windows), as on
+any whole-head scan, not the field of view.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def writable(array: np.ndarray) -> np.ndarray:
 # neck CT about 45 cm; the finest large CBCT grids hold under 10^9 voxels. A header beyond them is
 # damaged or hostile, and honouring it would allocate tens of gigabytes before anything is checked.
 MAX_EXTENT_MM = 600.0
-MAX_VOLUME_MM3 = 32e6  # a 32 cm cube; stage 1 on its 1 mm grid peaks near 1.5 GB (61 litres: 2.6 GB)
+MAX_VOLUME_MM3 = 32e6  # a 32 cm cube: segmenting 31 litres peaked at 2.2 GB, 61 litres at 2.6 GB
 MAX_VOXELS = 1_500_000_000
 
 
