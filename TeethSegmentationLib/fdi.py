@@ -15,6 +15,8 @@ QUADRANTS = (1, 2, 3, 4)
 TYPES = tuple(range(1, 9))
 FDI_NUMBERS: tuple[int, ...] = tuple(10 * q + t for q in QUADRANTS for t in TYPES)
 NUM_CLASSES = 9  # background + 8 tooth types
+# Label values from here up are teeth the engine found but could not number (first one 100, then 101, ...).
+UNNUMBERED_LABEL_BASE = 100
 
 TYPE_NAMES = {
     1: "central incisor",
@@ -220,13 +222,14 @@ def tooth_info(fdi: int) -> ToothInfo:
 def terminology_entry(fdi: int) -> str:
     """Slicer's serialized terminology entry for a tooth (survives .seg.nrrd save and load).
 
-    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^|``
-    (category, type, type modifier, anatomic context name, region, region modifier).
+    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^``
+    (category, type, type modifier, anatomic context name, region, region modifier). No trailing ``|``:
+    that is the separator between tags in a .seg.nrrd header, which the file writer adds.
     """
     code, meaning = SNOMED_TOOTH[_check(fdi)]
     cat_code, cat_meaning = SNOMED_CATEGORY
     reg_code, reg_meaning = SNOMED_REGION_TOOTH
     return (
         f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_meaning}~SCT^{code}^{meaning}~^^"
-        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^|"
+        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^"
     )
