@@ -31,6 +31,15 @@ STDERR_TAIL_LINES = 200
 _STATUS = {ExitCode.OK: "ok", ExitCode.BAD_INPUT: "bad_input", ExitCode.CANCELLED: "cancelled"}
 
 
+# Which accelerator torch sees, asked of a child Python: importing torch in Slicer's GUI thread takes seconds.
+DEVICE_PROBE = (
+    "import json, torch; cuda = torch.cuda.is_available(); "
+    "mps = bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()); "
+    "print(json.dumps({'event': 'result', 'cuda': cuda, 'mps': mps, "
+    "'name': torch.cuda.get_device_name(0) if cuda else ''}))"
+)
+
+
 def engine_folder() -> Path:
     """The folder that holds the ``TeethSegmentationLib`` package (in Slicer: the module's folder)."""
     return Path(__file__).resolve().parent.parent
@@ -256,3 +265,8 @@ class EngineRunner:
         """Remove the temporary folder this runner owns (if any)."""
         if self.temp_folder is not None:
             shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+
+def device_probe(python: str | None = None) -> EngineRunner:
+    """A runner, not yet started, for :data:`DEVICE_PROBE` (its ``result`` event: ``cuda``, ``mps``, ``name``)."""
+    return EngineRunner([], command=[python or sys.executable, "-c", DEVICE_PROBE])
