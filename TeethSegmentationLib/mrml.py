@@ -38,6 +38,7 @@ from TeethSegmentationLib.fdi import (
 )
 
 CONFIDENCE_TAG = "TeethSegmentation.Confidence"
+VOLUME_TAG = "TeethSegmentation.VolumeMm3"
 DENTAL_MAX_SPACING_MM = 1.0
 DENTAL_MAX_FOV_MM = 200.0
 UNNUMBERED_COLOR = (0.6, 0.6, 0.6)
@@ -106,10 +107,28 @@ def get_terminology(segment: Any) -> str:
     return segment.GetTerminology() or ""
 
 
+def _number_tag(segment: Any, tag: str) -> float | None:
+    value = vtk.reference("")
+    return float(str(value)) if segment.GetTag(tag, value) else None
+
+
 def segment_confidence(segment: Any) -> float | None:
     """The engine's confidence stored on a segment by :func:`load_fdi_labelmap_as_segments`."""
-    value = vtk.reference("")
-    return float(str(value)) if segment.GetTag(CONFIDENCE_TAG, value) else None
+    return _number_tag(segment, CONFIDENCE_TAG)
+
+
+def tooth_rows(segmentation_node: Any) -> list[tuple[str, int, str, float | None, float | None]]:
+    """(segment ID, label value, name, confidence, volume mm3) per segment, lowest confidence first.
+
+    Read from the segments, so the table follows renumbering and merging.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    rows = []
+    for sid in segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(sid)
+        rows.append((sid, segment.GetLabelValue(), segment.GetName(), segment_confidence(segment),
+                     _number_tag(segment, VOLUME_TAG)))
+    return sorted(rows, key=lambda r: (r[3] is None, r[3] or 0.0, r[1]))
 
 
 def set_terminology(segment: Any, entry: str) -> None:
@@ -211,9 +230,9 @@ def _describe_segment(segment: Any, value: int, types_only: bool, record: dict |
         segment.SetColor(*color(value))
     else:
         describe_tooth(segment, value)
-    confidence = (record or {}).get("confidence")
-    if confidence is not None:
-        segment.SetTag(CONFIDENCE_TAG, f"{float(confidence):.4f}")
+    for tag, key, digits in ((CONFIDENCE_TAG, "confidence", 4), (VOLUME_TAG, "volume_mm3", 1)):
+        if (record or {}).get(key) is not None:
+            segment.SetTag(tag, f"{float(record[key]):.{digits}f}")
 
 
 def _oriented_image(labelmap_node: Any) -> Any:

@@ -22,8 +22,6 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
-
 from TeethSegmentationLib.errors import ExitCode
 
 ENGINE_PACKAGE = "TeethSegmentationLib"
@@ -84,6 +82,8 @@ def parse_event_line(line: str) -> dict[str, Any] | None:
 
 def kill_process_tree(pid: int, timeout: float = 0.5) -> None:
     """Terminate a process and all its descendants (children first), then kill what survives ``timeout``."""
+    import psutil  # here, not at the top: the module loads at Slicer's start, maybe before psutil is installed
+
     try:
         parent = psutil.Process(pid)
         family = parent.children(recursive=True) + [parent]
