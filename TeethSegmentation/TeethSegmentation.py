@@ -34,7 +34,7 @@ from TeethSegmentationModuleLib import dependencies  # noqa: E402
 from TeethSegmentationModuleLib.logic import TeethSegmentationLogic, resourcePath  # noqa: E402
 from TeethSegmentationModuleLib.selftest import TeethSegmentationTest  # noqa: E402, F401 (found here by Slicer)
 
-from TeethSegmentationLib import mrml  # noqa: E402
+from TeethSegmentationLib import mrml, tooth_segments  # noqa: E402
 from TeethSegmentationLib.presenter import Inputs, Presenter, model_choices  # noqa: E402
 
 POLL_MS = 100
@@ -347,7 +347,7 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def fillConfidenceTable(self) -> None:
         node = self._parameterNode.outputSegmentation if self._parameterNode else None
         self._tableNodeId = node.GetID() if node else None
-        rows = mrml.tooth_rows(node) if node else []
+        rows = tooth_segments.tooth_rows(node) if node else []
         table = self.ui.confidenceTable
         table.setRowCount(len(rows))
         for row, (segmentId, value, name, confidence, volume) in enumerate(rows):

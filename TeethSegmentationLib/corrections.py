@@ -17,7 +17,7 @@ import slicer
 from vtk.util import numpy_support
 
 from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, is_fdi, quadrant, tooth_type
-from TeethSegmentationLib.mrml import describe_tooth, segment_ids
+from TeethSegmentationLib.tooth_segments import describe_tooth, segment_ids
 
 UNDO_DEPTH = 10
 

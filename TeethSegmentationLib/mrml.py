@@ -25,23 +25,17 @@ import vtk
 from vtk.util import numpy_support
 
 from TeethSegmentationLib import segment_fdi as training_cases
-from TeethSegmentationLib.fdi import (
-    TYPES,
-    UNNUMBERED_LABEL_BASE,
-    color,
-    fdi_map_to_classes,
-    is_fdi,
-    segment_name,
-    terminology_entry,
-    tooth_name,
-    type_name,
+from TeethSegmentationLib.fdi import TYPES, color, fdi_map_to_classes, is_fdi, tooth_name, type_name
+from TeethSegmentationLib.tooth_segments import (
+    CONFIDENCE_TAG,
+    VOLUME_TAG,
+    describe_tooth,
+    get_terminology,
+    segment_ids,
 )
 
-CONFIDENCE_TAG = "TeethSegmentation.Confidence"
-VOLUME_TAG = "TeethSegmentation.VolumeMm3"
 DENTAL_MAX_SPACING_MM = 1.0
 DENTAL_MAX_FOV_MM = 200.0
-UNNUMBERED_COLOR = (0.6, 0.6, 0.6)
 # What the volume storage node writes (it picks the format by the extension); anything else gets ".nrrd".
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -91,66 +85,6 @@ def _temporary_nodes(scene: Any) -> Iterator[list[Any]]:
 def _safe_file_stem(text: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
     return stem or "segment"
-
-
-def segment_ids(segmentation_node: Any) -> list[str]:
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-
-
-def segment_names(segmentation_node: Any) -> list[str]:
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetSegment(sid).GetName() for sid in segment_ids(segmentation_node)]
-
-
-def get_terminology(segment: Any) -> str:
-    return segment.GetTerminology() or ""
-
-
-def _number_tag(segment: Any, tag: str) -> float | None:
-    value = vtk.reference("")
-    return float(str(value)) if segment.GetTag(tag, value) else None
-
-
-def segment_confidence(segment: Any) -> float | None:
-    """The engine's confidence stored on a segment by :func:`load_fdi_labelmap_as_segments`."""
-    return _number_tag(segment, CONFIDENCE_TAG)
-
-
-def tooth_rows(segmentation_node: Any) -> list[tuple[str, int, str, float | None, float | None]]:
-    """(segment ID, label value, name, confidence, volume mm3) per segment, lowest confidence first.
-
-    Read from the segments, so the table follows renumbering and merging.
-    """
-    segmentation = segmentation_node.GetSegmentation()
-    rows = []
-    for sid in segment_ids(segmentation_node):
-        segment = segmentation.GetSegment(sid)
-        rows.append((sid, segment.GetLabelValue(), segment.GetName(), segment_confidence(segment),
-                     _number_tag(segment, VOLUME_TAG)))
-    return sorted(rows, key=lambda r: (r[3] is None, r[3] or 0.0, r[1]))
-
-
-def set_terminology(segment: Any, entry: str) -> None:
-    segment.SetTerminology(entry)
-
-
-def unnumbered_name(value: int) -> str:
-    """The name of a tooth the engine found but could not number (label value UNNUMBERED_LABEL_BASE + k)."""
-    return f"Unnumbered tooth {value - UNNUMBERED_LABEL_BASE + 1}"
-
-
-def describe_tooth(segment: Any, value: int) -> None:
-    """Name, colour, label value and terminology of tooth ``value`` (an FDI number or an unnumbered label)."""
-    segment.SetLabelValue(value)
-    if is_fdi(value):
-        segment.SetName(segment_name(value))
-        segment.SetColor(*color(value))
-        set_terminology(segment, terminology_entry(value))
-    elif value >= UNNUMBERED_LABEL_BASE:
-        segment.SetName(unnumbered_name(value))
-        segment.SetColor(*UNNUMBERED_COLOR)
-        segment.RemoveTag(segment.GetTerminologyEntryTagName())
 
 
 # --- volumes
@@ -257,16 +191,6 @@ def place_beside(node: Any, volume_node: Any) -> None:
         hierarchy.SetItemParent(item, study)
     else:  # Slicer's GUI makes items for new nodes; a scene without it does not
         hierarchy.CreateItem(study, node)
-
-
-def tooth_center(segmentation_node: Any, fdi: int) -> tuple[float, float, float] | None:
-    """The world (RAS) centre of the segment with label value ``fdi``; None if there is none or it is empty."""
-    segmentation = segmentation_node.GetSegmentation()
-    for sid in segment_ids(segmentation_node):
-        if segmentation.GetSegment(sid).GetLabelValue() == fdi:
-            center = segmentation_node.GetSegmentCenterRAS(sid)  # None for an empty segment
-            return None if center is None else (float(center[0]), float(center[1]), float(center[2]))
-    return None
 
 
 def load_fdi_labelmap_as_segments(

@@ -191,7 +191,7 @@ def test_corrected_segmentation_goes_to_training_as_it_is(slicer_scene, arch, tm
 
 
 def test_tooth_rows_follow_the_corrections(slicer_scene, tmp_path):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
     from TeethSegmentationLib.corrections import renumber
 
     image, teeth, _fdi = _write_arch(tmp_path)
@@ -199,8 +199,8 @@ def test_tooth_rows_follow_the_corrections(slicer_scene, tmp_path):
     node = mrml.output_segmentation(volume)
     report = {"teeth": [{"fdi": 14, "confidence": 0.3, "volume_mm3": 40.0}, {"fdi": 21, "confidence": 0.9}]}
     mrml.load_fdi_labelmap_as_segments(teeth, node, volume, report, show_3d=False)
-    rows = mrml.tooth_rows(node)
+    rows = tooth_segments.tooth_rows(node)
     assert [r[1] for r in rows[:2]] == [14, 21] and rows[0][3:] == (0.3, 40.0) and rows[2][3] is None
     renumber(node, rows[0][0], 21)
-    rows = mrml.tooth_rows(node)
+    rows = tooth_segments.tooth_rows(node)
     assert rows[0][1:4] == (21, segment_name(21), 0.3) and rows[1][1:3] == (14, segment_name(14))

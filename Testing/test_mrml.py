@@ -64,7 +64,7 @@ def _new_segmentation(scene, name="Teeth"):
 
 
 def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth, report = case
     node = _new_segmentation(slicer_scene.scene)
@@ -77,7 +77,7 @@ def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
         assert np.allclose(segment.GetColor(), color(fdi))
         assert mrml.get_terminology(segment) == terminology_entry(fdi)
         assert SNOMED_TOOTH[fdi][0] in mrml.get_terminology(segment)
-    assert [mrml.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
+    assert [tooth_segments.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
     closed = slicer_scene.slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert node.GetSegmentation().ContainsRepresentation(closed)
     mask = slicer_scene.slicer.util.arrayFromSegmentBinaryLabelmap(node, ids[2], volume)

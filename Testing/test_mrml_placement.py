@@ -67,11 +67,11 @@ def _truth_world_centres(slicer, volume, teeth_path: Path) -> dict[int, np.ndarr
 
 
 def _assert_teeth_in_place(slicer, volume, teeth_path, node, tolerance_mm: float = 1.0):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import tooth_segments
 
     truth = _truth_world_centres(slicer, volume, teeth_path)
     for f, centre in truth.items():
-        found = mrml.tooth_center(node, f)
+        found = tooth_segments.tooth_center(node, f)
         assert found is not None, f
         assert np.linalg.norm(np.array(found) - centre) < tolerance_mm, (f, found, centre)
 
@@ -82,7 +82,7 @@ def _assert_teeth_in_place(slicer, volume, teeth_path, node, tolerance_mm: float
     ids=["translation", "rotation"],
 )
 def test_teeth_land_on_their_teeth_under_a_transform(slicer_scene, loaded, matrix):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth = loaded
     transform = _put_under_transform(slicer_scene.scene, volume, matrix)
@@ -91,7 +91,7 @@ def test_teeth_land_on_their_teeth_under_a_transform(slicer_scene, loaded, matri
     assert node.GetTransformNodeID() == transform.GetID()
     _assert_teeth_in_place(slicer_scene.slicer, volume, teeth, node)
     # the teeth sit ~50 mm from where they would be without the transform: the check can tell
-    moved = np.linalg.norm(np.array(mrml.tooth_center(node, 11)) - _truth_world_centres(
+    moved = np.linalg.norm(np.array(tooth_segments.tooth_center(node, 11)) - _truth_world_centres(
         slicer_scene.slicer, volume, teeth)[11] + matrix[:3, 3])
     assert moved > 5.0
 
@@ -111,16 +111,16 @@ def test_transform_added_after_loading_and_changed_after_segmenting(slicer_scene
 
 
 def test_tooth_center_of_an_empty_or_missing_segment_is_none(slicer_scene, loaded):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth = loaded
     node = mrml.output_segmentation(volume)
     mrml.load_fdi_labelmap_as_segments(teeth, node, volume, None, show_3d=False)
     sid = node.GetSegmentation().GetSegmentIdBySegmentName(segment_name(36))
     node.GetSegmentation().ClearSegment(sid)
-    assert mrml.tooth_center(node, 36) is None
-    assert mrml.tooth_center(node, 17) is None
-    assert mrml.tooth_center(node, 11) is not None
+    assert tooth_segments.tooth_center(node, 36) is None
+    assert tooth_segments.tooth_center(node, 17) is None
+    assert tooth_segments.tooth_center(node, 11) is not None
 
 
 def test_output_segmentation_is_made_once_and_reused(slicer_scene, loaded):
@@ -150,7 +150,7 @@ def test_result_goes_into_the_volumes_study(slicer_scene, loaded):
 
 
 def test_unnumbered_teeth_are_named_and_grey(slicer_scene, loaded, tmp_path):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth = loaded
     array, header = nrrd.read(str(teeth))
@@ -162,7 +162,7 @@ def test_unnumbered_teeth_are_named_and_grey(slicer_scene, loaded, tmp_path):
     segment = segmentation.GetSegment(segmentation.GetNthSegmentID(3))
     assert segment.GetLabelValue() == UNNUMBERED_LABEL_BASE
     assert segment.GetName() == "Unnumbered tooth 1" and mrml.get_terminology(segment) == ""
-    assert np.allclose(segment.GetColor(), mrml.UNNUMBERED_COLOR)
+    assert np.allclose(segment.GetColor(), tooth_segments.UNNUMBERED_COLOR)
 
 
 def test_terminology_entry_has_no_trailing_separator(slicer_scene, loaded):

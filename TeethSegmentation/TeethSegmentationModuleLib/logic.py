@@ -20,7 +20,7 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from TeethSegmentationLib import corrections, mrml
+from TeethSegmentationLib import corrections, mrml, tooth_segments
 from TeethSegmentationModuleLib import dependencies
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def jumpToTooth(params: TeethSegmentationParameterNode, fdi: int) -> bool:
         """Centre the slice views on a tooth; False when it has no voxels."""
-        center = mrml.tooth_center(params.outputSegmentation, fdi)
+        center = tooth_segments.tooth_center(params.outputSegmentation, fdi)
         if center is None:
             return False
         slicer.modules.markups.logic().JumpSlicesToLocation(*center, True)
