@@ -154,6 +154,8 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def cleanup(self) -> None:
         self.presenter.cancel()
+        if self.presenter.probe is not None:
+            self.presenter.probe.cancel()
         self._timer.stop()
         self.removeObservers()
 
