@@ -25,7 +25,7 @@ import vtk
 from vtk.util import numpy_support
 
 from TeethSegmentationLib import segment_fdi as training_cases
-from TeethSegmentationLib.fdi import TYPES, color, fdi_map_to_classes, is_fdi, tooth_name, type_name
+from TeethSegmentationLib.fdi import TYPES, color, fdi_map_to_classes, is_fdi, type_name
 from TeethSegmentationLib.tooth_segments import (
     CONFIDENCE_TAG,
     VOLUME_TAG,
@@ -232,16 +232,6 @@ def load_fdi_labelmap_as_segments(
     return ids
 
 
-def confidence_rows(report: dict | None) -> list[tuple[int, str, float | None, float | None]]:
-    """(FDI, name, confidence, volume mm3) per tooth, lowest confidence first (unknown confidence last)."""
-    rows = []
-    for fdi, record in _teeth_records(report).items():
-        name = tooth_name(fdi) if is_fdi(fdi) else str(record.get("name", fdi))
-        confidence, volume = record.get("confidence"), record.get("volume_mm3")
-        rows.append((fdi, name, None if confidence is None else float(confidence), volume))
-    return sorted(rows, key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0.0, r[0]))
-
-
 def load_terminology(path: str | os.PathLike) -> str:
     """Load a ``.term.json`` into Slicer's terminology logic; its context name."""
     name = slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(path))
@@ -337,7 +327,8 @@ def _write_labelmap(segmentation_node: Any, values: dict[str, int], reference_vo
             segmentation_node, ids, labelmap, reference_volume_node, extent, table
         ):
             raise RuntimeError("Slicer could not export the segments as a label map.")
-        temporary.append(labelmap.GetDisplayNode() and labelmap.GetDisplayNode().GetColorNode())
+        display = labelmap.GetDisplayNode()  # made by the exporter, with a colour table of its own
+        temporary += [display, display.GetColorNode() if display else None]
         return _write_node(labelmap, path)
 
 

@@ -22,11 +22,6 @@ def segment_ids(segmentation_node: Any) -> list[str]:
     return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
 
 
-def segment_names(segmentation_node: Any) -> list[str]:
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetSegment(sid).GetName() for sid in segment_ids(segmentation_node)]
-
-
 def get_terminology(segment: Any) -> str:
     return segment.GetTerminology() or ""
 

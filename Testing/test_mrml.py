@@ -110,18 +110,6 @@ def test_missing_labelmap_is_a_clear_error(slicer_scene, case, tmp_path):
         mrml.load_fdi_labelmap_as_segments(tmp_path / "nothere.nrrd", _new_segmentation(slicer_scene.scene), volume)
 
 
-def test_confidence_rows_lowest_first():
-    from TeethSegmentationLib import mrml
-
-    report = {"teeth": [{"fdi": 11, "confidence": 0.9}, {"fdi": 36, "confidence": 0.2}, {"fdi": 21},
-                        {"fdi": 48, "confidence": 0.5, "volume_mm3": 300.0}]}
-    rows = mrml.confidence_rows(report)
-    assert [r[0] for r in rows] == [36, 48, 11, 21]
-    assert rows[1] == (48, "Lower right third molar (48)", 0.5, 300.0)
-    assert mrml.confidence_rows({"teeth": {"11": {"fdi": 11, "confidence": 0.3}}})[0][2] == 0.3
-    assert mrml.confidence_rows(None) == []
-
-
 def test_export_stl_per_tooth(slicer_scene, case, tmp_path):
     from TeethSegmentationLib import mrml
 

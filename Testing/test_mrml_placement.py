@@ -188,8 +188,11 @@ def test_label_map_export_without_a_suffix_gets_nrrd(slicer_scene, loaded, tmp_p
     assert np.array_equal(read_volume(written).array, read_volume(teeth).array)
     assert mrml.with_volume_suffix("a/b.nii.gz").name == "b.nii.gz"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my teeth.nrrd"]
-    leftovers = slicer_scene.scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems()
-    assert leftovers == 0
+    assert slicer_scene.scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 0
+    before = slicer_scene.scene.GetNumberOfNodes()
+    mrml.export_labelmap_nrrd(node, volume, tmp_path / "out" / "again.nrrd")
+    mrml.training_pairs_to_files([(volume, node)], tmp_path / "cases")
+    assert slicer_scene.scene.GetNumberOfNodes() == before  # no label map, display node or colour table left
 
 
 def test_engine_input_is_written_uncompressed(slicer_scene, loaded, tmp_path):

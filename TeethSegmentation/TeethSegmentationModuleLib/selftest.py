@@ -22,25 +22,37 @@ MIN_IDENTIFICATION = 0.9
 
 
 class TeethSegmentationTest(ScriptedLoadableModuleTest):
-    def setUp(self) -> None:
-        slicer.mrmlScene.Clear()
+    """Run by Slicer's Reload and Test (runTest) or by ctest's unittest loader (each test_* on its own)."""
 
-    def runTest(self) -> None:
+    work: pathlib.Path | None = None  # one phantom for all the tests of a run
+
+    def setUp(self) -> None:
         problems = dependencies.problems()
         if problems:
             reason = ("TeethSegmentation self-test skipped: " + "; ".join(problems)
                       + ". Press Segment teeth once to install them, then run the test again.")
             logging.warning(reason)
             self.skipTest(reason)
-        self.work = pathlib.Path(tempfile.mkdtemp(prefix="TeethSegmentationTest-", dir=slicer.app.temporaryPath))
-        try:
+        slicer.mrmlScene.Clear()
+        if TeethSegmentationTest.work is None:
+            TeethSegmentationTest.work = pathlib.Path(tempfile.mkdtemp(prefix="TeethSegmentationTest-",
+                                                                       dir=slicer.app.temporaryPath))
             self._makePhantom()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.work is not None:
+            shutil.rmtree(cls.work, ignore_errors=True)
+            cls.work = None
+
+    def runTest(self) -> None:
+        try:
             for test in (self.test_widget_segments_a_fresh_scene, self.test_identification_against_truth,
                          self.test_cancel_segmentation):
                 self.setUp()
                 test()
         finally:
-            shutil.rmtree(self.work, ignore_errors=True)
+            self.tearDownClass()
 
     # --- helpers
 
