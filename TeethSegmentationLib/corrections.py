@@ -156,6 +156,7 @@ class UndoCopies:
     def keep(self, segmentation_node: Any, description: str) -> None:
         copy = slicer.vtkSegmentation()
         copy.DeepCopy(segmentation_node.GetSegmentation())
+        copy.InvalidateNonSourceRepresentations()  # the labelmaps only: surfaces are rebuilt at undo
         self._copies.append((segmentation_node.GetID(), description, copy))
         del self._copies[:-self.depth]
 
@@ -169,7 +170,11 @@ class UndoCopies:
         for index in range(len(self._copies) - 1, -1, -1):
             node_id, description, copy = self._copies[index]
             if node_id == segmentation_node.GetID():
+                surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+                shown_3d = segmentation_node.GetSegmentation().ContainsRepresentation(surface)
                 segmentation_node.GetSegmentation().DeepCopy(copy)
+                if shown_3d:
+                    segmentation_node.CreateClosedSurfaceRepresentation()
                 del self._copies[index]
                 return description
         return None

@@ -133,6 +133,7 @@ def test_undo_restores_names_values_and_voxels(slicer_scene, arch, tmp_path):
     volume, node, truth = arch
     history = UndoCopies(depth=2)
     before = _exported(node, volume, tmp_path / "before.nrrd")
+    node.CreateClosedSurfaceRepresentation()
     history.keep(node, "Renumber 14 to 21")
     renumber(node, _id(node, 14), 21)
     history.keep(node, "Merge")
@@ -144,6 +145,8 @@ def test_undo_restores_names_values_and_voxels(slicer_scene, arch, tmp_path):
     assert history.undo(node) is None
     _assert_tooth(node, _id(node, 14), 14)
     assert np.array_equal(_exported(node, volume, tmp_path / "after.nrrd"), before)
+    closed = slicer_scene.slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert node.GetSegmentation().ContainsRepresentation(closed)  # the 3D view comes back too
     for value in range(3):
         history.keep(node, f"step {value}")
     assert [history.undo(node) for _ in range(3)] == ["step 2", "step 1", None]  # only `depth` copies kept
