@@ -203,3 +203,14 @@ def test_engine_input_is_written_uncompressed(slicer_scene, loaded, tmp_path):
     header = nrrd.read_header(str(path))
     assert header["encoding"] == "raw"
     assert nrrd.read_header(str(mrml.export_volume_to_nrrd(volume, tmp_path / "c.nrrd")))["encoding"] == "gzip"
+
+
+def test_a_label_map_without_teeth_gives_no_segments(slicer_scene, loaded, tmp_path):
+    from TeethSegmentationLib import mrml
+
+    volume, teeth = loaded
+    array, header = nrrd.read(str(teeth))
+    nrrd.write(str(tmp_path / "none.nrrd"), np.zeros_like(array), header)
+    node = mrml.output_segmentation(volume)
+    assert mrml.load_fdi_labelmap_as_segments(tmp_path / "none.nrrd", node, volume, None) == []
+    assert node.GetSegmentation().GetNumberOfSegments() == 0
