@@ -86,7 +86,7 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
         slicer.util.selectModule("TeethSegmentation")
         widget = slicer.util.getModuleWidget("TeethSegmentation")
         params = widget._parameterNode
-        params.inputVolume, params.outputSegmentation, params.device = volume, None, "cpu"
+        params.inputVolume, params.outputSegmentation, params.device, params.modelPath = volume, None, "cpu", ""
         self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
         self.assertFalse(widget.ui.cancelButton.enabled)
         self.assertEqual(widget.ui.modelPathLineEdit.currentPath, "")  # not "."
@@ -110,6 +110,7 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
         logic = TeethSegmentationLogic()
         params = logic.getParameterNode()
         params.inputVolume, params.outputSegmentation, params.device = self._loadPhantom(), None, "cpu"
+        params.modelPath = ""  # the shipped model
         runner = logic.startSegmentation(params)
         self._waitWhile(lambda: runner.running, runner.poll)
         runner.poll()
