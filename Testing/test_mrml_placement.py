@@ -214,3 +214,36 @@ def test_a_label_map_without_teeth_gives_no_segments(slicer_scene, loaded, tmp_p
     node = mrml.output_segmentation(volume)
     assert mrml.load_fdi_labelmap_as_segments(tmp_path / "none.nrrd", node, volume, None) == []
     assert node.GetSegmentation().GetNumberOfSegments() == 0
+
+
+@pytest.mark.slow
+def test_the_engines_result_keeps_its_numbers_through_the_scene(slicer_scene, tmp_path):
+    """What the self-test checks in Slicer, on slicer-core: phantom -> engine -> segments -> exported label map,
+    identification >= 0.9 against the phantom's truth, under a transform."""
+    from test_presenter import _poll_until_done
+
+    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib.io.orientation import reorient_to_ras
+    from TeethSegmentationLib.io.read_write import read_volume
+    from TeethSegmentationLib.metrics import evaluate_pair
+    from TeethSegmentationLib.presenter import Presenter
+    from TeethSegmentationLib.runner import EngineRunner
+
+    presenter = Presenter()
+    presenter.start(EngineRunner(["phantom", str(tmp_path), "--cases", "1", "--seed", "7", "--size", "tiny"]).start(),
+                    "segment")
+    assert _poll_until_done(presenter).status == "ok"
+    volume = slicer_scene.logics["volumes"].AddArchetypeVolume(str(tmp_path / "case00.nrrd"), "case00", 0)
+    _put_under_transform(slicer_scene.scene, volume, _rotation_z_x(20, 10, (5.0, -30.0, 12.0)))
+    engine_input = mrml.export_volume_to_nrrd(volume, tmp_path / "work" / "input.nrrd", compress=False)
+    args = ["segment", str(engine_input), "--output", str(tmp_path / "work" / "out"), "--device", "cpu"]
+    presenter.start(EngineRunner(args).start(), "segment")
+    assert _poll_until_done(presenter, timeout=600).status == "ok", presenter.status
+    node = mrml.output_segmentation(volume)
+    mrml.load_fdi_labelmap_as_segments(tmp_path / "work" / "out" / "input.teeth.nrrd", node, volume, None)
+    exported = mrml.export_labelmap_nrrd(node, volume, tmp_path / "result")
+    # Slicer flips axes with negative directions when it reads (the phantom has them): compare in RAS order.
+    pred, truth = (reorient_to_ras(read_volume(p)) for p in (exported, tmp_path / "case00.labels.nrrd"))
+    assert np.allclose(pred.ijk_to_ras, truth.ijk_to_ras, atol=1e-4)
+    metrics = evaluate_pair(pred.array, truth.array)
+    assert metrics["identification_accuracy"] >= 0.9, metrics
