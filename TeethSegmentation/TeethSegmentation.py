@@ -13,12 +13,10 @@ import logging
 import pathlib
 import sys
 
-import ctk
 import qt
 import slicer
 import vtk
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import GuiConnector, parameterNodeGuiConnector, unannotatedType
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
@@ -30,7 +28,7 @@ for folder in (MODULE_DIR, MODULE_DIR.parent):
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-from TeethSegmentationModuleLib import dependencies  # noqa: E402
+from TeethSegmentationModuleLib import dependencies, path_connector  # noqa: E402, F401 (registers it)
 from TeethSegmentationModuleLib.logic import TeethSegmentationLogic, resourcePath  # noqa: E402
 from TeethSegmentationModuleLib.selftest import TeethSegmentationTest  # noqa: E402, F401 (found here by Slicer)
 
@@ -72,38 +70,6 @@ def loadTerminology() -> None:
         loadTerminology.done = True
     except (ValueError, AttributeError) as error:
         logging.warning(f"TeethSegmentation: {error}")
-
-
-@parameterNodeGuiConnector
-class PathLineEditToStrConnector(GuiConnector):
-    """ctkPathLineEdit <-> str: an empty field stays empty (pathlib.Path("") would show as ".")."""
-
-    @staticmethod
-    def canRepresent(widget, datatype) -> bool:
-        return type(widget) is ctk.ctkPathLineEdit and unannotatedType(datatype) is str
-
-    @staticmethod
-    def create(widget, datatype):
-        return PathLineEditToStrConnector(widget) if PathLineEditToStrConnector.canRepresent(widget, datatype) else None
-
-    def __init__(self, widget) -> None:
-        super().__init__()
-        self._widget = widget
-
-    def _connect(self):
-        self._widget.currentPathChanged.connect(self.changed)
-
-    def _disconnect(self):
-        self._widget.currentPathChanged.disconnect(self.changed)
-
-    def widget(self):
-        return self._widget
-
-    def read(self) -> str:
-        return self._widget.currentPath
-
-    def write(self, value: str) -> None:
-        self._widget.currentPath = value
 
 
 class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -267,30 +233,40 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if not self.presenter.busy and self.presenter.probe is None:
             self._timer.stop()
         if outcome is not None:
-            try:
-                self.onOutcome(outcome)
-            finally:  # a failure to load must not leave the buttons off
-                self.updateGui()
-        else:
-            self.updateGui()
+            self.onOutcome(outcome)  # updates the GUI, failing or not
+        self.updateGui()
 
     def onOutcome(self, outcome) -> None:
         if outcome.status == "ok" and outcome.task == "segment":
-            with slicer.util.tryWithErrorDisplay(_("Could not load the result."), waitCursor=True):
-                self.logic.finishSegmentation(outcome.runner)
-                self.fillConfidenceTable()
-                self.presenter.finished(_("Found {count} teeth.").format(count=self.ui.confidenceTable.rowCount))
+            self.attempt(_("Could not load the result."), self.loadResult, outcome.runner)
         elif outcome.status == "ok":
-            with slicer.util.tryWithErrorDisplay(_("Training finished but its model could not be used.")):
-                model = self.logic.finishTraining(outcome.runner, self._parameterNode)
-                self.presenter.finished(_("Trained {name}; it is now selected for segmentation.").format(
-                    name=model.stem))
+            self.attempt(_("Training finished but its model could not be used."), self.useModel, outcome.runner)
         else:
             outcome.runner.cleanup()
             self.logic.forgetSegmentation()
             if outcome.status != "cancelled":
                 self.ui.logCollapsibleButton.collapsed = False
                 slicer.util.errorDisplay(outcome.message, detailedText=outcome.details)
+
+    def loadResult(self, runner) -> None:
+        self.logic.finishSegmentation(runner)
+        self.fillConfidenceTable()
+        self.presenter.finished(_("Found {count} teeth.").format(count=self.ui.confidenceTable.rowCount))
+
+    def useModel(self, runner) -> None:
+        model = self.logic.finishTraining(runner, self._parameterNode)
+        self.presenter.finished(_("Trained {name}; it is now selected for segmentation.").format(name=model.stem))
+
+    def attempt(self, message: str, action, *args) -> None:
+        """Run an action under Slicer's error display; on failure the status says ``message`` too."""
+        try:
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                action(*args)
+        except Exception:
+            self.presenter.failed(message)
+            raise  # as tryWithErrorDisplay does: the traceback goes to the Python console
+        finally:
+            self.updateGui()
 
     # --- buttons
 
@@ -317,20 +293,21 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.updateGui()
 
     def onExportStl(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Could not export STL files."), waitCursor=True):
-            files = self.logic.exportStl(self._parameterNode)
-            self.presenter.finished(_("Wrote {count} STL files to {folder}.").format(
-                count=len(files), folder=self._parameterNode.stlFolder))
-        self.updateGui()
+        self.attempt(_("Could not export STL files."), self.exportStl)
+
+    def exportStl(self) -> None:
+        files = self.logic.exportStl(self._parameterNode)
+        self.presenter.note(_("Wrote {count} STL files to {folder}.").format(
+            count=len(files), folder=self._parameterNode.stlFolder))
 
     def onExportLabelmap(self) -> None:
         path = qt.QFileDialog.getSaveFileName(self.parent, _("Save FDI label map"), "", "NRRD (*.nrrd)")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not export the label map."), waitCursor=True):
-            written = self.logic.exportLabelmap(self._parameterNode, path)
-            self.presenter.finished(_("Wrote {path}.").format(path=written))
-        self.updateGui()
+        if path:
+            self.attempt(_("Could not export the label map."), self.exportLabelmap, path)
+
+    def exportLabelmap(self, path: str) -> None:
+        written = self.logic.exportLabelmap(self._parameterNode, path)
+        self.presenter.note(_("Wrote {path}.").format(path=written))
 
     def ensureDependencies(self) -> bool:
         try:
@@ -369,33 +346,29 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if not self.logic.jumpToTooth(self._parameterNode, int(self.ui.confidenceTable.item(row, 0).text())):
             slicer.util.showStatusMessage(_("This tooth has no voxels left."), 3000)
 
-    def _correct(self, message: str, action) -> None:
-        """Run a correction (it keeps an undo copy); show what it did and the table as it now is."""
-        with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
-            self.presenter.finished(action())
-        self.fillConfidenceTable()
-        self.updateGui()
-
     def onRenumber(self) -> None:
-        self._correct(_("Could not renumber the tooth."), self.renumberSelected)
+        self.attempt(_("Could not renumber the tooth."), self.renumberSelected)
 
-    def renumberSelected(self) -> str:
+    def renumberSelected(self) -> None:
         self.logic.renumberTooth(self._parameterNode, self.selectedSegmentId())
-        return _("Renumbered to {fdi}.").format(fdi=self._parameterNode.renumberTo)
+        self.fillConfidenceTable()
+        self.presenter.note(_("Renumbered to {fdi}.").format(fdi=self._parameterNode.renumberTo))
 
     def onMerge(self) -> None:
-        self._correct(_("Could not merge the segments."), self.mergeSelected)
+        self.attempt(_("Could not merge the segments."), self.mergeSelected)
 
-    def mergeSelected(self) -> str:
+    def mergeSelected(self) -> None:
         self.logic.mergeTooth(self._parameterNode, self.selectedSegmentId())
-        return _("Merged into {fdi}.").format(fdi=self._parameterNode.mergeInto)
+        self.fillConfidenceTable()
+        self.presenter.note(_("Merged into {fdi}.").format(fdi=self._parameterNode.mergeInto))
 
     def onUndo(self) -> None:
-        self._correct(_("Could not undo."), self.undoLast)
+        self.attempt(_("Could not undo."), self.undoLast)
 
-    def undoLast(self) -> str:
+    def undoLast(self) -> None:
         done = self.logic.undoCorrection(self._parameterNode)
-        return _("Undone: {what}.").format(what=done) if done else _("Nothing to undo.")
+        self.fillConfidenceTable()
+        self.presenter.note(_("Undone: {what}.").format(what=done) if done else _("Nothing to undo."))
 
     # --- training pairs
 

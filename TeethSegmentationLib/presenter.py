@@ -140,6 +140,10 @@ class Presenter:
     def failed(self, message: str) -> None:
         self.status, self.fraction = message, 0.0
 
+    def note(self, message: str) -> None:
+        """A result that is not a job's (an export, a correction): the status line only."""
+        self.status = message
+
     def _show(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             kind = event.get("event")

@@ -23,7 +23,8 @@ CMAKE = ROOT / "TeethSegmentation" / "CMakeLists.txt"
 @pytest.fixture(scope="module")
 def tree() -> ast.Module:
     """The module file, the Logic and the self-test as one tree (the classes are found by name)."""
-    body = [n for path in (MODULE, LOGIC, SELF_TEST) for n in ast.parse(path.read_text(encoding="utf-8")).body]
+    files = (MODULE, LOGIC, SELF_TEST, MODULE_LIB / "path_connector.py")
+    body = [n for path in files for n in ast.parse(path.read_text(encoding="utf-8")).body]
     return ast.Module(body=body, type_ignores=[])
 
 
@@ -157,8 +158,8 @@ def test_module_classes_and_icon(tree):
 
 def test_user_facing_strings_go_through_tr(tree):
     """Texts given to the user (dialogs, labels, status) are wrapped in _()."""
-    shown = ("errorDisplay", "warningDisplay", "confirmOkCancelDisplay", "finished", "tryWithErrorDisplay",
-             "showStatusMessage")
+    shown = ("errorDisplay", "warningDisplay", "confirmOkCancelDisplay", "finished", "note", "failed", "attempt",
+             "tryWithErrorDisplay", "showStatusMessage")
     for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         if name in shown and call.args:

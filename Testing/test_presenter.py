@@ -67,6 +67,8 @@ def test_a_real_engine_job_drives_progress_log_and_buttons(tmp_path):
     assert presenter.take_log() == []
     presenter.finished("Found 28 teeth.")
     assert presenter.status == "Found 28 teeth." and presenter.buttons(SEGMENTED).segment
+    presenter.note("Wrote teeth.nrrd.")  # an export: the status line only
+    assert (presenter.status, presenter.fraction) == ("Wrote teeth.nrrd.", 1.0)
 
 
 def test_cancel_ends_the_process_tree_and_gives_the_buttons_back(tmp_path):
