@@ -89,3 +89,9 @@ def test_the_version_floor_is_stated_once_in_the_readme_and_in_cmake():
     assert f"set(TEETHSEG_SLICER_FLOOR {dependencies.SLICER_FLOOR})" in cmake
     assert "find_package(Slicer ${TEETHSEG_SLICER_FLOOR} REQUIRED)" in cmake
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in cmake
+
+
+def test_messages_go_through_the_translator(monkeypatch):
+    monkeypatch.setattr(dependencies, "tr", lambda text: "«" + text + "»")
+    assert dependencies.torch_problem(None) == "«PyTorch is not installed»"
+    assert dependencies.python_problem((3, 9, 10)).startswith("«Teeth Segmentation needs Slicer 5.10")

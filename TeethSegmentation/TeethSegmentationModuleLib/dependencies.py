@@ -22,6 +22,13 @@ TORCH_REQUIREMENT = ">=2.2,<3"
 PACKAGES = {"numpy": "numpy>=1.24", "scipy": "scipy>=1.10", "nrrd": "pynrrd>=1.0", "psutil": "psutil>=5.9"}
 
 
+def _same(text: str) -> str:
+    return text
+
+
+tr: Callable[[str], str] = _same  # user-facing texts; the module sets Slicer's translator (slicer.i18n.tr)
+
+
 class InstallError(RuntimeError):
     """Dependencies could not be set up; ``restartRequired`` when Slicer must restart first."""
 
@@ -41,8 +48,8 @@ def python_problem(version_info: tuple[int, ...] = tuple(sys.version_info[:3])) 
     if tuple(version_info[:2]) >= MIN_PYTHON:
         return None
     have = ".".join(map(str, version_info[:3]))
-    return (f"Teeth Segmentation needs Slicer {SLICER_FLOOR} or later (this Slicer's Python is {have}); "
-            "download the current Slicer from download.slicer.org.")
+    return tr("Teeth Segmentation needs Slicer {floor} or later (this Slicer's Python is {have}); "
+              "download the current Slicer from download.slicer.org.").format(floor=SLICER_FLOOR, have=have)
 
 
 def installed_version(distribution: str) -> str | None:
@@ -56,9 +63,10 @@ def installed_version(distribution: str) -> str | None:
 def torch_problem(version: str | None) -> str | None:
     """Why the installed torch (its version string, None if absent) does not fit the engine, or None."""
     if version is None:
-        return "PyTorch is not installed"
+        return tr("PyTorch is not installed")
     if not TORCH_MIN <= release(version) < TORCH_BELOW:
-        return f"PyTorch {version} is installed, but the engine needs PyTorch {TORCH_REQUIREMENT}"
+        return tr("PyTorch {version} is installed, but the engine needs PyTorch {need}").format(
+            version=version, need=TORCH_REQUIREMENT)
     return None
 
 
@@ -72,7 +80,7 @@ def problems() -> list[str]:
     found = [p for p in (python_problem(), torch_problem(installed_version("torch"))) if p]
     missing = missing_packages()
     if missing:
-        found.append("missing " + ", ".join(missing))
+        found.append(tr("missing {names}").format(names=", ".join(missing)))
     return found
 
 
@@ -85,10 +93,10 @@ def ensure(confirm: Callable[[str], bool] | None = None) -> None:
     if not torch_issue and not missing:
         return
     needs = ([torch_issue] if torch_issue else []) + ([", ".join(missing)] if missing else [])
-    question = (f"Teeth Segmentation needs: {'; '.join(needs)}. Install now? This downloads up to a few GB and "
-                "can take several minutes.")
+    question = tr("Teeth Segmentation needs: {needs}. Install now? This downloads up to a few GB and can take "
+                  "several minutes.").format(needs="; ".join(needs))
     if confirm is None or not confirm(question):
-        raise InstallError(f"Teeth Segmentation cannot run without: {'; '.join(needs)}.")
+        raise InstallError(tr("Teeth Segmentation cannot run without: {needs}.").format(needs="; ".join(needs)))
     if missing:
         _pip_install(missing)
     if torch_issue:
@@ -96,27 +104,27 @@ def ensure(confirm: Callable[[str], bool] | None = None) -> None:
     importlib.invalidate_caches()
     still = [p for p in (torch_problem(installed_version("torch")),) if p] + missing_packages()
     if still:
-        raise InstallError(f"Still missing after installing: {'; '.join(still)}. Restart Slicer and try again.",
-                           restartRequired=True)
+        raise InstallError(tr("Still missing after installing: {names}. Restart Slicer and try again.").format(
+            names="; ".join(still)), restartRequired=True)
 
 
 def _install_torch(replacing: bool) -> None:
     try:
         import PyTorchUtils
     except ImportError as error:
-        raise InstallError("Teeth Segmentation needs the PyTorch extension: install it from the Extensions "
-                           "Manager, restart Slicer and try again.") from error
+        raise InstallError(tr("Teeth Segmentation needs the PyTorch extension: install it from the Extensions "
+                              "Manager, restart Slicer and try again.")) from error
     try:
         torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
                                                                torchVersionRequirement=TORCH_REQUIREMENT)
     except Exception as error:  # light-the-torch and pip fail through many exception types
-        raise InstallError(f"Installing PyTorch failed ({error}). Try the PyTorch Utils module with version "
-                           f"requirement '{TORCH_REQUIREMENT}'.") from error
+        raise InstallError(tr("Installing PyTorch failed ({error}). Try the PyTorch Utils module with version "
+                              "requirement '{need}'.").format(error=error, need=TORCH_REQUIREMENT)) from error
     if torch is None:
-        raise InstallError("PyTorch was not installed.")
+        raise InstallError(tr("PyTorch was not installed."))
     if replacing:  # the old torch may already be loaded in this process
-        raise InstallError(f"PyTorch {TORCH_REQUIREMENT} was installed; restart Slicer to use it.",
-                           restartRequired=True)
+        raise InstallError(tr("PyTorch {need} was installed; restart Slicer to use it.").format(
+            need=TORCH_REQUIREMENT), restartRequired=True)
 
 
 def _pip_install(requirements: list[str]) -> None:
@@ -125,5 +133,6 @@ def _pip_install(requirements: list[str]) -> None:
     try:
         slicer.util.pip_install(requirements)  # a list: each item is one argument, so ">=" needs no quoting
     except Exception as error:  # pip fails through many exception types
-        raise InstallError(f"Installing {', '.join(requirements)} failed ({error}). Check the network or proxy "
-                           "settings, or install them from the Python console.") from error
+        raise InstallError(tr("Installing {names} failed ({error}). Check the network or proxy settings, or "
+                              "install them from the Python console.").format(
+            names=", ".join(requirements), error=error)) from error

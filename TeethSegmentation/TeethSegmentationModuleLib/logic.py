@@ -24,6 +24,7 @@ from TeethSegmentationLib import corrections, mrml, tooth_segments
 from TeethSegmentationModuleLib import dependencies
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent.parent
+dependencies.tr = _  # its messages reach the user too
 
 
 def resourcePath(*parts: str) -> pathlib.Path:
