@@ -8,7 +8,8 @@ from scipy import ndimage as ndi
 from synthetic_arch import make_arch, probabilities
 
 from TeethSegmentationLib.fdi import FDI_NUMBERS, mirror_fdi_map
-from TeethSegmentationLib.instances.split import InstanceResult, label_teeth
+from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.teeth import InstanceResult, label_teeth
 from TeethSegmentationLib.metrics import evaluate_pair
 
 SPACING = 0.6
@@ -138,7 +139,7 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError):
         label_teeth(np.zeros((4, 4, 4)), np.zeros((9, 4, 4, 5)), np.eye(4))
     with pytest.raises(TypeError):
-        label_teeth(np.zeros((4, 4, 4)), np.zeros((9, 4, 4, 4)), np.eye(4), no_such_option=1)
+        InstanceOptions(no_such_option=1)
 
 
 def _phantom():
@@ -167,14 +168,14 @@ def test_phantom_numbering_from_truth_derived_probabilities():
 
 
 def test_cut_along_arch_finds_the_contact_of_fused_teeth_only():
-    from TeethSegmentationLib.instances.split import _cut_along_arch
+    from TeethSegmentationLib.instances.fused import cut_along_arch
 
     rng = np.random.default_rng(0)
     fused = np.concatenate([rng.normal(0, 1.6, 4000), rng.normal(8.5, 1.6, 4000)])  # two crowns 8.5 mm apart
-    parts = _cut_along_arch(fused, 2, dip=0.75)
+    parts = cut_along_arch(fused, 2, dip=0.75)
     assert set(parts) == {0, 1} and abs(fused[parts == 0].max() - 4.25) < 1.0
     single = rng.normal(0, 2.5, 8000)  # one broad tooth: no contact, no cut
-    assert set(_cut_along_arch(single, 2, dip=0.75)) == {0}
+    assert set(cut_along_arch(single, 2, dip=0.75)) == {0}
 
 
 def test_phantom_numbered_from_the_teeth_mask_alone():

@@ -95,7 +95,7 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
     """The one place the pipeline calls the instance step (``instances.label_teeth``)."""
-    from TeethSegmentationLib.instances.split import label_teeth
+    from TeethSegmentationLib.instances.teeth import label_teeth
 
     return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter)
 
