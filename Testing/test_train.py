@@ -36,8 +36,8 @@ from TeethSegmentationLib.training.trainer import (  # noqa: E402
     make_optimizer,
     train,
     train_step,
-    validation_dice,
 )
+from TeethSegmentationLib.training.validation import validation_dice  # noqa: E402
 
 # Tiny phantoms are ~47x61x42 voxels of 1.5 mm: train stage 1 at 1.5 mm and stage 2 at 1 mm to stay fast.
 TINY = dict(
@@ -142,7 +142,9 @@ def test_a_few_dozen_steps_find_the_teeth_well_above_chance(cases):
         items = [ds[4 * step + i] for i in range(4)]
         train_step(net, opt, scaler, torch.stack([i[0] for i in items]), torch.stack([i[1] for i in items]), True)
     chance = float(np.mean(cases[2].labels > 0))
-    dice = validation_dice(net, cases[2:], 1, teeth_channel=False, tile=128)["teeth"]
+    model = new_model(teeth_arch={"start_filters": 4})
+    model.teeth_net = net
+    dice = validation_dice(model, cases[2:], 1, torch.device("cpu"))["teeth"]
     assert chance < 0.1 and dice > 0.3
 
 

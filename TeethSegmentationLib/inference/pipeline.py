@@ -30,7 +30,7 @@ from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
 from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, tooth_name, tooth_type
-from TeethSegmentationLib.inference.stages import predict_teeth, predict_types
+from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.resample import resample_labels_to_reference, resample_to_reference, resample_to_spacing
@@ -50,7 +50,7 @@ class SegmentOptions:
     teeth_threshold: float = 0.5
     min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
     dentition_gap_mm: float = 15.0  # stage-1 parts further than this from the dentition's largest are dropped
-    margin_mm: float = 4.0  # around the teeth box before the fine stage
+    margin_mm: float = TYPES_MARGIN_MM  # around the teeth box before the fine stage
     gate_with_teeth: bool = False  # multiply the stage-2 foreground by the stage-1 mask
     label_resampling: str = "nearest"  # or "onehot"
     stl: bool = False

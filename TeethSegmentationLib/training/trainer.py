@@ -20,16 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import Cancelled, InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.inference.pipeline import SegmentOptions
+from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
-from TeethSegmentationLib.nets.unet import UNet, build_unet, pad_to_multiple
+from TeethSegmentationLib.nets.unet import build_unet
 from TeethSegmentationLib.training import distributed as ddp
 from TeethSegmentationLib.training.augment import NO_AUGMENTATION, AugmentParams
 from TeethSegmentationLib.training.checkpoint import (
@@ -49,13 +48,14 @@ from TeethSegmentationLib.training.dataset import (
     prepare_cases,
     stage_target,
 )
-from TeethSegmentationLib.training.losses import dice_per_class, predict_labels, stage_loss
+from TeethSegmentationLib.training.losses import stage_loss
+from TeethSegmentationLib.training.validation import validation_dice
 
 STAGE_NETS = {1: "teeth", 2: "types"}
 OPTIMIZERS = ("adam", "rmsprop")
 LR_SCHEDULES = ("poly", "constant")
 DEBUG_RANK_DIR_ENV = "TEETHSEG_DEBUG_RANK_DIR"  # tests: every rank dumps its final weights there
-RESUME_MAY_CHANGE = ("epochs", "workers", "device", "resume", "checkpoint_every", "output", "val_tile")
+RESUME_MAY_CHANGE = ("epochs", "workers", "device", "resume", "checkpoint_every", "output")
 
 
 @dataclass
@@ -89,7 +89,6 @@ class TrainConfig:
     types_input: str = "image"  # or "image+teeth"
     augment: bool = True
     foreground_fraction: float = 2 / 3
-    val_tile: int = 128  # largest block fed to the network at validation
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,70 +173,6 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list
     n_val = min(len(cases) - 1, max(1, int(round(val_fraction * len(cases)))))
     val = sorted(order[:n_val].tolist())
     return [c for i, c in enumerate(cases) if i not in val], [cases[i] for i in val]
-
-
-def _blocks(size: int, tile: int) -> list[slice]:
-    n = max(1, math.ceil(size / tile))
-    edges = np.linspace(0, size, n + 1).round().astype(int)
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-
-@torch.no_grad()
-def predict_volume(net: UNet, image: np.ndarray, tile: int = 128) -> np.ndarray:
-    """uint8 hard labels of a [C, X, Y, Z] volume: whole when it fits ``tile``, else block by block."""
-    device = next(net.parameters()).device
-    out = np.zeros(image.shape[1:], dtype=np.uint8)
-    for bx in _blocks(image.shape[1], tile):
-        for by in _blocks(image.shape[2], tile):
-            for bz in _blocks(image.shape[3], tile):
-                block = torch.from_numpy(np.ascontiguousarray(image[:, bx, by, bz])).float()[None].to(device)
-                padded, crop = pad_to_multiple(block, net.divisor)
-                labels = predict_labels(net(padded))[0][crop]
-                out[bx, by, bz] = labels.cpu().numpy()
-    return out
-
-
-def network_input(
-    case: PreparedCase, stage: int, teeth_channel: bool, region: tuple[slice, ...] = (slice(None),) * 3
-) -> np.ndarray:
-    """[C, X, Y, Z] float32 of ``region``: the image, plus the smoothed teeth mask for an "image+teeth" stage 2."""
-    channels = [case.image[region].astype(np.float32)]
-    if stage == 2 and teeth_channel:
-        channels.append(ndimage.gaussian_filter((case.labels[region] > 0).astype(np.float32), 1.0))
-    return np.stack(channels)
-
-
-def validation_dice(
-    net: UNet, cases: list[PreparedCase], stage: int, teeth_channel: bool, tile: int, margin: int | None = None
-) -> dict[str, float]:
-    """Dice per class over the held-out voxels ("teeth" for stage 1, "1".."8" for stage 2) plus "mean";
-    all voxels, or those of the teeth box grown by ``margin``."""
-    classes = [1] if stage == 1 else list(range(1, 9))
-    inter = np.zeros(len(classes))
-    total = np.zeros(len(classes))
-    was_training = net.training
-    net.eval()
-    for case in cases:
-        region = tuple(slice(int(a), int(b)) for a, b in zip(*case.region(margin), strict=True))
-        pred = predict_volume(net, network_input(case, stage, teeth_channel, region), tile)
-        truth = stage_target(case.labels[region], case.kind, stage)
-        for i, c in enumerate(classes):
-            p, t = pred == c, truth == c
-            inter[i] += np.logical_and(p, t).sum()
-            total[i] += p.sum() + t.sum()
-    net.train(was_training)
-    scores = {
-        ("teeth" if stage == 1 else str(c)): (2 * inter[i] / total[i] if total[i] else float("nan"))
-        for i, c in enumerate(classes)
-    }
-    finite = [v for v in scores.values() if not math.isnan(v)]
-    scores["mean"] = float(np.mean(finite)) if finite else float("nan")
-    return scores
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Binary Dice of two 0/1 maps (tests and the benchmark)."""
-    return dice_per_class(pred, truth, [1])[1]
 
 
 # --- The trainer.
@@ -400,10 +335,8 @@ class Trainer:
         if not val_cases or not self.ctx.is_main:
             ddp.barrier(self.ctx)
             return {}
-        scores = validation_dice(
-            self.nets[stage], val_cases, stage, self.teeth_channel(stage), self.config.val_tile,
-            self.types_margin() if stage == 2 else None,
-        )
+        scores = validation_dice(self.model, val_cases, stage, self.device, self.types_margin() if stage == 2 else None)
+        self.nets[stage].to(self.device, memory_format=training_layout(self.device))  # the predictor's may differ
         self.val_dice[STAGE_NETS[stage]] = scores
         ddp.barrier(self.ctx)
         return scores
@@ -451,7 +384,7 @@ class Trainer:
 
     def types_margin(self) -> int:
         """Stage 2's context margin in voxels of its grid."""
-        return int(round(SegmentOptions.margin_mm / self.model.spacing_mm))
+        return int(round(TYPES_MARGIN_MM / self.model.spacing_mm))
 
     def _patch(self, stage: int) -> int:
         divisor = self.nets[stage].divisor
