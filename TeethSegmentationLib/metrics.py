@@ -24,6 +24,7 @@ from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.fdi import fdi_map_to_classes
+from TeethSegmentationLib.io.volume import bounding_box
 
 MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
 COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
@@ -66,7 +67,8 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> float | No
     if not pred.any() or not truth.any():
         return None
     union = pred | truth
-    box = tuple(slice(max(int(np.min(ix)) - 1, 0), int(np.max(ix)) + 2) for ix in np.nonzero(union))
+    lo, hi = bounding_box(union, margin=1)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     a, b = pred[box], truth[box]
     sa, sb = _surface(a), _surface(b)
     to_b = ndi.distance_transform_edt(~sb, sampling=spacing)

@@ -34,7 +34,7 @@ from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.resample import resample_labels_to_reference, resample_to_reference, resample_to_spacing
-from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.io.volume import Volume, bounding_box, translation
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.normalize import intensity_window, normalize
@@ -105,10 +105,8 @@ def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: 
 
 def sub_volume(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> Volume:
     """The voxels ``lo:hi`` (exclusive) of ``volume`` with the matching geometry (a view, no copy)."""
-    shift = np.eye(4)
-    shift[:3, 3] = lo
     array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    return Volume(array, volume.ijk_to_ras @ shift, volume.space, dict(volume.meta))
+    return Volume(array, volume.ijk_to_ras @ translation(lo), volume.space, dict(volume.meta))
 
 
 def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +205,7 @@ def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, margin_mm: float) -
 
 def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """The voxel box of the reoriented input holding the teeth plus a margin."""
-    where = np.argwhere(mask)
-    ras_lo, ras_hi = voxel_box_to_ras(prob, where.min(axis=0), where.max(axis=0) + 1)
+    ras_lo, ras_hi = voxel_box_to_ras(prob, *bounding_box(mask))
     return ras_box_to_ijk(ras, ras_lo - margin_mm, ras_hi + margin_mm)
 
 

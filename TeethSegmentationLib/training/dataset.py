@@ -22,6 +22,7 @@ import torch
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.fdi import FDI_NUMBERS, fdi_map_to_classes
+from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
 from TeethSegmentationLib.training import augment
@@ -150,11 +151,8 @@ class PreparedCase:
 
 def teeth_box(labels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """(lo, hi exclusive) voxel box of the non-zero labels; None when there are none."""
-    mask = labels > 0
-    spans = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
-    if not len(spans[0]):
-        return None
-    return tuple(int(s[0]) for s in spans), tuple(int(s[-1]) + 1 for s in spans)
+    box = bounding_box(labels > 0)
+    return None if box is None else (tuple(box[0].tolist()), tuple(box[1].tolist()))
 
 
 def _read(path: Path):

@@ -24,7 +24,7 @@ from torch import nn
 
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import Cancelled, InputError
-from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.events import NullReporter, Reporter, jsonable
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
@@ -34,7 +34,6 @@ from TeethSegmentationLib.training.augment import NO_AUGMENTATION, AugmentParams
 from TeethSegmentationLib.training.checkpoint import (
     checkpoint_path,
     load_checkpoint,
-    plain,
     save_checkpoint,
     set_rng_state,
 )
@@ -457,7 +456,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
-            "config": self.config.to_dict(),
+            "config": jsonable(self.config.to_dict()),
             "epoch": self.epoch,
             "step": self.step,
             "loss_sum": self.loss_sum,
@@ -471,15 +470,15 @@ class Trainer:
                 "teeth_spacing_mm": self.model.teeth_spacing_mm,
                 "types_input": self.model.types_input,
                 "normalization": self.model.normalization.to_dict(),
-                "training": self.model.training,
+                "training": jsonable(self.model.training),
             },
             "optimizers": {str(s): opt.state_dict() for s, opt in self.optimizers.items()},
             "scalers": {str(s): scaler.state_dict() for s, scaler in self.scalers.items()},
-            "best": dict(self.best),
+            "best": jsonable(self.best),
             "best_weights": self.best_weights,
-            "val_dice": self.val_dice,
-            "history": self.history,
-            "epoch_seconds": self.epoch_seconds,
+            "val_dice": jsonable(self.val_dice),
+            "history": jsonable(self.history),
+            "epoch_seconds": jsonable(self.epoch_seconds),
         }
 
     def save_checkpoint(self) -> None:
@@ -529,7 +528,7 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         cfg = self.config
-        return plain(
+        return jsonable(
             {
                 "output": str(Path(cfg.output)),
                 "checkpoint": str(checkpoint_path(cfg.output)),
