@@ -5,7 +5,7 @@
     .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
 
 The networks have the shipped architecture (the default model when it exists, else freshly
-initialised with 9 start filters in both stages; ``--start-filters 18`` for the seed's stage 1). An
+initialised with 9 start filters in both stages; ``--start-filters 18`` for the top of the reference method's range). An
 untrained network finds nothing, so each stage's real network runs (its cost is what is timed) and
 its probabilities are then replaced by an oracle: the phantom's truth, smoothed, with noise
 (realistic input for the instance step). The oracle's own seconds are taken off its stage. Without

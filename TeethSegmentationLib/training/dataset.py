@@ -118,12 +118,12 @@ def canonical_labels(array: np.ndarray, kind: str = "auto", table: str | None = 
     return np.asarray(array).astype(np.uint8), kind
 
 
-def stage_target(labels: np.ndarray, kind: str, stage: int) -> np.ndarray:
-    """uint8 target: stage 1 teeth 0/1, stage 2 classes 0..8."""
-    if stage == 1:
+def stage_target(labels: np.ndarray, kind: str, stage: str) -> np.ndarray:
+    """uint8 target: "teeth" 0/1, "types" classes 0..8."""
+    if stage == "teeth":
         return (labels > 0).astype(np.uint8)
     if kind == "binary":
-        raise InputError("Binary teeth labels can only train stage 1; stage 2 needs FDI or tooth-type labels.")
+        raise InputError("Binary teeth labels can only train the teeth stage; types need FDI or tooth-type labels.")
     return fdi_map_to_classes(labels) if kind == "fdi" else labels.astype(np.uint8)
 
 
@@ -169,7 +169,7 @@ def _read(path: Path):
 
 def foreground_groups(labels: np.ndarray, kind: str) -> dict[int, np.ndarray]:
     """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels)."""
-    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, 2)
+    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, "types")
     dtype = np.int32 if labels.size < 2**31 else np.int64
     return {int(t): np.flatnonzero(types == t).astype(dtype) for t in np.unique(types) if t > 0}
 
@@ -249,7 +249,7 @@ def choose_center(case: PreparedCase, rng: np.random.Generator, params: Sampling
 
 
 def make_patch(
-    case: PreparedCase, rng: np.random.Generator, params: SamplingParams, stage: int
+    case: PreparedCase, rng: np.random.Generator, params: SamplingParams, stage: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image [C, P, P, P] float32, target [P, P, P] uint8) for one training step."""
     center = choose_center(case, rng, params)
@@ -275,7 +275,7 @@ class PatchDataset(torch.utils.data.Dataset):
     """``length`` random patches per epoch; item i depends only on (seed, epoch, rank, i)."""
 
     def __init__(
-        self, cases: list[PreparedCase], params: SamplingParams, stage: int, length: int, seed: int = 0, rank: int = 0
+        self, cases: list[PreparedCase], params: SamplingParams, stage: str, length: int, seed: int = 0, rank: int = 0
     ) -> None:
         if not cases:
             raise InputError("No training cases left after holding out the validation cases.")

@@ -20,11 +20,11 @@ from TeethSegmentationLib.training.dataset import PreparedCase, stage_target
 
 
 def predict_case_labels(
-    model: TeethModel, case: PreparedCase, stage: int, region: tuple[slice, ...], device: torch.device
+    model: TeethModel, case: PreparedCase, stage: str, region: tuple[slice, ...], device: torch.device
 ) -> np.ndarray:
-    """uint8 hard labels of ``region`` of a prepared case: teeth 0/1 (stage 1) or classes 0..8 (stage 2)."""
+    """uint8 hard labels of ``region`` of a prepared case: teeth 0/1 or classes 0..8 (``stage`` types)."""
     image = Volume(case.image[region].astype(np.float32), np.eye(4))
-    if stage == 1:
+    if stage == "teeth":
         return (predict_teeth(model, image, device).array > 0.5).astype(np.uint8)
     teeth = None
     if model.types_input == "image+teeth":  # stands in for stage 1's probability: the smoothed true teeth
@@ -33,12 +33,12 @@ def predict_case_labels(
 
 
 def validation_dice(
-    model: TeethModel, cases: list[PreparedCase], stage: int, device: torch.device, margin: int | None = None
+    model: TeethModel, cases: list[PreparedCase], stage: str, device: torch.device, margin: int | None = None
 ) -> dict[str, float]:
-    """Dice per class over the held-out voxels ("teeth" for stage 1, "1".."8" for stage 2) plus "mean";
+    """Dice per class over the held-out voxels ("teeth" for the teeth stage, "1".."8" for types) plus "mean";
     all voxels, or those of the teeth box grown by ``margin``. Puts the network back in the mode it was in."""
-    net = model.teeth_net if stage == 1 else model.types_net
-    classes = [1] if stage == 1 else list(range(1, 9))
+    net = model.teeth_net if stage == "teeth" else model.types_net
+    classes = [1] if stage == "teeth" else list(range(1, 9))
     inter, total = np.zeros(len(classes)), np.zeros(len(classes))
     was_training = net.training
     try:
@@ -49,7 +49,7 @@ def validation_dice(
             inter, total = inter + counts[0], total + counts[1]
     finally:
         net.train(was_training)
-    names = ["teeth"] if stage == 1 else [str(c) for c in classes]
+    names = ["teeth"] if stage == "teeth" else [str(c) for c in classes]
     scores = dict(zip(names, dice_from_counts(inter, total).tolist(), strict=True))
     finite = [v for v in scores.values() if not math.isnan(v)]
     scores["mean"] = float(np.mean(finite)) if finite else float("nan")
