@@ -118,6 +118,16 @@ def canonical_labels(array: np.ndarray, kind: str = "auto", table: str | None = 
     return np.asarray(array).astype(np.uint8), kind
 
 
+def _check_label_values(array: np.ndarray, path: Path) -> None:
+    """Label maps hold whole numbers: a float map with NaN, infinities or fractions is an image, not labels."""
+    if np.asarray(array).dtype.kind != "f":
+        return
+    if not np.isfinite(array).all():
+        raise InputError(f"Label map {path} holds NaN or infinite values; give a label map of whole numbers.")
+    if not np.array_equal(array, np.rint(array)):
+        raise InputError(f"Label map {path} holds fractional values; give a label map of whole numbers.")
+
+
 def stage_target(labels: np.ndarray, kind: str, stage: str) -> np.ndarray:
     """uint8 target: "teeth" 0/1, "types" classes 0..8."""
     if stage == "teeth":
@@ -186,6 +196,7 @@ def prepare_case(
     image, labels = _read(case.image), _read(case.labels)
     if image.shape != labels.shape or not np.allclose(image.ijk_to_ras, labels.ijk_to_ras, atol=1e-3):
         raise InputError(f"Label map {case.labels} does not lie on the grid of image {case.image}.")
+    _check_label_values(labels.array, case.labels)
     canonical, kind = canonical_labels(labels.array, label_kind, label_table)
     image = resample_to_spacing(image, spacing, order=1)
     labels = resample_to_spacing(labels.with_array(canonical), spacing, order=0)
