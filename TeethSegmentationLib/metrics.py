@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.fdi import fdi_map_to_classes
 from TeethSegmentationLib.io.volume import bounding_box
+from TeethSegmentationLib.label_tables import to_fdi
 
 MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
 COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
@@ -121,8 +122,9 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
     }
 
 
-_PRED_SUFFIXES = (".teeth.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
-_TRUTH_SUFFIXES = (".labels.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
+# Longer suffixes first: NAME.seg.nrrd is case NAME, not case NAME.seg.
+_PRED_SUFFIXES = (".teeth.nrrd", ".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
+_TRUTH_SUFFIXES = (".labels.nrrd", ".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
 
 
 def _cases(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -139,13 +141,7 @@ def _cases(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 
 
 def _to_fdi(array: np.ndarray, label_table: str) -> np.ndarray:
-    if str(label_table).lower() == "fdi":
-        return np.asarray(array)
-    try:
-        from TeethSegmentationLib.label_tables import to_fdi
-    except ImportError as error:
-        raise InputError(f"Label table {label_table!r} is not supported by this version; use fdi.") from error
-    return to_fdi(array, label_table)
+    return np.asarray(array) if str(label_table).lower() == "fdi" else to_fdi(array, label_table)
 
 
 def evaluate_dirs(

@@ -83,6 +83,14 @@ def write_case(folder, name, array, spacing=0.5):
     write_volume(Volume(array, np.diag([spacing, spacing, spacing, 1.0]), space="RAS"), folder / name)
 
 
+def test_evaluate_dirs_matches_seg_nrrd_files_by_their_case_name(tmp_path):
+    truth = boxes()
+    write_case(tmp_path / "truth", "d.seg.nrrd", truth)
+    write_case(tmp_path / "pred", "d.seg.nrrd", truth)
+    result = evaluate_dirs(tmp_path / "pred", tmp_path / "truth")
+    assert set(result["cases"]) == {"d"} and result["cases"]["d"]["identification_accuracy"] == 1.0
+
+
 def test_evaluate_dirs_pairs_by_name_and_checks_grids(tmp_path):
     truth = boxes()
     write_case(tmp_path / "truth", "a.labels.nrrd", truth)

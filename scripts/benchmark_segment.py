@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from TeethSegmentationLib import fdi as fdi_labels  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
-from TeethSegmentationLib.io.resample import resample_labels_to_reference  # noqa: E402
+from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
 
@@ -61,7 +61,7 @@ class Oracle:
         self.truth, self.rng, self.seconds = truth, np.random.default_rng(seed), {"teeth": 0.0, "types": 0.0}
 
     def _classes(self, grid: Volume) -> np.ndarray:
-        return fdi_labels.fdi_map_to_classes(resample_labels_to_reference(self.truth, grid).array).astype(np.uint8)
+        return fdi_labels.fdi_map_to_classes(resample_to_reference(self.truth, grid, order=0).array).astype(np.uint8)
 
     def teeth(self, grid: Volume) -> np.ndarray:
         start = time.perf_counter()

@@ -20,7 +20,9 @@ STAGES = ("teeth", "types")  # stage 1: binary teeth on the coarse grid; stage 2
 LEGACY_STAGES = {"1": ["teeth"], "2": ["types"], "both": ["teeth", "types"]}  # checkpoints before 0.2
 OPTIMIZERS = ("adam", "rmsprop")
 LR_SCHEDULES = ("poly", "constant")
-TYPES_INPUTS = ("image", "image+teeth")  # as nets.model_file's (not imported: the command line stays torch-free)
+# As nets.model_file's (not imported: the command line stays torch-free). "image+teeth" is kept: model files
+# record it, and it feeds the types network stage 1's probability, the reference method's other variant.
+TYPES_INPUTS = ("image", "image+teeth")
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 # The shipped model's stage lengths (scripts/train_default_model.py); everything else is TrainConfig's defaults.
 SHIPPED_RECIPE = {"teeth": {"epochs": 12, "steps_per_epoch": 50}, "types": {"epochs": 36, "steps_per_epoch": 100}}

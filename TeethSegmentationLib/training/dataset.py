@@ -27,7 +27,7 @@ from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
 from TeethSegmentationLib.training import augment
 
-IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
+IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii")  # what io.read_write reads
 LABEL_SUFFIXES = (".labels", "_labels", "-labels", ".label", "_label", "-label", ".seg", "_seg")
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 DEFAULT_NORMALIZATION = Normalization()
