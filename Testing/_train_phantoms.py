@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import torch
 
 from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
@@ -25,3 +29,12 @@ def write_cases(folder: Path, count: int, seed: int = 0) -> list[tuple[Path, Pat
         lab_path = write_volume(labels, folder / f"case{i:02d}.labels.nrrd")
         pairs.append((img_path, lab_path))
     return pairs
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine two threads are many times slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

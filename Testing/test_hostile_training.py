@@ -15,10 +15,9 @@ from pathlib import Path
 import nrrd
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_phantoms import write_cases  # noqa: E402
+from _train_phantoms import one_torch_thread, write_cases  # noqa: E402, F401 (a fixture)
 
 from TeethSegmentationLib import cli  # noqa: E402
 from TeethSegmentationLib.nets.model_file import load_model  # noqa: E402
@@ -28,12 +27,7 @@ FAST = ["--epochs", "1", "--steps-per-epoch", "2", "--patch", "16", "--batch", "
         "--filters-types", "4", "--teeth-spacing", "1.5", "--spacing", "1.5", "--device", "cpu", "--no-augment"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

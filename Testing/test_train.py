@@ -14,7 +14,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_phantoms import write_cases  # noqa: E402
+from _train_phantoms import one_torch_thread, write_cases  # noqa: E402, F401 (a fixture)
 
 from TeethSegmentationLib import cli  # noqa: E402
 from TeethSegmentationLib.errors import Cancelled, InputError  # noqa: E402
@@ -51,13 +51,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads are many times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
