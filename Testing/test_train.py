@@ -170,6 +170,21 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(straight_run, tmp
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in summary["history"]])
 
 
+def test_checkpoints_with_numbered_stages_still_resume(straight_run, tmp_path):
+    """Checkpoints written before stages had names: config "stage": "both", optimisers keyed "1"/"2"."""
+    config, summary = straight_run
+    state = load_checkpoint(checkpoint_path(config.output))
+    state["config"] = {**{k: v for k, v in state["config"].items() if k != "stages"}, "stage": "both"}
+    for kind in ("optimizers", "scalers"):
+        state[kind] = {{"teeth": "1", "types": "2"}[k]: v for k, v in state[kind].items()}
+    state["history"] = [{**r, "stage": {"teeth": 1, "types": 2}[r["stage"]]} for r in state["history"]]
+    old = tmp_path / "old.pt.ckpt"
+    torch.save(state, old)
+    resumed = train(TrainConfig(output=str(tmp_path / "old.pt"), resume=str(old), epochs=config.epochs))
+    assert resumed["stages_trained"] == ["teeth", "types"] and resumed["history"][-1]["stage"] == "types"
+    assert resumed["final_loss"] == pytest.approx(summary["final_loss"])
+
+
 def test_the_straight_run_writes_model_checkpoint_and_summary(straight_run):
     config, summary = straight_run
     model = load_model(config.output)
