@@ -186,8 +186,8 @@ def load_tagged_dict(
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
         if "Unsupported global" in str(error):  # a pickle of objects; torch's advice to unpickle it is not ours
             raise InputError(
-                f"{what} {path} is not a TeethSegmentation {kind}: it holds Python objects that a {kind} never "
-                "contains; use one made by 'teethseg train'."
+                f"{what} {path} cannot be read: it is not a TeethSegmentation {kind} (it holds Python objects "
+                f"that a {kind} never contains); use one made by 'teethseg train'."
             ) from None
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         if "weights_only" in str(error):

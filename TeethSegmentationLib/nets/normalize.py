@@ -74,7 +74,7 @@ NO_CONTENT = (
 def sample_for_statistics(array: np.ndarray, max_samples: int = 2_000_000) -> np.ndarray:
     """A strided view with at most about ``max_samples`` voxels: percentiles without copying a big scan."""
     step = max(1, int(np.ceil((array.size / max_samples) ** (1 / 3))))
-    return np.asarray(array[::step, ::step, ::step], dtype=np.float64).ravel()
+    return np.asarray(array[::step, ::step, ::step], dtype=np.float32).ravel()  # image_content bounds magnitudes
 
 
 def intensity_window(array: np.ndarray, norm: Normalization = Normalization()) -> tuple[float, float]:
