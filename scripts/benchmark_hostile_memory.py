@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main() -> None:
         print(f"{name:<12}{source.stat().st_size / 2**20:>9.1f}{result['exit']:>6}{result['peak_mb']:>9.0f}"
               f"{result['seconds']:>7.1f}  {result['message']}", flush=True)
     print(f"worst peak {worst:.0f} MB ({'under' if worst < LIMIT_MB else 'OVER'} the {LIMIT_MB} MB limit)")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _measured(source: Path, output: Path) -> dict:
