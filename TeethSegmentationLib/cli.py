@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 from TeethSegmentationLib import __version__
-from TeethSegmentationLib.errors import Cancelled, ExitCode, InputError
+from TeethSegmentationLib.errors import Cancelled, ExitCode, Failed, InputError
 from TeethSegmentationLib.events import JsonEventWriter, Reporter, TerminalReporter
 
 
@@ -68,13 +68,13 @@ def _is_secondary_rank() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_cancelled)  # first: a cancel at any later moment exits 130
     events_wanted = "--events" in (sys.argv[1:] if argv is None else argv)
     writer = JsonEventWriter() if events_wanted and not _is_secondary_rank() else None
     reporter: Reporter = writer or TerminalReporter()
     try:
         args = build_parser().parse_args(argv)
         _setup_logging(args.verbose)
-        signal.signal(signal.SIGTERM, _raise_cancelled)
         if writer:
             writer.emit("start", command=args.command, version=__version__)
         result = args.run(args, reporter)
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     except InputError as error:
         return _fail(writer, _one_sentence(error), ExitCode.BAD_INPUT)
+    except Failed as error:
+        return _fail(writer, _one_sentence(error), ExitCode.FAILED)
     except (Cancelled, KeyboardInterrupt):
         return _fail(writer, "Cancelled.", ExitCode.CANCELLED)
     except SystemExit as exit_:  # --help and --version

@@ -165,7 +165,7 @@ def test_cancel_during_fine_tuning_leaves_no_model_and_a_clean_library(patient_c
     seen = []
     for line in child.stdout:
         seen.append(json.loads(line))
-        if seen[-1].get("event") == "progress" and str(seen[-1].get("stage", "")).startswith("train stage"):
+        if seen[-1].get("event") == "progress" and str(seen[-1].get("stage", "")).startswith("train "):
             child.send_signal(signal.SIGTERM)
             break
     rest, _ = child.communicate(timeout=120)
@@ -189,7 +189,7 @@ def test_cli_finetune_emits_json_lines_and_a_result_with_the_figure(patient_case
     result = events[-1]
     assert result["figure"].startswith("On your held-back scan") and isinstance(result["better"], bool)
     assert result["default_model_updated"] is False and len(result["skipped"]) == 1
-    assert any(e["event"] == "progress" and e["stage"] == "train stage 2" for e in events)
+    assert any(e["event"] == "progress" and e["stage"] == "train types" for e in events)
 
 
 def test_a_stage_stops_early_when_its_loss_no_longer_improves(patient_cases, tiny_model, tmp_path):

@@ -109,14 +109,14 @@ class FinetuneTrainer(Trainer):
                     if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
                         layer.train = types.MethodType(_always_eval, layer)
 
-    def on_epoch_end(self, stage: int, seconds: float) -> None:
+    def on_epoch_end(self, stage: str, seconds: float) -> None:
         super().on_epoch_end(stage, seconds)
         losses = [r["loss"] for r in self.history if r["stage"] == stage]
         if self.patience < 1 or len(losses) <= self.patience or self.current_stage != stage:
             return
         best_before = min(losses[: -self.patience])
         if min(losses[-self.patience :]) > 0.99 * best_before:
-            self.reporter.log(f"stage {stage}: loss no longer improves, stopping it after epoch {len(losses)}")
+            self.reporter.log(f"{stage}: loss no longer improves, stopping this stage after epoch {len(losses)}")
             self.epoch = (self.stages.index(stage) + 1) * self.config.epochs
 
     def on_cancel(self) -> None:
@@ -238,7 +238,7 @@ def is_better(before: dict | None, after: dict | None) -> bool | None:
 
 def epochs_run(summary: dict) -> dict[str, int]:
     """Epochs each stage ran (fewer than planned when it stopped early)."""
-    return {name: sum(1 for r in summary["history"] if r["stage"] == n) for n, name in ((1, "teeth"), (2, "types"))}
+    return {name: sum(1 for r in summary["history"] if r["stage"] == name) for name in ("teeth", "types")}
 
 
 def _check(config: FinetuneConfig) -> None:
@@ -278,7 +278,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
             output=str(work / "model.pt"),
             images=images + extra[0],
             labels=labels + extra[1],
-            stage="both",
+            stages=["teeth", "types"],
             epochs=config.epochs or plan.epochs,
             steps_per_epoch=config.steps_per_epoch or plan.steps_per_epoch,
             patch=config.patch,
