@@ -59,9 +59,9 @@ class FinetuneConfig:
     steps_per_epoch: int | None = None
     patch: int = 48
     batch: int = 2
-    lr: float = 1e-3
+    lr: float = 5e-4  # measured: 1e-3 did more harm on a held-back family-B scan (scripts/benchmark_finetune.py)
     patience: int = 2  # epochs without a better loss before a stage stops
-    freeze_norm: bool = False  # batch-norm layers keep the parent's statistics
+    freeze_norm: bool = True  # batch-norm layers keep the parent's statistics
     replay_phantoms: int | None = None  # None: the recipe's
     phantom_size: str = "realistic"
     device: str = "auto"
