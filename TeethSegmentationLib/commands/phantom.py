@@ -13,13 +13,25 @@ HELP = "write synthetic dental CBCT scans with exact FDI label maps (caseNN.nrrd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from TeethSegmentationLib.phantom import CONVENTIONS, FOVS, GREYS, SIZES
+    from TeethSegmentationLib.phantom import CONVENTIONS, FAMILIES, FOVS, GREYS, SIZES
 
     parser.add_argument("outdir", help="folder to write caseNN.nrrd and caseNN.labels.nrrd into")
     parser.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first case; case n uses seed + n")
     parser.add_argument("--size", choices=SIZES, default="realistic", help="tiny (~60 voxels), small, realistic")
-    parser.add_argument("--fov", choices=FOVS, default="crop", help="crop (the jaws), jaws (with rami), head")
+    parser.add_argument(
+        "--fov",
+        choices=FOVS,
+        default="crop",
+        help="crop (the teeth), jaws (with rami), head, lower or upper (one arch, the other outside the scan)",
+    )
+    parser.add_argument(
+        "--family",
+        choices=FAMILIES,
+        default="A",
+        help="A: the family the default model trains on; B: other shapes, arches, grey values and artefacts, "
+        "never trained on (validation outside the training family)",
+    )
     parser.add_argument("--grey", choices=GREYS, default="random", help="how grey values are stored")
     parser.add_argument("--convention", choices=CONVENTIONS, default="random", help="file axis convention")
     parser.add_argument("--spacing", type=float, default=None, help="voxel size in mm (default: per size/fov)")
@@ -43,6 +55,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
         def picture(image, labels, path, title):
             return render_slices(image, labels, path, title=title)
+
     cases = write_phantoms(
         args.outdir,
         args.cases,
@@ -54,10 +67,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         picture=picture,
         spacing=args.spacing,
         convention=args.convention,
+        family=args.family,
     )
     reporter.log(f"wrote {len(cases)} phantom case(s) to {args.outdir}")
     files = [path for case in cases for path in case["files"].values()]
     summary = [
-        {k: case[k] for k in ("case", "seed", "grey", "shape", "spacing", "present", "missing")} for case in cases
+        {k: case[k] for k in ("case", "seed", "family", "grey", "shape", "spacing", "present", "missing")}
+        for case in cases
     ]
     return {"outdir": str(args.outdir), "files": files, "cases": summary}

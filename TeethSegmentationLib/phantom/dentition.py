@@ -12,25 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
+from TeethSegmentationLib.phantom.anatomy import ToothShape, tooth_shape
+from TeethSegmentationLib.phantom.family import Family
 from TeethSegmentationLib.phantom.grid import rotation
+from TeethSegmentationLib.phantom.variation import draw_events
 
-# Typical permanent-tooth sizes in mm (type 1..8): mesio-distal crown width, bucco-lingual crown
-# width, crown height, root length.
-UPPER = {
-    "md": (8.6, 6.6, 7.6, 7.0, 6.6, 10.2, 9.2, 8.6),
-    "bl": (7.0, 6.2, 8.1, 9.2, 9.0, 11.2, 11.0, 10.5),
-    "crown": (10.5, 9.0, 10.0, 8.3, 7.8, 7.4, 7.2, 6.5),
-    "root": (13.0, 13.0, 17.0, 14.0, 14.0, 12.5, 12.0, 11.0),
-    "torque": (20, 15, 10, 6, 5, 3, 0, -4),  # crown inclined buccally (degrees)
-    "tip": (5, 8, 10, 5, 5, 5, 2, 0),  # crown inclined mesially (degrees)
-}
-LOWER = {
-    "md": (5.3, 5.9, 6.8, 7.0, 7.2, 11.0, 10.3, 10.0),
-    "bl": (5.8, 6.2, 7.6, 7.8, 8.2, 10.4, 10.1, 9.8),
-    "crown": (9.0, 9.5, 11.0, 8.5, 8.0, 7.6, 7.0, 6.5),
-    "root": (12.5, 14.0, 16.0, 14.0, 14.5, 14.0, 13.0, 11.0),
-    "torque": (18, 16, 8, 0, -5, -9, -12, -14),
-    "tip": (2, 2, 5, 3, 3, 3, 2, 0),
+# Arch placement per type 1..8 (degrees): torque inclines the crown buccally, tip mesially (Andrews'
+# "six keys" norms, rounded). Tooth sizes come from ``anatomy.WHEELER``.
+PLACEMENT = {
+    True: {"torque": (20, 15, 10, 6, 5, 3, 0, -4), "tip": (5, 8, 10, 5, 5, 5, 2, 0)},
+    False: {"torque": (18, 16, 8, 0, -5, -9, -12, -14), "tip": (2, 2, 5, 3, 3, 3, 2, 0)},
 }
 
 
@@ -69,10 +60,19 @@ class Arch:
         return self.s[idx].reshape(xx.shape).astype(np.float32), dist.reshape(xx.shape).astype(np.float32)
 
 
-def make_arch(upper: bool, length: float, exponent: float, aspect: float, y_front: float, step: float) -> Arch:
-    """y = y_front - D t^p, x = W t (t in [0, 1], both sides), scaled so that half the arch is ``length`` long."""
+def make_arch(
+    upper: bool, length: float, exponent: float, aspect: float, y_front: float, step: float, form: str = "power"
+) -> Arch:
+    """Half an arch from the midline (t = 0) to the distal end (t = 1), mirrored to the left, scaled so that
+    half the arch is ``length`` long. Forms: "power" y = D (1 - t^p); "catenary" y = D (1 - (cosh(c t) - 1) /
+    (cosh(c) - 1)), which is flatter at the front and turns faster behind the canines (c = 1 + exponent)."""
     t = np.linspace(0, 1, 4001)
-    xy = np.stack([t, aspect * (1 - t**exponent)], axis=1)
+    if form == "catenary":
+        c = 1.0 + exponent
+        depth = 1 - (np.cosh(c * t) - 1) / (np.cosh(c) - 1)
+    else:
+        depth = 1 - t**exponent
+    xy = np.stack([t, aspect * depth], axis=1)
     half = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
     xy *= length / half[-1]
     half *= length / half[-1]
@@ -98,13 +98,11 @@ class ToothPlan:
     fdi: int
     centre: np.ndarray  # RAS of the crown's cervical centre (cemento-enamel junction)
     frame: np.ndarray  # 3x3 columns: u distal, v buccal, w towards the occlusal plane
-    md: float  # crown mesio-distal width
-    bl: float  # crown bucco-lingual width
-    crown: float  # crown height
-    root: float  # root length
-    restoration: str | None = None  # None, "filling", "crown" or "rct" (crown + root-canal filling)
+    shape: ToothShape
+    restoration: str | None = None  # None or one of mouth.RESTORATIONS
     impacted: bool = False
     implant: bool = False  # an implant in the place of a missing tooth: drawn, never labelled
+    pontic: bool = False  # a bridge's false tooth: drawn, never labelled
     arch_s: float = 0.0
 
     @property
@@ -115,12 +113,21 @@ class ToothPlan:
     def upper(self) -> bool:
         return self.fdi // 10 in (1, 2)
 
+    @property
+    def natural(self) -> bool:
+        return not (self.implant or self.pontic)
+
+    md = property(lambda self: self.shape.md)
+    bl = property(lambda self: self.shape.bl)
+    crown = property(lambda self: self.shape.crown)
+    root = property(lambda self: self.shape.root)
+
 
 @dataclass
 class Dentition:
     upper: Arch
     lower: Arch
-    teeth: list[ToothPlan]  # present teeth and implants
+    teeth: list[ToothPlan]  # present teeth, implants and pontics
     missing: list[int]
     bite_gap: float  # mm between the cusp tips of the two arches (<= 0: closed, teeth touch)
     cej: dict[bool, tuple[np.ndarray, np.ndarray]]  # jaw (upper?) -> (s, z of the cervical line) samples
@@ -150,7 +157,15 @@ def _missing(rng: np.random.Generator, fov: str) -> dict[int, str]:
     return out
 
 
-def plan_dentition(rng: np.random.Generator, fov: str, options: dict) -> Dentition:
+def _quadrant(upper: bool, side: int) -> int:
+    return (1 if side > 0 else 2) if upper else (4 if side > 0 else 3)
+
+
+def plan_dentition(
+    rng: np.random.Generator, fov: str, options: dict, fam: Family, extra: np.random.Generator
+) -> Dentition:
+    """Both arches and every tooth's plan. ``rng`` draws what family A always drew (so a seed keeps its
+    missing teeth and restorations); ``extra`` draws the anatomy added since (shapes, ``variation``)."""
     scale = rng.uniform(0.92, 1.08)
     missing = _missing(rng, fov) if options.get("missing", True) else {}
     bite_gap = float(rng.choice([rng.uniform(-0.3, 0.2), rng.uniform(1.0, 5.0)], p=[0.55, 0.45]))
@@ -165,91 +180,103 @@ def plan_dentition(rng: np.random.Generator, fov: str, options: dict) -> Dentiti
         int(n): str(rng.choice(["filling", "crown", "rct"], p=[0.5, 0.3, 0.2]))
         for n in rng.choice(restorable, size=min(n_restorations, len(restorable)), replace=False)
     }
+    events = draw_events(extra, missing, restored, options)
     impact_p = 0.35 if fov == "head" else 0.12
     teeth: list[ToothPlan] = []
     cej: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
     arches = {}
     for upper in (True, False):
-        table = UPPER if upper else LOWER
+        table = PLACEMENT[upper]
         sizes = {t: scale * rng.uniform(0.95, 1.05) for t in range(1, 9)}
+        shapes = {}
         widths = {}
         for side in (1, -1):
-            quad = (1 if side > 0 else 2) if upper else (4 if side > 0 else 3)
+            quad = _quadrant(upper, side)
             for t in range(1, 9):
                 n = 10 * quad + t
+                shapes[n] = tooth_shape(upper, t, sizes[t], fam, extra)
                 closed = missing.get(n) == "closed"
                 widths[n] = (
-                    0.0 if closed else 0.96 * table["md"][t - 1] * sizes[t] + crowding[upper] + rng.normal(0, 0.2)
+                    0.0 if closed else 0.96 * shapes[n].md + crowding[upper] + rng.normal(0, 0.2) + events.width(n)
                 )
         length = max(sum(widths[10 * q + t] for t in range(1, 9)) for q in ((1, 2) if upper else (4, 3)))
         y_front = 0.0 if upper else -overjet
-        arch = make_arch(upper, length + 0.5, exponent, aspect * (1.0 if upper else 0.92), y_front, 0.25)
+        arch_aspect = aspect * (1.0 if upper else 0.92)
+        arch = make_arch(upper, length + 0.5, exponent, arch_aspect, y_front, 0.25, fam.arch_form)
         arches[upper] = arch
         samples = []
         for side in (1, -1):
-            quad = (1 if side > 0 else 2) if upper else (4 if side > 0 else 3)
             s = 0.0
             for t in range(1, 9):
-                n = 10 * quad + t
+                n = 10 * _quadrant(upper, side) + t
                 if widths[n] == 0.0:
                     continue
                 s_mid = s + widths[n] / 2
                 s += widths[n]
-                plan = _plan_tooth(rng, n, side * s_mid, arch, table, sizes[t], bite_gap, spee)
+                plan = _plan_tooth(rng, n, side * s_mid, arch, table, shapes[n], bite_gap, spee, events)
                 samples.append((side * s_mid, plan.centre[2]))
-                if n in missing and missing[n] != "implant":
+                if n in missing and missing[n] not in ("implant", "pontic"):
                     continue
                 plan.implant = missing.get(n) == "implant"
+                plan.pontic = missing.get(n) == "pontic"
                 plan.restoration = restored.get(n)
                 if t == 8 and rng.random() < impact_p:
-                    _impact(rng, plan)
+                    impact(rng, plan)
+                if plan.natural:
+                    events.apply(plan, extra)
                 teeth.append(plan)
         samples.sort()
         cej[upper] = (np.array([p[0] for p in samples]), np.array([p[1] for p in samples]))
+    natural = [p for p in teeth if p.natural]
     info = {
         "missing": sorted(missing),
         "missing_kind": {str(k): v for k, v in sorted(missing.items())},
-        "restorations": {str(p.fdi): p.restoration for p in teeth if p.restoration and not p.implant},
+        "restorations": {str(p.fdi): p.restoration for p in natural if p.restoration},
         "implants": sorted(p.fdi for p in teeth if p.implant),
-        "impacted": sorted(p.fdi for p in teeth if p.impacted),
+        "pontics": sorted(p.fdi for p in teeth if p.pontic),
+        "impacted": sorted(p.fdi for p in natural if p.impacted),
         "bite_gap_mm": round(bite_gap, 2),
+        "arch_form": fam.arch_form,
         "arch_exponent": round(exponent, 2),
         "arch_width_mm": round(float(np.ptp(arches[True].points[np.abs(arches[True].s) <= arches[True].length, 0])), 1),
         "arch_depth_mm": round(float(np.ptp(arches[True].points[np.abs(arches[True].s) <= arches[True].length, 1])), 1),
+        **events.describe(natural),
     }
     return Dentition(arches[True], arches[False], teeth, sorted(missing), bite_gap, cej, info)
 
 
-def _plan_tooth(rng, fdi: int, s: float, arch: Arch, table: dict, size: float, bite_gap: float, spee: float):
+def _plan_tooth(rng, fdi: int, s: float, arch: Arch, table: dict, shape: ToothShape, bite_gap, spee, events):
     t = fdi % 10
     upper = fdi // 10 in (1, 2)
     point, distal, normal = arch.at(s)
     torque = table["torque"][t - 1] + rng.normal(0, 3)
     tip = table["tip"][t - 1] + rng.normal(0, 2.5)
-    spin = rng.normal(0, 5) + (rng.uniform(-25, 25) if rng.random() < 0.08 else 0.0)
+    spin = rng.normal(0, 5) + (rng.uniform(-25, 25) if rng.random() < 0.08 else 0.0) + events.spins.get(fdi, 0.0)
     frame = _tooth_frame(distal, normal, upper, torque, tip, spin)
-    crown = table["crown"][t - 1] * size * rng.uniform(0.95, 1.05)
-    root = table["root"][t - 1] * size * rng.uniform(0.9, 1.1)
+    shape.crown *= rng.uniform(0.95, 1.05)
+    shape.root *= rng.uniform(0.95, 1.05)
+    crown = shape.crown
     # Curve of Spee: premolars sit a little lower than incisors and molars, in both arches.
     frac = abs(s) / arch.length
     z_tip = (bite_gap / 2 if upper else -bite_gap / 2) - spee * np.sin(np.pi * min(frac, 1.0))
     if upper and t in (1, 2):
         z_tip -= rng.uniform(1.0, 2.5)  # overbite: upper incisors reach past the lower ones
-    anchor = np.array([point[0], point[1], 0.0]) + normal_3(normal) * rng.normal(0, 0.4)
+    shift = rng.normal(0, 0.4) + events.shifts.get(fdi, 0.0)  # + buccal, - lingual (crowded incisors)
+    anchor = np.array([point[0], point[1], 0.0]) + normal_3(normal) * shift
     # The crown's mid-height sits on the arch line; its tip on the occlusal plane.
     centre = anchor - frame[:, 2] * crown / 2
     centre[2] = z_tip - frame[2, 2] * crown
-    return ToothPlan(fdi, centre, frame, table["md"][t - 1] * size, table["bl"][t - 1] * size, crown, root, arch_s=s)
+    return ToothPlan(fdi, centre, frame, shape, arch_s=s)
 
 
 def normal_3(normal2: np.ndarray) -> np.ndarray:
     return np.array([normal2[0], normal2[1], 0.0])
 
 
-def _impact(rng: np.random.Generator, plan: ToothPlan) -> None:
-    """A third molar stuck in the bone: tipped mesially (or lying down), crown below the crest."""
+def impact(rng: np.random.Generator, plan: ToothPlan, angle: tuple[float, float] = (25, 90)) -> None:
+    """A tooth stuck in the bone: tipped mesially (or lying down), crown below the crest."""
     plan.impacted = True
-    angle = rng.uniform(25, 90)
-    plan.frame = plan.frame @ rotation([0, 1, 0], -angle)  # crown towards the second molar
+    tilt = rng.uniform(*angle)
+    plan.frame = plan.frame @ rotation([0, 1, 0], -tilt)  # crown towards the mesial neighbour
     plan.centre = plan.centre + np.array([0, 0, 1.0 if plan.upper else -1.0]) * (plan.crown * 0.8 + 2.0)
-    plan.root *= rng.uniform(0.4, 0.8)  # roots still forming
+    plan.shape.root *= rng.uniform(0.4, 0.8)  # roots still forming

@@ -15,12 +15,18 @@ from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.phantom import scanner
 from TeethSegmentationLib.phantom import tissue as T
 from TeethSegmentationLib.phantom.dentition import Dentition, plan_dentition
+from TeethSegmentationLib.phantom.family import FAMILIES as FAMILY_TABLE
+from TeethSegmentationLib.phantom.family import Family
+from TeethSegmentationLib.phantom.family import family as family_of
+from TeethSegmentationLib.phantom.field_of_view import field_of_view, pick_grid
 from TeethSegmentationLib.phantom.grid import Convention, Grid, apply_convention, pick_convention, slices
 from TeethSegmentationLib.phantom.head import HeadPlan, paint_head, plan_head
-from TeethSegmentationLib.phantom.tooth import local_box, paint_brackets, paint_tooth
+from TeethSegmentationLib.phantom.mouth import paint_brackets, paint_tooth
+from TeethSegmentationLib.phantom.tooth import local_box
 
 SIZES = ("tiny", "small", "realistic")
-FOVS = ("crop", "jaws", "head")
+FOVS = ("crop", "jaws", "head", "lower", "upper")  # lower/upper: one arch, the other outside the scan
+FAMILIES = tuple(FAMILY_TABLE)
 GREYS = ("hu", "uncalibrated", "uint16", "uint8", "random")
 CONVENTIONS = ("random", "ras_identity", "lps_standard")
 
@@ -55,46 +61,6 @@ def _spacing(spacing, conv: Convention) -> np.ndarray | None:
     return out
 
 
-def _field_of_view(rng: np.random.Generator, dent: Dentition, fov: str) -> tuple[np.ndarray, np.ndarray, str | None]:
-    boxes = np.array([local_box(p, margin=0.0) for p in dent.teeth])
-    lo, hi = boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)
-    cut = None
-    if fov == "crop":
-        lo, hi = lo - rng.uniform(1, 5, 3), hi + rng.uniform(1, 5, 3)
-        if rng.random() < 0.25:  # the scan misses part of the dentition
-            cut = str(rng.choice(["posterior", "right", "left", "top", "bottom"]))
-            axis, end = {"posterior": (1, 0), "right": (0, 1), "left": (0, 0), "top": (2, 1), "bottom": (2, 0)}[cut]
-            amount = rng.uniform(5, 14)
-            if end:
-                hi[axis] -= amount
-            else:
-                lo[axis] += amount
-    elif fov == "jaws":
-        half = np.abs(np.concatenate([lo[:1], hi[:1]])).max() + rng.uniform(15, 25)
-        lo = np.array([-half, lo[1] - rng.uniform(35, 45), lo[2] - rng.uniform(15, 25)])
-        hi = np.array([half, hi[1] + rng.uniform(15, 22), hi[2] + rng.uniform(20, 35)])
-    else:
-        front = hi[1] + rng.uniform(15, 30)
-        lo = np.array([-75.0, front - 150.0, -62.0]) + rng.uniform(-3, 3, 3)
-        hi = np.array([75.0, front, 50.0]) + rng.uniform(-3, 3, 3)
-    return lo, hi, cut
-
-
-def _pick_grid(rng, lo, hi, size: str, fov: str, spacing: np.ndarray | None) -> Grid:
-    extent = float(np.max(hi - lo))
-    if spacing is None:
-        if size == "tiny":
-            base = max(extent / int(rng.integers(58, 63)), 1.0 if fov == "crop" else 0.0)
-        elif size == "small":
-            base = extent / int(rng.integers(86, 94))
-        else:
-            base = rng.uniform(0.25, 0.35) if fov == "head" else rng.uniform(0.4, 0.5)
-        spacing = np.full(3, base)
-        if size != "tiny" and rng.random() < 0.25:
-            spacing[2] *= rng.uniform(1.05, 1.5)  # anisotropic: thicker slices
-    return Grid.around(lo, hi, spacing)
-
-
 def make_phantom(
     seed: int,
     size: str = "realistic",
@@ -102,25 +68,32 @@ def make_phantom(
     grey: str = "random",
     spacing: float | tuple | None = None,
     convention: str = "random",
+    family: str = "A",
     **options,
 ) -> PhantomCase:
     """A synthetic dental CBCT with its exact FDI label map, deterministic for a seed.
 
+    ``family``: "A" (the training family) or "B" (never trained on: other shapes, arches, grey values,
+    texture, noise and artefacts). ``fov`` "lower" / "upper": one arch, the other outside the scan.
     Options: ``missing`` (False: all 32 teeth), ``metal`` (False: no restorations, implants, brackets),
     ``artifacts`` (False: no streaks, rings, cupping, drift), ``noise`` (False), ``bite_gap`` (mm).
     """
     _check(size, fov, grey, convention)
+    fam = family_of(family)
     rng = np.random.default_rng(seed)
     conv = pick_convention(np.random.default_rng([seed, 1]), convention)  # own stream: same anatomy in any convention
-    dent = plan_dentition(rng, fov, options)
+    extra = np.random.default_rng([seed, 2])  # own stream: the anatomy added to family A's first draws
+    if fov in ("lower", "upper") and "bite_gap" not in options:
+        options = {**options, "bite_gap": float(extra.uniform(6, 10))}  # open on a bite block
+    dent = plan_dentition(rng, fov, options, fam, extra)
     head = plan_head(rng, dent, fov)
-    lo, hi, cut = _field_of_view(rng, dent, fov)
-    grid = _pick_grid(rng, lo, hi, size, fov, _spacing(spacing, conv))
+    lo, hi, cut = field_of_view(rng, dent, fov)
+    grid = pick_grid(rng, lo, hi, size, fov, _spacing(spacing, conv))
     brackets = options.get("metal", True) and rng.random() < (0.15 if fov == "crop" else 0.25)
-    hu, label_map, objects = _draw(rng, grid, dent, head, fov, brackets)
-    effects = _scanner(rng, hu, grid, objects, fov, options)
+    hu, label_map, objects = _draw(rng, grid, dent, head, fov, brackets, fam, extra)
+    effects = _scanner(rng, hu, grid, objects, fov, options, fam, extra)
     kind = str(rng.choice(GREYS[:4], p=[0.25, 0.35, 0.25, 0.15])) if grey == "random" else grey
-    values, mapping = scanner.to_grey(hu, kind, rng)
+    values, mapping = scanner.to_grey(hu, kind, rng, gamma=float(extra.uniform(*fam.gamma)))
     del hu
     image_array, matrix = apply_convention(values, grid.ijk_to_ras, conv)
     label_array, _ = apply_convention(label_map, grid.ijk_to_ras, conv)
@@ -128,6 +101,7 @@ def make_phantom(
     present = [n for n in fdi.FDI_NUMBERS if counts[n] > 0]
     info = {
         "seed": int(seed),
+        "family": fam.name,
         "size": size,
         "fov": fov,
         "grey": kind,
@@ -137,12 +111,13 @@ def make_phantom(
         "convention": conv.describe(),
         "present": present,
         "voxels": {str(n): int(counts[n]) for n in present},
-        "cut_teeth": sorted(p.fdi for p in dent.teeth if not p.implant and _cut(grid, p)),
+        "cut_teeth": sorted(p.fdi for p in dent.teeth if p.natural and _cut(grid, p)),
         "cropped_side": cut,
         "brackets": bool(brackets),
         "grey_mapping": _rounded(mapping),
         **dent.info,
         **effects,
+        "teeth": {str(p.fdi): _geometry(p) for p in dent.teeth if p.natural and p.fdi in present},
     }
     image = Volume(image_array, matrix, conv.space, {"phantom": True})
     return PhantomCase(image, Volume(label_array, matrix.copy(), conv.space, {"phantom": True}), info)
@@ -155,13 +130,26 @@ def _rounded(mapping: dict) -> dict:
     }
 
 
+def _geometry(plan) -> dict:
+    """Where a tooth is: cervical centre and long axis (RAS, towards the crown), root count, trunk and length."""
+    return {
+        "cej": np.round(plan.centre, 3).tolist(),
+        "axis": np.round(plan.frame[:, 2], 4).tolist(),
+        "distal": np.round(plan.frame[:, 0], 4).tolist(),
+        "roots": plan.shape.root_count,
+        "trunk_mm": round(plan.shape.trunk, 2),
+        "root_mm": round(plan.shape.root, 2),
+        "crown_mm": round(plan.shape.crown, 2),
+    }
+
+
 def _cut(grid: Grid, plan) -> bool:
     lo, hi = local_box(plan, margin=-1.0)
     top = grid.origin + (np.array(grid.shape) - 1) * grid.spacing
     return bool(np.any(lo < grid.origin) or np.any(hi > top))
 
 
-def _paint_region(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool, teeth: bool):
+def _paint_region(grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool, teeth: bool):
     """Tissue classes (and labels) of one grid; teeth only when asked (not on a coarse grid)."""
     tissue = np.full(grid.shape, T.AIR, dtype=np.uint8)
     labels = np.zeros(grid.shape, dtype=np.uint8)
@@ -170,26 +158,26 @@ def _paint_region(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, br
     if teeth:
         fine = float(grid.spacing.max()) <= 0.6
         # Natural teeth first, so that implants and brackets never take a labelled voxel.
-        for plan in sorted(dent.teeth, key=lambda p: p.implant):
+        for plan in sorted(dent.teeth, key=lambda p: not p.natural):
             obj = paint_tooth(tissue, labels, grid, plan, fine)
             if obj:
                 objects.append(obj)
         if brackets:
-            chosen = [p for p in dent.teeth if p.type <= 5 and not (p.implant or p.impacted)]
+            chosen = [p for p in dent.teeth if p.type <= 5 and p.natural and not p.impacted]
             objects += paint_brackets(tissue, labels, grid, chosen)
     return tissue, labels, objects
 
 
-def _draw(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool):
+def _draw(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: bool, fam: Family, extra):
     factor = int(np.floor(1.0 / float(grid.spacing.max()))) if fov == "head" else 1
-    table = T.lookup(rng)  # one set of grey values per case, shared by the coarse and the fine drawing
+    table = T.lookup(rng, fam.hu)  # one set of grey values per case, shared by the coarse and the fine drawing
     if factor < 2:
-        tissue, labels, objects = _paint_region(rng, grid, dent, head, fov, brackets, True)
-        return scanner.density(tissue, grid.spacing, table, rng), labels, objects
+        tissue, labels, objects = _paint_region(grid, dent, head, fov, brackets, True)
+        return scanner.density(tissue, grid.spacing, table, rng, fam.texture), labels, objects
     # A whole head: the large anatomy on a ~1 mm grid, upsampled; the jaws redrawn at full resolution.
     coarse = grid.coarse(factor)
-    tissue, _, _ = _paint_region(rng, coarse, dent, head, fov, False, False)
-    hu = _upsample(scanner.density(tissue, coarse.spacing, table, rng), factor, grid.shape)
+    tissue, _, _ = _paint_region(coarse, dent, head, fov, False, False)
+    hu = _upsample(scanner.density(tissue, coarse.spacing, table, rng, fam.texture), factor, grid.shape)
     boxes = np.array([local_box(p) for p in dent.teeth])
     box = grid.index_box(boxes[:, 0].min(axis=0) - 10, boxes[:, 1].max(axis=0) + 10)
     labels = np.zeros(grid.shape, dtype=np.uint8)
@@ -200,9 +188,9 @@ def _draw(rng, grid: Grid, dent: Dentition, head: HeadPlan, fov: str, brackets: 
             grid.spacing,
             tuple(int(b - a) for a, b in zip(*box, strict=False)),
         )
-        tissue, sub_labels, objects = _paint_region(rng, sub, dent, head, fov, brackets, True)
+        tissue, sub_labels, objects = _paint_region(sub, dent, head, fov, brackets, True)
         sl = slices(*box)
-        hu[sl] = scanner.density(tissue, sub.spacing, table, rng)
+        hu[sl] = scanner.density(tissue, sub.spacing, table, rng, fam.texture)
         labels[sl] = sub_labels
     return hu, labels, objects
 
@@ -215,7 +203,7 @@ def _upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int, int]) -> n
     return np.ascontiguousarray(up[0, 0, : shape[0], : shape[1], : shape[2]].numpy())
 
 
-def _scanner(rng, hu: np.ndarray, grid: Grid, objects: list[dict], fov: str, options: dict) -> dict:
+def _scanner(rng, hu: np.ndarray, grid: Grid, objects: list[dict], fov: str, options: dict, fam: Family, extra) -> dict:
     effects: dict = {}
     blur_mm = rng.uniform(0.25, 0.5)
     scanner.blur(hu, grid.spacing, blur_mm)
@@ -223,12 +211,13 @@ def _scanner(rng, hu: np.ndarray, grid: Grid, objects: list[dict], fov: str, opt
     if options.get("artifacts", True):
         scanner.metal_streaks(hu, grid, objects, rng)
         effects.update(scanner.scanner_effects(hu, grid, rng, 1.5 if fov == "head" else 0.7))
+        effects.update(scanner.family_artefacts(hu, grid, extra, fam.artefacts))
     low_dose = fov == "head" and rng.random() < 0.5
     sigma = rng.uniform(60, 140) if low_dose else rng.uniform(20, 70)
     if options.get("noise", True):
-        scanner.add_noise(hu, rng, sigma, correlated=hu.size < 30_000_000)
+        scanner.add_noise(hu, rng, sigma, correlated=hu.size < 30_000_000, model=fam.noise)
     effects["noise_hu"] = round(float(sigma), 1)
-    if fov == "head" or (fov == "jaws" and rng.random() < 0.5):
+    if fov == "head" or (fov in ("jaws", "lower", "upper") and rng.random() < 0.5):
         outside = float(rng.choice([-1000.0, -1024.0, -1500.0]))
         effects["fov_radius_mm"] = round(scanner.truncate_fov(hu, grid, rng, outside), 1)
     return effects

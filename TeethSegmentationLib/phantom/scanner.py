@@ -12,16 +12,23 @@ from TeethSegmentationLib.phantom.grid import Grid
 GREY_KINDS = ("hu", "uncalibrated", "uint16", "uint8")
 
 
-def density(tissue: np.ndarray, spacing: np.ndarray, table: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Hounsfield-like float32 values (``table``: class -> HU), with a trabecular texture in spongy bone."""
+def density(
+    tissue: np.ndarray, spacing: np.ndarray, table: np.ndarray, rng: np.random.Generator, texture: str = "smooth"
+) -> np.ndarray:
+    """Hounsfield-like float32 values (``table``: class -> HU), with a trabecular texture in spongy bone:
+    "smooth" a soft Gaussian field; "rods" coarser, thresholded into marrow spaces and trabeculae."""
     hu = table[tissue]
     trabecular = tissue == T.TRABECULAR
     if trabecular.any():
-        sigma = np.maximum(0.45 / np.asarray(spacing), 0.5)
+        grain = 0.45 if texture == "smooth" else 0.8
+        sigma = np.maximum(grain / np.asarray(spacing), 0.5)
         field = rng.standard_normal(tissue.shape, dtype=np.float32)
         field = ndimage.gaussian_filter(field, sigma, truncate=2.5)
         field /= field.std() + 1e-6
-        hu[trabecular] += 420 * np.tanh(1.3 * field[trabecular])
+        if texture == "smooth":
+            hu[trabecular] += 420 * np.tanh(1.3 * field[trabecular])
+        else:
+            hu[trabecular] += np.where(field[trabecular] > 0.3, 520.0, -300.0)
     return hu
 
 
@@ -97,14 +104,53 @@ def scanner_effects(hu: np.ndarray, grid: Grid, rng: np.random.Generator, streng
     return {"cupping": round(float(cup), 3)}
 
 
-def add_noise(hu: np.ndarray, rng: np.random.Generator, sigma_hu: float, correlated: bool) -> None:
-    """Gaussian noise (slightly correlated like reconstructed CBCT noise), slab by slab to save memory."""
+def family_artefacts(hu: np.ndarray, grid: Grid, rng: np.random.Generator, kinds: tuple[str, ...]) -> dict:
+    """Artefacts family A never shows: a motion ghost, view-aliasing streaks, scatter shading near dense teeth."""
+    out: dict = {}
+    if "scatter" in kinds:  # dark shading between and around dense structures (scatter, beam hardening)
+        step = 4
+        dense = np.clip(hu[::step, ::step, ::step] - 1200, 0, 2000) / 2000
+        shade = ndimage.gaussian_filter(dense, 5.0 / (step * grid.spacing), truncate=2.0)
+        amount = float(rng.uniform(150, 450))
+        shade = np.repeat(np.repeat(np.repeat(shade, step, 0), step, 1), step, 2)[
+            : hu.shape[0], : hu.shape[1], : hu.shape[2]
+        ]
+        hu -= amount * shade / max(float(shade.max()), 1e-6)
+        out["scatter_hu"] = round(amount, 1)
+    if "aliasing" in kinds:  # fine streaks radiating from the rotation axis over every slice
+        x, y = _plane(grid)
+        centre = grid.origin + (np.array(grid.shape) - 1) / 2 * grid.spacing
+        theta = np.arctan2(y - centre[1], x - centre[0])
+        r = np.hypot(x - centre[0], y - centre[1])
+        amp = float(rng.uniform(20, 60))
+        pattern = amp * np.cos(int(rng.integers(60, 160)) * theta) * np.clip(r / 30, 0, 1)
+        hu += pattern.astype(np.float32)[:, :, None]
+        out["aliasing_hu"] = round(amp, 1)
+    if "motion" in kinds and rng.random() < 0.6:  # the patient moved: a faint shifted copy
+        shift_mm = rng.uniform(0.6, 2.0, 2) * rng.choice([-1, 1], 2)
+        shift = np.rint(shift_mm / grid.spacing[:2]).astype(int)
+        weight = float(rng.uniform(0.1, 0.3))
+        hu *= 1 - weight
+        hu += weight * np.roll(hu / (1 - weight), tuple(shift), axis=(0, 1))
+        out["motion_mm"] = np.round(shift_mm, 2).tolist()
+    return out
+
+
+def add_noise(
+    hu: np.ndarray, rng: np.random.Generator, sigma_hu: float, correlated: bool, model: str = "gaussian"
+) -> None:
+    """Noise slab by slab (to save memory). "gaussian": additive, slightly correlated like reconstructed
+    CBCT noise; "poisson": its amplitude grows with attenuation (quantum noise through dense tissue), with
+    a coarser grain."""
     step = max(1, 2_000_000 // (hu.shape[0] * hu.shape[1]))
+    width, gain = (0.6, 3.3) if model == "gaussian" else (1.0, 6.7)
     for k in range(0, hu.shape[2], step):
         slab = hu[:, :, k : k + step]
         noise = rng.standard_normal(slab.shape, dtype=np.float32)
         if correlated:
-            noise = ndimage.gaussian_filter(noise, 0.6, truncate=2.0) * 3.3
+            noise = ndimage.gaussian_filter(noise, width, truncate=2.0) * gain
+        if model == "poisson":
+            noise *= np.sqrt(np.clip(slab + 1000, 50, 5000) / 1000)
         slab += sigma_hu * noise
 
 
@@ -118,8 +164,16 @@ def truncate_fov(hu: np.ndarray, grid: Grid, rng: np.random.Generator, outside: 
     return radius
 
 
-def to_grey(hu: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Store the values like a real file would: HU, uncalibrated, unsigned 16-bit or an 8-bit window."""
+def to_grey(hu: np.ndarray, kind: str, rng: np.random.Generator, gamma: float = 1.0) -> tuple[np.ndarray, dict]:
+    """Store the values like a real file would: HU, uncalibrated, unsigned 16-bit or an 8-bit window;
+    ``gamma`` != 1 bends the grey-value profile first (a vendor's non-linear transfer)."""
+    if gamma != 1.0:
+        np.clip(hu, -1000, None, out=hu)
+        hu += 1000
+        hu /= 3000
+        np.power(hu, gamma, out=hu)
+        hu *= 3000
+        hu -= 1000
     if kind == "hu":
         top = float(rng.choice([3071, 4095, 8191]))
         return np.clip(np.rint(hu), -1024, top).astype(np.int16), {"top": top}

@@ -26,9 +26,15 @@ MEAN_HU = {
 }
 
 
-def lookup(rng: np.random.Generator) -> np.ndarray:
-    """Per-case grey value of each class (a little variation between scans)."""
+NAMES = {"AIR": AIR, "SOFT": SOFT, "FAT": FAT, "TRABECULAR": TRABECULAR, "CORTICAL": CORTICAL, "DENTIN": DENTIN}
+NAMES.update({"ENAMEL": ENAMEL, "PULP": PULP, "AMALGAM": AMALGAM, "TITANIUM": TITANIUM, "GUTTA": GUTTA})
+NAMES.update({"PLASTIC": PLASTIC, "CERAMIC": CERAMIC})
+
+
+def lookup(rng: np.random.Generator, overrides: dict[str, float] | None = None) -> np.ndarray:
+    """Per-case grey value of each class (a little variation between scans); ``overrides``: name -> mean HU."""
     table = np.full(256, -1000.0, dtype=np.float32)
-    for cls, hu in MEAN_HU.items():
+    means = {**MEAN_HU, **{NAMES[name]: hu for name, hu in (overrides or {}).items()}}
+    for cls, hu in means.items():
         table[cls] = hu + (abs(hu) * rng.uniform(-0.08, 0.08) if cls != AIR else 0.0)
     return table

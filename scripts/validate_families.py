@@ -1,0 +1,141 @@
+"""The shipped model on unseen phantoms of both families, per field of view: in-family (A, the training
+family) and out-of-family (B, never trained on) figures side by side.
+
+    python scripts/validate_families.py                      # 5 cases per family and field of view
+    python scripts/validate_families.py --cases 3 --fovs crop lower --families A B
+
+Each case is written as NRRD (cached under --work), segmented in-process by the same pipeline as
+`teethseg segment`, and scored like `teethseg evaluate`. Besides binary Dice, per-tooth Dice and
+identification, it counts teeth split into two numbers (a second predicted number covers >= 20 % of a
+true tooth) and lost teeth (less than half of a true tooth covered by any predicted tooth). Seeds 30000...
+(a thousand per field of view) are used by neither training (100...) nor the training script's own
+validation (10000...). Writes the figures to --work/validation.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from TeethSegmentationLib.events import NullReporter  # noqa: E402
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file  # noqa: E402
+from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
+
+FOVS = ("crop", "jaws", "head", "lower", "upper")
+SEED = 30_000
+COLUMNS = ("dice_binary", "dice_per_tooth", "identification_accuracy", "split", "lost", "spurious", "truth_teeth")
+
+
+def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list[int]]:
+    """True teeth covered by two predicted numbers (each >= 20 % of the tooth), and teeth less than half covered."""
+    both = truth.astype(np.int64).ravel() * 256 + pred.astype(np.int64).ravel()
+    table = np.bincount(both, minlength=256 * 256).reshape(256, 256)
+    split, lost = [], []
+    for n in np.flatnonzero(table[1:].sum(axis=1)) + 1:
+        size = table[n].sum()
+        covering = table[n, 1:]
+        if (covering >= 0.2 * size).sum() >= 2:
+            split.append(int(n))
+        if covering.sum() < 0.5 * size:
+            lost.append(int(n))
+    return split, lost
+
+
+def run_case(model, folder: Path, name: str, seed: int, fov: str, family: str, head_spacing) -> dict:
+    truth_dir, pred_dir = folder / "truth", folder / "pred"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    image_path, labels_path = truth_dir / f"{name}.nrrd", truth_dir / f"{name}.labels.nrrd"
+    start = time.perf_counter()
+    if not labels_path.exists():
+        spacing = head_spacing if fov == "head" else None
+        case = make_phantom(seed, size="realistic", fov=fov, family=family, spacing=spacing)
+        write_volume(case.image, image_path)
+        write_volume(case.labels, labels_path)
+    made = time.perf_counter()
+    segment_file(image_path, pred_dir, model, SegmentOptions(device="cpu"), NullReporter())
+    seconds = time.perf_counter() - made
+    pred, truth = read_volume(pred_dir / f"{name}.teeth.nrrd"), read_volume(labels_path)
+    metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
+    split, lost = split_and_lost(pred.array, truth.array)
+    metrics.update(split=len(split), lost=len(lost), split_fdi=split, lost_fdi=lost)
+    metrics.update(segment_s=round(seconds, 1), phantom_s=round(made - start, 1), seed=seed)
+    return metrics
+
+
+def summarise(cases: list[dict]) -> dict:
+    out = {"cases": len(cases)}
+    for key in ("dice_binary", "dice_per_tooth", "identification_accuracy", "segment_s"):
+        values = [c[key] for c in cases if c.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    for key in ("split", "lost", "spurious", "truth_teeth", "missed"):
+        out[key] = int(sum(c[key] for c in cases))
+    return out
+
+
+def table(results: dict, families: list[str], fovs: list[str]) -> str:
+    names = {"dice_binary": "Dice", "dice_per_tooth": "tooth", "identification_accuracy": "ident"}
+    head = f"{'field of view':<14}" + "".join(f"{names.get(k, k) + ' ' + f:>10}" for k in COLUMNS[:3] for f in families)
+    head += "".join(f"{k + ' ' + f:>10}" for k in ("split", "lost", "spur", "teeth") for f in families)
+    rows = [head, "-" * len(head)]
+    for fov in fovs:
+        row = f"{fov:<14}"
+        for key in COLUMNS[:3]:
+            for fam in families:
+                value = results[fam][fov][key]
+                row += f"{'-':>10}" if value is None else f"{value:>10.3f}"
+        for key in ("split", "lost", "spurious", "truth_teeth"):
+            for fam in families:
+                row += f"{results[fam][fov][key]:>10d}"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "validate_families")
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--fovs", nargs="+", default=list(FOVS), choices=FOVS)
+    parser.add_argument("--families", nargs="+", default=["A", "B"], choices=["A", "B"])
+    parser.add_argument("--head-spacing", type=float, default=None, help="mm; default: realistic (0.25-0.35)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    log = logging.getLogger("validate_families")
+    model = load_model(args.model)
+    results: dict = {fam: {} for fam in args.families}
+    per_case: dict = {fam: {} for fam in args.families}
+    for fov in args.fovs:
+        for fam in args.families:
+            folder = args.work / fam / fov
+            cases = []
+            for n in range(args.cases):
+                seed = SEED + 1000 * FOVS.index(fov) + n
+                metrics = run_case(model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing)
+                log.info(
+                    f"{fam} {fov} seed {seed}: Dice {metrics['dice_binary']:.3f} tooth {metrics['dice_per_tooth']:.3f} "
+                    f"ident {metrics['identification_accuracy']:.3f} split {metrics['split_fdi']} lost "
+                    f"{metrics['lost_fdi']} spurious {metrics['spurious_fdi']} ({metrics['segment_s']} s)"
+                )
+                cases.append(metrics)
+            results[fam][fov] = summarise(cases)
+            per_case[fam][fov] = cases
+            out = {"model": str(args.model), "summary": results, "cases": per_case}
+            (args.work / "validation.json").write_text(json.dumps(out, indent=2, default=str))
+    print(table(results, args.families, args.fovs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
