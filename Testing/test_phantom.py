@@ -250,3 +250,150 @@ def test_head_is_cheap():
     case = make_phantom(1, size="realistic", fov="head", spacing=0.3)
     assert time.perf_counter() - start < 90
     assert len(case.info["present"]) > 20
+
+
+# --- Anatomy (issue 12): textbook roots, single-arch scans, dental work, family B -----------------------
+
+TEXTBOOK_ROOTS = {(True, 4): 2, (True, 6): 3, (True, 7): 3, (False, 6): 2, (False, 7): 2}  # every other tooth: 1
+
+
+def _root_sections(case, depth_fraction: float = 0.3, min_area_mm2: float = 1.0) -> dict[int, int]:
+    """Pieces of each tooth's label on a plane across its axis, 30 % of the way from the furcation to the
+    apex (slivers under ``min_area_mm2`` ignored): one per root."""
+    lab, origin, spacing = case.labels.array, case.labels.origin, case.labels.spacing
+    step = 0.15
+    grid = np.arange(-8, 8 + 1e-6, step)
+    out = {}
+    for key, geo in case.info["teeth"].items():
+        cej, axis, distal = (np.array(geo[k]) for k in ("cej", "axis", "distal"))
+        depth = geo["trunk_mm"] + depth_fraction * (geo["root_mm"] - geo["trunk_mm"])
+        points = cej - axis * depth + grid[:, None, None] * distal + grid[None, :, None] * np.cross(axis, distal)
+        ijk = ((points - origin) / spacing).reshape(-1, 3).T
+        plane = ndimage.map_coordinates((lab == int(key)).astype(np.uint8), ijk, order=0).reshape(len(grid), -1)
+        pieces, count = ndimage.label(plane)
+        areas = ndimage.sum(plane, pieces, range(1, count + 1)) * step**2
+        out[int(key)] = int((np.asarray(areas) >= min_area_mm2).sum())
+    return out
+
+
+@pytest.fixture(scope="module")
+def fine_cases():
+    """One 0.5 mm case per family, every tooth present, no metal: fine enough to count roots."""
+    kw = dict(size="small", spacing=0.5, grey="hu", convention="ras_identity", missing=False, metal=False)
+    return {fam: make_phantom(0, family=fam, **kw) for fam in ("A", "B")}
+
+
+def test_textbook_root_counts_in_the_label_map(fine_cases):
+    case = fine_cases["A"]
+    sections = _root_sections(case)
+    expected = {n: TEXTBOOK_ROOTS.get((fdi.is_upper(n), n % 10), 1) for n in case.info["present"]}
+    assert {int(n): c for n, c in case.info["root_counts"].items()} == expected
+    assert sections == expected
+    assert {n for n, c in expected.items() if c == 3} >= {16, 17, 26, 27}  # upper molars: three roots
+    assert {n for n, c in expected.items() if c == 2} >= {14, 24, 36, 37, 46, 47}
+    # Family B has anatomical variants (one-rooted upper 4, two-rooted lower 3...), drawn as recorded.
+    assert _root_sections(fine_cases["B"]) == {int(n): c for n, c in fine_cases["B"].info["root_counts"].items()}
+
+
+def test_lower_molar_furcation_3_to_4_mm_below_the_cej(fine_cases):
+    case = fine_cases["A"]
+    for n in (36, 46):
+        assert 3.0 <= case.info["teeth"][str(n)]["trunk_mm"] <= 4.0
+    above = _root_sections(case, depth_fraction=-0.3 / case.info["teeth"]["46"]["root_mm"])
+    assert above[46] == above[36] == 1  # the root trunk: one piece just above the furcation
+
+
+def test_every_root_is_labelled_to_its_apex(fine_cases):
+    case = fine_cases["A"]
+    for key, geo in case.info["teeth"].items():
+        if int(key) in case.info["impacted"] or int(key) in case.info["cut_teeth"]:
+            continue
+        voxels = case.labels.ijk_to_ras_points(np.argwhere(case.labels.array == int(key)))
+        along = (voxels - np.array(geo["cej"])) @ np.array(geo["axis"])
+        assert along.min() < -0.85 * geo["root_mm"], key  # the apex end is labelled
+        assert along.max() > 0.8 * geo["crown_mm"], key  # and so is the crown
+
+
+@pytest.mark.parametrize("family", ["A", "B"])
+@pytest.mark.parametrize("fov", ["lower", "upper"])
+def test_single_arch_fields_of_view_hold_only_that_jaw(fov, family):
+    for seed in range(4):
+        case = make_phantom(seed, size="tiny", fov=fov, family=family, convention="ras_identity", grey="hu")
+        present = case.info["present"]
+        assert present and all(fdi.is_upper(n) == (fov == "upper") for n in present), present
+        assert len(present) >= 10
+        z = case.labels.ijk_to_ras_points(np.argwhere(case.labels.array > 0))[:, 2]
+        top = case.labels.origin[2] + (case.labels.shape[2] - 1) * case.labels.spacing[2]
+        # The scan reaches past the roots into the jaw's bone, away from the occlusal plane.
+        if fov == "lower":
+            assert z.min() - case.labels.origin[2] > 5
+        else:
+            assert top - z.max() > 5
+
+
+def test_quadrants_mirrored_in_every_family_and_field_of_view():
+    for family in ("A", "B"):
+        for fov in ("crop", "lower", "upper"):
+            case = make_phantom(5, size="tiny", fov=fov, family=family, convention="ras_identity")
+            for n in case.info["present"]:
+                x = _ras_centroid(case, case.labels.array == n)[0]
+                assert (x > 0) == (fdi.quadrant(n) in (1, 4)), (family, fov, n, x)  # +x = patient's right
+
+
+def _dental_work_cases(kind: str, wanted: int = 2) -> list:
+    found = []
+    for seed in range(200):
+        case = make_phantom(seed, size="tiny", grey="hu", convention="ras_identity", noise=False, artifacts=False)
+        if any(w["kind"] == kind for w in case.info["dental_work"].values()):
+            found.append(case)
+            if len(found) == wanted:
+                break
+    assert found, f"no {kind} in 200 seeds"
+    return found
+
+
+@pytest.mark.parametrize("kind", ["pontic", "implant"])
+def test_pontics_and_implants_are_drawn_but_not_labelled(kind):
+    for case in _dental_work_cases(kind):
+        for key, work in case.info["dental_work"].items():
+            if work["kind"] != kind:
+                continue
+            assert int(key) not in case.info["present"]
+            below = 0.5 * work["crown_mm"] if kind == "pontic" else -4.0  # the pontic's crown, the implant's screw
+            centre = np.array(work["cej"]) + np.array(work["axis"]) * below
+            voxels = case.image.ijk_to_ras_points(np.argwhere(np.ones(case.image.shape, dtype=bool)))
+            near = (np.linalg.norm(voxels - centre, axis=1) < 2.0).reshape(case.image.shape)
+            assert near.sum() >= 4
+            assert np.median(case.image.array[near]) > 2500, (kind, key)  # ceramic, metal or titanium is there
+            assert (case.labels.array[near] == 0).all(), (kind, key)  # ... and unlabelled
+        abutments = [int(k) - 1 for k, w in case.info["dental_work"].items() if w["kind"] == "pontic"]
+        for n in abutments:  # a bridge's abutments are natural teeth under metal crowns: labelled
+            assert n in case.info["present"] and case.info["restorations"][str(n)] == "crown"
+
+
+def test_family_b_differs_from_family_a():
+    for seed in range(3):
+        kw = dict(size="tiny", grey="hu", convention="ras_identity", noise=False, artifacts=False)
+        a, b = make_phantom(seed, family="A", **kw), make_phantom(seed, family="B", **kw)
+        assert (a.info["family"], b.info["family"]) == ("A", "B")
+        assert (a.info["arch_form"], b.info["arch_form"]) == ("power", "catenary")
+        assert a.info["missing"] == b.info["missing"]  # paired: the same teeth, drawn differently
+        assert a.image.shape != b.image.shape or not np.array_equal(a.labels.array, b.labels.array)
+        dentin_a = np.median(a.image.array[a.labels.array > 0])
+        dentin_b = np.median(b.image.array[b.labels.array > 0])
+        assert dentin_b < dentin_a - 150  # another grey-value profile (dentin 1550 HU, not 1900)
+    a, b = make_phantom(0, size="tiny", family="A"), make_phantom(0, size="tiny", family="B")
+    assert "aliasing_hu" in b.info and "aliasing_hu" not in a.info  # another scanner
+    variants = [make_phantom(s, size="tiny", family="B").info["root_counts"] for s in range(3)]
+    assert any(counts.get(k) != v for counts in variants for k, v in (("14", 2), ("24", 2), ("33", 1), ("43", 1)))
+
+
+def test_cli_family_and_single_arch(tmp_path, capsys):
+    out = tmp_path / "b"
+    code = main(["phantom", str(out), "--size", "tiny", "--family", "B", "--fov", "lower", "--events"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["cases"][0]["family"] == "B"
+    labels = read_volume(out / "case00.labels.nrrd")
+    assert all(30 < v < 50 for v in np.unique(labels.array) if v)
+    assert main(["phantom", str(tmp_path / "c"), "--size", "tiny", "--family", "C"]) == 2

@@ -1,5 +1,6 @@
 """Slices through single phantom teeth: for each chosen tooth an axial slice through the crown, one below
-the furcation, and a vertical section along the arch (mesio-distal) and across it (bucco-lingual).
+the furcation, and a vertical section along the arch (mesio-distal, the sagittal view of a posterior
+tooth) and across it (bucco-lingual, the sagittal view of an incisor).
 
     python scripts/phantom_tooth_pictures.py OUT.png [--family A] [--seed 3] [--spacing 0.2]
 
@@ -39,19 +40,20 @@ def panels(case, fdi_number: int, step: float):
     image = case.image.array.astype(np.float32)
     labels = case.labels.array
     origin, spacing = case.image.origin, case.image.spacing
-    cej, w, u = (np.array(geo[k]) for k in ("cej", "axis", "distal"))
-    v = np.cross(w, u)
+    cej, w, u, v = (np.array(geo[k]) for k in ("cej", "axis", "distal", "buccal"))
     depth = geo["trunk_mm"] + 0.35 * (geo["root_mm"] - geo["trunk_mm"])
+    mid = (geo["crown_mm"] - geo["root_mm"]) / 2  # the vertical sections' centre; w = 0 at the CEJ
+    half_w = (geo["crown_mm"] + geo["root_mm"]) / 2 + 1.5
     out = []
-    for name, c, e1, e2, h1, h2 in (
-        ("crown (axial)", cej + w * 0.45 * geo["crown_mm"], u, v, HALF, HALF),
-        (f"root {depth:.0f} mm below CEJ", cej - w * depth, u, v, HALF, HALF),
-        ("mesio-distal", cej + w * (geo["crown_mm"] - geo["root_mm"]) / 2, u, w, HALF, 14.0),
-        ("bucco-lingual", cej + w * (geo["crown_mm"] - geo["root_mm"]) / 2, v, w, HALF, 14.0),
+    for name, c, e1, e2, h1, h2, shift in (
+        ("axial, crown", cej + w * 0.45 * geo["crown_mm"], u, v, HALF, HALF, 0.0),
+        (f"axial, {depth:.0f} mm below CEJ", cej - w * depth, u, v, HALF, HALF, 0.0),
+        ("mesio-distal section", cej + w * mid, u, w, HALF, half_w, mid),
+        ("bucco-lingual section", cej + w * mid, v, w, HALF, half_w, mid),
     ):
         grey = _sample(image, origin, spacing, c, e1, e2, h1, h2, step, 1)
         lab = _sample(labels, origin, spacing, c, e1, e2, h1, h2, step, 0) == fdi_number
-        out.append((name, grey, lab, (-h1, h1, -h2, h2)))
+        out.append((name, grey, lab, (-h1, h1, shift - h2, shift + h2)))
     return out
 
 
@@ -88,7 +90,11 @@ def main() -> int:
             ax.contour(lab.T.astype(float), levels=[0.5], colors="yellow", linewidths=0.8, extent=extent)
             ax.set_title(f"{n}: {name}", fontsize=8)
             ax.tick_params(labelsize=6)
-    fig.suptitle(f"Phantom family {args.family}, seed {args.seed}: tooth, own axis (u distal, w occlusal)", fontsize=10)
+    fig.suptitle(
+        f"Phantom family {args.family}, seed {args.seed}, {args.spacing} mm: sections along each tooth's own axes\n"
+        "axial: right = distal, up = buccal; sections: up = occlusal, 0 = cemento-enamel junction",
+        fontsize=10,
+    )
     fig.tight_layout()
     save_figure(fig, args.output)
     print(args.output)

@@ -3,7 +3,7 @@
     python scripts/train_default_model.py            # what `make model` runs
     python scripts/train_default_model.py --quick    # a smoke run in a few minutes
 
-Steps: (1) write training phantoms (seeds 100...) into --work, (2) train both stages with heavy
+Steps: (1) write training phantoms (family A only, seeds 100...) into --work, (2) train both stages with heavy
 augmentation, (3) segment validation phantoms with seeds never used in training (10000...) and run
 `evaluate` on them. The model goes to --output; the figures go to --output with suffix .validation.json
 and are quoted in Resources/Models/README.md (the model card).
@@ -29,6 +29,7 @@ from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model 
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
 from TeethSegmentationLib.training.trainer import TrainConfig, train  # noqa: E402
 
+TRAIN_FAMILY = "A"  # family B is never trained on: it measures generalisation (scripts/validate_families.py)
 TRAIN_SEED = 100
 VAL_SEED = 10_000
 VAL_FOVS = ("crop", "jaws", "head")  # fixes each field of view's validation seeds (10000, 11000, 12000)
@@ -49,7 +50,7 @@ def write_cases(
         if not (folder / f"{name}.labels.nrrd").exists():
             fov = fov_of(n, fovs)
             spacing = head_spacing if fov == "head" else None
-            case = make_phantom(seed + n, size=size, fov=fov, spacing=spacing)
+            case = make_phantom(seed + n, size=size, fov=fov, spacing=spacing, family=TRAIN_FAMILY)
             write_volume(case.image, folder / f"{name}.nrrd")
             write_volume(case.labels, folder / f"{name}.labels.nrrd")
         names.append(name)

@@ -118,6 +118,11 @@ def make_phantom(
         **dent.info,
         **effects,
         "teeth": {str(p.fdi): _geometry(p) for p in dent.teeth if p.natural and p.fdi in present},
+        "dental_work": {
+            str(p.fdi): {"kind": "implant" if p.implant else "pontic", **_geometry(p)}
+            for p in dent.teeth
+            if not p.natural
+        },
     }
     image = Volume(image_array, matrix, conv.space, {"phantom": True})
     return PhantomCase(image, Volume(label_array, matrix.copy(), conv.space, {"phantom": True}), info)
@@ -136,6 +141,7 @@ def _geometry(plan) -> dict:
         "cej": np.round(plan.centre, 3).tolist(),
         "axis": np.round(plan.frame[:, 2], 4).tolist(),
         "distal": np.round(plan.frame[:, 0], 4).tolist(),
+        "buccal": np.round(plan.frame[:, 1], 4).tolist(),
         "roots": plan.shape.root_count,
         "trunk_mm": round(plan.shape.trunk, 2),
         "root_mm": round(plan.shape.root, 2),
