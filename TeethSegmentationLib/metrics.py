@@ -9,6 +9,9 @@ Definitions (per case; ``evaluate_dirs`` also gives the mean over cases):
   (background excluded) is their own FDI number.
 - ``missed``: ground-truth teeth of which less than half the voxels are covered by any predicted tooth.
 - ``spurious``: predicted labels (teeth) with no voxel on any ground-truth tooth.
+- ``unnumbered``: predicted unnumbered teeth (label values 100, 101, ..., see ``fdi.is_unnumbered``). They
+  count as teeth in ``dice_binary`` but never identify a tooth (no truth tooth has their value), and
+  have no type in ``dice_types``.
 - ``hd95_mm``: 95th percentile of the symmetric surface distances between the binary teeth masks, in mm
   (0 when both are empty, null when only one is).
 """
@@ -23,10 +26,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import fdi_map_to_classes
+from TeethSegmentationLib.fdi import fdi_map_to_classes, is_unnumbered
 
 MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
-COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
+COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious", "unnumbered")
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,6 +100,7 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
         "identified": len(identified),
         "missed": len(missed),
         "spurious": len(spurious),
+        "unnumbered": sum(1 for f in pred_ids if is_unnumbered(f)),
         "missed_fdi": missed,
         "spurious_fdi": spurious,
         "misidentified": {str(k): v for k, v in wrong.items()},

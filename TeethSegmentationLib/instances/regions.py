@@ -48,3 +48,21 @@ def apex_skew(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.nda
     var = np.bincount(labels, weights=centred**2, minlength=n + 1) / count
     third = np.bincount(labels, weights=centred**3, minlength=n + 1) / count
     return (third / np.maximum(var, 1e-6) ** 1.5)[1:]
+
+
+# A single arch's roots point the way of its teeth's median apex skew when it is at least this clear.
+CLEAR_SKEW = 0.05
+
+
+def root_direction(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> float:
+    """+1 when the regions' roots point along ``normal`` (an upper arch), -1 against it, 0 when unclear: the
+    sign of the volume-weighted median of their apex skews."""
+    skew = apex_skew(labels, ras, normal)
+    size = np.bincount(labels, minlength=len(skew) + 1)[1:].astype(np.float64)
+    keep = size > 0
+    if not keep.any():
+        return 0.0
+    order = np.argsort(skew[keep])
+    cumulative = np.cumsum(size[keep][order])
+    median = float(skew[keep][order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    return float(np.sign(median)) if abs(median) >= CLEAR_SKEW else 0.0
