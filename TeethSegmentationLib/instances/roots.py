@@ -50,7 +50,7 @@ def parted_roots(
         side = np.where(height > plane.height, 1.0, -1.0)
     else:
         side = np.full(count, float(apical))
-    steps = max(1, int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))))
+    steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
     pairs = []
     for r in np.argsort(size, kind="stable"):  # smallest first: root tips before whole roots
         if r == 0 or size[r] == 0:

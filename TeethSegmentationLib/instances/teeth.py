@@ -117,7 +117,7 @@ def label_teeth(
     reporter.progress("instances", 0.5, "merging fragments")
 
     ras = sparse.ras_points(affine)
-    plane = find_occlusal_plane(labels, ras)
+    plane = find_occlusal_plane(labels, ras, sparse.dist)
     labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing)
     voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
     if plane.two_arches:
