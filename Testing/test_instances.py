@@ -11,6 +11,7 @@ from TeethSegmentationLib.fdi import FDI_NUMBERS, mirror_fdi_map
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.teeth import InstanceResult, label_teeth
 from TeethSegmentationLib.metrics import evaluate_pair
+from TeethSegmentationLib.phantom import make_phantom
 
 SPACING = 0.6
 
@@ -142,19 +143,10 @@ def test_bad_shapes_are_refused():
         InstanceOptions(no_such_option=1)
 
 
-def _phantom():
-    try:
-        from TeethSegmentationLib.phantom import make_phantom
-    except ImportError:
-        pytest.skip("the phantom is not available yet")
-    return make_phantom
-
-
 def test_phantom_numbering_from_truth_derived_probabilities():
     """Truth-derived probabilities (smoothed one-hot, 20% of the voxels with a neighbouring type) over several
     phantoms. The phantom's ~1 mm grid leaves lower central incisors 5 voxels wide, where two of them can fuse:
     hence the mean over seeds, and a looser bound per seed."""
-    make_phantom = _phantom()
     scores = []
     for seed in range(4):
         case = make_phantom(seed, size="small", convention="ras_identity")
@@ -181,7 +173,6 @@ def test_cut_along_arch_finds_the_contact_of_fused_teeth_only():
 def test_phantom_numbered_from_the_teeth_mask_alone():
     """Uniform type probabilities: splitting fused neighbours by their width along the arch and numbering by
     the spacing of the teeth must still number a realistic phantom (missing teeth included)."""
-    make_phantom = _phantom()
     from TeethSegmentationLib.io.orientation import reorient_to_ras
     from TeethSegmentationLib.io.resample import resample_to_spacing
 

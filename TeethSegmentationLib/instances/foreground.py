@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from TeethSegmentationLib.io.volume import bounding_box
+
 
 @dataclass
 class SparseForeground:
@@ -45,13 +47,7 @@ def foreground_mask(teeth_prob: np.ndarray, threshold: float, min_voxels: int) -
 
 def sparse_foreground(mask: np.ndarray, spacing: np.ndarray) -> SparseForeground:
     """Crop to the mask's box, pad by one voxel (every voxel then has all 26 neighbours), distance map."""
-    nonzero = (
-        np.nonzero(mask.any(axis=(1, 2)))[0],
-        np.nonzero(mask.any(axis=(0, 2)))[0],
-        np.nonzero(mask.any(axis=(0, 1)))[0],
-    )
-    lo = np.array([a[0] for a in nonzero])
-    hi = np.array([a[-1] + 1 for a in nonzero])
+    lo, hi = bounding_box(mask)
     crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1)
     dist = ndi.distance_transform_edt(crop, sampling=spacing).astype(np.float32)
     flat = np.flatnonzero(crop)

@@ -69,11 +69,11 @@ def _refit_between_jaws(
     the other has. Refit it with each jaw centred on itself, from a first split along the scanner's S axis
     (patients are scanned about upright) or, failing that, along the first normal."""
     z_height, z_two = numbering.occlusal_plane(ras[:, 2])
-    seed = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height)
+    plane = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height)
     for _ in range(2):
-        refit = numbering.occlusal_normal(centroids, centroids @ seed[0] > seed[1])
+        refit = numbering.occlusal_normal(centroids, centroids @ plane[0] > plane[1])
         refit_height, refit_two = numbering.occlusal_plane(ras @ refit)
         if not refit_two:
             break
-        seed = (refit, refit_height)
-    return seed
+        plane = (refit, refit_height)
+    return plane
