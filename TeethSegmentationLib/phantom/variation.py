@@ -41,6 +41,8 @@ class Events:
             shape.pulp = 1.6
             if plan.type == 7:
                 shape.open_apex, shape.root = True, shape.root * 0.7
+            if plan.type == 3 and rng.random() < 0.3:  # canines erupt at 11-12 years: some still on their way
+                self.erupting[n] = float(rng.uniform(0.3, 0.6))
             if plan.type == 8 and not plan.impacted:  # a crown without roots, deep in the bone
                 shape.root *= 0.12
                 _sink(plan, plan.crown + 3.0)
