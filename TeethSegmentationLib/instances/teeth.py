@@ -29,7 +29,7 @@ import numpy as np
 
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX, unnumbered_label, unnumbered_name
-from TeethSegmentationLib.instances import fused, numbering
+from TeethSegmentationLib.instances import confidence, fused, numbering
 from TeethSegmentationLib.instances.foreground import (
     SparseForeground,
     foreground_mask,
@@ -41,7 +41,7 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_stats
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
 
@@ -49,7 +49,7 @@ from TeethSegmentationLib.instances.watershed import drain, markers
 class ToothInstance:
     fdi: int
     type: int
-    confidence: float  # mean probability of the assigned type x mean foreground probability, 0..1
+    confidence: float  # calibrated probability that the number and outline are right, 0..1 (:mod:`confidence`)
     voxel_count: int
     centroid_ras: tuple[float, float, float]
     instance_id: int = 0  # value in InstanceResult.instance_map
@@ -59,6 +59,7 @@ class ToothInstance:
     arch_position_mm: float = 0.0  # signed arc length from the midline, + towards the patient's right
     label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
     numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
+    features: tuple[float, ...] = ()  # confidence.FEATURES, what the confidence is calibrated from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +118,9 @@ def label_teeth(
     reporter.progress("instances", 0.5, "merging fragments")
 
     ras = sparse.ras_points(affine)
-    plane = find_occlusal_plane(labels, ras, sparse.dist)
-    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing)
+    peak = region_peaks(labels, sparse.dist)
+    plane = find_occlusal_plane(labels, ras, peak)
+    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
@@ -146,8 +148,8 @@ def _number(
 ) -> tuple[RegionStats, Assignment]:
     """The regions' statistics and their FDI numbers."""
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
-    skew = apex_skew(labels, voxels.ras, plane.normal)
-    return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+    stats.skew = apex_skew(labels, voxels.ras, plane.normal)
+    return stats, numbering.assign_fdi(stats.centroid, stats.types, stats.skew, opts.side_sigma_mm, plane.known())
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:
@@ -188,7 +190,12 @@ def _result(
     index = sparse.input_flat(shape)
     instance_map = np.zeros(shape, dtype=np.uint16)
     instance_map.reshape(-1)[index] = labels
-    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3) for i, fdi in enumerate(assignment.fdi)]
+    assigned = np.where(assignment.fdi > 0, assignment.fdi % 10, np.argmax(stats.types, axis=1) + 1)
+    agreement = stats.skew * np.where(assignment.upper, 1.0, -1.0)  # > 0: the roots point the jaw's way
+    features = confidence.tooth_features(stats.types, stats.fg, stats.count, assigned.astype(int), agreement)
+    scores = confidence.calibrated(features)
+    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3, float(scores[i]), features[i])
+             for i, fdi in enumerate(assignment.fdi)]
     unnumbered = sorted((t for t in teeth if not t.fdi), key=lambda t: (t.jaw != "upper", -t.arch_position_mm))
     warnings = list(assignment.warnings) + _label_unnumbered(unnumbered)
     lut = np.zeros(len(stats.count) + 1, dtype=np.uint8)
@@ -223,12 +230,15 @@ def _label_unnumbered(unnumbered: list[ToothInstance]) -> list[str]:
     return warnings
 
 
-def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float) -> ToothInstance:
+def _tooth(
+    i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float, score: float,
+    features: np.ndarray,
+) -> ToothInstance:
     type_ = fdi % 10 if fdi else stats.main_type(i) + 1
     return ToothInstance(
         fdi=fdi,
         type=type_,
-        confidence=round(float(stats.types[i][type_ - 1] * stats.fg[i]), 4),
+        confidence=round(score, 4),
         voxel_count=int(stats.count[i]),
         centroid_ras=tuple(round(float(c), 3) for c in stats.centroid[i]),
         instance_id=i + 1,
@@ -237,4 +247,5 @@ def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_m
         jaw="upper" if assignment.upper[i] else "lower",
         arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
         label=fdi,
+        features=tuple(round(float(f), 4) for f in features),
     )
