@@ -17,6 +17,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 6. :mod:`numbering` numbers the teeth (jaws, arch, midline, dynamic programme).
 7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
    broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
+8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
+   still has no number is kept as an unnumbered tooth (label 100, 101, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.pieces import join_pieces
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
@@ -133,6 +136,9 @@ def label_teeth(
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
     if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    labels, joined = join_pieces(labels, sparse, assignment)
+    if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
