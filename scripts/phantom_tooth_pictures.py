@@ -95,7 +95,7 @@ def main() -> int:
         "axial: right = distal, up = buccal; sections: up = occlusal, 0 = cemento-enamel junction",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     save_figure(fig, args.output)
     print(args.output)
     return 0

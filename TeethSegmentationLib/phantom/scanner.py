@@ -186,7 +186,9 @@ def to_grey(hu: np.ndarray, kind: str, rng: np.random.Generator, gamma: float = 
         gain = rng.uniform(0.5, 3.0)
         air = rng.uniform(0, 1000)
         top = float(rng.choice([4095, 65535]))
-        return np.clip(np.rint((hu + 1000) * gain + air), 0, top).astype(np.uint16), {"gain": gain, "air": air}
+        gain = min(gain, (top - air) / 4500)  # a 12-bit store keeps enamel (up to 3500 HU) below its top
+        values = np.clip(np.rint((hu + 1000) * gain + air), 0, top).astype(np.uint16)
+        return values, {"gain": gain, "air": air, "top": top}
     if kind == "uint8":
         low, high = rng.uniform(-900, -300), rng.uniform(1000, 2200)
         values = np.clip((hu - low) * (255.0 / (high - low)), 0, 255)
