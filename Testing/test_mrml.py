@@ -64,7 +64,7 @@ def _new_segmentation(scene, name="Teeth"):
 
 
 def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth, report = case
     node = _new_segmentation(slicer_scene.scene)
@@ -77,7 +77,7 @@ def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
         assert np.allclose(segment.GetColor(), color(fdi))
         assert mrml.get_terminology(segment) == terminology_entry(fdi)
         assert SNOMED_TOOTH[fdi][0] in mrml.get_terminology(segment)
-    assert [mrml.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
+    assert [tooth_segments.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
     closed = slicer_scene.slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert node.GetSegmentation().ContainsRepresentation(closed)
     mask = slicer_scene.slicer.util.arrayFromSegmentBinaryLabelmap(node, ids[2], volume)
@@ -108,18 +108,6 @@ def test_missing_labelmap_is_a_clear_error(slicer_scene, case, tmp_path):
     volume, _teeth, _report = case
     with pytest.raises(OSError, match="nothere.nrrd"):
         mrml.load_fdi_labelmap_as_segments(tmp_path / "nothere.nrrd", _new_segmentation(slicer_scene.scene), volume)
-
-
-def test_confidence_rows_lowest_first():
-    from TeethSegmentationLib import mrml
-
-    report = {"teeth": [{"fdi": 11, "confidence": 0.9}, {"fdi": 36, "confidence": 0.2}, {"fdi": 21},
-                        {"fdi": 48, "confidence": 0.5, "volume_mm3": 300.0}]}
-    rows = mrml.confidence_rows(report)
-    assert [r[0] for r in rows] == [36, 48, 11, 21]
-    assert rows[1] == (48, "Lower right third molar (48)", 0.5, 300.0)
-    assert mrml.confidence_rows({"teeth": {"11": {"fdi": 11, "confidence": 0.3}}})[0][2] == 0.3
-    assert mrml.confidence_rows(None) == []
 
 
 def test_export_stl_per_tooth(slicer_scene, case, tmp_path):
