@@ -7,14 +7,14 @@ second network is 0 = background, 1..8 = type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 QUADRANTS = (1, 2, 3, 4)
 TYPES = tuple(range(1, 9))
 FDI_NUMBERS: tuple[int, ...] = tuple(10 * q + t for q in QUADRANTS for t in TYPES)
 NUM_CLASSES = 9  # background + 8 tooth types
+# Label values from here up are teeth the engine found but could not number (first one 100, then 101, ...).
+UNNUMBERED_LABEL_BASE = 100
 
 TYPE_NAMES = {
     1: "central incisor",
@@ -142,28 +142,6 @@ def color(fdi_or_type: int) -> tuple[float, float, float]:
     return TYPE_COLORS[t]
 
 
-# --- Universal numbering (1 = upper right third molar ... 16 upper left third molar, 17 lower left
-# third molar ... 32 lower right third molar).
-
-
-def fdi_to_universal(fdi: int) -> int:
-    q, t = quadrant(fdi), tooth_type(fdi)
-    return {1: 9 - t, 2: 8 + t, 3: 25 - t, 4: 24 + t}[q]
-
-
-def universal_to_fdi(number: int) -> int:
-    n = int(number)
-    if not 1 <= n <= 32:
-        raise ValueError(f"{number} is not a Universal tooth number (1-32).")
-    if n <= 8:
-        return 10 + 9 - n
-    if n <= 16:
-        return 20 + n - 8
-    if n <= 24:
-        return 30 + 25 - n
-    return 40 + n - 24
-
-
 # --- Label maps.
 
 # Lookup table FDI label value -> class 0..8 (anything that is not an FDI number maps to 0).
@@ -185,48 +163,17 @@ def mirror_fdi_map(fdi_map: np.ndarray) -> np.ndarray:
     return _MIRROR_FDI[np.asarray(fdi_map).astype(np.intp).clip(0, 255)].astype(np.asarray(fdi_map).dtype)
 
 
-@dataclass(frozen=True)
-class ToothInfo:
-    fdi: int
-    type: int
-    quadrant: int
-    upper: bool
-    side: str
-    name: str
-    segment_name: str
-    color: tuple[float, float, float]
-    universal: int
-    snomed_code: str
-    snomed_meaning: str
-
-
-def tooth_info(fdi: int) -> ToothInfo:
-    code, meaning = SNOMED_TOOTH[_check(fdi)]
-    return ToothInfo(
-        fdi=fdi,
-        type=tooth_type(fdi),
-        quadrant=quadrant(fdi),
-        upper=is_upper(fdi),
-        side=side(fdi),
-        name=tooth_name(fdi),
-        segment_name=segment_name(fdi),
-        color=color(fdi),
-        universal=fdi_to_universal(fdi),
-        snomed_code=code,
-        snomed_meaning=meaning,
-    )
-
-
 def terminology_entry(fdi: int) -> str:
     """Slicer's serialized terminology entry for a tooth (survives .seg.nrrd save and load).
 
-    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^|``
-    (category, type, type modifier, anatomic context name, region, region modifier).
+    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^``
+    (category, type, type modifier, anatomic context name, region, region modifier). No trailing ``|``:
+    that is the separator between tags in a .seg.nrrd header, which the file writer adds.
     """
     code, meaning = SNOMED_TOOTH[_check(fdi)]
     cat_code, cat_meaning = SNOMED_CATEGORY
     reg_code, reg_meaning = SNOMED_REGION_TOOTH
     return (
         f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_meaning}~SCT^{code}^{meaning}~^^"
-        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^|"
+        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^"
     )

@@ -256,8 +256,6 @@ def test_events_are_json_lines_and_a_killed_run_leaves_no_output(tmp_path: Path,
     args = _cli(str(source), "--output", str(out), "--model", str(tiny_model_file), "--device", "cpu", "--events")
     # a complete run: stdout is JSON lines only, ending with the result
     done = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
-    if "instances" in done.stderr and "No module named" in done.stderr:
-        pytest.skip("instances.py has not landed yet")
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr
     assert events[0]["event"] == "start" and events[-1]["event"] == "result"

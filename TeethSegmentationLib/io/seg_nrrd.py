@@ -17,9 +17,8 @@ import numpy as np
 
 from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
-from TeethSegmentationLib.io.volume import Volume, bounding_box
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, bounding_box
 
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONVERSION_PARAMETERS = (
     "Collapse labelmaps|1|Merge the labelmaps into as few shared labelmaps as possible"
     "&Compute surface normals|1|Compute surface normals. 1 (default) = surface normals are computed. "

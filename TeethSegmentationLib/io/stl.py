@@ -17,7 +17,7 @@ from scipy import ndimage
 from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, translation
 
 SPACES = ("LPS", "RAS")
 
@@ -35,10 +35,8 @@ def _vtk() -> Any:
 
 def _world_matrix(volume: Volume, offset: np.ndarray, space: str) -> np.ndarray:
     """4x4 from box-local ijk to world (RAS or LPS) millimetres."""
-    shift = np.eye(4)
-    shift[:3, 3] = offset
-    matrix = volume.ijk_to_ras @ shift
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix if space == "LPS" else matrix
+    matrix = volume.ijk_to_ras @ translation(offset)
+    return RAS_TO_LPS @ matrix if space == "LPS" else matrix
 
 
 def _image(mask: np.ndarray) -> Any:
