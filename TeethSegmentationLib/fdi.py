@@ -83,6 +83,35 @@ def is_fdi(number: int) -> bool:
     return int(number) in FDI_NUMBERS
 
 
+# Unnumbered tooth k (k = 1, 2, ...) has label value UNNUMBERED_LABEL_BASE + k - 1; label maps are uint8.
+UNNUMBERED_LABEL_MAX = 255
+UNNUMBERED_COLOR = (0.6, 0.6, 0.6)
+
+
+def is_unnumbered(value: int) -> bool:
+    """Whether a label value is a tooth that the engine found but could not give an FDI number."""
+    return UNNUMBERED_LABEL_BASE <= int(value) <= UNNUMBERED_LABEL_MAX
+
+
+def unnumbered_label(k: int) -> int:
+    """Label value of unnumbered tooth ``k`` (1-based)."""
+    value = UNNUMBERED_LABEL_BASE + int(k) - 1
+    if k < 1 or value > UNNUMBERED_LABEL_MAX:
+        most = UNNUMBERED_LABEL_MAX - UNNUMBERED_LABEL_BASE + 1
+        raise ValueError(f"Unnumbered tooth {k} has no label value (1..{most}).")
+    return value
+
+
+def unnumbered_name(value: int) -> str:
+    """'Unnumbered tooth 1' for label value UNNUMBERED_LABEL_BASE (the name Slicer's module gives it)."""
+    return f"Unnumbered tooth {int(value) - UNNUMBERED_LABEL_BASE + 1}"
+
+
+def is_tooth_label(value: int) -> bool:
+    """An FDI number or an unnumbered tooth's label value."""
+    return is_fdi(value) or is_unnumbered(value)
+
+
 def _check(fdi: int) -> int:
     if not is_fdi(fdi):
         raise ValueError(f"{fdi} is not a permanent-tooth FDI number (11-18, 21-28, 31-38, 41-48).")

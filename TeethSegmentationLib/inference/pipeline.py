@@ -23,7 +23,14 @@ import torch
 from scipy import ndimage
 
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
-from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, tooth_name, tooth_type
+from TeethSegmentationLib.fdi import (
+    fdi_map_to_classes,
+    is_fdi,
+    is_tooth_label,
+    tooth_name,
+    tooth_type,
+    unnumbered_name,
+)
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
@@ -49,6 +56,9 @@ class SegmentOptions:
 
 @dataclass
 class ToothReport:
+    """One tooth of report.json. An unnumbered tooth (no free FDI number) has ``numbered`` False, ``fdi`` and
+    ``label`` = its label value (fdi.unnumbered_label(k): 100, 101, ...) and the name 'Unnumbered tooth k'."""
+
     fdi: int
     type: int
     name: str
@@ -56,11 +66,13 @@ class ToothReport:
     volume_mm3: float
     centroid_ras: list[float]
     confidence: float
+    label: int = 0  # value in the label map and the .seg.nrrd
+    numbered: bool = True
 
 
 @dataclass
 class SegmentResult:
-    fdi: Volume  # uint8 FDI label map on the input's grid
+    fdi: Volume  # uint8 FDI label map on the input's grid; unnumbered teeth 100, 101, ... (fdi.unnumbered_label)
     teeth: list[ToothReport]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -82,10 +94,11 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
-    """The one place the pipeline calls the instance step (``instances.label_teeth``)."""
+    """The one place the pipeline calls the instance step (``instances.label_teeth``). Its warnings come back
+    in the result (``segment_volume`` puts them into ``SegmentResult.warnings``, which is logged once)."""
     from TeethSegmentationLib.instances.teeth import label_teeth
 
-    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter)
+    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter, log_warnings=False)
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -209,23 +222,27 @@ def run_types_stage(
 
 
 def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
-    """Per tooth: counts from the label map (only the box holding the teeth), centroid/confidence from instances."""
+    """Per tooth (numbered ones by FDI number, then the unnumbered): counts from the label map (only the box
+    holding the teeth), centroid/confidence from instances."""
     counts = np.bincount(fdi_box[fdi_box > 0], minlength=256)  # teeth only: a fraction of the box
     voxel_mm3 = float(abs(np.linalg.det(reference.ijk_to_ras[:3, :3])))
     reports = []
-    for tooth in sorted(instances, key=lambda t: int(t.fdi)):
-        fdi = int(tooth.fdi)
-        if not is_fdi(fdi) or counts[fdi] == 0:
+    for tooth in sorted(instances, key=lambda t: int(getattr(t, "label", 0) or t.fdi)):
+        value = int(getattr(tooth, "label", 0) or tooth.fdi)
+        if not is_tooth_label(value) or counts[value] == 0:
             continue
+        numbered = is_fdi(value)
         reports.append(
             ToothReport(
-                fdi=fdi,
-                type=tooth_type(fdi),
-                name=tooth_name(fdi),
-                voxel_count=int(counts[fdi]),
-                volume_mm3=round(float(counts[fdi]) * voxel_mm3, 2),
+                fdi=value,
+                type=tooth_type(value) if numbered else int(tooth.type),
+                name=tooth_name(value) if numbered else unnumbered_name(value),
+                voxel_count=int(counts[value]),
+                volume_mm3=round(float(counts[value]) * voxel_mm3, 2),
                 centroid_ras=[round(float(c), 3) for c in np.ravel(tooth.centroid_ras)[:3]],
                 confidence=round(float(tooth.confidence), 4),
+                label=value,
+                numbered=numbered,
             )
         )
     return reports
@@ -265,9 +282,10 @@ def segment_volume(
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
         pasted = _paste_labels(fdi_fine, volume, fdi_map)
-        teeth = _tooth_reports(pasted, volume, list(found.teeth))
+        teeth = _tooth_reports(pasted, volume, [*found.teeth, *found.unassigned])
         reporter.progress("instances", 1.0, f"{len(teeth)} teeth")
-    result = SegmentResult(volume.with_array(fdi_map), teeth, timings, [], describe_device(device))
+    warnings = list(found.warnings)
+    result = SegmentResult(volume.with_array(fdi_map), teeth, timings, warnings, describe_device(device))
     if not teeth:
         result.warnings.append("No teeth were found in this scan.")
     return result

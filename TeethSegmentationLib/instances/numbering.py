@@ -44,6 +44,7 @@ SPACING_SIGMA_FRACTION = 0.15
 SPACING_WEIGHT = 1.0
 ARCH_SCALES = (0.8, 0.87, 0.94, 1.0, 1.07, 1.14, 1.2)  # sizes of the arch tried, x the typical widths
 PROB_FLOOR = 1e-3
+CLEAR_ROOTS = 0.15  # a median apex skew this far from 0 shows which way a group of teeth has its roots
 
 
 @dataclass
@@ -140,7 +141,7 @@ def split_jaws(
         order = np.sort(heights)
         threshold = 0.5 * (order[:k].mean() + order[k:].mean())
         upper = heights > threshold
-        if gap >= max(min_gap_mm, 3.0 * sd) and not _same_jaw_shape(apex_skew, upper):
+        if gap >= max(min_gap_mm, 3.0 * sd) and not roots_contradict(apex_skew, upper):
             return upper, float(threshold), True, warnings
     skew = float(np.median(apex_skew)) if n else 0.0
     if abs(skew) < 0.05:
@@ -150,12 +151,14 @@ def split_jaws(
     return np.full(n, is_upper), offset if n else 0.0, False, warnings
 
 
-def _same_jaw_shape(apex_skew: np.ndarray, upper: np.ndarray) -> bool:
-    """True when both clusters clearly have their roots the same way (e.g. one arch plus impacted molars)."""
+def roots_contradict(apex_skew: np.ndarray, upper: np.ndarray) -> bool:
+    """True when the teeth's own roots say the two clusters are not an upper and a lower arch: both clearly
+    have their roots the same way, or one clearly points them towards the other (one arch plus impacted
+    teeth above or below it: the arch's roots point at them)."""
     if upper.all() or not upper.any():
         return True
     up, low = float(np.median(apex_skew[upper])), float(np.median(apex_skew[~upper]))
-    return (up > 0.15 and low > 0.15) or (up < -0.15 and low < -0.15)
+    return up < -CLEAR_ROOTS or low > CLEAR_ROOTS
 
 
 def _plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +205,17 @@ def arch_positions(points: np.ndarray, fit: ArchFit, midline_fallback: float | N
     steps = np.hypot(np.diff(grid), np.diff(curve))
     arc = np.concatenate([[0.0], np.cumsum(steps)])
     arc -= np.interp(vertex, grid, arc)
-    nearest = np.argmin((uu[:, None] - grid[None]) ** 2 + (vv[:, None] - curve[None]) ** 2, axis=1)
-    return arc[nearest]
+    # Only grid points within reach: any point's nearest curve point lies within its distance to the curve
+    # point above it (+ half a grid step along the curve) of it along u; farther grid points cannot win.
+    if len(uu):
+        reach = float(np.max(np.abs(vv - (a * uu**2 + b * uu + c)))) + 1.0
+        lo, hi = np.searchsorted(grid, [uu.min() - reach, uu.max() + reach])
+        lo, hi = int(max(lo - 1, 0)), int(min(hi + 1, len(grid)))
+    else:
+        lo, hi = 0, len(grid)
+    window = slice(lo, hi)
+    nearest = np.argmin((uu[:, None] - grid[None, window]) ** 2 + (vv[:, None] - curve[None, window]) ** 2, axis=1)
+    return arc[lo + nearest]
 
 
 def _slots(upper: bool) -> list[int]:

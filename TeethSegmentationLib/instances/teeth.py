@@ -17,6 +17,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 6. :mod:`numbering` numbers the teeth (jaws, arch, midline, dynamic programme).
 7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
    broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
+8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
+   still has no number is kept as an unnumbered tooth (label 100, 101, ...).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.instances import fused, numbering
+from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX, unnumbered_label, unnumbered_name
+from TeethSegmentationLib.instances import confidence, fused, numbering
 from TeethSegmentationLib.instances.foreground import (
     SparseForeground,
     foreground_mask,
@@ -40,7 +43,8 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_stats
+from TeethSegmentationLib.instances.pieces import join_pieces
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
 
@@ -48,7 +52,7 @@ from TeethSegmentationLib.instances.watershed import drain, markers
 class ToothInstance:
     fdi: int
     type: int
-    confidence: float  # mean probability of the assigned type x mean foreground probability, 0..1
+    confidence: float  # calibrated probability that the number and outline are right, 0..1 (:mod:`confidence`)
     voxel_count: int
     centroid_ras: tuple[float, float, float]
     instance_id: int = 0  # value in InstanceResult.instance_map
@@ -56,6 +60,9 @@ class ToothInstance:
     type_probabilities: tuple[float, ...] = ()  # mean over the tooth of types 1..8, normalised
     jaw: str = ""  # "upper" or "lower"
     arch_position_mm: float = 0.0  # signed arc length from the midline, + towards the patient's right
+    label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
+    numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
+    features: tuple[float, ...] = ()  # confidence.FEATURES, what the confidence is calibrated from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,10 +70,10 @@ class ToothInstance:
 
 @dataclass
 class InstanceResult:
-    fdi_map: np.ndarray  # uint8 [i, j, k], 0 background, FDI numbers
+    fdi_map: np.ndarray  # uint8 [i, j, k], 0 background, FDI numbers, unnumbered teeth 100, 101, ...
     teeth: list[ToothInstance]  # numbered teeth, sorted by FDI number
-    instance_map: np.ndarray | None = None  # uint16 [i, j, k], every instance incl. unnumbered ones
-    unassigned: list[ToothInstance] = field(default_factory=list)  # fdi 0, not in fdi_map
+    instance_map: np.ndarray | None = None  # uint16 [i, j, k], every instance
+    unassigned: list[ToothInstance] = field(default_factory=list)  # unnumbered teeth (fdi 0), in label order
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -86,8 +93,12 @@ def label_teeth(
     ijk_to_ras: np.ndarray,
     reporter: Reporter | None = None,
     options: InstanceOptions | None = None,
+    log_warnings: bool = True,
 ) -> InstanceResult:
-    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid."""
+    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid.
+
+    The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
+    logged through ``reporter``."""
     opts = options or InstanceOptions()
     reporter = reporter or NullReporter()
     teeth_prob, type_probs, affine = _check_inputs(teeth_prob, type_probs, ijk_to_ras)
@@ -110,8 +121,9 @@ def label_teeth(
     reporter.progress("instances", 0.5, "merging fragments")
 
     ras = sparse.ras_points(affine)
-    plane = find_occlusal_plane(labels, ras)
-    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3)
+    peak = region_peaks(labels, sparse.dist)
+    plane = find_occlusal_plane(labels, ras, peak)
+    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
@@ -125,10 +137,13 @@ def label_teeth(
     labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
     if split:
         stats, assignment = _number(labels, voxels, plane, opts)
+    labels, joined = join_pieces(labels, sparse, assignment)
+    if joined:
+        stats, assignment = _number(labels, voxels, plane, opts)
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
-    for message in result.warnings:
+    for message in result.warnings if log_warnings else []:
         reporter.log(message, "warning")
     reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
     return result
@@ -139,8 +154,8 @@ def _number(
 ) -> tuple[RegionStats, Assignment]:
     """The regions' statistics and their FDI numbers."""
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
-    skew = apex_skew(labels, voxels.ras, plane.normal)
-    return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+    stats.skew = apex_skew(labels, voxels.ras, plane.normal)
+    return stats, numbering.assign_fdi(stats.centroid, stats.types, stats.skew, opts.side_sigma_mm, plane.known())
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:
@@ -181,35 +196,55 @@ def _result(
     index = sparse.input_flat(shape)
     instance_map = np.zeros(shape, dtype=np.uint16)
     instance_map.reshape(-1)[index] = labels
+    assigned = np.where(assignment.fdi > 0, assignment.fdi % 10, np.argmax(stats.types, axis=1) + 1)
+    agreement = stats.skew * np.where(assignment.upper, 1.0, -1.0)  # > 0: the roots point the jaw's way
+    features = confidence.tooth_features(stats.types, stats.fg, stats.count, assigned.astype(int), agreement)
+    scores = confidence.calibrated(features)
+    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3, float(scores[i]), features[i])
+             for i, fdi in enumerate(assignment.fdi)]
+    unnumbered = sorted((t for t in teeth if not t.fdi), key=lambda t: (t.jaw != "upper", -t.arch_position_mm))
+    warnings = list(assignment.warnings) + _label_unnumbered(unnumbered)
     lut = np.zeros(len(stats.count) + 1, dtype=np.uint8)
-    lut[1:] = assignment.fdi
+    for tooth in teeth:
+        lut[tooth.instance_id] = tooth.label
     fdi_map = np.zeros(shape, dtype=np.uint8)
     fdi_map.reshape(-1)[index] = lut[labels]
-    teeth, unassigned = [], []
-    for i, fdi in enumerate(assignment.fdi):
-        tooth = _tooth(i, int(fdi), stats, assignment, voxel_mm3)
-        (teeth if fdi else unassigned).append(tooth)
-    warnings = list(assignment.warnings)
-    for tooth in unassigned:
-        # Dropped, not merged: numbering runs after the fragment merges, so an instance left over here is
-        # a whole object (supernumerary or retained tooth, implant, false positive) that has no permanent
-        # FDI number. Merging it would spoil a correctly outlined neighbour's surface; leaving it out of
-        # the label map is an omission the user sees and fixes in Segment Editor. It stays in
-        # instance_map and `unassigned`.
+    numbered = sorted((t for t in teeth if t.fdi), key=lambda t: t.fdi)
+    return InstanceResult(fdi_map, numbered, instance_map, [t for t in unnumbered if t.label], warnings)
+
+
+def _label_unnumbered(unnumbered: list[ToothInstance]) -> list[str]:
+    """Unnumbered teeth k = 1, 2, ... get label values fdi.unnumbered_label(k); the warnings that say so.
+
+    Numbering runs after the fragment merges, so an instance left over here is a whole object
+    (supernumerary or retained tooth, a second piece of a tooth, implant, false positive) that has no free
+    permanent FDI number. Merging it would spoil a correctly outlined neighbour; dropping it would lose a
+    tooth silently. It stays in the label map under its own value, for the user to number or delete."""
+    warnings = []
+    for k, tooth in enumerate(unnumbered, start=1):
+        tooth.numbered = False
+        if k > UNNUMBERED_LABEL_MAX - UNNUMBERED_LABEL_BASE + 1:
+            warnings.append(f"A {tooth.jaw} tooth-like object near RAS {tooth.centroid_ras} was left out of the "
+                            "label map: there are no more label values for unnumbered teeth.")
+            continue
+        tooth.label = unnumbered_label(k)
         warnings.append(
-            f"An extra {tooth.jaw} tooth-like object ({tooth.volume_mm3:.0f} mm3, type {tooth.type}) near RAS "
-            f"{tooth.centroid_ras} could not be given a free FDI number and was left out of the label map."
+            f"A {tooth.jaw} tooth-like object ({tooth.volume_mm3:.0f} mm3, type {tooth.type}) near RAS "
+            f"{tooth.centroid_ras} could not be given a free FDI number; it is kept as "
+            f"'{unnumbered_name(tooth.label)}' (label {tooth.label})."
         )
-    teeth.sort(key=lambda t: t.fdi)
-    return InstanceResult(fdi_map, teeth, instance_map, unassigned, warnings)
+    return warnings
 
 
-def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float) -> ToothInstance:
+def _tooth(
+    i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float, score: float,
+    features: np.ndarray,
+) -> ToothInstance:
     type_ = fdi % 10 if fdi else stats.main_type(i) + 1
     return ToothInstance(
         fdi=fdi,
         type=type_,
-        confidence=round(float(stats.types[i][type_ - 1] * stats.fg[i]), 4),
+        confidence=round(score, 4),
         voxel_count=int(stats.count[i]),
         centroid_ras=tuple(round(float(c), 3) for c in stats.centroid[i]),
         instance_id=i + 1,
@@ -217,4 +252,6 @@ def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_m
         type_probabilities=tuple(round(float(p), 4) for p in stats.types[i]),
         jaw="upper" if assignment.upper[i] else "lower",
         arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
+        label=fdi,
+        features=tuple(round(float(f), 4) for f in features),
     )
