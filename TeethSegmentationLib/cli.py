@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 from TeethSegmentationLib import __version__
-from TeethSegmentationLib.errors import Cancelled, ExitCode, InputError
+from TeethSegmentationLib.errors import Cancelled, ExitCode, Failed, InputError
 from TeethSegmentationLib.events import JsonEventWriter, Reporter, TerminalReporter
 
 
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     except InputError as error:
         return _fail(writer, _one_sentence(error), ExitCode.BAD_INPUT)
+    except Failed as error:
+        return _fail(writer, _one_sentence(error), ExitCode.FAILED)
     except (Cancelled, KeyboardInterrupt):
         return _fail(writer, "Cancelled.", ExitCode.CANCELLED)
     except SystemExit as exit_:  # --help and --version

@@ -14,5 +14,9 @@ class InputError(ValueError):
     """Bad input from the user. The message is one sentence: what is wrong and what to do."""
 
 
+class Failed(RuntimeError):
+    """A run that could not finish for a reason its message states in one sentence (exit 1, no traceback)."""
+
+
 class Cancelled(Exception):
     """The run was cancelled (SIGINT/SIGTERM or a cancel callback)."""

@@ -7,14 +7,14 @@ second network is 0 = background, 1..8 = type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 QUADRANTS = (1, 2, 3, 4)
 TYPES = tuple(range(1, 9))
 FDI_NUMBERS: tuple[int, ...] = tuple(10 * q + t for q in QUADRANTS for t in TYPES)
 NUM_CLASSES = 9  # background + 8 tooth types
+# Label values from here up are teeth the engine found but could not number (first one 100, then 101, ...).
+UNNUMBERED_LABEL_BASE = 100
 
 TYPE_NAMES = {
     1: "central incisor",
@@ -83,6 +83,35 @@ def is_fdi(number: int) -> bool:
     return int(number) in FDI_NUMBERS
 
 
+# Unnumbered tooth k (k = 1, 2, ...) has label value UNNUMBERED_LABEL_BASE + k - 1; label maps are uint8.
+UNNUMBERED_LABEL_MAX = 255
+UNNUMBERED_COLOR = (0.6, 0.6, 0.6)
+
+
+def is_unnumbered(value: int) -> bool:
+    """Whether a label value is a tooth that the engine found but could not give an FDI number."""
+    return UNNUMBERED_LABEL_BASE <= int(value) <= UNNUMBERED_LABEL_MAX
+
+
+def unnumbered_label(k: int) -> int:
+    """Label value of unnumbered tooth ``k`` (1-based)."""
+    value = UNNUMBERED_LABEL_BASE + int(k) - 1
+    if k < 1 or value > UNNUMBERED_LABEL_MAX:
+        most = UNNUMBERED_LABEL_MAX - UNNUMBERED_LABEL_BASE + 1
+        raise ValueError(f"Unnumbered tooth {k} has no label value (1..{most}).")
+    return value
+
+
+def unnumbered_name(value: int) -> str:
+    """'Unnumbered tooth 1' for label value UNNUMBERED_LABEL_BASE (the name Slicer's module gives it)."""
+    return f"Unnumbered tooth {int(value) - UNNUMBERED_LABEL_BASE + 1}"
+
+
+def is_tooth_label(value: int) -> bool:
+    """An FDI number or an unnumbered tooth's label value."""
+    return is_fdi(value) or is_unnumbered(value)
+
+
 def _check(fdi: int) -> int:
     if not is_fdi(fdi):
         raise ValueError(f"{fdi} is not a permanent-tooth FDI number (11-18, 21-28, 31-38, 41-48).")
@@ -142,28 +171,6 @@ def color(fdi_or_type: int) -> tuple[float, float, float]:
     return TYPE_COLORS[t]
 
 
-# --- Universal numbering (1 = upper right third molar ... 16 upper left third molar, 17 lower left
-# third molar ... 32 lower right third molar).
-
-
-def fdi_to_universal(fdi: int) -> int:
-    q, t = quadrant(fdi), tooth_type(fdi)
-    return {1: 9 - t, 2: 8 + t, 3: 25 - t, 4: 24 + t}[q]
-
-
-def universal_to_fdi(number: int) -> int:
-    n = int(number)
-    if not 1 <= n <= 32:
-        raise ValueError(f"{number} is not a Universal tooth number (1-32).")
-    if n <= 8:
-        return 10 + 9 - n
-    if n <= 16:
-        return 20 + n - 8
-    if n <= 24:
-        return 30 + 25 - n
-    return 40 + n - 24
-
-
 # --- Label maps.
 
 # Lookup table FDI label value -> class 0..8 (anything that is not an FDI number maps to 0).
@@ -183,38 +190,6 @@ def fdi_map_to_classes(fdi_map: np.ndarray) -> np.ndarray:
 def mirror_fdi_map(fdi_map: np.ndarray) -> np.ndarray:
     """Swap the quadrants of an FDI map (1<->2, 3<->4): required after a left-right flip of the image."""
     return _MIRROR_FDI[np.asarray(fdi_map).astype(np.intp).clip(0, 255)].astype(np.asarray(fdi_map).dtype)
-
-
-@dataclass(frozen=True)
-class ToothInfo:
-    fdi: int
-    type: int
-    quadrant: int
-    upper: bool
-    side: str
-    name: str
-    segment_name: str
-    color: tuple[float, float, float]
-    universal: int
-    snomed_code: str
-    snomed_meaning: str
-
-
-def tooth_info(fdi: int) -> ToothInfo:
-    code, meaning = SNOMED_TOOTH[_check(fdi)]
-    return ToothInfo(
-        fdi=fdi,
-        type=tooth_type(fdi),
-        quadrant=quadrant(fdi),
-        upper=is_upper(fdi),
-        side=side(fdi),
-        name=tooth_name(fdi),
-        segment_name=segment_name(fdi),
-        color=color(fdi),
-        universal=fdi_to_universal(fdi),
-        snomed_code=code,
-        snomed_meaning=meaning,
-    )
 
 
 def terminology_entry(fdi: int) -> str:

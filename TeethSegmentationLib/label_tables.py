@@ -47,6 +47,9 @@ def _from_json(path: Path) -> LabelTable:
         mapping = {int(k): int(v) for k, v in raw.items()}
     except (OSError, ValueError, AttributeError, TypeError) as error:
         raise InputError(f"Label table {path} is not a JSON object of label value to FDI number ({error}).") from None
+    huge = [k for k in mapping if abs(k) >= 2**31]
+    if huge:
+        raise InputError(f"Label table {path} has the key {huge[0]}, a value no label map holds; use label values.")
     bad = sorted({v for v in mapping.values() if v != 0 and v not in FDI_NUMBERS})
     if bad:
         raise InputError(f"Label table {path} maps to {bad}, which are not FDI tooth numbers; use 11-48 or 0.")

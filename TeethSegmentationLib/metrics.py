@@ -9,6 +9,9 @@ Definitions (per case; ``evaluate_dirs`` also gives the mean over cases):
   (background excluded) is their own FDI number.
 - ``missed``: ground-truth teeth of which less than half the voxels are covered by any predicted tooth.
 - ``spurious``: predicted labels (teeth) with no voxel on any ground-truth tooth.
+- ``unnumbered``: predicted unnumbered teeth (label values 100, 101, ..., see ``fdi.is_unnumbered``). They
+  count as teeth in ``dice_binary`` but never identify a tooth (no truth tooth has their value), and
+  have no type in ``dice_types``.
 - ``hd95_mm``: 95th percentile of the symmetric surface distances between the binary teeth masks, in mm
   (0 when both are empty, null when only one is).
 """
@@ -23,15 +26,32 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import fdi_map_to_classes
+from TeethSegmentationLib.fdi import fdi_map_to_classes, is_unnumbered
+from TeethSegmentationLib.io.volume import bounding_box
+from TeethSegmentationLib.label_tables import to_fdi
 
 MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
-COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious")
+COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious", "unnumbered")
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+def dice(a: np.ndarray, b: np.ndarray, empty: float = 1.0) -> float:
+    """Dice of two boolean masks; ``empty`` when both are empty."""
+    inter, total = overlap_counts(a, b, [True])
+    return float(dice_from_counts(inter, total, empty)[0])
+
+
+def overlap_counts(pred: np.ndarray, truth: np.ndarray, classes: list) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels in both, voxels in either map counted twice where in both) per class: the parts of a Dice,
+    to be summed over several cases before dividing (pooled Dice)."""
+    inter = np.array([np.count_nonzero((pred == c) & (truth == c)) for c in classes], dtype=np.float64)
+    total = np.array([np.count_nonzero(pred == c) + np.count_nonzero(truth == c) for c in classes], dtype=np.float64)
+    return inter, total
+
+
+def dice_from_counts(inter: np.ndarray, total: np.ndarray, empty: float = float("nan")) -> np.ndarray:
+    """2 x intersection / total per class; ``empty`` where the class is in neither map."""
+    inter, total = np.asarray(inter, dtype=np.float64), np.asarray(total, dtype=np.float64)
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), empty)
 
 
 def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -51,7 +71,8 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> float | No
     if not pred.any() or not truth.any():
         return None
     union = pred | truth
-    box = tuple(slice(max(int(np.min(ix)) - 1, 0), int(np.max(ix)) + 2) for ix in np.nonzero(union))
+    lo, hi = bounding_box(union, margin=1)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     a, b = pred[box], truth[box]
     sa, sb = _surface(a), _surface(b)
     to_b = ndi.distance_transform_edt(~sb, sampling=spacing)
@@ -74,7 +95,7 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
     per_tooth, identified, missed, wrong = {}, [], [], {}
     for f in truth_ids:
         size_t, size_p = table[f].sum(), table[:, f].sum()
-        per_tooth[f] = 2.0 * table[f, f] / (size_t + size_p)
+        per_tooth[f] = float(dice_from_counts(table[f, f], size_t + size_p))
         covering = table[f, 1:]
         best = int(np.argmax(covering)) + 1 if covering.any() else 0
         if best == f:
@@ -87,9 +108,9 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
     classes_p, classes_t = fdi_map_to_classes(pred), fdi_map_to_classes(truth)
     types = sorted((set(np.unique(classes_p).tolist()) | set(np.unique(classes_t).tolist())) - {0})
     return {
-        "dice_binary": _dice(pred > 0, truth > 0),
+        "dice_binary": dice(pred > 0, truth > 0),
         "dice_per_tooth": float(np.mean(list(per_tooth.values()))) if per_tooth else None,
-        "dice_types": float(np.mean([_dice(classes_p == t, classes_t == t) for t in types])) if types else 1.0,
+        "dice_types": float(np.mean([dice(classes_p == t, classes_t == t) for t in types])) if types else 1.0,
         "identification_accuracy": len(identified) / len(truth_ids) if truth_ids else None,
         "hd95_mm": hd95(pred > 0, truth > 0, spacing),
         "truth_teeth": len(truth_ids),
@@ -97,6 +118,7 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
         "identified": len(identified),
         "missed": len(missed),
         "spurious": len(spurious),
+        "unnumbered": sum(1 for f in pred_ids if is_unnumbered(f)),
         "missed_fdi": missed,
         "spurious_fdi": spurious,
         "misidentified": {str(k): v for k, v in wrong.items()},
@@ -104,8 +126,9 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
     }
 
 
-_PRED_SUFFIXES = (".teeth.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
-_TRUTH_SUFFIXES = (".labels.nrrd", ".nrrd", ".seg.nrrd", ".nii.gz", ".nii")
+# Longer suffixes first: NAME.seg.nrrd is case NAME, not case NAME.seg.
+_PRED_SUFFIXES = (".teeth.nrrd", ".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
+_TRUTH_SUFFIXES = (".labels.nrrd", ".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
 
 
 def _cases(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -122,13 +145,7 @@ def _cases(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 
 
 def _to_fdi(array: np.ndarray, label_table: str) -> np.ndarray:
-    if str(label_table).lower() == "fdi":
-        return np.asarray(array)
-    try:
-        from TeethSegmentationLib.label_tables import to_fdi
-    except ImportError as error:
-        raise InputError(f"Label table {label_table!r} is not supported by this version; use fdi.") from error
-    return to_fdi(array, label_table)
+    return np.asarray(array) if str(label_table).lower() == "fdi" else to_fdi(array, label_table)
 
 
 def evaluate_dirs(

@@ -25,6 +25,7 @@ import vtk
 from vtk.util import numpy_support
 
 from TeethSegmentationLib import segment_fdi as training_cases
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.fdi import (
     TYPES,
     color,
@@ -48,27 +49,15 @@ def _segmentations_logic() -> Any:
     return slicer.modules.segmentations.logic()
 
 
-def _temporary_path(path: Path) -> Path:
-    """A hidden sibling of ``path`` ending like it (the writers choose the format by the extension)."""
-    return path.with_name(f".partial{os.getpid()}-{path.name}")
-
-
 def _write_node(node: Any, path: str | os.PathLike, storage: Any | None = None) -> Path:
     """Write a storable node with a fresh storage node, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary_path(path)
     storage = storage or slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(partial))
     storage.SetUseCompression(True)
-    try:
+    with atomic_path(path) as partial:
+        storage.SetFileName(str(partial))
         if not storage.WriteData(node):
-            raise OSError(f"Could not write {path.name}: {storage.GetWriteStateAsString()}.")
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
-    return path
+            raise OSError(f"Could not write {Path(path).name}: {storage.GetWriteStateAsString()}.")
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -129,6 +129,6 @@ def case_problem(case_name: str, mapping: CaseMapping) -> str | None:
     if not parts:
         return None
     return (
-        f"Case '{case_name}': {'; '.join(parts)}. Rename each tooth segment to start with its FDI number "
+        f"Case '{case_name}': {'; '.join(parts)}; rename each tooth segment to start with its FDI number "
         f"(e.g. '11 upper right central incisor' or 'tooth 11') or set its terminology."
     )

@@ -1,4 +1,4 @@
-"""Shared fixtures: Slicer's real MRML scene from the ``slicer-core`` wheel (see shared/SLICER_CORE.md).
+"""Shared fixtures: Slicer's real MRML scene from the ``slicer-core`` wheel (no Slicer application needed).
 
 ``slicer_scene`` is made once per session (the segmentations logic registers converter rules again on
 every ``SetMRMLScene``) and cleared after each test that used it. Tests using it are skipped where
@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-_LOGICS = {  # module name -> logic class name, as in SLICER_CORE.md's verified set-up
+_LOGICS = {  # module name -> logic class name: the logics the bridge needs, set up as Slicer does
     "Colors": "vtkMRMLColorLogic",
     "Volumes": "vtkSlicerVolumesLogic",
     "Terminologies": "vtkSlicerTerminologiesModuleLogic",

@@ -2,7 +2,10 @@
 
 Each tooth is a crown ellipsoid plus a narrower, longer root ellipsoid towards its apex, placed along a
 parabolic arch by its mesio-distal width so that neighbours touch. The whole dentition can be moved
-off-centre, turned (yaw, pitch), opened or closed at the bite, and teeth can be left out.
+off-centre, turned (yaw, pitch), opened or closed at the bite, and teeth can be left out. With
+``roots="anatomic"`` molars and upper first premolars get their textbook roots (upper molars three, lower
+molars two, upper 4 two) diverging from a short trunk, with the dark furcation between them; ``detached``
+parts chosen teeth's roots from their crowns by a thin gap (a fracture line or the cemento-enamel junction).
 ``probabilities`` turns a truth FDI map into network-like inputs (smoothed one-hot, type swaps, noise).
 """
 
@@ -84,8 +87,14 @@ def make_arch(
     yaw_deg: float = 0.0,
     pitch_deg: float = 0.0,
     flip_i: bool = False,
+    roots: str = "simple",
+    detached: tuple[int, ...] = (),
+    gap_mm: float = 0.5,
 ) -> Arch:
-    """Truth FDI map of a synthetic dentition on an RAS-aligned grid (``flip_i``: the i axis runs to the left)."""
+    """Truth FDI map of a synthetic dentition on an RAS-aligned grid (``flip_i``: the i axis runs to the left).
+
+    ``detached`` teeth lose a slab ``gap_mm`` thick across their axis 1 mm below the crown (their roots are
+    parted from the crown; at least one voxel layer is removed)."""
     frames = [f for jaw in jaws for f in _tooth_frames(jaw == "upper", bite_gap_mm) if f[0] not in missing]
     rotation = _rotation(yaw_deg, pitch_deg)
     centre = np.asarray(centre_ras, dtype=float)
@@ -100,19 +109,62 @@ def make_arch(
     labels = np.zeros(tuple(shape), dtype=np.uint8)
     inverse = np.linalg.inv(affine)
     for fdi, base, md, sizes in frames:
-        _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes)
+        gap = (gap_mm, spacing) if fdi in detached else None
+        _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes, roots, gap)
     return Arch(labels, affine)
 
 
-def _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes) -> None:
+def _root_parts(fdi: int, sizes: tuple) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
+    """Anatomic roots of one tooth as (start in tooth coordinates md/bl/axis, unit direction, length, radius):
+    a trunk below the crown, then diverging roots with the furcation between them."""
+    width, depth, crown, root = sizes
+    type_, upper = fdi % 10, fdi // 10 in (1, 2)
+    if upper and type_ in (6, 7):  # mesio-buccal, disto-buccal, palatal
+        spread = [(-0.25 * width, 0.2 * depth, -0.12, 0.2), (0.25 * width, 0.2 * depth, 0.12, 0.2),
+                  (0.0, -0.25 * depth, 0.0, -0.35)]
+    elif not upper and type_ in (6, 7):  # mesial, distal
+        spread = [(-0.28 * width, 0.0, -0.12, 0.0), (0.28 * width, 0.0, 0.12, 0.0)]
+    elif upper and type_ == 4:  # buccal, palatal
+        spread = [(0.0, 0.22 * depth, 0.0, 0.2), (0.0, -0.22 * depth, 0.0, -0.2)]
+    else:
+        return []
+    trunk = 3.5 if type_ in (6, 7) else 4.0
+    radius = 0.16 * width if type_ in (6, 7) else 0.17 * depth
+    parts = []
+    for md_off, bl_off, md_tilt, bl_tilt in spread:
+        direction = np.array([md_tilt, bl_tilt, 1.0])
+        parts.append((np.array([md_off, bl_off, crown + trunk - 1.0]), direction / np.linalg.norm(direction),
+                      root - trunk, radius))
+    return parts
+
+
+def _inside_parts(coords: np.ndarray, fdi: int, sizes: tuple, roots: str) -> np.ndarray:
+    width, depth, crown, root = sizes
+    ellipsoids = [  # (centre along the tooth axis, semi-axes md, bl, axis)
+        (crown / 2, (width / 2 * 1.02, depth / 2, crown / 2 + 0.3)),
+        (crown + root / 2 - 1.5, (width / 2 * 0.55, depth / 2 * 0.6, root / 2)),
+    ]
+    anatomic = _root_parts(fdi, sizes) if roots == "anatomic" else []
+    if anatomic:  # the crown and a short trunk; the roots below
+        trunk = 3.5 if fdi % 10 in (6, 7) else 4.0
+        ellipsoids[1] = (crown + 0.5, (width / 2 * 0.75, depth / 2 * 0.75, trunk))
+    inside = np.zeros(len(coords), dtype=bool)
+    for height, semi in ellipsoids:
+        rel = (coords - np.array([0.0, 0.0, height])) / np.array(semi)
+        inside |= (rel**2).sum(axis=1) <= 1.0
+    for start, direction, length, radius in anatomic:  # spindles: widest near the start, tapering to the apex
+        along = (coords - start) @ direction
+        across = np.linalg.norm(coords - start - along[:, None] * direction, axis=1)
+        t = along / length
+        inside |= (t >= -0.2) & (t <= 1.0) & (across <= radius * np.sqrt(np.clip(1 - t, 0, 1)) * 1.15)
+    return inside
+
+
+def _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes, roots="simple", gap=None) -> None:
     width, depth, crown, root = sizes
     up = 1.0 if fdi // 10 in (1, 2) else -1.0
     axis_z = np.array([0.0, 0.0, up])
     bl = np.cross(axis_z, md)
-    parts = [  # (centre along the tooth axis, semi-axes md, bl, axis)
-        (crown / 2, (width / 2 * 1.02, depth / 2, crown / 2 + 0.3)),
-        (crown + root / 2 - 1.5, (width / 2 * 0.55, depth / 2 * 0.6, root / 2)),
-    ]
     corners = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1.0, crown + root + 1.0)])
     half = np.array([width / 2 + 1.0, depth / 2 + 1.0, 1.0])
     local_corners = corners * np.where(np.arange(3) < 2, half, 1.0)
@@ -129,10 +181,9 @@ def _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes)
     ras = grid @ affine[:3, :3].T + affine[:3, 3]
     local = (ras - centre) @ rotation - base  # back into the unrotated arch frame, relative to the crown base
     coords = np.stack([local @ md, local @ bl, local @ axis_z], axis=1)
-    inside = np.zeros(len(coords), dtype=bool)
-    for height, semi in parts:
-        rel = (coords - np.array([0.0, 0.0, height])) / np.array(semi)
-        inside |= (rel**2).sum(axis=1) <= 1.0
+    inside = _inside_parts(coords, fdi, sizes, roots)
+    if gap is not None:  # a slab across the axis, at least one voxel layer thick
+        inside &= np.abs(coords[:, 2] - (crown + 1.0)) > max(gap[0], gap[1] * 1.01) / 2
     sub = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].reshape(-1)
     sub[inside & (sub == 0)] = fdi
     labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = sub.reshape(hi - lo)

@@ -69,11 +69,11 @@ def test_label_kind_detection_and_unknown_values():
 
 def test_stage_targets_from_each_label_source():
     fdi = np.array([0, 11, 26, 48], dtype=np.uint8)
-    assert dataset.stage_target(fdi, "fdi", 1).tolist() == [0, 1, 1, 1]
-    assert dataset.stage_target(fdi, "fdi", 2).tolist() == [0, 1, 6, 8]
-    assert dataset.stage_target(np.array([0, 6]), "classes", 2).tolist() == [0, 6]
-    with pytest.raises(InputError, match="stage 1"):
-        dataset.stage_target(np.array([0, 1]), "binary", 2)
+    assert dataset.stage_target(fdi, "fdi", "teeth").tolist() == [0, 1, 1, 1]
+    assert dataset.stage_target(fdi, "fdi", "types").tolist() == [0, 1, 6, 8]
+    assert dataset.stage_target(np.array([0, 6]), "classes", "types").tolist() == [0, 6]
+    with pytest.raises(InputError, match="teeth stage"):
+        dataset.stage_target(np.array([0, 1]), "binary", "types")
 
 
 def test_prepare_case_resamples_normalises_and_indexes_teeth_by_type(pairs, prepared):
@@ -102,14 +102,14 @@ def test_prepare_case_reads_other_label_sources(tmp_path):
 
 def test_patches_are_reproducible_shaped_and_padded(prepared):
     params = dataset.SamplingParams(patch=48, augment=NO_AUGMENTATION)
-    ds = dataset.PatchDataset([prepared], params, stage=2, length=6, seed=3)
+    ds = dataset.PatchDataset([prepared], params, stage="types", length=6, seed=3)
     a_img, a_tgt = ds[2]
     b_img, b_tgt = ds[2]
     assert a_img.shape == (1, 48, 48, 48) and a_tgt.shape == (48, 48, 48)
     assert np.array_equal(a_img, b_img) and np.array_equal(a_tgt, b_tgt)
     ds.set_epoch(1)
     assert not np.array_equal(ds[2][0], a_img)
-    big = dataset.PatchDataset([prepared], dataset.SamplingParams(patch=128), stage=1, length=1)
+    big = dataset.PatchDataset([prepared], dataset.SamplingParams(patch=128), stage="teeth", length=1)
     img, tgt = big[0]  # larger than the tiny volume: padded
     assert img.shape == (1, 128, 128, 128) and set(np.unique(tgt.numpy())) <= {0, 1}
 
@@ -149,5 +149,5 @@ def test_teeth_box_of_an_empty_label_map_is_none():
 
 def test_teeth_channel_adds_a_second_input(prepared):
     params = dataset.SamplingParams(patch=32, teeth_channel=True)
-    img, _ = dataset.PatchDataset([prepared], params, stage=2, length=1)[0]
+    img, _ = dataset.PatchDataset([prepared], params, stage="types", length=1)[0]
     assert img.shape == (2, 32, 32, 32) and 0 <= float(img[1].min()) and float(img[1].max()) <= 1

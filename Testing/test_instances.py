@@ -8,8 +8,10 @@ from scipy import ndimage as ndi
 from synthetic_arch import make_arch, probabilities
 
 from TeethSegmentationLib.fdi import FDI_NUMBERS, mirror_fdi_map
-from TeethSegmentationLib.instances.split import InstanceResult, label_teeth
+from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.teeth import InstanceResult, label_teeth
 from TeethSegmentationLib.metrics import evaluate_pair
+from TeethSegmentationLib.phantom import make_phantom
 
 SPACING = 0.6
 
@@ -138,22 +140,13 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError):
         label_teeth(np.zeros((4, 4, 4)), np.zeros((9, 4, 4, 5)), np.eye(4))
     with pytest.raises(TypeError):
-        label_teeth(np.zeros((4, 4, 4)), np.zeros((9, 4, 4, 4)), np.eye(4), no_such_option=1)
-
-
-def _phantom():
-    try:
-        from TeethSegmentationLib.phantom import make_phantom
-    except ImportError:
-        pytest.skip("the phantom is not available yet")
-    return make_phantom
+        InstanceOptions(no_such_option=1)
 
 
 def test_phantom_numbering_from_truth_derived_probabilities():
     """Truth-derived probabilities (smoothed one-hot, 20% of the voxels with a neighbouring type) over several
     phantoms. The phantom's ~1 mm grid leaves lower central incisors 5 voxels wide, where two of them can fuse:
     hence the mean over seeds, and a looser bound per seed."""
-    make_phantom = _phantom()
     scores = []
     for seed in range(4):
         case = make_phantom(seed, size="small", convention="ras_identity")
@@ -167,20 +160,19 @@ def test_phantom_numbering_from_truth_derived_probabilities():
 
 
 def test_cut_along_arch_finds_the_contact_of_fused_teeth_only():
-    from TeethSegmentationLib.instances.split import _cut_along_arch
+    from TeethSegmentationLib.instances.fused import cut_along_arch
 
     rng = np.random.default_rng(0)
     fused = np.concatenate([rng.normal(0, 1.6, 4000), rng.normal(8.5, 1.6, 4000)])  # two crowns 8.5 mm apart
-    parts = _cut_along_arch(fused, 2, dip=0.75)
+    parts = cut_along_arch(fused, 2, dip=0.75)
     assert set(parts) == {0, 1} and abs(fused[parts == 0].max() - 4.25) < 1.0
     single = rng.normal(0, 2.5, 8000)  # one broad tooth: no contact, no cut
-    assert set(_cut_along_arch(single, 2, dip=0.75)) == {0}
+    assert set(cut_along_arch(single, 2, dip=0.75)) == {0}
 
 
 def test_phantom_numbered_from_the_teeth_mask_alone():
     """Uniform type probabilities: splitting fused neighbours by their width along the arch and numbering by
     the spacing of the teeth must still number a realistic phantom (missing teeth included)."""
-    make_phantom = _phantom()
     from TeethSegmentationLib.io.orientation import reorient_to_ras
     from TeethSegmentationLib.io.resample import resample_to_spacing
 

@@ -1,16 +1,11 @@
-"""Losses and the Dice metric: pure functions on tensors and arrays."""
+"""Losses: pure functions on tensors."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 import torch
 
 from TeethSegmentationLib.training.losses import (
-    dice_per_class,
-    predict_labels,
     soft_dice_binary,
     soft_dice_multiclass,
     stage_loss,
@@ -67,23 +62,6 @@ def test_cross_entropy_is_added_on_request():
     classes[0, 0] = 2
     many = torch.zeros(1, 9, 4, 4, 4)
     assert stage_loss(many, classes, with_ce=True) > stage_loss(many, classes) + 2.0  # CE at uniform is ln 9
-
-
-def test_predict_labels_thresholds_one_channel_and_takes_the_argmax_of_many():
-    one = torch.tensor([-1.0, 0.5]).reshape(1, 1, 2, 1, 1)
-    assert predict_labels(one).flatten().tolist() == [0, 1]
-    many = torch.zeros(1, 9, 2, 1, 1)
-    many[0, 4, 0], many[0, 7, 1] = 1, 1
-    assert predict_labels(many).flatten().tolist() == [4, 7]
-
-
-def test_dice_per_class_with_an_absent_class_is_nan():
-    pred = np.array([0, 1, 1, 2, 0])
-    truth = np.array([0, 1, 0, 2, 2])
-    scores = dice_per_class(pred, truth, [1, 2, 3])
-    assert scores[1] == pytest.approx(2 / 3)
-    assert scores[2] == pytest.approx(2 / 3)
-    assert math.isnan(scores[3])
 
 
 def test_stage2_loss_rewards_the_right_foreground_even_with_wrong_types():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +12,14 @@ from TeethSegmentationLib import cli
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
-from TeethSegmentationLib.metrics import evaluate_dirs, evaluate_pair, format_table
+from TeethSegmentationLib.metrics import (
+    dice,
+    dice_from_counts,
+    evaluate_dirs,
+    evaluate_pair,
+    format_table,
+    overlap_counts,
+)
 
 
 def boxes() -> np.ndarray:
@@ -20,6 +28,15 @@ def boxes() -> np.ndarray:
     labels[12:20, 5:15, 5:15] = 21
     labels[22:30, 5:15, 5:15] = 36
     return labels
+
+
+def test_pooled_dice_counts_with_an_absent_class_is_nan():
+    pred = np.array([0, 1, 1, 2, 0])
+    truth = np.array([0, 1, 0, 2, 2])
+    inter, total = overlap_counts(pred, truth, [1, 2, 3])
+    scores = dice_from_counts(inter, total)
+    assert scores[:2] == pytest.approx([2 / 3, 2 / 3]) and math.isnan(scores[2])
+    assert dice(pred == 3, truth == 3) == 1.0 and dice(pred == 1, truth == 1) == pytest.approx(2 / 3)
 
 
 def test_perfect_prediction():
@@ -64,6 +81,14 @@ def test_shape_mismatch_is_refused():
 def write_case(folder, name, array, spacing=0.5):
     folder.mkdir(exist_ok=True)
     write_volume(Volume(array, np.diag([spacing, spacing, spacing, 1.0]), space="RAS"), folder / name)
+
+
+def test_evaluate_dirs_matches_seg_nrrd_files_by_their_case_name(tmp_path):
+    truth = boxes()
+    write_case(tmp_path / "truth", "d.seg.nrrd", truth)
+    write_case(tmp_path / "pred", "d.seg.nrrd", truth)
+    result = evaluate_dirs(tmp_path / "pred", tmp_path / "truth")
+    assert set(result["cases"]) == {"d"} and result["cases"]["d"]["identification_accuracy"] == 1.0
 
 
 def test_evaluate_dirs_pairs_by_name_and_checks_grids(tmp_path):

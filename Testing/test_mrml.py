@@ -8,7 +8,7 @@ import nrrd
 import numpy as np
 import pytest
 
-from TeethSegmentationLib.fdi import FDI_NUMBERS, SNOMED_TOOTH, color, is_fdi, segment_name, terminology_entry
+from TeethSegmentationLib.fdi import SNOMED_TOOTH, color, is_fdi, segment_name, terminology_entry
 
 TEETH = (11, 21, 36, 48)
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,57 +251,3 @@ def test_training_pairs_report_unmappable_segments(slicer_scene, case, tmp_path)
 
 
 # --- segment name / terminology -> FDI (pure Python, no Slicer needed)
-
-
-@pytest.mark.parametrize(
-    ("name", "fdi"),
-    [
-        ("11 upper right central incisor", 11),
-        ("tooth 11", 11),
-        ("Tooth_11", 11),
-        ("Upper right central incisor (11)", 11),
-        ("UR1", 11),
-        ("ll 6", 36),
-        ("lower right third molar", 48),
-        ("Permanent mandibular left first molar tooth", 36),
-        ("Label_27", 27),
-        ("FDI-45", 45),
-        ("48", 48),
-        ("Segment_11", None),  # Slicer's default names say nothing about the tooth
-        ("tooth 3", None),  # not FDI (Universal numbering is ambiguous): ask the user
-        ("tooth 111", None),
-        ("Upper left central incisor (11)", None),  # name and number disagree
-        ("11 and 12", None),
-        ("Mandible", None),
-        ("", None),
-    ],
-)
-def test_fdi_from_name(name, fdi):
-    from TeethSegmentationLib.segment_fdi import fdi_from_name
-
-    assert fdi_from_name(name) == fdi
-
-
-def test_fdi_from_terminology_and_priority():
-    from TeethSegmentationLib.segment_fdi import SegmentInfo, fdi_for_segment, fdi_from_terminology
-
-    for fdi in FDI_NUMBERS:
-        assert fdi_from_terminology(terminology_entry(fdi)) == fdi
-    other = "General Anatomy list~SCT^123037004^Anatomical Structure~SCT^1^x~^^"
-    assert fdi_from_terminology(other) is None and fdi_from_terminology("") is None
-    assert fdi_for_segment(SegmentInfo("a", "tooth 12", 3, terminology_entry(36))) == 36
-    assert fdi_for_segment(SegmentInfo("a", "Segment_1", 47, "")) == 47  # an FDI label value is the last resort
-    assert fdi_for_segment(SegmentInfo("a", "Segment_1", 4, "")) is None
-    assert fdi_for_segment(SegmentInfo("a", "Mandible", 31, "")) is None
-
-
-def test_map_segments_and_problem_sentence():
-    from TeethSegmentationLib.segment_fdi import SegmentInfo, case_problem, map_segments
-
-    mapping = map_segments([SegmentInfo("a", "tooth 11"), SegmentInfo("b", "Maxilla"), SegmentInfo("c", "UR1"),
-                            SegmentInfo("d", "blob")])
-    assert mapping.fdi == {"a": 11, "c": 11} and mapping.ignored == ["Maxilla"] and mapping.unmapped == ["blob"]
-    problem = case_problem("scan", mapping)
-    assert problem.startswith("Case 'scan': ") and "'blob'" in problem and "tooth 11" in problem
-    assert case_problem("ok", map_segments([SegmentInfo("a", "tooth 11")])) is None
-    assert "no tooth segments" in case_problem("empty", map_segments([]))

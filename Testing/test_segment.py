@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nrrd
@@ -18,6 +18,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE
 from TeethSegmentationLib.inference import pipeline as segment_module
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, labels_to_input_grid, segment_file, segment_volume
 from TeethSegmentationLib.io.read_write import write_volume
@@ -57,24 +58,32 @@ class StandInTooth:
     confidence: float
     voxel_count: int
     centroid_ras: np.ndarray
+    label: int = 0
 
 
 @dataclass
 class StandInResult:
     fdi_map: np.ndarray
     teeth: list
+    unassigned: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
 
-def standin_label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=None) -> StandInResult:
+def standin_label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=None, numbers=(11, 21, 31, 41, 12, 22)):
+    """Each bright blob a tooth numbered from ``numbers``; a value >= 100 makes it an unnumbered tooth."""
     components, count = ndimage.label(teeth_prob > 0.5)
     fdi_map = np.zeros(teeth_prob.shape, np.uint8)
-    teeth = []
-    for index, fdi in zip(range(1, count + 1), (11, 21, 31, 41, 12, 22), strict=False):
+    result = StandInResult(fdi_map, [])
+    for index, value in zip(range(1, count + 1), numbers, strict=False):
         where = components == index
-        fdi_map[where] = fdi
-        centre = np.argwhere(where).mean(axis=0)
-        teeth.append(StandInTooth(fdi, 1, 0.9, int(where.sum()), ijk_to_ras[:3, :3] @ centre + ijk_to_ras[:3, 3]))
-    return StandInResult(fdi_map, teeth)
+        fdi_map[where] = value
+        centre = ijk_to_ras[:3, :3] @ np.argwhere(where).mean(axis=0) + ijk_to_ras[:3, 3]
+        numbered = value < UNNUMBERED_LABEL_BASE
+        tooth = StandInTooth(value if numbered else 0, 1, 0.9, int(where.sum()), centre, value)
+        (result.teeth if numbered else result.unassigned).append(tooth)
+        if not numbered:
+            result.warnings.append(f"kept as unnumbered tooth (label {value})")
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +157,27 @@ def test_label_map_lies_on_its_input(kind: str, tmp_path: Path) -> None:
         assert np.linalg.norm(label_centre - tooth["centroid_ras"]) < 1.0
     types_ = nrrd.read(str(out / f"{stem}.types.nrrd"))[0]
     assert set(np.unique(types_)) == {0, 1}
+
+
+def test_unnumbered_tooth_and_instance_warnings_reach_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        segment_module, "label_instances", lambda p, t, m, r: standin_label_teeth(p, t, m, r, numbers=(11, 100))
+    )
+    volume = phantom("LPS")
+    source = write_volume(volume, tmp_path / "scan.nrrd")
+    segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu"))
+    labels_ = nrrd.read(str(tmp_path / "out" / "scan.teeth.nrrd"))[0]
+    assert set(np.unique(labels_)) == {0, 11, 100}
+    header = nrrd.read_header(str(tmp_path / "out" / "scan.seg.nrrd"))
+    segments = {header[f"Segment{i}_LabelValue"]: header[f"Segment{i}_Name"] for i in range(2)}
+    assert segments == {"11": "11 upper right central incisor", "100": "Unnumbered tooth 1"}
+    report = json.loads((tmp_path / "out" / "scan.report.json").read_text())
+    unnumbered = [t for t in report["teeth"] if not t["numbered"]]
+    assert [(t["fdi"], t["label"], t["name"]) for t in unnumbered] == [(100, 100, "Unnumbered tooth 1")]
+    assert unnumbered[0]["voxel_count"] == (labels_ == 100).sum()
+    assert "kept as unnumbered tooth (label 100)" in report["warnings"]
 
 
 def test_fine_blob_goes_back_to_the_right_input_voxels() -> None:
@@ -256,8 +286,6 @@ def test_events_are_json_lines_and_a_killed_run_leaves_no_output(tmp_path: Path,
     args = _cli(str(source), "--output", str(out), "--model", str(tiny_model_file), "--device", "cpu", "--events")
     # a complete run: stdout is JSON lines only, ending with the result
     done = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
-    if "instances" in done.stderr and "No module named" in done.stderr:
-        pytest.skip("instances.py has not landed yet")
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr
     assert events[0]["event"] == "start" and events[-1]["event"] == "result"

@@ -1,4 +1,4 @@
-"""Training: seed architectures, learning on a tiny phantom, exact resume, cancel, model files, the CLI."""
+"""Training: the architectures, learning on a tiny phantom, exact resume, cancel, model files, the CLI."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_phantoms import write_cases  # noqa: E402
+from _train_phantoms import one_torch_thread, write_cases  # noqa: E402, F401 (a fixture)
 
 from TeethSegmentationLib import cli  # noqa: E402
 from TeethSegmentationLib.errors import Cancelled, InputError  # noqa: E402
 from TeethSegmentationLib.nets.model_file import (  # noqa: E402
+    DEFAULT_MODEL_PATH,
     MODEL_FORMAT_VERSION,
     load_model,
     model_to_dict,
@@ -30,16 +31,13 @@ from TeethSegmentationLib.nets.unet import UNet, count_parameters  # noqa: E402
 from TeethSegmentationLib.training import dataset
 from TeethSegmentationLib.training.augment import NO_AUGMENTATION  # noqa: E402
 from TeethSegmentationLib.training.checkpoint import checkpoint_path, load_checkpoint  # noqa: E402
+from TeethSegmentationLib.training.config import TrainConfig  # noqa: E402
 from TeethSegmentationLib.training.losses import stage_loss  # noqa: E402
-from TeethSegmentationLib.training.trainer import (  # noqa: E402
-    TrainConfig,
-    make_optimizer,
-    train,
-    train_step,
-    validation_dice,
-)
+from TeethSegmentationLib.training.steps import make_optimizer, train_step  # noqa: E402
+from TeethSegmentationLib.training.trainer import train  # noqa: E402
+from TeethSegmentationLib.training.validation import validation_dice  # noqa: E402
 
-# Tiny phantoms are ~47x61x42 voxels of 1.5 mm: train stage 1 at 1.5 mm and stage 2 at 1 mm to stay fast.
+# Tiny phantoms are ~47x61x42 voxels of 1.5 mm: train teeth at 1.5 mm and types at 1 mm to stay fast.
 TINY = dict(
     epochs=2,
     steps_per_epoch=2,
@@ -53,13 +51,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads are many times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ class _CancelAt:
 
     def progress(self, stage, fraction, message="", **extra):
         self.events.append((stage, fraction, message, extra))
-        if (self.epoch is not None and extra.get("epoch") == self.epoch and stage == "train stage 1") or (
+        if (self.epoch is not None and extra.get("epoch") == self.epoch and stage == "train teeth") or (
             self.message is not None and message.startswith(self.message)
         ):
             raise Cancelled("cancel button")
@@ -105,14 +97,18 @@ class _CancelAt:
 
 
 def test_poly_learning_rate_decays_per_epoch_and_constant_stays():
-    from TeethSegmentationLib.training.trainer import scheduled_lr
+    from TeethSegmentationLib.training.steps import scheduled_lr
 
     rates = [scheduled_lr(1e-3, "poly", e, 10) for e in range(10)]
     assert rates[0] == 1e-3 and all(np.diff(rates) < 0) and 0 < rates[-1] < 2e-4
     assert scheduled_lr(1e-3, "constant", 7, 10) == 1e-3 and scheduled_lr(1e-3, "poly", 0, 1) == 1e-3
 
 
-def test_seed_configurations_have_the_published_parameter_counts():
+def test_the_architectures_have_the_published_parameter_counts():
+    assert new_model().teeth_net.config["start_filters"] == 9 == load_model(DEFAULT_MODEL_PATH).teeth_net.config[
+        "start_filters"
+    ]  # the shipped model, the README and the defaults agree
+    assert count_parameters(UNet(1, 1, n_blocks=3, start_filters=9)) == 107_902
     assert count_parameters(UNet(1, 1, n_blocks=3, start_filters=18)) == 429_967
     assert count_parameters(UNet(1, 9, n_blocks=3, start_filters=9)) == 107_982
 
@@ -142,14 +138,16 @@ def test_a_few_dozen_steps_find_the_teeth_well_above_chance(cases):
         items = [ds[4 * step + i] for i in range(4)]
         train_step(net, opt, scaler, torch.stack([i[0] for i in items]), torch.stack([i[1] for i in items]), True)
     chance = float(np.mean(cases[2].labels > 0))
-    dice = validation_dice(net, cases[2:], 1, teeth_channel=False, tile=128)["teeth"]
+    model = new_model(teeth_arch={"start_filters": 4})
+    model.teeth_net = net
+    dice = validation_dice(model, cases[2:], "teeth", torch.device("cpu"))["teeth"]
     assert chance < 0.1 and dice > 0.3
 
 
 @pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory) -> tuple[TrainConfig, dict]:
     out = tmp_path_factory.mktemp("straight") / "model.pt"
-    config = TrainConfig(output=str(out), data_dir=str(data_dir), stage="both", seed=5, **TINY)
+    config = TrainConfig(output=str(out), data_dir=str(data_dir), seed=5, **TINY)
     return config, train(config)
 
 
@@ -172,6 +170,21 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(straight_run, tmp
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in summary["history"]])
 
 
+def test_checkpoints_with_numbered_stages_still_resume(straight_run, tmp_path):
+    """Checkpoints written before stages had names: config "stage": "both", optimisers keyed "1"/"2"."""
+    config, summary = straight_run
+    state = load_checkpoint(checkpoint_path(config.output))
+    state["config"] = {**{k: v for k, v in state["config"].items() if k != "stages"}, "stage": "both"}
+    for kind in ("optimizers", "scalers"):
+        state[kind] = {{"teeth": "1", "types": "2"}[k]: v for k, v in state[kind].items()}
+    state["history"] = [{**r, "stage": {"teeth": 1, "types": 2}[r["stage"]]} for r in state["history"]]
+    old = tmp_path / "old.pt.ckpt"
+    torch.save(state, old)
+    resumed = train(TrainConfig(output=str(tmp_path / "old.pt"), resume=str(old), epochs=config.epochs))
+    assert resumed["stages_trained"] == ["teeth", "types"] and resumed["history"][-1]["stage"] == "types"
+    assert resumed["final_loss"] == pytest.approx(summary["final_loss"])
+
+
 def test_the_straight_run_writes_model_checkpoint_and_summary(straight_run):
     config, summary = straight_run
     model = load_model(config.output)
@@ -180,7 +193,7 @@ def test_the_straight_run_writes_model_checkpoint_and_summary(straight_run):
     assert set(summary["val_dice"]["types"]) == {str(t) for t in range(1, 9)} | {"mean"}
     assert model.teeth_net.config["start_filters"] == 4 and model.types_net.config["out_channels"] == 9
     state = load_checkpoint(checkpoint_path(config.output))  # weights_only=True inside
-    assert state["epoch"] == 4 and state["step"] == 0 and set(state["optimizers"]) == {"1", "2"}
+    assert state["epoch"] == 4 and state["step"] == 0 and set(state["optimizers"]) == {"teeth", "types"}
 
 
 def test_sigterm_saves_a_checkpoint_and_cancels(data_dir, tmp_path):
@@ -192,7 +205,7 @@ def test_sigterm_saves_a_checkpoint_and_cancels(data_dir, tmp_path):
     previous = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "m.pt"
     with pytest.raises(Cancelled, match="SIGTERM"):
-        train(TrainConfig(output=str(out), data_dir=str(data_dir), stage="1", **TINY), Kill())
+        train(TrainConfig(output=str(out), data_dir=str(data_dir), stages=["teeth"], **TINY), Kill())
     assert load_checkpoint(checkpoint_path(out))["step"] == 1
     assert signal.getsignal(signal.SIGTERM) is previous
 
@@ -204,7 +217,11 @@ def test_fine_tuning_stage_2_keeps_the_init_stage_1(data_dir, tmp_path):
     out = tmp_path / "tuned.pt"
     summary = train(
         TrainConfig(
-            output=str(out), data_dir=str(data_dir), stage="2", init=str(tmp_path / "base.pt"), **{**TINY, "epochs": 1}
+            output=str(out),
+            data_dir=str(data_dir),
+            stages=["types"],
+            init=str(tmp_path / "base.pt"),
+            **{**TINY, "epochs": 1},
         )
     )
     tuned = load_model(out)
@@ -288,7 +305,7 @@ def test_cli_train_bad_input_is_one_sentence_and_exit_code_2(tmp_path, capsys, e
 
 def test_the_model_file_keeps_the_best_validation_weights(straight_run):
     config, summary = straight_run
-    history = [h for h in summary["history"] if h["stage"] == 2 and h["val_dice"]]
+    history = [h for h in summary["history"] if h["stage"] == "types" and h["val_dice"]]
     assert history, "the straight run validates every epoch"
     best = max(h["val_dice"]["mean"] for h in history)
     assert summary["best_val_dice"]["types"] == pytest.approx(best)

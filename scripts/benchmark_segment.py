@@ -5,7 +5,7 @@
     .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
 
 The networks have the shipped architecture (the default model when it exists, else freshly
-initialised with 9 start filters in both stages; ``--start-filters 18`` for the seed's stage 1). An
+initialised with 9 start filters in both stages; ``--start-filters 18`` for the top of the reference method's range). An
 untrained network finds nothing, so each stage's real network runs (its cost is what is timed) and
 its probabilities are then replaced by an oracle: the phantom's truth, smoothed, with noise
 (realistic input for the instance step). The oracle's own seconds are taken off its stage. Without
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from TeethSegmentationLib import fdi as fdi_labels  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
-from TeethSegmentationLib.io.resample import resample_labels_to_reference  # noqa: E402
+from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
 
@@ -61,7 +61,7 @@ class Oracle:
         self.truth, self.rng, self.seconds = truth, np.random.default_rng(seed), {"teeth": 0.0, "types": 0.0}
 
     def _classes(self, grid: Volume) -> np.ndarray:
-        return fdi_labels.fdi_map_to_classes(resample_labels_to_reference(self.truth, grid).array).astype(np.uint8)
+        return fdi_labels.fdi_map_to_classes(resample_to_reference(self.truth, grid, order=0).array).astype(np.uint8)
 
     def teeth(self, grid: Volume) -> np.ndarray:
         start = time.perf_counter()

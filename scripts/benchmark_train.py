@@ -1,7 +1,7 @@
-"""Training throughput of the seed configurations: voxels/s and s/epoch, on the CPU and on CUDA when present.
+"""Training throughput of the shipped architectures: voxels/s and s/epoch, on the CPU and on CUDA when present.
 
 Not a test: prints a table. Random patches with a few "teeth" so the loss is realistic; the timed
-steps are the real ``train.train_step`` (float32 on the CPU, mixed precision on CUDA).
+steps are the real ``training.steps.train_step`` (float32 on the CPU, mixed precision on CUDA).
 
     python scripts/benchmark_train.py [--steps 5] [--patches 64 96] [--steps-per-epoch 50] [--batch 2]
 """
@@ -14,9 +14,9 @@ import time
 import torch
 
 from TeethSegmentationLib.nets.unet import UNet, count_parameters
-from TeethSegmentationLib.training.trainer import make_optimizer, train_step
+from TeethSegmentationLib.training.steps import make_optimizer, train_step
 
-CONFIGS = {"stage 1 (18 filters, 1 out)": (1, 18), "stage 2 (9 filters, 9 out)": (9, 9)}
+CONFIGS = {"teeth (9 filters, 1 out)": (1, 9), "types (9 filters, 9 out)": (9, 9)}
 
 
 def batch(out_channels: int, patch: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,8 @@ from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_dirs  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
-from TeethSegmentationLib.training.trainer import TrainConfig, train  # noqa: E402
+from TeethSegmentationLib.training.config import SHIPPED_RECIPE, STAGES, TrainConfig  # noqa: E402
+from TeethSegmentationLib.training.trainer import train  # noqa: E402
 
 TRAIN_FAMILY = "A"  # family B is never trained on: it measures generalisation (scripts/validate_families.py)
 TRAIN_SEED = 100
@@ -85,17 +86,17 @@ def main() -> int:
     parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
     parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")
-    parser.add_argument("--teeth-epochs", type=int, default=12)
-    parser.add_argument("--teeth-steps", type=int, default=50, help="steps per epoch, stage 1")
-    parser.add_argument("--teeth-patch", type=int, default=48, help="stage 1 runs on the 1 mm grid")
-    parser.add_argument("--types-epochs", type=int, default=36)
-    parser.add_argument("--types-steps", type=int, default=100, help="steps per epoch, stage 2")
-    parser.add_argument("--types-patch", type=int, default=48)
-    parser.add_argument("--filters", type=int, default=9, help="start filters of both stages (seed range 9-18)")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    recipe, defaults = SHIPPED_RECIPE, TrainConfig()  # the recipe is teethseg train's defaults + stage lengths
+    parser.add_argument("--teeth-epochs", type=int, default=recipe["teeth"]["epochs"])
+    parser.add_argument("--teeth-steps", type=int, default=recipe["teeth"]["steps_per_epoch"], help="steps per epoch")
+    parser.add_argument("--types-epochs", type=int, default=recipe["types"]["epochs"])
+    parser.add_argument("--types-steps", type=int, default=recipe["types"]["steps_per_epoch"], help="steps per epoch")
+    parser.add_argument("--patch", type=int, default=defaults.patch, help="patch edge of both stages (voxels)")
+    parser.add_argument("--filters", type=int, default=None, help="start filters of both stages (default: 9)")
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
-    parser.add_argument("--stages", nargs="+", default=["1", "2"], choices=["1", "2"], help="stages to train")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -114,34 +115,19 @@ def main() -> int:
         common = dict(
             output=str(args.output),
             data_dir=str(train_dir),
+            patch=args.patch,
             batch=args.batch,
             lr=args.lr,
-            device="auto",
-            val_fraction=0.1,
-            seed=0,
             workers=args.workers,
             filters_teeth=args.filters,
             filters_types=args.filters,
         )
-        stage1 = TrainConfig(
-            **common,
-            stage="1",
-            epochs=args.teeth_epochs,
-            steps_per_epoch=args.teeth_steps,
-            patch=args.teeth_patch,
-            init=args.init,
-        )
-        if "1" in args.stages:
-            reporter.log(f"stage 1 summary: {json.dumps(train(stage1, reporter), default=str)[:1500]}")
-        stage2 = TrainConfig(
-            **common,
-            stage="2",
-            epochs=args.types_epochs,
-            steps_per_epoch=args.types_steps,
-            patch=args.types_patch,
-            init=str(args.output),
-        )
-        reporter.log(f"stage 2 summary: {json.dumps(train(stage2, reporter), default=str)[:1500]}")
+        lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
+        for stage in (s for s in STAGES if s in args.stages):
+            epochs, steps = lengths[stage]
+            init = args.init if stage == "teeth" else str(args.output)  # types continue the model in --output
+            config = TrainConfig(**common, stages=[stage], epochs=epochs, steps_per_epoch=steps, init=init)
+            reporter.log(f"{stage} summary: {json.dumps(train(config, reporter), default=str)[:1500]}")
     figures = validate(args.output, args.work, args.val_cases, args.val_fovs, args.size, reporter)
     out = Path(str(args.output) + ".validation.json")
     out.write_text(json.dumps({"command": " ".join(sys.argv), "validation": figures}, indent=2, default=str))

@@ -29,17 +29,23 @@ from scipy import ndimage
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
-from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, tooth_name, tooth_type
-from TeethSegmentationLib.inference.stages import predict_teeth, predict_types
+from TeethSegmentationLib.fdi import (
+    fdi_map_to_classes,
+    is_fdi,
+    is_tooth_label,
+    tooth_name,
+    tooth_type,
+    unnumbered_name,
+)
+from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
-from TeethSegmentationLib.io.resample import resample_labels_to_reference, resample_to_reference, resample_to_spacing
-from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
+from TeethSegmentationLib.io.volume import Volume, bounding_box, translation
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.normalize import intensity_window, normalize
 
-STAGES = ("read", "teeth", "types", "instances", "write")
 NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
 
 
@@ -50,9 +56,7 @@ class SegmentOptions:
     teeth_threshold: float = 0.5
     min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
     dentition_gap_mm: float = 15.0  # stage-1 parts further than this from the dentition's largest are dropped
-    margin_mm: float = 4.0  # around the teeth box before the fine stage
-    gate_with_teeth: bool = False  # multiply the stage-2 foreground by the stage-1 mask
-    label_resampling: str = "nearest"  # or "onehot"
+    margin_mm: float = TYPES_MARGIN_MM  # around the teeth box before the fine stage
     stl: bool = False
     stl_space: str = "LPS"
     nine_class: bool = False
@@ -61,6 +65,9 @@ class SegmentOptions:
 
 @dataclass
 class ToothReport:
+    """One tooth of report.json. An unnumbered tooth (no free FDI number) has ``numbered`` False, ``fdi`` and
+    ``label`` = its label value (fdi.unnumbered_label(k): 100, 101, ...) and the name 'Unnumbered tooth k'."""
+
     fdi: int
     type: int
     name: str
@@ -68,11 +75,13 @@ class ToothReport:
     volume_mm3: float
     centroid_ras: list[float]
     confidence: float
+    label: int = 0  # value in the label map and the .seg.nrrd
+    numbered: bool = True
 
 
 @dataclass
 class SegmentResult:
-    fdi: Volume  # uint8 FDI label map on the input's grid
+    fdi: Volume  # uint8 FDI label map on the input's grid; unnumbered teeth 100, 101, ... (fdi.unnumbered_label)
     teeth: list[ToothReport]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -94,10 +103,11 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
-    """The one place the pipeline calls the instance step (``instances.label_teeth``)."""
-    from TeethSegmentationLib.instances.split import label_teeth
+    """The one place the pipeline calls the instance step (``instances.label_teeth``). Its warnings come back
+    in the result (``segment_volume`` puts them into ``SegmentResult.warnings``, which is logged once)."""
+    from TeethSegmentationLib.instances.teeth import label_teeth
 
-    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter)
+    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter, log_warnings=False)
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -105,10 +115,8 @@ def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: 
 
 def sub_volume(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> Volume:
     """The voxels ``lo:hi`` (exclusive) of ``volume`` with the matching geometry (a view, no copy)."""
-    shift = np.eye(4)
-    shift[:3, 3] = lo
     array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    return Volume(array, volume.ijk_to_ras @ shift, volume.space, dict(volume.meta))
+    return Volume(array, volume.ijk_to_ras @ translation(lo), volume.space, dict(volume.meta))
 
 
 def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +136,14 @@ def voxel_box_to_ras(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> tuple[np
     return ras.min(axis=0), ras.max(axis=0)
 
 
-def labels_to_input_grid(fine: Volume, reference: Volume, mode: str = "nearest") -> np.ndarray:
+def labels_to_input_grid(fine: Volume, reference: Volume) -> np.ndarray:
     """A label map on any grid -> uint8 array on ``reference``'s grid; only the box it covers is resampled."""
     out = np.zeros(reference.shape, dtype=np.uint8)
-    _paste_labels(fine, reference, out, mode)
+    _paste_labels(fine, reference, out)
     return out
 
 
-def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -> np.ndarray:
+def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray) -> np.ndarray:
     """Resample ``fine`` into the part of ``out`` (on ``reference``'s grid) it covers; returns that part (a view).
 
     The paste goes through ``out`` reoriented to RAS (a view): a RAS-aligned ``fine`` then maps onto it
@@ -146,7 +154,7 @@ def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray, mode: str) -
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     if np.any(hi <= lo):
         return view.array[box]
-    view.array[box] = resample_labels_to_reference(fine, sub_volume(view, lo, hi), mode=mode).array
+    view.array[box] = resample_to_reference(fine, sub_volume(view, lo, hi), order=0).array
     return view.array[box]
 
 
@@ -207,8 +215,7 @@ def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, margin_mm: float) -
 
 def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """The voxel box of the reoriented input holding the teeth plus a margin."""
-    where = np.argwhere(mask)
-    ras_lo, ras_hi = voxel_box_to_ras(prob, where.min(axis=0), where.max(axis=0) + 1)
+    ras_lo, ras_hi = voxel_box_to_ras(prob, *bounding_box(mask))
     return ras_box_to_ijk(ras, ras_lo - margin_mm, ras_hi + margin_mm)
 
 
@@ -216,8 +223,8 @@ def run_types_stage(
     crop: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
     device: torch.device, options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray, np.ndarray]:
-    """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, upsampled stage-1 probability,
-    stage-1 teeth grown by the margin: where stage 2 ran)."""
+    """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, stage-1 teeth grown by the margin:
+    where stage 2 ran)."""
     fine = resample_to_spacing(crop, model.spacing_mm, order=1)
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
     teeth_up = resample_to_reference(prob, fine, order=1).array
@@ -226,27 +233,31 @@ def run_types_stage(
     probs = predict_types(
         model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near
     )
-    return fine, probs, teeth_up, near
+    return fine, probs, near
 
 
 def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
-    """Per tooth: counts from the label map (only the box holding the teeth), centroid/confidence from instances."""
+    """Per tooth (numbered ones by FDI number, then the unnumbered): counts from the label map (only the box
+    holding the teeth), centroid/confidence from instances."""
     counts = np.bincount(fdi_box[fdi_box > 0], minlength=256)  # teeth only: a fraction of the box
     voxel_mm3 = float(abs(np.linalg.det(reference.ijk_to_ras[:3, :3])))
     reports = []
-    for tooth in sorted(instances, key=lambda t: int(t.fdi)):
-        fdi = int(tooth.fdi)
-        if not is_fdi(fdi) or counts[fdi] == 0:
+    for tooth in sorted(instances, key=lambda t: int(getattr(t, "label", 0) or t.fdi)):
+        value = int(getattr(tooth, "label", 0) or tooth.fdi)
+        if not is_tooth_label(value) or counts[value] == 0:
             continue
+        numbered = is_fdi(value)
         reports.append(
             ToothReport(
-                fdi=fdi,
-                type=tooth_type(fdi),
-                name=tooth_name(fdi),
-                voxel_count=int(counts[fdi]),
-                volume_mm3=round(float(counts[fdi]) * voxel_mm3, 2),
+                fdi=value,
+                type=tooth_type(value) if numbered else int(tooth.type),
+                name=tooth_name(value) if numbered else unnumbered_name(value),
+                voxel_count=int(counts[value]),
+                volume_mm3=round(float(counts[value]) * voxel_mm3, 2),
                 centroid_ras=[round(float(c), 3) for c in np.ravel(tooth.centroid_ras)[:3]],
                 confidence=round(float(tooth.confidence), 4),
+                label=value,
+                numbered=numbered,
             )
         )
     return reports
@@ -276,20 +287,19 @@ def segment_volume(
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
         crop = sub_volume(ras, lo, hi)
-        fine, probs, teeth_up, near = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
+        fine, probs, near = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
         foreground *= near  # stage 2 is asked about the teeth stage 1 found, not about the rest of its windows
-        if options.gate_with_teeth:
-            foreground *= teeth_up > options.teeth_threshold
         reporter.progress("types", 1.0)
     with _timed(timings, "instances"):
         found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
-        pasted = _paste_labels(fdi_fine, volume, fdi_map, options.label_resampling)
-        teeth = _tooth_reports(pasted, volume, list(found.teeth))
+        pasted = _paste_labels(fdi_fine, volume, fdi_map)
+        teeth = _tooth_reports(pasted, volume, [*found.teeth, *found.unassigned])
         reporter.progress("instances", 1.0, f"{len(teeth)} teeth")
-    result = SegmentResult(volume.with_array(fdi_map), teeth, timings, [], describe_device(device))
+    warnings = list(found.warnings)
+    result = SegmentResult(volume.with_array(fdi_map), teeth, timings, warnings, describe_device(device))
     if not teeth:
         result.warnings.append("No teeth were found in this scan.")
     return result

@@ -24,6 +24,7 @@ from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.unet import UNet
 
+TYPES_MARGIN_MM = 4.0  # context around the teeth box that stage 2 sees, in segmenting and in training
 WHOLE_VOLUME_BUDGET = 160**3  # voxels predicted in one pass on the CPU or a GPU
 MIN_ROI = 32
 SKIP_WORTH = 0.6  # windows skipping masked-out parts replace the one pass when they predict fewer voxels than this

@@ -1,10 +1,9 @@
-"""Resampling volumes and label maps onto other grids, slab by slab to bound memory."""
+"""Resampling volumes and label maps (``order=0``) onto other grids, slab by slab to bound memory."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 from scipy import ndimage
@@ -125,73 +124,3 @@ def _outside(
         )
         outside |= (coord < -0.5) | (coord >= src_shape[d] - 0.5)
     return outside
-
-
-def resample_labels_to_reference(
-    labels: Volume, reference: Volume, mode: Literal["nearest", "onehot"] = "nearest"
-) -> Volume:
-    """A label map on ``reference``'s grid: nearest neighbour, or the argmax of each label's linearly
-    interpolated indicator (smoother edges when the reference grid is finer)."""
-    if mode == "nearest":
-        return resample_to_reference(labels, reference, order=0, cval=0)
-    if mode != "onehot":
-        raise ValueError(f"mode must be 'nearest' or 'onehot', not {mode!r}")
-    out_to_src = np.linalg.inv(labels.ijk_to_ras) @ reference.ijk_to_ras
-    out = np.zeros(reference.shape, dtype=labels.array.dtype)
-    boxes = _label_output_boxes(labels.array, out_to_src, reference.shape)
-    for lo, hi in _slabs(reference.shape):
-        _onehot_slab(labels.array, out_to_src, boxes, out, lo, hi)
-    return Volume(out, reference.ijk_to_ras.copy(), reference.space, dict(reference.meta))
-
-
-def _label_output_boxes(array: np.ndarray, out_to_src: np.ndarray, out_shape: Sequence[int]) -> dict[int, tuple]:
-    """Each label value -> (source box with a 1-voxel margin, the output box it can reach)."""
-    if array.dtype.kind not in "iu" or (array.dtype.kind == "i" and array.size and array.min() < 0):
-        raise ValueError(f"label maps must hold non-negative integers, not {array.dtype}")
-    src_to_out = np.linalg.inv(out_to_src)
-    boxes = {}
-    for value, slices in enumerate(ndimage.find_objects(array), start=1):
-        if slices is None:
-            continue
-        src_lo = np.array([max(0, s.start - 1) for s in slices])
-        src_hi = np.minimum([s.stop + 1 for s in slices], array.shape)
-        out_box = _source_box(src_to_out, src_lo, src_hi - src_lo, out_shape, margin=1)
-        if out_box is not None:
-            boxes[value] = (src_lo, src_hi, *out_box)
-    return boxes
-
-
-def _onehot_slab(src: np.ndarray, out_to_src: np.ndarray, boxes: dict, out: np.ndarray, lo: int, hi: int) -> None:
-    """Fill ``out[lo:hi]`` with the label whose interpolated indicator wins over the others and background."""
-    shape = (hi - lo, *out.shape[1:])
-    best = np.zeros(shape, dtype=np.float32)
-    total = np.zeros(shape, dtype=np.float32)  # background probability is 1 - total (partition of unity)
-    winner = np.zeros(shape, dtype=out.dtype)
-    for value, (src_lo, src_hi, out_lo, out_hi) in boxes.items():
-        a, b = max(int(out_lo[0]), lo), min(int(out_hi[0]), hi)
-        if a >= b:
-            continue
-        box_lo, box_shape = (a, int(out_lo[1]), int(out_lo[2])), (b - a, *(out_hi[1:] - out_lo[1:]))
-        prob = _indicator_on_box(src, value, src_lo, src_hi, out_to_src, box_lo, box_shape)
-        if prob is None:
-            continue
-        region = (slice(a - lo, b - lo), slice(out_lo[1], out_hi[1]), slice(out_lo[2], out_hi[2]))
-        wins = prob > best[region]
-        best[region][wins] = prob[wins]
-        winner[region][wins] = value
-        total[region] += prob
-    winner[best <= 1 - total] = 0
-    winner[_outside(src.shape, out_to_src, (lo, 0, 0), shape)] = 0
-    out[lo:hi] = winner
-
-
-def _indicator_on_box(src, value, src_lo, src_hi, out_to_src, box_lo, box_shape) -> np.ndarray | None:
-    """Linear interpolation of ``src == value`` on an output box, reading only the source voxels it needs."""
-    need = _source_box(out_to_src, box_lo, box_shape, src.shape, margin=2)
-    if need is None:
-        return None
-    lo, hi = np.maximum(need[0], src_lo), np.minimum(need[1], src_hi)
-    if np.any(hi <= lo):
-        return None
-    indicator = (src[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == value).view(np.uint8)
-    return _resample_box(indicator, translation(-lo) @ out_to_src, box_lo, box_shape, 1, 0.0, np.dtype(np.float32))

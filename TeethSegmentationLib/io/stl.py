@@ -17,7 +17,7 @@ from scipy import ndimage
 from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, translation
 
 SPACES = ("LPS", "RAS")
 
@@ -35,10 +35,8 @@ def _vtk() -> Any:
 
 def _world_matrix(volume: Volume, offset: np.ndarray, space: str) -> np.ndarray:
     """4x4 from box-local ijk to world (RAS or LPS) millimetres."""
-    shift = np.eye(4)
-    shift[:3, 3] = offset
-    matrix = volume.ijk_to_ras @ shift
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix if space == "LPS" else matrix
+    matrix = volume.ijk_to_ras @ translation(offset)
+    return RAS_TO_LPS @ matrix if space == "LPS" else matrix
 
 
 def _image(mask: np.ndarray) -> Any:
@@ -90,7 +88,7 @@ def label_surfaces(fdi_volume: Volume, smoothing: float = 0.5, space: str = "LPS
     if space not in SPACES:
         raise InputError(f"Unknown STL space {space!r}; use LPS or RAS.")
     array = np.asarray(fdi_volume.array)
-    values = [int(v) for v in np.unique(array) if labels.is_fdi(int(v))]
+    values = [int(v) for v in np.unique(array) if labels.is_tooth_label(int(v))]
     boxes = ndimage.find_objects(np.where(np.isin(array, values), array, 0).astype(np.int32))
     surfaces = {}
     for fdi in values:
@@ -118,7 +116,14 @@ def write_stl(polydata: Any, path: str | os.PathLike) -> Path:
 def write_stl_per_tooth(
     fdi_volume: Volume, folder: str | os.PathLike, space: str = "LPS", smoothing: float = 0.5
 ) -> list[Path]:
-    """``folder/tooth_<FDI>.stl`` for each tooth in the label map; returns the paths written."""
+    """``folder/tooth_<FDI>.stl`` for each tooth in the label map (``unnumbered_tooth_<k>.stl`` for unnumbered
+    tooth k); returns the paths written."""
     folder = Path(folder)
     surfaces = label_surfaces(fdi_volume, smoothing=smoothing, space=space)
-    return [write_stl(poly, folder / f"tooth_{fdi}.stl") for fdi, poly in sorted(surfaces.items())]
+    return [write_stl(poly, folder / _stl_name(value)) for value, poly in sorted(surfaces.items())]
+
+
+def _stl_name(value: int) -> str:
+    if labels.is_fdi(value):
+        return f"tooth_{value}.stl"
+    return f"unnumbered_tooth_{value - labels.UNNUMBERED_LABEL_BASE + 1}.stl"

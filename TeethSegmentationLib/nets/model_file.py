@@ -36,7 +36,7 @@ MODEL_FORMAT_VERSION = 1
 TYPES_INPUTS = ("image", "image+teeth")
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "teethseg-default.pt"
 
-TEETH_ARCH = dict(in_channels=1, out_channels=1, n_blocks=3, start_filters=18, dim=3)
+TEETH_ARCH = dict(in_channels=1, out_channels=1, n_blocks=3, start_filters=9, dim=3)  # as the shipped model
 TYPES_ARCH = dict(in_channels=1, out_channels=NUM_CLASSES, n_blocks=3, start_filters=9, dim=3)
 
 
@@ -94,7 +94,7 @@ def new_model(
     types_arch: dict | None = None,
     patch_size: int = 96,
 ) -> TeethModel:
-    """Freshly initialised networks with the seed's configurations unless told otherwise."""
+    """Freshly initialised networks with the shipped model's architectures unless told otherwise."""
     teeth_cfg = {**TEETH_ARCH, **(teeth_arch or {})}
     types_cfg = {**TYPES_ARCH, **(types_arch or {})}
     types_cfg["in_channels"] = 2 if types_input == "image+teeth" else 1

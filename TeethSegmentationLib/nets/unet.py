@@ -1,9 +1,10 @@
-"""The light 3D U-Net of the published experiment (Conv-ReLU-BatchNorm blocks).
+"""The light 3D U-Net of the reference method (Conv-ReLU-BatchNorm blocks).
 
 Per level two Conv3d(3x3x3, padding 1) -> ReLU -> BatchNorm3d; max-pool 2 between levels; filters
 double per level; transposed conv 2x2x2 up, skip concatenation, two conv blocks; 1x1x1 output conv.
-``UNet(1, 1, n_blocks=3, start_filters=18)`` has 429,967 parameters (stage 1, binary teeth) and
-``UNet(1, 9, n_blocks=3, start_filters=9)`` 107,982 (stage 2, background + 8 types).
+Both stages use 9 start filters (the reference method's range is 9 to 18): ``UNet(1, 1, 3, 9)`` has
+107,902 parameters (teeth, binary) and ``UNet(1, 9, 3, 9)`` 107,982 (types, background + 8 types);
+``UNet(1, 1, 3, 18)``, the top of the range, has 429,967.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from scipy import ndimage
 from TeethSegmentationLib.phantom import tissue as T
 from TeethSegmentationLib.phantom.grid import Grid
 
-GREY_KINDS = ("hu", "uncalibrated", "uint16", "uint8")
-
 
 def density(
     tissue: np.ndarray, spacing: np.ndarray, table: np.ndarray, rng: np.random.Generator, texture: str = "smooth"

@@ -12,16 +12,11 @@ from TeethSegmentationLib.atomic import save_figure
 from TeethSegmentationLib.fdi import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume
-from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.io.volume import Volume, bounding_box
+from TeethSegmentationLib.nets.normalize import Normalization, intensity_window
 
 ALPHA = 0.45
-
-
-def _window(array: np.ndarray) -> tuple[float, float]:
-    step = max(1, int(round((array.size / 2e6) ** (1 / 3))))
-    sample = np.asarray(array[::step, ::step, ::step], dtype=np.float32)
-    low, high = np.percentile(sample, [1.0, 99.5])
-    return float(low), float(max(high, low + 1e-3))
+DISPLAY_WINDOW = Normalization(low_percentile=1.0, high_percentile=99.5)  # grey levels of the pictures
 
 
 def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[str, int]:
@@ -38,10 +33,11 @@ def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[st
     upper_mask = (labels >= 11) & (labels <= 28)
     lower_mask = (labels >= 31) & (labels <= 48)
     for key, mask, sign in (("upper", upper_mask, 1), ("lower", lower_mask, -1)):
-        z = np.nonzero(mask.any(axis=(0, 1)))[0]
-        if len(z):  # the crowns are at the occlusal end: a quarter of the tooth height from the tips
-            tips = z[0] if sign > 0 else z[-1]
-            mid[key] = int(np.clip(tips + sign * 0.22 * (z[-1] - z[0]), 0, shape[2] - 1))
+        box = bounding_box(mask)
+        if box is not None:  # the crowns are at the occlusal end: a quarter of the tooth height from the tips
+            bottom, top = int(box[0][2]), int(box[1][2]) - 1
+            tips = bottom if sign > 0 else top
+            mid[key] = int(np.clip(tips + sign * 0.22 * (top - bottom), 0, shape[2] - 1))
     molars = np.isin(labels, [16, 26, 36, 46, 17, 27, 37, 47])
     incisors = np.isin(labels, [11, 21, 31, 41])
     c = centroid(molars)
@@ -72,7 +68,7 @@ def render_slices(image: Volume, labels: Volume | None, path: str | os.PathLike,
     img = reorient_to_ras(image)
     lab = reorient_to_ras(labels).array if labels is not None else None
     arr = img.array
-    low, high = _window(arr)
+    low, high = intensity_window(arr, DISPLAY_WINDOW)
     idx = _slice_indices(lab, arr.shape)
     lo = img.origin
     hi = img.origin + (np.array(arr.shape) - 1) * img.spacing

@@ -20,7 +20,7 @@ from TeethSegmentationLib.fdi import mirror_fdi_map
 class AugmentParams:
     p_rotate: float = 0.3
     max_angle_deg: float = 15.0  # about each of the three axes
-    vertical_angle_deg: float = 0.0  # extra rotation about the vertical (S) axis, the seed used 180
+    vertical_angle_deg: float = 0.0  # extra rotation about the vertical (S) axis, the reference method used 180
     p_scale: float = 0.3
     max_scale: float = 0.10
     p_flip: float = 0.5

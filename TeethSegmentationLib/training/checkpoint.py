@@ -33,21 +33,6 @@ def checkpoint_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".ckpt")
 
 
-def plain(value: Any) -> Any:
-    """numpy scalars/arrays and paths inside dicts/lists as Python numbers, tensors and strings (weights_only)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if isinstance(value, (os.PathLike, str)):
-        return str(value)  # also str subclasses such as torch.__version__
-    return value
-
-
 def rng_state() -> dict[str, Any]:
     """torch, numpy and python global RNG states as tensors and plain lists."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -79,13 +64,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors, and plain values as ``events.jsonable`` gives them) with the format tag and the
+    RNG states, atomically."""
     path = Path(path)
     record = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "software_version": __version__,
         "rng": rng_state(),
-        **plain(state),
+        **state,
     }
     atomic_torch_save(record, path)
     return path

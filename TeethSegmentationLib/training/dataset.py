@@ -22,11 +22,12 @@ import torch
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.fdi import FDI_NUMBERS, fdi_map_to_classes
+from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
 from TeethSegmentationLib.training import augment
 
-IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
+IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii")  # what io.read_write reads
 LABEL_SUFFIXES = (".labels", "_labels", "-labels", ".label", "_label", "-label", ".seg", "_seg")
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 DEFAULT_NORMALIZATION = Normalization()
@@ -117,12 +118,22 @@ def canonical_labels(array: np.ndarray, kind: str = "auto", table: str | None = 
     return np.asarray(array).astype(np.uint8), kind
 
 
-def stage_target(labels: np.ndarray, kind: str, stage: int) -> np.ndarray:
-    """uint8 target: stage 1 teeth 0/1, stage 2 classes 0..8."""
-    if stage == 1:
+def _check_label_values(array: np.ndarray, path: Path) -> None:
+    """Label maps hold whole numbers: a float map with NaN, infinities or fractions is an image, not labels."""
+    if np.asarray(array).dtype.kind != "f":
+        return
+    if not np.isfinite(array).all():
+        raise InputError(f"Label map {path} holds NaN or infinite values; give a label map of whole numbers.")
+    if not np.array_equal(array, np.rint(array)):
+        raise InputError(f"Label map {path} holds fractional values; give a label map of whole numbers.")
+
+
+def stage_target(labels: np.ndarray, kind: str, stage: str) -> np.ndarray:
+    """uint8 target: "teeth" 0/1, "types" classes 0..8."""
+    if stage == "teeth":
         return (labels > 0).astype(np.uint8)
     if kind == "binary":
-        raise InputError("Binary teeth labels can only train stage 1; stage 2 needs FDI or tooth-type labels.")
+        raise InputError("Binary teeth labels can only train the teeth stage; types need FDI or tooth-type labels.")
     return fdi_map_to_classes(labels) if kind == "fdi" else labels.astype(np.uint8)
 
 
@@ -150,11 +161,8 @@ class PreparedCase:
 
 def teeth_box(labels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """(lo, hi exclusive) voxel box of the non-zero labels; None when there are none."""
-    mask = labels > 0
-    spans = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
-    if not len(spans[0]):
-        return None
-    return tuple(int(s[0]) for s in spans), tuple(int(s[-1]) + 1 for s in spans)
+    box = bounding_box(labels > 0)
+    return None if box is None else (tuple(box[0].tolist()), tuple(box[1].tolist()))
 
 
 def _read(path: Path):
@@ -171,7 +179,7 @@ def _read(path: Path):
 
 def foreground_groups(labels: np.ndarray, kind: str) -> dict[int, np.ndarray]:
     """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels)."""
-    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, 2)
+    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, "types")
     dtype = np.int32 if labels.size < 2**31 else np.int64
     return {int(t): np.flatnonzero(types == t).astype(dtype) for t in np.unique(types) if t > 0}
 
@@ -188,6 +196,7 @@ def prepare_case(
     image, labels = _read(case.image), _read(case.labels)
     if image.shape != labels.shape or not np.allclose(image.ijk_to_ras, labels.ijk_to_ras, atol=1e-3):
         raise InputError(f"Label map {case.labels} does not lie on the grid of image {case.image}.")
+    _check_label_values(labels.array, case.labels)
     canonical, kind = canonical_labels(labels.array, label_kind, label_table)
     image = resample_to_spacing(image, spacing, order=1)
     labels = resample_to_spacing(labels.with_array(canonical), spacing, order=0)
@@ -251,7 +260,7 @@ def choose_center(case: PreparedCase, rng: np.random.Generator, params: Sampling
 
 
 def make_patch(
-    case: PreparedCase, rng: np.random.Generator, params: SamplingParams, stage: int
+    case: PreparedCase, rng: np.random.Generator, params: SamplingParams, stage: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image [C, P, P, P] float32, target [P, P, P] uint8) for one training step."""
     center = choose_center(case, rng, params)
@@ -277,7 +286,7 @@ class PatchDataset(torch.utils.data.Dataset):
     """``length`` random patches per epoch; item i depends only on (seed, epoch, rank, i)."""
 
     def __init__(
-        self, cases: list[PreparedCase], params: SamplingParams, stage: int, length: int, seed: int = 0, rank: int = 0
+        self, cases: list[PreparedCase], params: SamplingParams, stage: str, length: int, seed: int = 0, rank: int = 0
     ) -> None:
         if not cases:
             raise InputError("No training cases left after holding out the validation cases.")

@@ -1,4 +1,4 @@
-"""Training losses and the Dice metric.
+"""Training losses (the Dice metric on label maps is ``metrics.dice``).
 
 Stage 1 (binary teeth, one logit channel): soft Dice on the sigmoid. Stage 2 (9 classes): soft Dice
 on the softmax, averaged over the classes present in the batch, plus a binary soft Dice of teeth vs
@@ -8,7 +8,6 @@ All functions are pure: tensors in, a scalar tensor (or numbers) out.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -59,20 +58,3 @@ def stage_loss(logits: torch.Tensor, target: torch.Tensor, with_ce: bool = False
     if with_ce:
         loss = loss + F.cross_entropy(logits.float(), target.long())
     return loss
-
-
-def predict_labels(logits: torch.Tensor) -> torch.Tensor:
-    """Hard labels [B, ...] from logits: threshold 0 for one channel, argmax otherwise."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).to(torch.uint8)
-    return logits.argmax(dim=1).to(torch.uint8)
-
-
-def dice_per_class(prediction: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict[int, float]:
-    """Hard Dice per class; NaN where the class is in neither map."""
-    scores: dict[int, float] = {}
-    for c in classes:
-        p, t = prediction == c, truth == c
-        total = int(p.sum()) + int(t.sum())
-        scores[c] = float("nan") if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
-    return scores

@@ -1,10 +1,10 @@
 """Training both stages: a loop built from small hooks, like nnU-Net's ``run_training``.
 
-``train(TrainConfig(...), reporter)`` prepares the cases, trains stage 1 (binary teeth on the
-coarse grid) and/or stage 2 (9 classes on the fine grid), validates on held-out cases after each
-epoch, writes a checkpoint every ``checkpoint_every`` epochs, on cancel and at the end, and finally
-the model file with a training summary. ``resume`` continues a checkpoint exactly: the same final
-weights as a run that was never interrupted.
+``train(TrainConfig(...), reporter)`` prepares the cases, trains the teeth network (binary, coarse grid)
+and/or the types network (9 classes, fine grid), validates on held-out cases after each epoch through
+the segment predictor, writes a checkpoint every ``checkpoint_every`` epochs, on cancel and at the end,
+and finally the model file with a training summary. ``resume`` continues a checkpoint exactly: the same
+final weights as a run that was never interrupted. A diverging run stops before anything is saved.
 """
 
 from __future__ import annotations
@@ -14,31 +14,23 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
-from torch import nn
 
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import Cancelled, InputError
-from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.inference.pipeline import SegmentOptions
+from TeethSegmentationLib.events import NullReporter, Reporter, jsonable
+from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
-from TeethSegmentationLib.nets.model_file import TYPES_INPUTS, TeethModel, load_model, new_model, save_model
-from TeethSegmentationLib.nets.unet import UNet, build_unet, pad_to_multiple
+from TeethSegmentationLib.nets.model_file import TeethModel, load_model, new_model, save_model
 from TeethSegmentationLib.training import distributed as ddp
+from TeethSegmentationLib.training import resume
 from TeethSegmentationLib.training.augment import NO_AUGMENTATION, AugmentParams
-from TeethSegmentationLib.training.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    plain,
-    save_checkpoint,
-    set_rng_state,
-)
+from TeethSegmentationLib.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from TeethSegmentationLib.training.config import TrainConfig, check_config, summary_settings
 from TeethSegmentationLib.training.dataset import (
     Case,
     PatchDataset,
@@ -49,202 +41,22 @@ from TeethSegmentationLib.training.dataset import (
     prepare_cases,
     stage_target,
 )
-from TeethSegmentationLib.training.losses import dice_per_class, predict_labels, stage_loss
+from TeethSegmentationLib.training.steps import (
+    DivergenceGuard,
+    check_step_fits,
+    make_optimizer,
+    scheduled_lr,
+    split_cases,
+    train_step,
+    training_layout,
+)
+from TeethSegmentationLib.training.validation import validation_dice
 
-STAGE_NETS = {1: "teeth", 2: "types"}
-OPTIMIZERS = ("adam", "rmsprop")
-LR_SCHEDULES = ("poly", "constant")
 DEBUG_RANK_DIR_ENV = "TEETHSEG_DEBUG_RANK_DIR"  # tests: every rank dumps its final weights there
-RESUME_MAY_CHANGE = ("epochs", "workers", "device", "resume", "checkpoint_every", "output", "val_tile")
-
-
-@dataclass
-class TrainConfig:
-    output: str = "model.pt"
-    images: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    data_dir: str | None = None
-    stage: str = "both"  # "1", "2" or "both"
-    epochs: int = 10  # per stage
-    steps_per_epoch: int = 50
-    patch: int = 64
-    batch: int = 2
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "poly"  # per epoch, nnU-Net's lr * (1 - epoch / epochs) ** 0.9; or "constant"
-    cross_entropy: bool = True  # add (binary) cross-entropy to the Dice loss: steadier early training
-    device: str = "auto"
-    init: str | None = None  # fine-tune from this model file
-    resume: str | None = None  # continue this checkpoint
-    val_fraction: float = 0.2
-    seed: int = 0
-    workers: int = 0
-    checkpoint_every: int = 1
-    label_kind: str = "auto"
-    label_table: str | None = None
-    teeth_spacing_mm: float | None = None  # None: the init model's, else 1.0
-    spacing_mm: float | None = None  # None: the init model's, else 0.5
-    filters_teeth: int | None = None  # start filters of stage 1 (seed 18)
-    filters_types: int | None = None  # start filters of stage 2 (seed 9)
-    types_input: str = "image"  # or "image+teeth"
-    augment: bool = True
-    foreground_fraction: float = 2 / 3
-    val_tile: int = 128  # largest block fed to the network at validation
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-    def stages(self) -> list[int]:
-        return {"1": [1], "2": [2], "both": [1, 2]}[str(self.stage)]
-
-
-def check_config(config: TrainConfig) -> None:
-    """One sentence for each kind of bad setting, before any data is read."""
-    if str(config.stage) not in ("1", "2", "both"):
-        raise InputError(f"Unknown stage {config.stage!r}; use 1, 2 or both.")
-    if config.optimizer not in OPTIMIZERS:
-        raise InputError(f"Unknown optimizer {config.optimizer!r}; use adam or rmsprop.")
-    if config.types_input not in TYPES_INPUTS:
-        raise InputError(f"Unknown stage-2 input {config.types_input!r}; use image or image+teeth.")
-    for name in ("epochs", "steps_per_epoch", "patch", "batch", "checkpoint_every"):
-        if int(getattr(config, name)) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1.")
-    if not 0 <= config.val_fraction < 1:
-        raise InputError("--val-fraction must be at least 0 and below 1.")
-    if not config.lr > 0:
-        raise InputError("--lr must be positive.")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise InputError(f"Unknown learning-rate schedule {config.lr_schedule!r}; use poly or constant.")
-
-
-# --- Small pure pieces (shared with scripts/benchmark_train.py).
-
-
-def scheduled_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
-    """Learning rate of (0-based) ``epoch`` of ``epochs``: poly decay, which ends small but not at zero."""
-    if schedule == "constant" or epochs <= 1:
-        return base_lr
-    return base_lr * (1.0 - epoch / epochs) ** 0.9
-
-
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    raise InputError(f"Unknown optimizer {name!r}; use adam or rmsprop.")
-
-
-def train_step(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    with_ce: bool = False,
-) -> float:
-    """One optimisation step; mixed precision on CUDA (when the scaler is enabled), float32 on the CPU."""
-    device = next(net.parameters()).device
-    images = images.to(device, non_blocking=True).contiguous(memory_format=training_layout(device))
-    targets = targets.to(device, non_blocking=True)
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        logits = net(images)
-    loss = stage_loss(logits, targets, with_ce)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return float(loss.detach())
-
-
-def training_layout(device: torch.device) -> torch.memory_format:
-    """Channels-last 3-D on the CPU: about 1.5x faster steps of these small networks; default elsewhere."""
-    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
-
-
-def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
-    """(training, validation): a seeded shuffle; at least one of each when there are two cases or more."""
-    if val_fraction <= 0 or len(cases) < 2:
-        return list(cases), []
-    order = np.random.default_rng(seed).permutation(len(cases))
-    n_val = min(len(cases) - 1, max(1, int(round(val_fraction * len(cases)))))
-    val = sorted(order[:n_val].tolist())
-    return [c for i, c in enumerate(cases) if i not in val], [cases[i] for i in val]
-
-
-def _blocks(size: int, tile: int) -> list[slice]:
-    n = max(1, math.ceil(size / tile))
-    edges = np.linspace(0, size, n + 1).round().astype(int)
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-
-@torch.no_grad()
-def predict_volume(net: UNet, image: np.ndarray, tile: int = 128) -> np.ndarray:
-    """uint8 hard labels of a [C, X, Y, Z] volume: whole when it fits ``tile``, else block by block."""
-    device = next(net.parameters()).device
-    out = np.zeros(image.shape[1:], dtype=np.uint8)
-    for bx in _blocks(image.shape[1], tile):
-        for by in _blocks(image.shape[2], tile):
-            for bz in _blocks(image.shape[3], tile):
-                block = torch.from_numpy(np.ascontiguousarray(image[:, bx, by, bz])).float()[None].to(device)
-                padded, crop = pad_to_multiple(block, net.divisor)
-                labels = predict_labels(net(padded))[0][crop]
-                out[bx, by, bz] = labels.cpu().numpy()
-    return out
-
-
-def network_input(
-    case: PreparedCase, stage: int, teeth_channel: bool, region: tuple[slice, ...] = (slice(None),) * 3
-) -> np.ndarray:
-    """[C, X, Y, Z] float32 of ``region``: the image, plus the smoothed teeth mask for an "image+teeth" stage 2."""
-    channels = [case.image[region].astype(np.float32)]
-    if stage == 2 and teeth_channel:
-        channels.append(ndimage.gaussian_filter((case.labels[region] > 0).astype(np.float32), 1.0))
-    return np.stack(channels)
-
-
-def validation_dice(
-    net: UNet, cases: list[PreparedCase], stage: int, teeth_channel: bool, tile: int, margin: int | None = None
-) -> dict[str, float]:
-    """Dice per class over the held-out voxels ("teeth" for stage 1, "1".."8" for stage 2) plus "mean";
-    all voxels, or those of the teeth box grown by ``margin``."""
-    classes = [1] if stage == 1 else list(range(1, 9))
-    inter = np.zeros(len(classes))
-    total = np.zeros(len(classes))
-    was_training = net.training
-    net.eval()
-    for case in cases:
-        region = tuple(slice(int(a), int(b)) for a, b in zip(*case.region(margin), strict=True))
-        pred = predict_volume(net, network_input(case, stage, teeth_channel, region), tile)
-        truth = stage_target(case.labels[region], case.kind, stage)
-        for i, c in enumerate(classes):
-            p, t = pred == c, truth == c
-            inter[i] += np.logical_and(p, t).sum()
-            total[i] += p.sum() + t.sum()
-    net.train(was_training)
-    scores = {
-        ("teeth" if stage == 1 else str(c)): (2 * inter[i] / total[i] if total[i] else float("nan"))
-        for i, c in enumerate(classes)
-    }
-    finite = [v for v in scores.values() if not math.isnan(v)]
-    scores["mean"] = float(np.mean(finite)) if finite else float("nan")
-    return scores
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Binary Dice of two 0/1 maps (tests and the benchmark)."""
-    return dice_per_class(pred, truth, [1])[1]
-
-
-# --- The trainer.
 
 
 class Trainer:
-    """Holds the run's state; ``run()`` calls the hooks in order."""
+    """Holds the run's state; ``run()`` calls the hooks in order. Stages are named "teeth" and "types"."""
 
     def __init__(self, config: TrainConfig, reporter: Reporter | None = None) -> None:
         self.config = config
@@ -259,7 +71,7 @@ class Trainer:
         self.val_dice: dict[str, dict[str, float]] = {}
         self.epoch_seconds: list[float] = []
         self._stop: str | None = None
-        self._data: dict[int, tuple[list[PreparedCase], list[PreparedCase]]] = {}
+        self._data: dict[str, tuple[list[PreparedCase], list[PreparedCase]]] = {}
         self._resumed: dict[str, Any] | None = None
 
     # -- hooks
@@ -286,38 +98,37 @@ class Trainer:
     def on_train_start(self) -> None:
         if self.config.resume:
             self._resumed = load_checkpoint(self.config.resume)
-            self.config = self._merge_resumed_config(self._resumed["config"])
+            self.config = resume.merge_config(self._resumed["config"], self.config, self.reporter)
         check_config(self.config)
         cfg = self.config
         self.device = ddp.setup(self.ctx, resolve_device(cfg.device))
         self.amp = self.device.type == "cuda"
+        self.guard = DivergenceGuard(self.amp)
+        self.model = self._build_model()
+        self.stages = list(cfg.stages)
+        for stage in self.stages:
+            check_step_fits(cfg.batch, self._patch(stage), self.net(stage).config["start_filters"], self.device)
         self.cases = self._find_cases()
         self.train_cases, self.val_cases = split_cases(self.cases, cfg.val_fraction, cfg.seed)
-        torch.manual_seed(cfg.seed)
-        self.model = self._build_model()
-        self.stages = cfg.stages()
         self.total_epochs = cfg.epochs * len(self.stages)
         layout = training_layout(self.device)
-        self.nets = {
-            s: getattr(self.model, f"{STAGE_NETS[s]}_net").to(self.device, memory_format=layout) for s in self.stages
-        }
+        self.nets = {s: self.net(s).to(self.device, memory_format=layout) for s in self.stages}
         self.wrapped = {s: ddp.wrap(net, self.ctx, self.device) for s, net in self.nets.items()}
         self.optimizers = {s: make_optimizer(cfg.optimizer, net.parameters(), cfg.lr) for s, net in self.nets.items()}
         self.scalers = {s: torch.amp.GradScaler(self.device.type, enabled=self.amp) for s in self.stages}
         if self._resumed is not None:
-            self._restore(self._resumed)
+            resume.restore(self, self._resumed)
         self.started = time.monotonic()
         self.reporter.log(
-            f"training stage(s) {', '.join(map(str, self.stages))} on {describe_device(self.device)}"
+            f"training {' and '.join(self.stages)} on {describe_device(self.device)}"
             f"{f' x {self.ctx.world_size} processes' if self.ctx.enabled else ''}: {len(self.train_cases)} "
             f"training and {len(self.val_cases)} validation cases"
         )
 
     def run_epoch(self) -> None:
         self.check_stop()
-        stage = self.current_stage
+        stage, cfg = self.current_stage, self.config
         train_cases, _ = self.stage_data(stage)
-        cfg = self.config
         dataset = PatchDataset(
             train_cases, self.sampling_params(stage), stage, cfg.steps_per_epoch * cfg.batch, cfg.seed, self.ctx.rank
         )
@@ -338,21 +149,23 @@ class Trainer:
             loss = train_step(
                 self.wrapped[stage], self.optimizers[stage], self.scalers[stage], images, targets, cfg.cross_entropy
             )
+            self.guard.check_loss(loss, stage)
             self.step += 1
             self.loss_sum += loss
             self.on_step_end(stage, loss)
+        self.guard.check_weights(self.nets[stage], stage)
         self.on_epoch_end(stage, time.monotonic() - start)
 
-    def on_step_end(self, stage: int, loss: float) -> None:
+    def on_step_end(self, stage: str, loss: float) -> None:
         cfg = self.config
         done = self.epoch * cfg.steps_per_epoch + self.step
         self.reporter.progress(
-            f"train stage {stage}",
+            f"train {stage}",
             done / (self.total_epochs * cfg.steps_per_epoch),
             f"epoch {self.stage_epoch + 1}/{cfg.epochs} step {self.step}/{cfg.steps_per_epoch} loss {loss:.4f}",
         )
 
-    def on_epoch_end(self, stage: int, seconds: float) -> None:
+    def on_epoch_end(self, stage: str, seconds: float) -> None:
         cfg = self.config
         loss = ddp.mean_across_ranks(self.loss_sum / max(1, cfg.steps_per_epoch), self.ctx, self.device)
         stage_epoch = self.stage_epoch + 1
@@ -360,13 +173,12 @@ class Trainer:
         self.step, self.loss_sum = 0, 0.0
         self.epoch_seconds.append(seconds)
         val = self.validate(stage)
-        record = {"stage": stage, "epoch": stage_epoch, "loss": loss, "val_dice": val, "seconds": seconds}
-        self.history.append(record)
+        self.history.append({"stage": stage, "epoch": stage_epoch, "loss": loss, "val_dice": val, "seconds": seconds})
         if val and not math.isnan(val["mean"]):
             self.remember_if_best(stage, val["mean"])
         eta = float(np.mean(self.epoch_seconds)) * (self.total_epochs - self.epoch)
         self.reporter.progress(
-            f"train stage {stage}",
+            f"train {stage}",
             self.epoch / self.total_epochs,
             f"epoch {stage_epoch}/{cfg.epochs} loss {loss:.4f}" + (f" val Dice {val['mean']:.3f}" if val else ""),
             epoch=stage_epoch,
@@ -379,32 +191,30 @@ class Trainer:
         if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.total_epochs:
             self.save_checkpoint()
         if self.epoch < self.total_epochs and self.current_stage != stage:
-            self._data.pop(stage, None)  # stage 1 data is not needed any more
+            self._data.pop(stage, None)  # the teeth stage's data is not needed any more
 
-    def remember_if_best(self, stage: int, score: float) -> None:
+    def remember_if_best(self, stage: str, score: float) -> None:
         """Keep a copy of the weights at the best validation Dice: the model file gets those, not the last."""
-        key = STAGE_NETS[stage]
-        if score > self.best.get(key, -1.0):
-            self.best[key] = score
-            self.best_weights[key] = {k: v.detach().cpu().clone() for k, v in self.nets[stage].state_dict().items()}
+        if score > self.best.get(stage, -1.0):
+            self.best[stage] = score
+            self.best_weights[stage] = {k: v.detach().cpu().clone() for k, v in self.nets[stage].state_dict().items()}
 
     def restore_best(self) -> None:
         for stage, net in self.nets.items():
-            weights = self.best_weights.get(STAGE_NETS[stage])
+            weights = self.best_weights.get(stage)
             if weights is not None:
                 net.load_state_dict(weights)
-                self.reporter.log(f"stage {stage}: keeping the weights of the best validation Dice")
+                self.reporter.log(f"{stage}: keeping the weights of the best validation Dice")
 
-    def validate(self, stage: int) -> dict[str, float]:
+    def validate(self, stage: str) -> dict[str, float]:
         _, val_cases = self.stage_data(stage)
         if not val_cases or not self.ctx.is_main:
             ddp.barrier(self.ctx)
             return {}
-        scores = validation_dice(
-            self.nets[stage], val_cases, stage, self.teeth_channel(stage), self.config.val_tile,
-            self.types_margin() if stage == 2 else None,
-        )
-        self.val_dice[STAGE_NETS[stage]] = scores
+        margin = self.types_margin() if stage == "types" else None
+        scores = validation_dice(self.model, val_cases, stage, self.device, margin)
+        self.nets[stage].to(self.device, memory_format=training_layout(self.device))  # the predictor's may differ
+        self.val_dice[stage] = scores
         ddp.barrier(self.ctx)
         return scores
 
@@ -429,44 +239,47 @@ class Trainer:
 
     # -- pieces
 
+    def net(self, stage: str) -> torch.nn.Module:
+        return getattr(self.model, f"{stage}_net")
+
     @property
-    def current_stage(self) -> int:
+    def current_stage(self) -> str:
         return self.stages[min(self.epoch // self.config.epochs, len(self.stages) - 1)]
 
     @property
     def stage_epoch(self) -> int:
         return self.epoch % self.config.epochs
 
-    def teeth_channel(self, stage: int) -> bool:
-        return stage == 2 and self.model.types_input == "image+teeth"
+    def teeth_channel(self, stage: str) -> bool:
+        return stage == "types" and self.model.types_input == "image+teeth"
 
-    def sampling_params(self, stage: int) -> SamplingParams:
+    def sampling_params(self, stage: str) -> SamplingParams:
         return SamplingParams(
             patch=self._patch(stage),
             foreground_fraction=self.config.foreground_fraction,
             augment=AugmentParams() if self.config.augment else NO_AUGMENTATION,
             teeth_channel=self.teeth_channel(stage),
-            background_margin=self.types_margin() if stage == 2 else None,
+            background_margin=self.types_margin() if stage == "types" else None,
         )
 
     def types_margin(self) -> int:
-        """Stage 2's context margin in voxels of its grid."""
-        return int(round(SegmentOptions.margin_mm / self.model.spacing_mm))
+        """The types stage's context margin in voxels of its grid."""
+        return int(round(TYPES_MARGIN_MM / self.model.spacing_mm))
 
-    def _patch(self, stage: int) -> int:
-        divisor = self.nets[stage].divisor
+    def _patch(self, stage: str) -> int:
+        divisor = self.net(stage).divisor
         return int(math.ceil(self.config.patch / divisor) * divisor)
 
-    def stage_data(self, stage: int) -> tuple[list[PreparedCase], list[PreparedCase]]:
+    def stage_data(self, stage: str) -> tuple[list[PreparedCase], list[PreparedCase]]:
         if stage not in self._data:
             cfg = self.config
-            spacing = self.model.teeth_spacing_mm if stage == 1 else self.model.spacing_mm
+            spacing = self.model.teeth_spacing_mm if stage == "teeth" else self.model.spacing_mm
             args = (spacing, self.model.normalization, cfg.label_kind, cfg.label_table, self.reporter)
-            train = prepare_cases(self.train_cases, *args, stage_name=f"prepare stage {stage}")
-            val = prepare_cases(self.val_cases, *args, stage_name=f"prepare stage {stage}")
-            if stage == 2:
+            train = prepare_cases(self.train_cases, *args, stage_name=f"prepare {stage}")
+            val = prepare_cases(self.val_cases, *args, stage_name=f"prepare {stage}")
+            if stage == "types":
                 for case in train + val:
-                    stage_target(case.labels[:1, :1, :1], case.kind, 2)  # binary labels cannot train stage 2
+                    stage_target(case.labels[:1, :1, :1], case.kind, "types")  # binary labels cannot train types
             self._data[stage] = (train, val)
         return self._data[stage]
 
@@ -478,24 +291,25 @@ class Trainer:
 
     def _build_model(self) -> TeethModel:
         cfg = self.config
+        torch.manual_seed(cfg.seed)
         if cfg.init:
             model = load_model(cfg.init)
             model.training = dict(model.training)
-            if 2 in cfg.stages() and cfg.types_input != model.types_input:
-                self.reporter.log(f"stage 2 keeps the init model's input {model.types_input!r}", "warning")
+            if "types" in cfg.stages and cfg.types_input != model.types_input:
+                self.reporter.log(f"the types network keeps the init model's input {model.types_input!r}", "warning")
         else:
             model = new_model(
                 types_input=cfg.types_input,
-                teeth_arch={"start_filters": cfg.filters_teeth} if cfg.filters_teeth else None,
-                types_arch={"start_filters": cfg.filters_types} if cfg.filters_types else None,
+                teeth_arch=None if cfg.filters_teeth is None else {"start_filters": cfg.filters_teeth},
+                types_arch=None if cfg.filters_types is None else {"start_filters": cfg.filters_types},
             )
         if model.teeth_net is None:
             model.teeth_net = new_model().teeth_net
         if model.types_net is None:
             model.types_net = new_model(types_input=model.types_input).types_net
-        if cfg.teeth_spacing_mm:
+        if cfg.teeth_spacing_mm is not None:
             model.teeth_spacing_mm = float(cfg.teeth_spacing_mm)
-        if cfg.spacing_mm:
+        if cfg.spacing_mm is not None:
             model.spacing_mm = float(cfg.spacing_mm)
         return model
 
@@ -520,107 +334,30 @@ class Trainer:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    # -- checkpoints
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "loss_sum": self.loss_sum,
-            "nets": {
-                STAGE_NETS[s]: {k: v.detach().cpu() for k, v in net.state_dict().items()}
-                for s, net in ((1, self.model.teeth_net), (2, self.model.types_net))
-            },
-            "archs": {"teeth": dict(self.model.teeth_net.config), "types": dict(self.model.types_net.config)},
-            "model": {
-                "spacing_mm": self.model.spacing_mm,
-                "teeth_spacing_mm": self.model.teeth_spacing_mm,
-                "types_input": self.model.types_input,
-                "normalization": self.model.normalization.to_dict(),
-                "training": self.model.training,
-            },
-            "optimizers": {str(s): opt.state_dict() for s, opt in self.optimizers.items()},
-            "scalers": {str(s): scaler.state_dict() for s, scaler in self.scalers.items()},
-            "best": dict(self.best),
-            "best_weights": self.best_weights,
-            "val_dice": self.val_dice,
-            "history": self.history,
-            "epoch_seconds": self.epoch_seconds,
-        }
+    # -- results
 
     def save_checkpoint(self) -> None:
         if self.ctx.is_main:
-            save_checkpoint(checkpoint_path(self.config.output), self.checkpoint_state())
-
-    def _merge_resumed_config(self, saved: dict[str, Any]) -> TrainConfig:
-        merged = TrainConfig.from_dict(saved)
-        given = self.config
-        changed = [
-            f.name
-            for f in fields(TrainConfig)
-            if f.name not in RESUME_MAY_CHANGE
-            and getattr(given, f.name) != getattr(TrainConfig(), f.name)
-            and getattr(given, f.name) != getattr(merged, f.name)
-        ]
-        if changed:
-            self.reporter.log(f"resuming with the checkpoint's settings for {', '.join(changed)}", "warning")
-        for name in RESUME_MAY_CHANGE:
-            setattr(merged, name, getattr(given, name))
-        return merged
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        for name in ("teeth", "types"):
-            net = getattr(self.model, f"{name}_net")
-            if dict(net.config) != dict(state["archs"][name]):
-                setattr(self.model, f"{name}_net", build_unet(state["archs"][name]).to(self.device))
-            getattr(self.model, f"{name}_net").load_state_dict(state["nets"][name])
-        saved = state.get("model", {})
-        self.model.spacing_mm = float(saved.get("spacing_mm", self.model.spacing_mm))
-        self.model.teeth_spacing_mm = float(saved.get("teeth_spacing_mm", self.model.teeth_spacing_mm))
-        self.model.training = dict(saved.get("training", self.model.training))
-        for s, opt in self.optimizers.items():
-            if str(s) in state["optimizers"]:
-                opt.load_state_dict(state["optimizers"][str(s)])
-        for s, scaler in self.scalers.items():
-            if str(s) in state["scalers"]:
-                scaler.load_state_dict(state["scalers"][str(s)])
-        self.epoch, self.step, self.loss_sum = int(state["epoch"]), int(state["step"]), float(state["loss_sum"])
-        self.best, self.val_dice = dict(state["best"]), dict(state["val_dice"])
-        self.best_weights = dict(state.get("best_weights", {}))
-        self.history, self.epoch_seconds = list(state["history"]), list(state["epoch_seconds"])
-        set_rng_state(state["rng"])
-        self.reporter.log(f"resumed at epoch {self.epoch} step {self.step} from {self.config.resume}")
-
-    # -- results
+            save_checkpoint(checkpoint_path(self.config.output), resume.checkpoint_state(self))
 
     def summary(self) -> dict[str, Any]:
         cfg = self.config
-        return plain(
+        return jsonable(
             {
+                **summary_settings(cfg),
                 "output": str(Path(cfg.output)),
                 "checkpoint": str(checkpoint_path(cfg.output)),
-                "stages_trained": [STAGE_NETS[s] for s in self.stages],
-                "epochs": cfg.epochs,
-                "steps_per_epoch": cfg.steps_per_epoch,
-                "patch": cfg.patch,
-                "batch": cfg.batch,
-                "optimizer": cfg.optimizer,
-                "lr": cfg.lr,
-                "lr_schedule": cfg.lr_schedule,
+                "stages_trained": list(self.stages),
                 "cases": len(self.cases),
                 "train_cases": [c.name for c in self.train_cases],
                 "validation_cases": [c.name for c in self.val_cases],
-                "final_loss": {STAGE_NETS[r["stage"]]: r["loss"] for r in self.history},
+                "final_loss": {r["stage"]: r["loss"] for r in self.history},
                 "val_dice": self.val_dice,
                 "best_val_dice": self.best,
                 "history": self.history,
                 "seconds": round(time.monotonic() - self.started, 2),
                 "device": describe_device(self.device),
                 "world_size": self.ctx.world_size,
-                "label_table": cfg.label_table,
-                "label_kind": cfg.label_kind,
-                "init": cfg.init,
                 "software_version": __version__,
                 "torch_version": str(torch.__version__),
             }
@@ -630,11 +367,7 @@ class Trainer:
         folder = os.environ.get(DEBUG_RANK_DIR_ENV)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            state = {
-                f"{STAGE_NETS[s]}.{k}": v.detach().cpu()
-                for s, net in self.nets.items()
-                for k, v in net.state_dict().items()
-            }
+            state = {f"{s}.{k}": v.detach().cpu() for s, net in self.nets.items() for k, v in net.state_dict().items()}
             torch.save({"state": state, "history": self.history}, Path(folder) / f"rank{self.ctx.rank}.pt")
 
 

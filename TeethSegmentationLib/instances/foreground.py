@@ -1,0 +1,95 @@
+"""The foreground of the teeth probability as compact per-voxel arrays, and per-voxel lookups into the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from TeethSegmentationLib.io.volume import bounding_box
+
+
+@dataclass
+class SparseForeground:
+    """The foreground voxels of a padded crop, as compact arrays (one entry per voxel)."""
+
+    shape: tuple[int, int, int]  # padded crop shape
+    lo: np.ndarray  # ijk of padded voxel (0, 0, 0) in the input grid
+    flat: np.ndarray  # flat indices into the padded crop
+    lookup: np.ndarray  # padded-crop-sized int32: compact index or -1
+    dist: np.ndarray  # mm to the background
+
+    def input_flat(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Flat indices of the compact voxels in the input grid."""
+        ijk = np.stack(np.unravel_index(self.flat, self.shape)) + self.lo[:, None]
+        return np.ravel_multi_index(tuple(ijk), shape)
+
+    def ras_points(self, affine: np.ndarray) -> np.ndarray:
+        """(N, 3) RAS millimetres of the compact voxels."""
+        ijk = np.stack(np.unravel_index(self.flat, self.shape), axis=1) + self.lo
+        return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def foreground_mask(teeth_prob: np.ndarray, threshold: float, min_voxels: int) -> np.ndarray | None:
+    """Probability above ``threshold``, components under ``min_voxels`` dropped; None when nothing is left."""
+    mask = teeth_prob > threshold
+    if not mask.any():
+        return None
+    components, count = ndi.label(mask)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    if not keep[1:].any():
+        return None
+    return keep[components]
+
+
+def sparse_foreground(mask: np.ndarray, spacing: np.ndarray) -> SparseForeground:
+    """Crop to the mask's box, pad by one voxel (every voxel then has all 26 neighbours), distance map."""
+    lo, hi = bounding_box(mask)
+    crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1)
+    dist = ndi.distance_transform_edt(crop, sampling=spacing).astype(np.float32)
+    flat = np.flatnonzero(crop)
+    lookup = np.full(crop.size, -1, dtype=np.int32)
+    lookup[flat] = np.arange(len(flat), dtype=np.int32)
+    return SparseForeground(crop.shape, lo - 1, flat, lookup, dist.reshape(-1)[flat])
+
+
+def gather_types(type_probs: np.ndarray, sparse: SparseForeground) -> np.ndarray:
+    """(N, 8) type probabilities 1..8 of the compact voxels, float32."""
+    index = sparse.input_flat(type_probs.shape[1:])
+    return np.stack([type_probs[c].reshape(-1)[index] for c in range(1, 9)], axis=1).astype(np.float32)
+
+
+def smoothed_argmax(
+    type_probs: np.ndarray, sparse: SparseForeground, spacing: np.ndarray, smooth_mm: float
+) -> np.ndarray:
+    """Type 1..8 per compact voxel after a box filter of about ``smooth_mm`` (removes the per-voxel speckle)."""
+    size = tuple(max(1, int(round(smooth_mm / s)) | 1) for s in spacing)
+    shape = np.array(sparse.shape) - 2
+    box = tuple(slice(int(a) + 1, int(a) + 1 + int(n)) for a, n in zip(sparse.lo, shape, strict=True))
+    inner = np.unravel_index(sparse.flat, sparse.shape)
+    inner = tuple(i - 1 for i in inner)
+    best = np.full(len(sparse.flat), -1.0, dtype=np.float32)
+    result = np.zeros(len(sparse.flat), dtype=np.uint8)
+    for c in range(1, 9):
+        channel = type_probs[c][box].astype(np.float32)
+        if max(size) > 1:
+            channel = ndi.uniform_filter(channel, size=size, mode="nearest")
+        value = channel[inner]
+        better = value > best
+        best[better], result[better] = value[better], c
+    return result
+
+
+def neighbour_offsets(shape: tuple[int, int, int], spacing: np.ndarray, full: bool = True) -> list[tuple[int, float]]:
+    """(flat offset, length in mm) of the 26 (or 6) neighbours in a C-ordered array of ``shape``."""
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    result = []
+    for d in np.ndindex(3, 3, 3):
+        step = np.array(d) - 1
+        if not step.any() or (not full and np.abs(step).sum() != 1):
+            continue
+        result.append((int(step @ strides), float(np.linalg.norm(step * spacing))))
+    return result

@@ -1,0 +1,129 @@
+"""Cutting instances that are several teeth fused: across the bite, at the midline, and along the arch."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.regions import RegionStats
+
+MIN_HALF_SHARE = 0.3  # a central incisor is cut at the midline when the smaller side holds this share of it
+MIN_PART_SHARE = 0.25  # each part of a wide instance cut along the arch holds at least this share of it
+SPAN_SAMPLE = 2000  # voxels a tooth enough for the span's percentiles (the arc foot points are costly)
+
+
+def cut_straddling(
+    labels: np.ndarray, ras: np.ndarray, plane: OcclusalPlane, opts: InstanceOptions, voxel_mm3: float
+) -> np.ndarray:
+    """Cut instances lying far on both sides of the occlusal plane (upper and lower teeth fused at the bite)."""
+    n = int(labels.max())
+    height = ras @ plane.normal - plane.height
+    count = np.bincount(labels, minlength=n + 1)[1:]
+    above = np.bincount(labels, weights=height > opts.straddle_margin_mm, minlength=n + 1)[1:]
+    below = np.bincount(labels, weights=height < -opts.straddle_margin_mm, minlength=n + 1)[1:]
+    cut = (above >= opts.straddle_fraction * count) & (below >= opts.straddle_fraction * count)
+    cut &= np.minimum(above, below) * voxel_mm3 >= opts.min_tooth_mm3
+    if not cut.any():
+        return labels
+    labels = labels.copy()
+    next_label = n + 1
+    for index in np.flatnonzero(cut):
+        labels[(labels == index + 1) & (height < 0)] = next_label
+        next_label += 1
+    return labels
+
+
+def split_fused_central_incisors(
+    labels: np.ndarray,
+    ras: np.ndarray,
+    stats: RegionStats,
+    assignment: Assignment,
+    voxel_mm3: float,
+    opts: InstanceOptions,
+) -> tuple[np.ndarray, bool]:
+    """An arch whose only central incisor lies across the midline holds both, fused: cut it at the midline."""
+    changed = False
+    for jaw, fit in assignment.fits.items():
+        members = np.flatnonzero(assignment.upper == jaw)
+        incisors = [i for i in members if stats.main_type(i) == 0]
+        if len(incisors) != 1 or abs(assignment.arch_position_mm[incisors[0]]) > opts.side_sigma_mm:
+            continue
+        voxels = np.flatnonzero(labels == incisors[0] + 1)
+        side = numbering.arch_positions(ras[voxels], fit) > 0
+        smaller = min(side.sum(), (~side).sum())
+        if smaller >= MIN_HALF_SHARE * len(voxels) and smaller * voxel_mm3 >= opts.min_tooth_mm3:
+            labels = labels.copy() if not changed else labels
+            labels[voxels[side]] = labels.max() + 1
+            changed = True
+    return labels, changed
+
+
+def split_wide_instances(
+    labels: np.ndarray, ras: np.ndarray, assignment: Assignment, voxel_mm3: float, opts: InstanceOptions
+) -> tuple[np.ndarray, bool]:
+    """Cut instances much wider along the arch than a tooth at their place (neighbours of one type fused
+    at a broad contact, which no neck separates) into 2 or 3 teeth, at the thinnest cross-sections.
+
+    Width = the span of the voxels' arc positions; "a tooth at their place" = the typical crown width
+    there, times the jaw's median ratio of the two (the patient's size and the span's own bias)."""
+    changed = False
+    next_label = int(labels.max()) + 1
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(next_label + 1))
+    members_voxels = {m: order[bounds[m + 1] : bounds[m + 2]] for m in range(next_label - 1)}  # instance m = label m+1
+    for jaw, fit in assignment.fits.items():
+        members = np.flatnonzero(assignment.upper == jaw)
+        if len(members) < 4 or not fit.fitted:
+            continue
+        voxels = [members_voxels[m] for m in members]
+        samples = [v[:: max(1, len(v) // SPAN_SAMPLE)] for v in voxels]
+        spans = np.array([_span(numbering.arch_positions(ras[v], fit)) for v in samples])
+        expected = numbering.expected_width_mm(assignment.arch_position_mm[members], bool(jaw))
+        ratio = spans / expected
+        ratio /= np.clip(np.median(ratio), 0.6, 1.5)
+        for member_voxels, r in zip(voxels, ratio, strict=True):
+            if r < opts.wide_ratio:
+                continue
+            # The wider, the surer it is fused: a shallower dip is then taken for the contact.
+            dip = min(opts.contact_dip + 0.1 * (r - opts.wide_ratio), 0.9)
+            arc = numbering.arch_positions(ras[member_voxels], fit)
+            parts = cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), dip)
+            sizes = np.bincount(parts)
+            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, MIN_PART_SHARE * len(arc)):
+                continue
+            labels = labels if changed else labels.copy()
+            for part in range(1, len(sizes)):
+                labels[member_voxels[parts == part]] = next_label
+                next_label += 1
+            changed = True
+    return labels, changed
+
+
+def _span(arc: np.ndarray) -> float:
+    """Extent along the arch, robust to stray voxels: 3rd to 97th percentile."""
+    return float(np.percentile(arc, 97) - np.percentile(arc, 3))
+
+
+def cut_along_arch(arc: np.ndarray, k: int, dip: float, bin_mm: float = 0.25, min_gap_mm: float = 3.0) -> np.ndarray:
+    """Part index of each voxel, cut at up to k-1 contacts: local minima of the voxels per arc-length bin
+    (inside the 12-88 % quantiles) at most ``dip`` x the peaks on both sides, deepest first, ``min_gap_mm``
+    apart. All zeros when no contact is seen."""
+    edges = np.arange(arc.min(), arc.max() + 2 * bin_mm, bin_mm)
+    counts = ndi.gaussian_filter1d(np.histogram(arc, edges)[0].astype(float), 2.0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    lo, hi = np.quantile(arc, [0.12, 0.88])
+    candidates = []
+    for c in range(1, len(counts) - 1):
+        if lo <= centres[c] <= hi and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
+            depth = counts[c] / max(min(counts[:c].max(), counts[c + 1 :].max()), 1e-6)
+            if depth <= dip:
+                candidates.append((depth, centres[c]))
+    cuts: list[float] = []
+    for _depth, centre in sorted(candidates):
+        if len(cuts) < k - 1 and all(abs(centre - other) >= min_gap_mm for other in cuts):
+            cuts.append(centre)
+    return np.digitize(arc, np.sort(cuts)) if cuts else np.zeros(len(arc), dtype=int)

@@ -1,0 +1,79 @@
+"""The occlusal plane of the split regions, found before merging (which must not merge across the bite)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances.regions import label_sums
+
+# A weak dip in a closed bite still counts as two arches when the regions' centroids form two layers this
+# similar in bulk and region count (a single arch parted at the tooth necks gives a slighter root layer).
+SIMILAR_LAYERS = 0.6
+# A layer of regions whose median deepest point is under this share of the other layer's is roots, not an arch.
+THIN_LAYER = 0.6
+
+
+class OcclusalPlane(NamedTuple):
+    normal: np.ndarray  # unit vector, superior
+    height: float  # the plane is (x . normal) == height
+    two_arches: bool  # False: a single arch, and the plane is only approximate
+
+    def known(self) -> tuple[np.ndarray, float] | None:
+        """(normal, height) when the plane lies between two arches; numbering then trusts it."""
+        return (self.normal, self.height) if self.two_arches else None
+
+
+def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, depth: np.ndarray) -> OcclusalPlane:
+    """The occlusal plane from the regions' centroids, the voxels' height profile and their depth inside the
+    foreground (mm; thin layers are roots)."""
+    count = int(labels.max()) + 1
+    size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
+    centroids = label_sums(labels, ras, count)[1:] / size
+    normal = numbering.occlusal_normal(centroids)
+    height, two = numbering.occlusal_plane(ras @ normal)
+    if not two:
+        upper, threshold, two, _ = numbering.split_jaws(centroids, np.zeros(len(centroids)), normal)
+        bulk = np.array([size[upper].sum(), size[~upper].sum()], dtype=np.float64)
+        two = (
+            two
+            and bulk.min() >= SIMILAR_LAYERS * bulk.max()
+            and min(upper.sum(), (~upper).sum()) >= SIMILAR_LAYERS * max(upper.sum(), (~upper).sum())
+        )
+        height = threshold if two else height
+    if two and _crowns_over_roots(labels, depth, centroids @ normal > height):
+        two = False  # one arch parted at the necks: a layer of crowns and a layer of roots
+    if two:
+        normal, height = _refit_between_jaws(centroids, ras, normal, height)
+    return OcclusalPlane(normal, height, two)
+
+
+def _crowns_over_roots(labels: np.ndarray, depth: np.ndarray, above: np.ndarray) -> bool:
+    """Jaw from the teeth themselves: two layers are two arches only if both hold crowns. Roots parted from
+    their crowns (at the cervical constriction, by a thin gap) form a layer of thin regions: the median
+    deepest point of one layer under ``THIN_LAYER`` x the other's."""
+    if above.all() or not above.any():
+        return False
+    peak = np.zeros(len(above) + 1)
+    np.maximum.at(peak, labels, depth)
+    layers = sorted(float(np.median(peak[1:][side])) for side in (above, ~above))
+    return layers[0] < THIN_LAYER * layers[1]
+
+
+def _refit_between_jaws(
+    centroids: np.ndarray, ras: np.ndarray, normal: np.ndarray, height: float
+) -> tuple[np.ndarray, float]:
+    """Two arches: the gap between them tilts a normal fitted to all centroids wherever one jaw lacks teeth
+    the other has. Refit it with each jaw centred on itself, from a first split along the scanner's S axis
+    (patients are scanned about upright) or, failing that, along the first normal."""
+    z_height, z_two = numbering.occlusal_plane(ras[:, 2])
+    plane = (np.array([0.0, 0.0, 1.0]), z_height) if z_two else (normal, height)
+    for _ in range(2):
+        refit = numbering.occlusal_normal(centroids, centroids @ plane[0] > plane[1])
+        refit_height, refit_two = numbering.occlusal_plane(ras @ refit)
+        if not refit_two:
+            break
+        plane = (refit, refit_height)
+    return plane

@@ -1,0 +1,240 @@
+"""Single teeth from the networks' probabilities: split touching teeth, one type per tooth, FDI numbers.
+
+Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column norms of ijk_to_ras):
+
+1. Foreground = probability > threshold, specks below ``min_speck_mm3`` dropped, cropped to its box
+   (:mod:`foreground`).
+2. Markers = connected "cores" (deeper than ``core_mm`` inside the foreground) of one smoothed argmax
+   type each: touching neighbours of different types are split by the type boundary, touching
+   neighbours of the same type (11 and 21) by the thin neck where their cores separate (:mod:`watershed`).
+3. Every foreground voxel follows the steepest ascent of the distance map to a marker (a drainage
+   watershed, vectorised with pointer jumping); voxels that reach none take a labelled neighbour's label.
+4. Regions that are one tooth are merged (:mod:`merge`): fragments too small to be a tooth go to the
+   neighbour they touch most, and neighbours whose common boundary is nearly as deep as the shallower
+   one's centre (no neck between them) become one.
+5. Each region's type is the vote of its mean type probabilities; an instance that straddles the
+   occlusal plane (:mod:`occlusal`; an upper and a lower tooth fused at the bite) is cut by the plane.
+6. :mod:`numbering` numbers the teeth (jaws, arch, midline, dynamic programme).
+7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
+   broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from TeethSegmentationLib.events import NullReporter, Reporter
+from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX, unnumbered_label, unnumbered_name
+from TeethSegmentationLib.instances import fused, numbering
+from TeethSegmentationLib.instances.foreground import (
+    SparseForeground,
+    foreground_mask,
+    gather_types,
+    smoothed_argmax,
+    sparse_foreground,
+)
+from TeethSegmentationLib.instances.merge import merge_regions
+from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
+from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_stats
+from TeethSegmentationLib.instances.watershed import drain, markers
+
+
+@dataclass
+class ToothInstance:
+    fdi: int
+    type: int
+    confidence: float  # mean probability of the assigned type x mean foreground probability, 0..1
+    voxel_count: int
+    centroid_ras: tuple[float, float, float]
+    instance_id: int = 0  # value in InstanceResult.instance_map
+    volume_mm3: float = 0.0
+    type_probabilities: tuple[float, ...] = ()  # mean over the tooth of types 1..8, normalised
+    jaw: str = ""  # "upper" or "lower"
+    arch_position_mm: float = 0.0  # signed arc length from the midline, + towards the patient's right
+    label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
+    numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InstanceResult:
+    fdi_map: np.ndarray  # uint8 [i, j, k], 0 background, FDI numbers, unnumbered teeth 100, 101, ...
+    teeth: list[ToothInstance]  # numbered teeth, sorted by FDI number
+    instance_map: np.ndarray | None = None  # uint16 [i, j, k], every instance
+    unassigned: list[ToothInstance] = field(default_factory=list)  # unnumbered teeth (fdi 0), in label order
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Voxels:
+    """What the numbering needs of the compact foreground voxels."""
+
+    types: np.ndarray  # (N, 8) type probabilities
+    fg: np.ndarray  # (N,) foreground probability
+    ras: np.ndarray  # (N, 3) RAS mm
+
+
+def label_teeth(
+    teeth_prob: np.ndarray,
+    type_probs: np.ndarray,
+    ijk_to_ras: np.ndarray,
+    reporter: Reporter | None = None,
+    options: InstanceOptions | None = None,
+    log_warnings: bool = True,
+) -> InstanceResult:
+    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid.
+
+    The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
+    logged through ``reporter``."""
+    opts = options or InstanceOptions()
+    reporter = reporter or NullReporter()
+    teeth_prob, type_probs, affine = _check_inputs(teeth_prob, type_probs, ijk_to_ras)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    mask = foreground_mask(teeth_prob, opts.threshold, _voxels(opts.min_speck_mm3, voxel_mm3))
+    if mask is None:
+        return _empty(teeth_prob.shape, ["No teeth were found (no foreground above the threshold)."])
+    sparse = sparse_foreground(mask, spacing)
+    timings["foreground"] = _lap(clock)
+    reporter.progress("instances", 0.1, "splitting touching teeth")
+
+    types = gather_types(type_probs, sparse)
+    smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
+    labels = drain(sparse, markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3)), spacing)
+    timings["split"] = _lap(clock)
+    reporter.progress("instances", 0.5, "merging fragments")
+
+    ras = sparse.ras_points(affine)
+    plane = find_occlusal_plane(labels, ras, sparse.dist)
+    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing)
+    voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
+    if plane.two_arches:
+        labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
+    stats, assignment = _number(labels, voxels, plane, opts)
+    timings["merge"] = _lap(clock)
+    reporter.progress("instances", 0.8, "numbering")
+
+    labels, split = fused.split_fused_central_incisors(labels, ras, stats, assignment, voxel_mm3, opts)
+    if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
+    if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
+    timings["number"] = _lap(clock)
+    result.timings = timings
+    for message in result.warnings if log_warnings else []:
+        reporter.log(message, "warning")
+    reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
+    return result
+
+
+def _number(
+    labels: np.ndarray, voxels: _Voxels, plane: OcclusalPlane, opts: InstanceOptions
+) -> tuple[RegionStats, Assignment]:
+    """The regions' statistics and their FDI numbers."""
+    stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
+    skew = apex_skew(labels, voxels.ras, plane.normal)
+    return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+
+
+def _voxels(mm3: float, voxel_mm3: float) -> int:
+    return max(1, int(round(mm3 / voxel_mm3)))
+
+
+def _lap(start: float) -> float:
+    return round(time.perf_counter() - start, 4)
+
+
+def _check_inputs(teeth_prob: Any, type_probs: Any, ijk_to_ras: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    teeth_prob = np.asarray(teeth_prob)
+    type_probs = np.asarray(type_probs)
+    affine = np.asarray(ijk_to_ras, dtype=np.float64)
+    if teeth_prob.ndim != 3:
+        raise ValueError(f"teeth_prob must be a 3-D array [i, j, k], not shape {teeth_prob.shape}.")
+    if type_probs.shape != (9, *teeth_prob.shape):
+        raise ValueError(
+            f"type_probs must have shape (9, {', '.join(map(str, teeth_prob.shape))}), not {type_probs.shape}."
+        )
+    if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError("ijk_to_ras must be an invertible 4x4 matrix.")
+    return teeth_prob, type_probs, affine
+
+
+def _empty(shape: tuple[int, ...], warnings: list[str]) -> InstanceResult:
+    return InstanceResult(np.zeros(shape, np.uint8), [], np.zeros(shape, np.uint16), [], warnings)
+
+
+def _result(
+    shape: tuple[int, ...],
+    sparse: SparseForeground,
+    labels: np.ndarray,
+    stats: RegionStats,
+    assignment: Assignment,
+    voxel_mm3: float,
+) -> InstanceResult:
+    index = sparse.input_flat(shape)
+    instance_map = np.zeros(shape, dtype=np.uint16)
+    instance_map.reshape(-1)[index] = labels
+    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3) for i, fdi in enumerate(assignment.fdi)]
+    unnumbered = sorted((t for t in teeth if not t.fdi), key=lambda t: (t.jaw != "upper", -t.arch_position_mm))
+    warnings = list(assignment.warnings) + _label_unnumbered(unnumbered)
+    lut = np.zeros(len(stats.count) + 1, dtype=np.uint8)
+    for tooth in teeth:
+        lut[tooth.instance_id] = tooth.label
+    fdi_map = np.zeros(shape, dtype=np.uint8)
+    fdi_map.reshape(-1)[index] = lut[labels]
+    numbered = sorted((t for t in teeth if t.fdi), key=lambda t: t.fdi)
+    return InstanceResult(fdi_map, numbered, instance_map, [t for t in unnumbered if t.label], warnings)
+
+
+def _label_unnumbered(unnumbered: list[ToothInstance]) -> list[str]:
+    """Unnumbered teeth k = 1, 2, ... get label values fdi.unnumbered_label(k); the warnings that say so.
+
+    Numbering runs after the fragment merges, so an instance left over here is a whole object
+    (supernumerary or retained tooth, a second piece of a tooth, implant, false positive) that has no free
+    permanent FDI number. Merging it would spoil a correctly outlined neighbour; dropping it would lose a
+    tooth silently. It stays in the label map under its own value, for the user to number or delete."""
+    warnings = []
+    for k, tooth in enumerate(unnumbered, start=1):
+        tooth.numbered = False
+        if k > UNNUMBERED_LABEL_MAX - UNNUMBERED_LABEL_BASE + 1:
+            warnings.append(f"A {tooth.jaw} tooth-like object near RAS {tooth.centroid_ras} was left out of the "
+                            "label map: there are no more label values for unnumbered teeth.")
+            continue
+        tooth.label = unnumbered_label(k)
+        warnings.append(
+            f"A {tooth.jaw} tooth-like object ({tooth.volume_mm3:.0f} mm3, type {tooth.type}) near RAS "
+            f"{tooth.centroid_ras} could not be given a free FDI number; it is kept as "
+            f"'{unnumbered_name(tooth.label)}' (label {tooth.label})."
+        )
+    return warnings
+
+
+def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float) -> ToothInstance:
+    type_ = fdi % 10 if fdi else stats.main_type(i) + 1
+    return ToothInstance(
+        fdi=fdi,
+        type=type_,
+        confidence=round(float(stats.types[i][type_ - 1] * stats.fg[i]), 4),
+        voxel_count=int(stats.count[i]),
+        centroid_ras=tuple(round(float(c), 3) for c in stats.centroid[i]),
+        instance_id=i + 1,
+        volume_mm3=round(float(stats.count[i] * voxel_mm3), 2),
+        type_probabilities=tuple(round(float(p), 4) for p in stats.types[i]),
+        jaw="upper" if assignment.upper[i] else "lower",
+        arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
+        label=fdi,
+    )

@@ -1,0 +1,113 @@
+"""Splitting touching teeth: markers (deep same-type cores, parted at necks) and a drainage watershed."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from TeethSegmentationLib.instances.foreground import SparseForeground, neighbour_offsets
+from TeethSegmentationLib.instances.options import InstanceOptions
+
+
+def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOptions, min_voxels: int) -> np.ndarray:
+    """Compact int32 marker labels (0 = none): connected same-type cores deeper than ``core_mm``, each split
+    further where it still has two deep parts joined by a neck (two touching central incisors)."""
+    result = np.zeros(len(sparse.flat), dtype=np.int32)
+    core = sparse.dist > opts.core_mm
+    grid = np.zeros(sparse.shape, dtype=bool)
+    count = 0
+    for t in range(1, 9):
+        members = np.flatnonzero(core & (smooth_type == t))
+        if len(members) == 0:
+            continue
+        grid.reshape(-1)[sparse.flat[members]] = True
+        components, n = ndi.label(grid)
+        grid.reshape(-1)[sparse.flat[members]] = False
+        values = components.reshape(-1)[sparse.flat[members]]
+        order = np.argsort(values, kind="stable")
+        bounds = np.searchsorted(values[order], np.arange(1, n + 2))
+        for c in range(n):
+            part = members[order[bounds[c] : bounds[c + 1]]]
+            if len(part) < min_voxels:
+                continue
+            for piece in _split_by_necks(part, sparse, opts.core_mm, opts, min_voxels):
+                count += 1
+                result[piece] = count
+    return result
+
+
+def _split_by_necks(
+    part: np.ndarray, sparse: SparseForeground, level: float, opts: InstanceOptions, min_voxels: int
+) -> list[np.ndarray]:
+    """Compact index sets of the deep parts of ``part`` that raising the level separates (dynamics >= neck_mm)."""
+    ijk = np.stack(np.unravel_index(sparse.flat[part], sparse.shape), axis=1)
+    lo = ijk.min(axis=0)
+    box = np.zeros(tuple(ijk.max(axis=0) - lo + 1), dtype=np.float32)
+    index = tuple((ijk - lo).T)
+    dist = sparse.dist[part]
+    box[index] = dist
+    peak = float(dist.max())
+    for next_level in np.arange(level + opts.neck_step_mm, peak - opts.neck_mm + 1e-6, opts.neck_step_mm):
+        components, n = ndi.label(box > next_level)
+        if n < 2:
+            continue
+        values = components[index]
+        peaks = np.zeros(n + 1)
+        np.maximum.at(peaks, values, dist)
+        sizes = np.bincount(values, minlength=n + 1)
+        deep = [
+            c
+            for c in range(1, n + 1)
+            if peaks[c] - next_level >= opts.neck_depth(peaks[c]) and sizes[c] >= min_voxels
+        ]
+        if len(deep) >= 2:
+            pieces = []
+            for c in deep:
+                pieces.extend(_split_by_necks(part[values == c], sparse, float(next_level), opts, min_voxels))
+            return pieces
+    return [part]
+
+
+def drain(sparse: SparseForeground, marker_labels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Watershed by steepest ascent of the distance map; marker voxels are sinks. Compact labels."""
+    n = len(sparse.flat)
+    parent = np.arange(n, dtype=np.int64)
+    slope = np.zeros(n, dtype=np.float32)
+    for offset, length in neighbour_offsets(sparse.shape, spacing):
+        neighbour = sparse.lookup[sparse.flat + offset]
+        valid = neighbour >= 0
+        rise = np.where(valid, (sparse.dist[np.maximum(neighbour, 0)] - sparse.dist) / length, 0.0)
+        better = rise > slope
+        slope[better], parent[better] = rise[better], neighbour[better]
+    is_marker = marker_labels > 0
+    parent[is_marker] = np.flatnonzero(is_marker)
+    for _ in range(64):  # pointer jumping: each round doubles the path followed
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    labels = marker_labels[parent]
+    return _fill_unlabelled(labels, sparse, spacing)
+
+
+def _fill_unlabelled(labels: np.ndarray, sparse: SparseForeground, spacing: np.ndarray) -> np.ndarray:
+    """Voxels that drained to no marker take a labelled neighbour's label; leftovers become new regions."""
+    offsets = neighbour_offsets(sparse.shape, spacing, full=False)
+    for _ in range(200):
+        todo = np.flatnonzero(labels == 0)
+        if len(todo) == 0:
+            return labels
+        found = np.zeros(len(todo), dtype=labels.dtype)
+        for offset, _length in offsets:
+            neighbour = sparse.lookup[sparse.flat[todo] + offset]
+            value = np.where(neighbour >= 0, labels[np.maximum(neighbour, 0)], 0)
+            found = np.where(found == 0, value, found)
+        if not found.any():
+            break
+        labels[todo] = found
+    todo = labels == 0
+    grid = np.zeros(sparse.shape, dtype=bool)
+    grid.reshape(-1)[sparse.flat[todo]] = True
+    components, _ = ndi.label(grid)
+    labels[todo] = components.reshape(-1)[sparse.flat[todo]] + labels.max()
+    return labels

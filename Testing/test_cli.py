@@ -1,0 +1,52 @@
+"""cli: the exit codes (0 ok, 1 failure, 2 bad input, 130 cancelled), one sentence, JSON lines with --events.
+
+Real commands only: an unknown command, a missing folder, a real run stopped by SIGTERM. Exit 1 with one
+sentence (a diverging training) is a row of test_hostile_training.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from TeethSegmentationLib import __version__, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version_exits_0(capsys):
+    assert cli.main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_usage_errors_are_one_sentence_and_exit_2(capsys):
+    assert cli.main(["nosuchcommand"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith("(see 'teethseg --help').") and "Traceback" not in err
+
+
+def test_bad_input_with_events_is_a_json_error_event(tmp_path, capsys):
+    code = cli.main(["evaluate", "--pred", str(tmp_path / "none"), "--truth", str(tmp_path), "--events"])
+    out = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in out]  # stdout is JSON lines only
+    assert code == 2 and [r["event"] for r in records] == ["start", "error"]
+    assert records[-1]["code"] == 2 and records[-1]["message"].endswith(".")
+
+
+def test_sigterm_cancels_with_130_and_an_error_event(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "TeethSegmentationLib", "phantom", str(tmp_path / "out"), "--cases", "40",
+            "--size", "tiny", "--events"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines = [process.stdout.readline()]  # "start": the command is running
+    while "progress" not in lines[-1] and lines[-1]:
+        lines.append(process.stdout.readline())
+    process.send_signal(signal.SIGTERM)
+    rest, _err = process.communicate(timeout=120)
+    records = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
+    assert process.returncode == 130, records[-1]
+    assert records[-1] == {"event": "error", "time": records[-1]["time"], "message": "Cancelled.", "code": 130}

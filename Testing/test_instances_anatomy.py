@@ -1,0 +1,102 @@
+"""Instances that respect tooth anatomy: multi-rooted teeth, roots parted from their crowns, single arches,
+teeth that cannot be numbered (synthetic arches with textbook roots, truth-derived probabilities)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from synthetic_arch import make_arch, probabilities
+
+from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, is_unnumbered
+from TeethSegmentationLib.instances.teeth import InstanceResult, label_teeth
+from TeethSegmentationLib.metrics import evaluate_pair
+
+THREE_ROOTED = (16, 17, 26, 27)
+TWO_ROOTED = (36, 37, 46, 47, 14, 24)
+
+
+def run(labels: np.ndarray, affine: np.ndarray, sigma: float = 0.7) -> InstanceResult:
+    teeth_prob, type_probs = probabilities(labels, seed=0, sigma=sigma)
+    return label_teeth(teeth_prob, type_probs, affine)
+
+
+def roots_seen(mask: np.ndarray) -> int:
+    """The most separate parts of a tooth in any axial slice: its roots below the furcation."""
+    return max(ndi.label(mask[:, :, k])[1] for k in np.flatnonzero(mask.any(axis=(0, 1))))
+
+
+def one_instance(result: InstanceResult, truth: np.ndarray, fdi: int) -> tuple[int, float]:
+    """(the FDI label covering most of the truth tooth, the share of it that label covers)."""
+    values, counts = np.unique(result.fdi_map[truth == fdi], return_counts=True)
+    return int(values[np.argmax(counts)]), float(counts.max() / counts.sum())
+
+
+@pytest.fixture(scope="module")
+def rooted_arch():
+    return make_arch(spacing=0.6, roots="anatomic")
+
+
+def test_multi_rooted_teeth_are_one_instance_each(rooted_arch):
+    truth = rooted_arch.labels
+    assert all(roots_seen(truth == f) >= 3 for f in THREE_ROOTED)  # dark furcations between three roots
+    assert all(roots_seen(truth == f) >= 2 for f in TWO_ROOTED)
+    result = run(truth, rooted_arch.ijk_to_ras)
+    for fdi in THREE_ROOTED + TWO_ROOTED:
+        value, share = one_instance(result, truth, fdi)
+        assert value == fdi and share >= 0.97, (fdi, value, share)
+    metrics = evaluate_pair(result.fdi_map, truth, (0.6,) * 3)
+    assert metrics["identification_accuracy"] == 1.0 and metrics["predicted_teeth"] == 32  # crowns still split
+    assert metrics["dice_per_tooth"] > 0.95
+
+
+def test_roots_parted_by_a_thin_gap_join_their_crowns():
+    detached = (16, 14, 36, 45)
+    arch = make_arch(spacing=0.5, roots="anatomic", detached=detached, gap_mm=0.5)
+    assert all(ndi.label(arch.labels == f)[1] == 2 for f in detached)  # the gap parts root and crown
+    result = run(arch.labels, arch.ijk_to_ras, sigma=0.5)
+    for fdi in detached:
+        assert one_instance(result, arch.labels, fdi) == (fdi, pytest.approx(1.0, abs=0.02))
+    assert not result.unassigned and len(result.teeth) == 32
+
+
+@pytest.mark.parametrize("jaw", ["lower", "upper"])
+def test_single_arch_with_parted_roots_keeps_its_jaw(jaw):
+    """Every root parted at the neck: a layer of crowns over a layer of roots is one arch, not two."""
+    quadrants = (3, 4) if jaw == "lower" else (1, 2)
+    teeth = tuple(10 * q + t for q in quadrants for t in range(1, 8))
+    arch = make_arch(spacing=0.5, roots="anatomic", jaws=(jaw,), detached=teeth, gap_mm=1.0,
+                     missing=tuple(10 * q + 8 for q in quadrants))
+    result = run(arch.labels, arch.ijk_to_ras, sigma=0.5)
+    assert {int(v) // 10 for v in np.unique(result.fdi_map) if v} == set(quadrants)
+    assert evaluate_pair(result.fdi_map, arch.labels, (0.5,) * 3)["identification_accuracy"] == 1.0
+
+
+def test_lower_only_phantom_gives_only_lower_teeth():
+    try:
+        from TeethSegmentationLib.phantom import make_phantom
+
+        case = make_phantom(0, size="small", fov="lower", convention="ras_identity")
+    except (ImportError, TypeError, ValueError):
+        pytest.skip("the phantom has no lower-only field of view yet")
+    truth = np.asarray(case.labels.array).astype(np.uint8)
+    result = run(truth, case.labels.ijk_to_ras)
+    assert {int(v) // 10 for v in np.unique(result.fdi_map) if v} <= {3, 4}
+    assert {t.jaw for t in result.teeth} == {"lower"}
+
+
+def test_a_tooth_without_a_free_number_is_kept_unnumbered():
+    arch = make_arch(spacing=0.6, jaws=("upper",))
+    labels = arch.labels.copy()
+    where = np.argwhere(labels == 14).mean(axis=0)  # a supernumerary premolar palatal to 14
+    centre = where * 0.6 + arch.ijk_to_ras[:3, 3] + np.array([-10.0, 0.0, 0.0])
+    grid = np.stack(np.meshgrid(*[np.arange(n) * 0.6 for n in labels.shape], indexing="ij"), -1)
+    blob = (((grid + arch.ijk_to_ras[:3, 3] - centre) / [2.6, 3.0, 5.0]) ** 2).sum(-1) <= 1
+    assert not labels[ndi.binary_dilation(blob, iterations=2)].any()
+    labels[blob] = 15
+    result = run(labels, arch.ijk_to_ras)
+    assert len(result.teeth) == 16 and len(result.unassigned) == 1
+    extra = result.unassigned[0]
+    assert extra.label == UNNUMBERED_LABEL_BASE and not extra.numbered and extra.fdi == 0
+    assert is_unnumbered(extra.label) and (result.fdi_map == extra.label).sum() == extra.voxel_count
+    assert any("Unnumbered tooth 1" in w for w in result.warnings)
