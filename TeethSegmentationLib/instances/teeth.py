@@ -28,8 +28,17 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX, unnumbered_label, unnumbered_name
-from TeethSegmentationLib.instances import fused, numbering
+from TeethSegmentationLib.fdi import (
+    NUM_CLASSES,
+    NUM_CLASSES_MIXED,
+    PRIMARY_CLASS_OFFSET,
+    UNNUMBERED_LABEL_BASE,
+    UNNUMBERED_LABEL_MAX,
+    is_primary,
+    unnumbered_label,
+    unnumbered_name,
+)
+from TeethSegmentationLib.instances import fused, mixed, numbering
 from TeethSegmentationLib.instances.foreground import (
     SparseForeground,
     foreground_mask,
@@ -41,7 +50,7 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_stats
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
 
@@ -59,6 +68,7 @@ class ToothInstance:
     arch_position_mm: float = 0.0  # signed arc length from the midline, + towards the patient's right
     label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
     numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
+    developing: bool = False  # a permanent tooth still in its crypt (mixed dentition, see instances.mixed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,9 +88,11 @@ class InstanceResult:
 class _Voxels:
     """What the numbering needs of the compact foreground voxels."""
 
-    types: np.ndarray  # (N, 8) type probabilities
+    types: np.ndarray  # (N, 8) type probabilities (with a 14-class model: permanent + primary of each place)
     fg: np.ndarray  # (N,) foreground probability
     ras: np.ndarray  # (N, 3) RAS mm
+    permanent: np.ndarray | None = None  # (N, 8) and (N, 5): a 14-class model's permanent and primary types
+    primary: np.ndarray | None = None
 
 
 def label_teeth(
@@ -91,7 +103,8 @@ def label_teeth(
     options: InstanceOptions | None = None,
     log_warnings: bool = True,
 ) -> InstanceResult:
-    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid.
+    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid
+    (or a 14-class one [14,i,j,k] whose classes 9..13 are the primary types: see :mod:`mixed`).
 
     The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
     logged through ``reporter``."""
@@ -111,6 +124,11 @@ def label_teeth(
     reporter.progress("instances", 0.1, "splitting touching teeth")
 
     types = gather_types(type_probs, sparse)
+    permanent = primary = None
+    if len(type_probs) == NUM_CLASSES_MIXED:  # merges and splits see each place's type, numbering both sets
+        permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
+        types = permanent.copy()
+        types[:, : primary.shape[1]] += primary
     smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
     labels = drain(sparse, markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3)), spacing)
     timings["split"] = _lap(clock)
@@ -119,7 +137,8 @@ def label_teeth(
     ras = sparse.ras_points(affine)
     plane = find_occlusal_plane(labels, ras, sparse.dist)
     labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing)
-    voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
+    fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
+    voxels = _Voxels(types, fg, ras, permanent, primary)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
     stats, assignment = _number(labels, voxels, plane, opts)
@@ -147,7 +166,23 @@ def _number(
     """The regions' statistics and their FDI numbers."""
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
     skew = apex_skew(labels, voxels.ras, plane.normal)
-    return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+    if voxels.primary is None:
+        return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+    n = len(stats.count) + 1
+    sums = label_sums(labels, np.hstack([voxels.permanent, voxels.primary]), n)[1:]
+    sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
+    perm, prim = sums[:, :8], sums[:, 8:]
+    extent = _extent(labels, voxels.ras, plane.normal, n)
+    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent)
+
+
+def _extent(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray, n: int) -> np.ndarray:
+    """(n - 1, 2) lowest and highest height of each region's voxels along ``normal`` (mm)."""
+    height = ras @ np.asarray(normal, dtype=np.float64)
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(low, labels, height)
+    np.maximum.at(high, labels, height)
+    return np.stack([low, high], axis=1)[1:]
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:
@@ -164,9 +199,9 @@ def _check_inputs(teeth_prob: Any, type_probs: Any, ijk_to_ras: Any) -> tuple[np
     affine = np.asarray(ijk_to_ras, dtype=np.float64)
     if teeth_prob.ndim != 3:
         raise ValueError(f"teeth_prob must be a 3-D array [i, j, k], not shape {teeth_prob.shape}.")
-    if type_probs.shape != (9, *teeth_prob.shape):
+    if type_probs.shape[1:] != teeth_prob.shape or len(type_probs) not in (NUM_CLASSES, NUM_CLASSES_MIXED):
         raise ValueError(
-            f"type_probs must have shape (9, {', '.join(map(str, teeth_prob.shape))}), not {type_probs.shape}."
+            f"type_probs must have shape (9 or 14, {', '.join(map(str, teeth_prob.shape))}), not {type_probs.shape}."
         )
     if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ValueError("ijk_to_ras must be an invertible 4x4 matrix.")
@@ -225,6 +260,7 @@ def _label_unnumbered(unnumbered: list[ToothInstance]) -> list[str]:
 
 def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float) -> ToothInstance:
     type_ = fdi % 10 if fdi else stats.main_type(i) + 1
+    developing = assignment.developing is not None and bool(assignment.developing[i]) and fdi and not is_primary(fdi)
     return ToothInstance(
         fdi=fdi,
         type=type_,
@@ -237,4 +273,5 @@ def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_m
         jaw="upper" if assignment.upper[i] else "lower",
         arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
         label=fdi,
+        developing=bool(developing),
     )
