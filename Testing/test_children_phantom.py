@@ -11,6 +11,7 @@ import pytest
 from TeethSegmentationLib import fdi
 from TeethSegmentationLib.cli import main
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.metrics import developing_teeth
 from TeethSegmentationLib.phantom import make_phantom
 from TeethSegmentationLib.phantom.anatomy import tooth_shape
 from TeethSegmentationLib.phantom.children import CHRONOLOGY, primary_shape, stage
@@ -44,7 +45,7 @@ def test_mixed_phantom_labels_and_info(children):
         info, present = case.info, _labels(children[age])
         assert present <= set(fdi.ALL_FDI_NUMBERS) and info["dentition"] == "mixed" and info["age"] == age
         assert set(info["present"]) == present
-        drawn = set(info["primary"]) | set(info["developing"]) | set(info["erupted_permanent"])
+        drawn = set(info["primary"]) | set(info["developing"]) | set(info["erupting"]) | set(info["erupted_permanent"])
         assert present == drawn
         for n in info["primary"]:  # a primary tooth and its erupted successor never together
             assert fdi.successor(n) not in info["erupted_permanent"]
@@ -77,6 +78,15 @@ def test_primary_teeth_are_smaller_with_thinner_enamel():
             assert small.crown < big.crown and small.root < big.root
             assert small.enamel_top < 0.6 * big.enamel_top and small.pulp > big.pulp
     assert abs(primary_shape(True, 5, 1.0, fam, rng).md - 8.2) < 0.3  # Wheeler: upper second primary molar
+
+
+def test_the_metrics_find_the_phantoms_developing_teeth():
+    """The truth's developing teeth, from geometry alone, are those the phantom planted in crypts."""
+    for age, seed in ((6.0, 1), (7.5, 2), (10.5, 4), (13.5, 6)):
+        case = make_phantom(seed, size="small", dentition="mixed", age=age)
+        ids = sorted(_labels(case))
+        spacing = np.linalg.norm(case.labels.ijk_to_ras[:3, :3], axis=0)
+        assert developing_teeth(case.labels.array, spacing, ids) == sorted(set(case.info["developing"]) & set(ids))
 
 
 def test_chronology_stages():

@@ -81,6 +81,10 @@ PRIMARY_ENAMEL = 0.5
 PRIMARY_PULP = 1.5
 # Developing teeth: bone over the crown (mm) when eruption is ``FAR_YEARS`` or more away, and just before it.
 COVER_FAR_MM, COVER_NEAR_MM, FAR_YEARS = 7.0, 1.0, 4.0
+# A molar this close to its eruption is breaking through (partly erupted, listed "erupting"); one still in
+# its crypt has its crown tip at least CRYPT_MM deep, clear of the 4 mm by which the engine and the metrics
+# call a tooth developing.
+ERUPTING_YEARS, CRYPT_MM = 0.75, 6.0
 
 
 def check_age(age: float) -> float:
@@ -201,7 +205,8 @@ def plan_mixed(rng: np.random.Generator, options: dict, fam: Family) -> Dentitio
         "dentition": "mixed",
         "age": round(age, 2),
         "primary": sorted(p.fdi for p in teeth if p.fdi // 10 >= 5),
-        "developing": sorted(p.fdi for p in forming),
+        "developing": sorted(p.fdi for p in forming if not p.shape.extra.get("erupting")),
+        "erupting": sorted(p.fdi for p in forming if p.shape.extra.get("erupting")),
         "erupted_permanent": sorted(p.fdi for p in teeth if p.fdi // 10 < 5),
         "missing": [],
         "bite_gap_mm": round(bite_gap, 2),
@@ -249,6 +254,11 @@ def _forming_plan(rng, fdi: int, s: float, arch, st: dict, scale: float, fam: Fa
     cover = COVER_NEAR_MM + (COVER_FAR_MM - COVER_NEAR_MM) * float(np.clip(st["years"] / FAR_YEARS, 0, 1))
     # Under a primary crown of about 6 mm; canines form highest, third molars deep in ramus and tuberosity.
     depth = cover + (6.0 if t <= 5 else 0.0) + (3.0 if t == 3 else 0.0) + (4.0 if t == 8 else 0.0)
+    if t > 5:
+        depth = max(depth, CRYPT_MM)
+        if st["years"] < ERUPTING_YEARS:
+            depth = 2.0 * st["years"] / ERUPTING_YEARS
+            plan.impacted, shape.extra["erupting"] = False, True
     _sink(plan, depth)
     if t <= 3:
         _towards_middle(plan, 2.0)
