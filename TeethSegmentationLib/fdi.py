@@ -215,10 +215,14 @@ def tooth_name(fdi: int) -> str:
     return f"{jaw} {side(fdi)} {_type_name(fdi)} ({_check(fdi)})"
 
 
-def segment_name(fdi: int) -> str:
-    """Segment names in Slicer start with the number so they sort along the arch: '11 upper right central incisor'."""
+DEVELOPING_SUFFIX = " (developing)"  # a permanent tooth still forming in its crypt (a child's scan)
+
+
+def segment_name(fdi: int, developing: bool = False) -> str:
+    """Segment names in Slicer start with the number so they sort along the arch: '11 upper right central incisor'
+    ('15 upper right second premolar (developing)' for a tooth still in its crypt)."""
     jaw = "upper" if is_upper(fdi) else "lower"
-    return f"{_check(fdi)} {jaw} {side(fdi)} {_type_name(fdi)}"
+    return f"{_check(fdi)} {jaw} {side(fdi)} {_type_name(fdi)}{DEVELOPING_SUFFIX if developing else ''}"
 
 
 def type_name(type_: int) -> str:

@@ -27,6 +27,7 @@ from vtk.util import numpy_support
 from TeethSegmentationLib import segment_fdi as training_cases
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.fdi import (
+    DEVELOPING_SUFFIX,
     TYPES,
     color,
     fdi_map_to_classes,
@@ -168,7 +169,7 @@ def _describe_segment(segment: Any, value: int, types_only: bool, record: dict |
         segment.SetName(type_name(value))
         segment.SetColor(*color(value))
     elif is_fdi(value):
-        segment.SetName(segment_name(value))
+        segment.SetName(segment_name(value, bool((record or {}).get("developing"))))
         segment.SetColor(*color(value))
         set_terminology(segment, terminology_entry(value))
     confidence = (record or {}).get("confidence")
@@ -215,6 +216,7 @@ def confidence_rows(report: dict | None) -> list[tuple[int, str, float | None, f
     rows = []
     for fdi, record in _teeth_records(report).items():
         name = tooth_name(fdi) if is_fdi(fdi) else str(record.get("name", fdi))
+        name += DEVELOPING_SUFFIX if record.get("developing") else ""
         confidence, volume = record.get("confidence"), record.get("volume_mm3")
         rows.append((fdi, name, None if confidence is None else float(confidence), volume))
     return sorted(rows, key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0.0, r[0]))

@@ -73,10 +73,11 @@ def test_class_maps_nine_by_place_fourteen_by_dentition():
 def test_seg_nrrd_names_and_colours_primary_segments(tmp_path):
     array = np.zeros((6, 6, 6), dtype=np.uint8)
     array[1:3, 1:3, 1:3], array[3:5, 3:5, 1:3], array[1:3, 3:5, 4:6] = 55, 15, 101
-    teeth = write_segmentation(Volume(array, np.eye(4)), tmp_path / "t.seg.nrrd")
+    teeth = write_segmentation(Volume(array, np.eye(4)), tmp_path / "t.seg.nrrd", developing={15})
     assert teeth == [15, 55, 101]
     _, header = nrrd.read(str(tmp_path / "t.seg.nrrd"))
     names = {header[f"Segment{i}_LabelValue"]: header[f"Segment{i}_Name"] for i in range(3)}
-    assert names["55"] == "55 upper right primary second molar" and names["15"] == "15 upper right second premolar"
+    assert names["55"] == "55 upper right primary second molar"
+    assert names["15"] == "15 upper right second premolar (developing)" and names["101"] == "Unnumbered tooth 2"
     tags = {header[f"Segment{i}_LabelValue"]: header[f"Segment{i}_Tags"] for i in range(3)}
     assert "27855007" in tags["55"]
