@@ -81,3 +81,10 @@ def test_seg_nrrd_names_and_colours_primary_segments(tmp_path):
     assert names["15"] == "15 upper right second premolar (developing)" and names["101"] == "Unnumbered tooth 2"
     tags = {header[f"Segment{i}_LabelValue"]: header[f"Segment{i}_Tags"] for i in range(3)}
     assert "27855007" in tags["55"]
+
+
+def test_the_fdi_label_table_keeps_primary_teeth():
+    from TeethSegmentationLib.label_tables import to_fdi
+
+    array = np.array([0, 11, 55, 85, 48], dtype=np.uint8)
+    assert to_fdi(array, "fdi").tolist() == [0, 11, 55, 85, 48]
