@@ -100,3 +100,20 @@ def test_a_tooth_without_a_free_number_is_kept_unnumbered():
     assert extra.label == UNNUMBERED_LABEL_BASE and not extra.numbered and extra.fdi == 0
     assert is_unnumbered(extra.label) and (result.fdi_map == extra.label).sum() == extra.voxel_count
     assert any("Unnumbered tooth 1" in w for w in result.warnings)
+
+
+@pytest.mark.slow
+def test_upper_only_phantom_with_an_impacted_canine_stays_upper():
+    """The shipped model on an upper-only phantom whose canine sits high above the arch: that canine once
+    made the arch a 'lower arch' below it (identification 0.07); the teeth's own roots say upper."""
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
+    from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model
+    from TeethSegmentationLib.phantom import make_phantom
+
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("the default model has not been built")
+    case = make_phantom(52000, size="realistic", fov="upper", family="A")
+    result = segment_volume(case.image, load_model(DEFAULT_MODEL_PATH), SegmentOptions(device="cpu"))
+    assert {int(v) // 10 for v in np.unique(result.fdi.array) if 0 < v < UNNUMBERED_LABEL_BASE} == {1, 2}
+    metrics = evaluate_pair(result.fdi.array, np.asarray(case.labels.array), case.labels.spacing)
+    assert metrics["identification_accuracy"] >= 0.9, metrics["misidentified"]

@@ -50,11 +50,10 @@ def adjacency(labels: np.ndarray, sparse: SparseForeground) -> dict[tuple[int, i
 class _Unions:
     """Union-find over regions, keeping each root's size, deepest point, type sums and position sums."""
 
-    def __init__(self, labels: np.ndarray, sparse: SparseForeground, types: np.ndarray, ras: np.ndarray) -> None:
+    def __init__(self, labels: np.ndarray, peak: np.ndarray, types: np.ndarray, ras: np.ndarray) -> None:
         count = int(labels.max()) + 1
         self.size = np.bincount(labels, minlength=count).astype(np.float64)
-        self.peak = np.zeros(count)
-        np.maximum.at(self.peak, labels, sparse.dist)
+        self.peak = peak.astype(np.float64)
         self.type_sum = label_sums(labels, types, count)
         self.position = label_sums(labels, ras, count)
         self.root = list(range(count))
@@ -94,6 +93,7 @@ def merge_regions(
     opts: InstanceOptions,
     voxel_mm3: float,
     spacing: np.ndarray,
+    peak: np.ndarray,
 ) -> np.ndarray:
     """Union regions that are one tooth; drop lone fragments. Touching regions are one tooth when there is
     no neck between them, when one is a fragment, or when they lie on top of each other along the occlusal
@@ -101,7 +101,7 @@ def merge_regions(
     arches only fragments merge across the occlusal plane; fused bites left over are cut by the plane later.
     A root parted from its crown by a thin gap joins that crown (:mod:`roots`) before the fragments merge
     (a fragment would otherwise join the neighbour it touches)."""
-    regions = _Unions(labels, sparse, types, ras)
+    regions = _Unions(labels, peak, types, ras)
     edges = adjacency(labels, sparse)
     for (a, b), (_contact, saddle) in sorted(edges.items(), key=lambda e: -e[1][1]):
         ra, rb = regions.find(a), regions.find(b)
@@ -125,7 +125,7 @@ def _rejoin_roots(
 ) -> None:
     grouped = np.array([regions.find(r) for r in range(len(regions.root))], dtype=labels.dtype)[labels]
     apical = 0.0 if plane.two_arches else root_direction(grouped, ras, plane.normal)
-    for root, crown in parted_roots(grouped, sparse, ras, spacing, plane, apical):
+    for root, crown in parted_roots(grouped, regions.peak, sparse, ras, spacing, plane, apical):
         regions.union(crown, root)
 
 

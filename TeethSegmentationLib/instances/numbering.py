@@ -46,6 +46,7 @@ SPACING_WEIGHT = 1.0
 ARCH_SCALES = (0.8, 0.87, 0.94, 1.0, 1.07, 1.14, 1.2)  # sizes of the arch tried, x the typical widths
 PROB_FLOOR = 1e-3
 BLOCKED_SCORE = -1e3  # a slot already taken: finite, so the programme's sums stay comparable
+CLEAR_ROOTS = 0.15  # a median apex skew this far from 0 shows which way a group of teeth has its roots
 
 
 @dataclass
@@ -143,7 +144,7 @@ def split_jaws(
         order = np.sort(heights)
         threshold = 0.5 * (order[:k].mean() + order[k:].mean())
         upper = heights > threshold
-        if gap >= max(min_gap_mm, 3.0 * sd) and not _same_jaw_shape(apex_skew, upper):
+        if gap >= max(min_gap_mm, 3.0 * sd) and not roots_contradict(apex_skew, upper):
             return upper, float(threshold), True, warnings
     skew = float(np.median(apex_skew)) if n else 0.0
     if abs(skew) < 0.05:
@@ -153,12 +154,14 @@ def split_jaws(
     return np.full(n, is_upper), offset if n else 0.0, False, warnings
 
 
-def _same_jaw_shape(apex_skew: np.ndarray, upper: np.ndarray) -> bool:
-    """True when both clusters clearly have their roots the same way (e.g. one arch plus impacted molars)."""
+def roots_contradict(apex_skew: np.ndarray, upper: np.ndarray) -> bool:
+    """True when the teeth's own roots say the two clusters are not an upper and a lower arch: both clearly
+    have their roots the same way, or one clearly points them towards the other (one arch plus impacted
+    teeth above or below it: the arch's roots point at them)."""
     if upper.all() or not upper.any():
         return True
     up, low = float(np.median(apex_skew[upper])), float(np.median(apex_skew[~upper]))
-    return (up > 0.15 and low > 0.15) or (up < -0.15 and low < -0.15)
+    return up < -CLEAR_ROOTS or low > CLEAR_ROOTS
 
 
 def _plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

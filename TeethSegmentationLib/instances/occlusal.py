@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from TeethSegmentationLib.instances import numbering
-from TeethSegmentationLib.instances.regions import label_sums
+from TeethSegmentationLib.instances.regions import apex_skew, label_sums
 
 # A weak dip in a closed bite still counts as two arches when the regions' centroids form two layers this
 # similar in bulk and region count (a single arch parted at the tooth necks gives a slighter root layer).
@@ -26,9 +26,9 @@ class OcclusalPlane(NamedTuple):
         return (self.normal, self.height) if self.two_arches else None
 
 
-def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, depth: np.ndarray) -> OcclusalPlane:
-    """The occlusal plane from the regions' centroids, the voxels' height profile and their depth inside the
-    foreground (mm; thin layers are roots)."""
+def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, peak: np.ndarray) -> OcclusalPlane:
+    """The occlusal plane from the regions' centroids, the voxels' height profile and the regions' deepest
+    points (``regions.region_peaks``; thin layers are roots)."""
     count = int(labels.max()) + 1
     size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
     centroids = label_sums(labels, ras, count)[1:] / size
@@ -43,22 +43,23 @@ def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, depth: np.ndarray) 
             and min(upper.sum(), (~upper).sum()) >= SIMILAR_LAYERS * max(upper.sum(), (~upper).sum())
         )
         height = threshold if two else height
-    if two and _crowns_over_roots(labels, depth, centroids @ normal > height):
-        two = False  # one arch parted at the necks: a layer of crowns and a layer of roots
+    if two and _one_arch(labels, ras, peak[1:], centroids @ normal > height, normal):
+        two = False
     if two:
         normal, height = _refit_between_jaws(centroids, ras, normal, height)
     return OcclusalPlane(normal, height, two)
 
 
-def _crowns_over_roots(labels: np.ndarray, depth: np.ndarray, above: np.ndarray) -> bool:
-    """Jaw from the teeth themselves: two layers are two arches only if both hold crowns. Roots parted from
-    their crowns (at the cervical constriction, by a thin gap) form a layer of thin regions: the median
-    deepest point of one layer under ``THIN_LAYER`` x the other's."""
+def _one_arch(labels: np.ndarray, ras: np.ndarray, peak: np.ndarray, above: np.ndarray, normal: np.ndarray) -> bool:
+    """Jaw from the teeth themselves: two layers are two arches only if the regions' own roots agree (the
+    upper layer's do not point down, the lower's not up: an impacted canine above an upper arch is not a
+    second arch) and both layers hold crowns (roots parted from their crowns at the necks form a layer of
+    thin regions: the median deepest point of one layer under ``THIN_LAYER`` x the other's)."""
     if above.all() or not above.any():
-        return False
-    peak = np.zeros(len(above) + 1)
-    np.maximum.at(peak, labels, depth)
-    layers = sorted(float(np.median(peak[1:][side])) for side in (above, ~above))
+        return False  # the plane does not part the regions: nothing to judge them by
+    if numbering.roots_contradict(apex_skew(labels, ras, normal), above):
+        return True
+    layers = sorted(float(np.median(peak[side])) for side in (above, ~above))
     return layers[0] < THIN_LAYER * layers[1]
 
 

@@ -15,6 +15,7 @@ class RegionStats:
     centroid: np.ndarray  # (n, 3) RAS mm
     types: np.ndarray  # (n, 8) mean probabilities of types 1..8, normalised to sum 1
     fg: np.ndarray  # (n,) mean foreground probability
+    skew: np.ndarray | None = None  # (n,) apex skew along the occlusal normal (> 0: roots point superior)
 
     def main_type(self, row: int) -> int:
         """0-based index of the region's most probable type (0 = central incisor)."""
@@ -24,6 +25,13 @@ class RegionStats:
 def label_sums(labels: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
     """(count, columns) sums of the columns of ``values`` (N, columns) over each label 0..count-1."""
     return np.stack([np.bincount(labels, weights=values[:, c], minlength=count) for c in range(values.shape[1])], 1)
+
+
+def region_peaks(labels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """(max label + 1,) each label's deepest point (mm inside the foreground); thin for roots, thick for crowns."""
+    peak = np.zeros(int(labels.max()) + 1)
+    np.maximum.at(peak, labels, depth)
+    return peak
 
 
 def region_stats(labels: np.ndarray, types: np.ndarray, fg: np.ndarray, ras: np.ndarray) -> RegionStats:

@@ -31,21 +31,22 @@ ROOT_STACKED_SLOPE = 0.8  # its centroid offset along the normal, x this, exceed
 
 def parted_roots(
     labels: np.ndarray,
+    peak: np.ndarray,
     sparse: SparseForeground,
     ras: np.ndarray,
     spacing: np.ndarray,
     plane: OcclusalPlane,
     apical: float,
 ) -> list[tuple[int, int]]:
-    """(root piece, crown piece) label pairs, in the order to join them. ``apical`` is +1 when the roots
+    """(root piece, crown piece) label pairs, in the order to join them. ``peak``: each label's deepest
+    point (mm inside the foreground; roots are thin, crowns thick). ``apical`` is +1 when the roots
     point along the normal (upper teeth), -1 against it, 0 when unknown (a single arch of unclear
     direction); with two arches each region's side of the plane decides."""
     count = int(labels.max()) + 1
     size = np.bincount(labels, minlength=count).astype(np.float64)
     centroid = label_sums(labels, ras, count) / np.maximum(size, 1)[:, None]
     height = centroid @ plane.normal
-    depth = np.zeros(count)
-    np.maximum.at(depth, labels, sparse.dist)  # the deepest point: thin for roots, thick for crowns
+    depth = np.asarray(peak, dtype=np.float64)[:count]
     if plane.two_arches:
         side = np.where(height > plane.height, 1.0, -1.0)
     else:

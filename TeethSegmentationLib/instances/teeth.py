@@ -17,6 +17,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 6. :mod:`numbering` numbers the teeth (jaws, arch, midline, dynamic programme).
 7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
    broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
+8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
+   still has no number is kept as an unnumbered tooth (label 100, 101, ...).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from TeethSegmentationLib.fdi import (
     unnumbered_label,
     unnumbered_name,
 )
-from TeethSegmentationLib.instances import fused, mixed, numbering
+from TeethSegmentationLib.instances import confidence, fused, mixed, numbering
 from TeethSegmentationLib.instances.foreground import (
     SparseForeground,
     foreground_mask,
@@ -50,7 +52,8 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_stats
+from TeethSegmentationLib.instances.pieces import join_pieces
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
 
@@ -58,7 +61,7 @@ from TeethSegmentationLib.instances.watershed import drain, markers
 class ToothInstance:
     fdi: int
     type: int
-    confidence: float  # mean probability of the assigned type x mean foreground probability, 0..1
+    confidence: float  # calibrated probability that the number and outline are right, 0..1 (:mod:`confidence`)
     voxel_count: int
     centroid_ras: tuple[float, float, float]
     instance_id: int = 0  # value in InstanceResult.instance_map
@@ -68,6 +71,7 @@ class ToothInstance:
     arch_position_mm: float = 0.0  # signed arc length from the midline, + towards the patient's right
     label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
     numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
+    features: tuple[float, ...] = ()  # confidence.FEATURES, what the confidence is calibrated from
     developing: bool = False  # a permanent tooth still in its crypt (mixed dentition, see instances.mixed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,8 +139,9 @@ def label_teeth(
     reporter.progress("instances", 0.5, "merging fragments")
 
     ras = sparse.ras_points(affine)
-    plane = find_occlusal_plane(labels, ras, sparse.dist)
-    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing)
+    peak = region_peaks(labels, sparse.dist)
+    plane = find_occlusal_plane(labels, ras, peak)
+    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
     voxels = _Voxels(types, fg, ras, permanent, primary)
     if plane.two_arches:
@@ -150,6 +155,9 @@ def label_teeth(
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
     if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    labels, joined = join_pieces(labels, sparse, assignment)
+    if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
@@ -165,7 +173,8 @@ def _number(
 ) -> tuple[RegionStats, Assignment]:
     """The regions' statistics and their FDI numbers."""
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
-    skew = apex_skew(labels, voxels.ras, plane.normal)
+    stats.skew = apex_skew(labels, voxels.ras, plane.normal)
+    skew = stats.skew
     if voxels.primary is None:
         return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
     n = len(stats.count) + 1
@@ -223,7 +232,12 @@ def _result(
     index = sparse.input_flat(shape)
     instance_map = np.zeros(shape, dtype=np.uint16)
     instance_map.reshape(-1)[index] = labels
-    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3) for i, fdi in enumerate(assignment.fdi)]
+    assigned = np.where(assignment.fdi > 0, assignment.fdi % 10, np.argmax(stats.types, axis=1) + 1)
+    agreement = stats.skew * np.where(assignment.upper, 1.0, -1.0)  # > 0: the roots point the jaw's way
+    features = confidence.tooth_features(stats.types, stats.fg, stats.count, assigned.astype(int), agreement)
+    scores = confidence.calibrated(features)
+    teeth = [_tooth(i, int(fdi), stats, assignment, voxel_mm3, float(scores[i]), features[i])
+             for i, fdi in enumerate(assignment.fdi)]
     unnumbered = sorted((t for t in teeth if not t.fdi), key=lambda t: (t.jaw != "upper", -t.arch_position_mm))
     warnings = list(assignment.warnings) + _label_unnumbered(unnumbered)
     lut = np.zeros(len(stats.count) + 1, dtype=np.uint8)
@@ -258,13 +272,16 @@ def _label_unnumbered(unnumbered: list[ToothInstance]) -> list[str]:
     return warnings
 
 
-def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float) -> ToothInstance:
+def _tooth(
+    i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_mm3: float, score: float,
+    features: np.ndarray,
+) -> ToothInstance:
     type_ = fdi % 10 if fdi else stats.main_type(i) + 1
     developing = assignment.developing is not None and bool(assignment.developing[i]) and fdi and not is_primary(fdi)
     return ToothInstance(
         fdi=fdi,
         type=type_,
-        confidence=round(float(stats.types[i][type_ - 1] * stats.fg[i]), 4),
+        confidence=round(score, 4),
         voxel_count=int(stats.count[i]),
         centroid_ras=tuple(round(float(c), 3) for c in stats.centroid[i]),
         instance_id=i + 1,
@@ -273,5 +290,6 @@ def _tooth(i: int, fdi: int, stats: RegionStats, assignment: Assignment, voxel_m
         jaw="upper" if assignment.upper[i] else "lower",
         arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
         label=fdi,
+        features=tuple(round(float(f), 4) for f in features),
         developing=bool(developing),
     )

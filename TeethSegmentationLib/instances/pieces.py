@@ -1,0 +1,56 @@
+"""Pieces of a numbered tooth left without a number: they join the tooth they belong to.
+
+After numbering, an instance without a free FDI number is usually a whole object (a supernumerary or
+retained tooth, an implant) and stays an unnumbered tooth. But a piece of a multi-rooted or broad tooth
+that the type boundary parted from it (the palatal cusp and root of an upper molar voted the next type)
+is not a tooth: it lies *beside* its tooth across the arch, at the same place along it, where no second
+tooth of that jaw can be. Such a piece joins the numbered tooth when it touches it broadly, lies within
+``SAME_PLACE`` x the tooth's typical width of it along the arch, and is clearly the smaller of the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances.foreground import SparseForeground
+from TeethSegmentationLib.instances.merge import adjacency
+from TeethSegmentationLib.instances.numbering import Assignment
+
+SAME_PLACE = 0.35  # along-arch offset, x the typical width there, within which two instances are one tooth
+PIECE_SHARE = 0.6  # the piece holds at most this share of the tooth's voxels
+CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as contact faces
+
+
+def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
+    """Compact labels with unnumbered pieces joined to their numbered tooth; whether any joined."""
+    unnumbered = np.flatnonzero(assignment.fdi == 0) + 1
+    if len(unnumbered) == 0:
+        return labels, False
+    size = np.bincount(labels)
+    joined = False
+    for (a, b), (faces, _saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
+        for piece, tooth in ((a, b), (b, a)):
+            if piece in unnumbered and _belongs(piece, tooth, size, faces, assignment):
+                labels = labels if joined else labels.copy()
+                labels[labels == piece] = tooth
+                size[tooth] += size[piece]
+                size[piece] = 0
+                unnumbered = unnumbered[unnumbered != piece]
+                joined = True
+                break
+    if joined:  # compact again: 1..n
+        labels = (np.unique(labels, return_inverse=True)[1] + 1).astype(labels.dtype)
+    return labels, joined
+
+
+def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:
+    p, t = piece - 1, tooth - 1
+    fdi = int(assignment.fdi[t])
+    if not fdi or size[piece] == 0 or assignment.upper[p] != assignment.upper[t]:
+        return False
+    if size[piece] > PIECE_SHARE * size[tooth] or faces < CONTACT_SHARE * size[piece]:
+        return False
+    position = assignment.arch_position_mm
+    width = numbering.expected_width_mm(np.array([position[t]]), bool(assignment.upper[t]))[0]
+    return abs(position[p] - position[t]) <= SAME_PLACE * width
