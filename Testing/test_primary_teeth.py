@@ -88,3 +88,21 @@ def test_the_fdi_label_table_keeps_primary_teeth():
 
     array = np.array([0, 11, 55, 85, 48], dtype=np.uint8)
     assert to_fdi(array, "fdi").tolist() == [0, 11, 55, 85, 48]
+
+
+@pytest.mark.parametrize(
+    "name, number",
+    [
+        ("55 upper right primary second molar", 55),
+        ("Deciduous mandibular left canine tooth", 73),
+        ("lower right milk first molar", 84),
+        ("15 upper right second premolar (developing)", 15),
+        ("upper right second molar", 17),
+    ],
+)
+def test_segment_names_of_primary_and_developing_teeth_map_back(name, number):
+    from TeethSegmentationLib.segment_fdi import fdi_from_name, fdi_from_terminology
+
+    assert fdi_from_name(name) == number
+    assert fdi_from_terminology(fdi.terminology_entry(number)) == number
+    assert fdi_from_name(fdi.segment_name(number, developing=True)) == number
