@@ -6,7 +6,9 @@ from permanent teeth (a 14-class model: ``primary_probs`` given) and at least ``
 mostly primary; otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an adult
 scan keeps today's labels and never gets a 5x-8x number.
 
-1. Jaws as for adults (a known occlusal plane, or the centroids' two clusters).
+1. Jaws: the occlusal plane lies between the primary teeth of the two jaws (always erupted), else in the
+   widest gap between the teeth's heights weighed by how evenly it parts them (:func:`split_layers`); the
+   same rule places the plane for the merges and cuts (:func:`child_plane`).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
    ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
    the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
@@ -28,6 +30,8 @@ import numpy as np
 from TeethSegmentationLib.fdi import PRIMARY_TYPES
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+from TeethSegmentationLib.instances.regions import label_sums
 
 MIN_PRIMARY = 2  # instances mostly primary before the scan is read as a child's
 DEVELOPING_DEPTH_MM = 4.0
@@ -62,6 +66,74 @@ def assign_teeth(
     return assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane)
 
 
+def split_layers(heights: np.ndarray, extent: np.ndarray, primary: np.ndarray, step_mm: float = 0.25) -> float:
+    """The occlusal plane's height in a child's scan. Primary teeth are always erupted: with at least
+    ``MIN_PRIMARY`` of them on each side, the plane parts their centroids most evenly while crossing the
+    fewest of them (``extent``: (N, 2) lowest and highest height of each tooth; cusps interlock in a closed
+    bite). Without them: the most even gap between all centroids. (A jaw's forming teeth make a layer of
+    their own; the bone between it and the erupted teeth dips the voxels' profile as the bite does, so the
+    adults' plane may fall there.)"""
+    heights = np.asarray(heights, dtype=np.float64)
+    if primary.sum() >= 2 * MIN_PRIMARY:
+        h, ext = heights[primary], extent[primary]
+        grid = np.arange(h.min(), h.max() + step_mm, step_mm)
+        above = (h[:, None] > grid[None]).sum(axis=0)
+        crossing = ((ext[:, :1] < grid[None]) & (ext[:, 1:] > grid[None])).sum(axis=0)
+        score = np.minimum(above, len(h) - above) - crossing
+        best = np.flatnonzero(score == score.max())
+        cut = float(grid[best].mean())
+        if min((h > cut).sum(), (h < cut).sum()) >= MIN_PRIMARY:
+            return cut
+    return _balanced_gap(heights)
+
+
+def occlusal_layers(
+    centroids: np.ndarray, extent_of, primary: np.ndarray, normal: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
+    erupted layer (the primary teeth, each jaw centred on itself), twice. ``extent_of(normal)``: the teeth's
+    extents along a normal. The forming teeth's layers tilt a normal fitted to all teeth or to the profile."""
+    layer = primary if primary.sum() >= 2 * MIN_PRIMARY else np.ones(len(centroids), dtype=bool)
+    for _ in range(2):
+        upper = centroids @ normal > split_layers(centroids @ normal, extent_of(normal), primary)
+        normal = numbering.occlusal_normal(centroids[layer], upper[layer])
+    return normal, split_layers(centroids @ normal, extent_of(normal), primary)
+
+
+def extents(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """(n, 2) lowest and highest height along ``normal`` of the voxels of labels 1..n (mm)."""
+    n = int(labels.max()) + 1
+    height = ras @ np.asarray(normal, dtype=np.float64)
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(low, labels, height)
+    np.maximum.at(high, labels, height)
+    return np.stack([low, high], axis=1)[1:]
+
+
+def _balanced_gap(heights: np.ndarray) -> float:
+    order = np.sort(heights)
+    n = len(order)
+    if n < 2:
+        return float(order[0]) if n else 0.0
+    below = np.arange(1, n)
+    best = int(np.argmax(np.diff(order) * np.minimum(below, n - below)))
+    return float(0.5 * (order[best] + order[best + 1]))
+
+
+def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types: np.ndarray) -> OcclusalPlane:
+    """The occlusal plane for the merges and cuts of a child's scan: with primary teeth among the split regions
+    (``types``: (N, 13) permanent + primary probabilities per voxel), its height comes from the regions'
+    centroid layers (:func:`split_layers`), not from the voxels' profile; otherwise ``plane`` as it is."""
+    count = int(labels.max()) + 1
+    size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
+    sums = label_sums(labels, types, count)[1:]
+    if not is_mixed(sums[:, :8], sums[:, 8:]):
+        return plane
+    centroids = label_sums(labels, ras, count)[1:] / size
+    primary = sums[:, 8:].sum(axis=1) > sums[:, :8].sum(axis=1)
+    return OcclusalPlane(*occlusal_layers(centroids, lambda n: extents(labels, ras, n), primary, plane.normal), True)
+
+
 def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:
     """Teeth whose crown tip lies more than ``depth_mm`` deeper in their jaw than the jaw's occlusal level."""
     extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
@@ -88,12 +160,10 @@ def assign_mixed(
     """The mixed dentition's numbers (module docstring, steps 1-4); ``developing`` marks the deep teeth."""
     centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
     perm, prim = np.asarray(type_probs, dtype=np.float64), np.asarray(primary_probs, dtype=np.float64)
-    if plane is not None:
-        normal, offset = np.asarray(plane[0], dtype=np.float64), float(plane[1])
-        upper, two, warnings = centroids @ normal > offset, True, []
-    else:
-        normal = numbering.occlusal_normal(centroids)
-        upper, offset, two, warnings = numbering.split_jaws(centroids, np.asarray(apex_skew, np.float64), normal)
+    normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
+    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
+    normal, offset = occlusal_layers(centroids, lambda n: extent, prim.sum(axis=1) > perm.sum(axis=1), normal)
+    upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
     by_place = perm.copy()
     by_place[:, : len(PRIMARY_TYPES)] += prim

@@ -24,7 +24,7 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,9 @@ from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.pieces import join_pieces
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
+
+# With a 14-class model: a resorbed lower primary incisor holds 40-50 mm3, a fifth of a child's median tooth.
+CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
 
 
 @dataclass
@@ -113,6 +116,8 @@ def label_teeth(
     The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
     logged through ``reporter``."""
     opts = options or InstanceOptions()
+    if len(np.shape(type_probs)) == 4 and len(type_probs) == NUM_CLASSES_MIXED and options is None:
+        opts = replace(opts, **CHILD_SIZES)  # a child's teeth: resorbed primary incisors are teeth, not fragments
     reporter = reporter or NullReporter()
     teeth_prob, type_probs, affine = _check_inputs(teeth_prob, type_probs, ijk_to_ras)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -129,8 +134,12 @@ def label_teeth(
 
     types = gather_types(type_probs, sparse)
     permanent = primary = None
-    if len(type_probs) == NUM_CLASSES_MIXED:  # merges and splits see each place's type, numbering both sets
+    merge_types = types
+    if len(type_probs) == NUM_CLASSES_MIXED:
+        # Splits and merges tell a primary tooth from its successor beneath it (13 types); the statistics see
+        # each place's type (permanent + primary); the numbering both sets (instances.mixed).
         permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
+        merge_types = np.hstack([permanent, primary])
         types = permanent.copy()
         types[:, : primary.shape[1]] += primary
     smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
@@ -141,7 +150,9 @@ def label_teeth(
     ras = sparse.ras_points(affine)
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
-    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
+    if primary is not None:
+        plane = mixed.child_plane(plane, labels, ras, merge_types)
+    labels = merge_regions(labels, sparse, merge_types, ras, plane, opts, voxel_mm3, spacing, peak)
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
     voxels = _Voxels(types, fg, ras, permanent, primary)
     if plane.two_arches:
@@ -181,17 +192,8 @@ def _number(
     sums = label_sums(labels, np.hstack([voxels.permanent, voxels.primary]), n)[1:]
     sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
     perm, prim = sums[:, :8], sums[:, 8:]
-    extent = _extent(labels, voxels.ras, plane.normal, n)
+    extent = mixed.extents(labels, voxels.ras, plane.normal)
     return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent)
-
-
-def _extent(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray, n: int) -> np.ndarray:
-    """(n - 1, 2) lowest and highest height of each region's voxels along ``normal`` (mm)."""
-    height = ras @ np.asarray(normal, dtype=np.float64)
-    low, high = np.full(n, np.inf), np.full(n, -np.inf)
-    np.minimum.at(low, labels, height)
-    np.maximum.at(high, labels, height)
-    return np.stack([low, high], axis=1)[1:]
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:

@@ -85,6 +85,7 @@ COVER_FAR_MM, COVER_NEAR_MM, FAR_YEARS = 7.0, 1.0, 4.0
 # its crypt has its crown tip at least CRYPT_MM deep, clear of the 4 mm by which the engine and the metrics
 # call a tooth developing.
 ERUPTING_YEARS, CRYPT_MM = 0.75, 6.0
+CRYPT_GAP_MM = 1.5  # bone between a molar crypt and the tooth in front of it
 
 
 def check_age(age: float) -> float:
@@ -195,7 +196,8 @@ def plan_mixed(rng: np.random.Generator, options: dict, fam: Family) -> Dentitio
                 st = stages[t]
                 if st["state"] != "forming":
                     continue
-                if t not in places:  # behind the last erupted molar
+                if t not in places:  # behind the last erupted molar, bone between the crypts
+                    s += CRYPT_GAP_MM
                     places[t] = s + 0.5 * WHEELER[upper]["md"][t - 1] * scale
                     s += WHEELER[upper]["md"][t - 1] * scale
                 forming.append(_forming_plan(rng, 10 * quad + t, side * places[t], arch, st, scale, fam, bite_gap))
@@ -234,6 +236,7 @@ def _occlusal_layer(rng, upper: bool, stages: dict, scale: float, fam: Family) -
             lost = float(np.clip(1.0 - years / RESORPTION_YEARS, 0.0, 0.85))
             shape.root *= 1.0 - lost
             shape.extra["resorbed"] = round(lost, 2)
+            shape.extra["resorbed_by_follicle"] = True
             layer.append((t, 0.97 * shape.md, shape, True))
         elif st["state"] == "erupted":
             shape = tooth_shape(upper, t, scale, fam, rng)
