@@ -276,13 +276,14 @@ def mirror_fdi_map(fdi_map: np.ndarray) -> np.ndarray:
 def terminology_entry(fdi: int) -> str:
     """Slicer's serialized terminology entry for a tooth (survives .seg.nrrd save and load).
 
-    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^|``
-    (category, type, type modifier, anatomic context name, region, region modifier).
+    Form: ``context~SCT^code^meaning~SCT^code^meaning~^^~anatomicContext~SCT^code^meaning~^^``
+    (category, type, type modifier, anatomic context name, region, region modifier). No trailing ``|``:
+    that is the separator between tags in a .seg.nrrd header, which the file writer adds.
     """
     code, meaning = SNOMED_TOOTH[_check(fdi)]
     cat_code, cat_meaning = SNOMED_CATEGORY
     reg_code, reg_meaning = SNOMED_REGION_TOOTH
     return (
         f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_meaning}~SCT^{code}^{meaning}~^^"
-        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^|"
+        f"~Anatomic codes - DICOM master list~SCT^{reg_code}^{reg_meaning}~^^"
     )

@@ -26,21 +26,19 @@ from vtk.util import numpy_support
 
 from TeethSegmentationLib import segment_fdi as training_cases
 from TeethSegmentationLib.atomic import atomic_path
-from TeethSegmentationLib.fdi import (
-    DEVELOPING_SUFFIX,
-    TYPES,
-    color,
-    fdi_map_to_classes,
-    is_fdi,
-    segment_name,
-    terminology_entry,
-    tooth_name,
-    type_name,
+from TeethSegmentationLib.fdi import TYPES, color, fdi_map_to_classes, is_fdi, type_name
+from TeethSegmentationLib.tooth_segments import (
+    CONFIDENCE_TAG,
+    VOLUME_TAG,
+    describe_tooth,
+    get_terminology,
+    segment_ids,
 )
 
-CONFIDENCE_TAG = "TeethSegmentation.Confidence"
 DENTAL_MAX_SPACING_MM = 1.0
 DENTAL_MAX_FOV_MM = 200.0
+# What the volume storage node writes (it picks the format by the extension); anything else gets ".nrrd".
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 # --- small helpers
@@ -50,10 +48,10 @@ def _segmentations_logic() -> Any:
     return slicer.modules.segmentations.logic()
 
 
-def _write_node(node: Any, path: str | os.PathLike, storage: Any | None = None) -> Path:
+def _write_node(node: Any, path: str | os.PathLike, storage: Any | None = None, compress: bool = True) -> Path:
     """Write a storable node with a fresh storage node, atomically."""
     storage = storage or slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetUseCompression(True)
+    storage.SetUseCompression(compress)
     with atomic_path(path) as partial:
         storage.SetFileName(str(partial))
         if not storage.WriteData(node):
@@ -78,45 +76,30 @@ def _safe_file_stem(text: str) -> str:
     return stem or "segment"
 
 
-def segment_ids(segmentation_node: Any) -> list[str]:
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-
-
-def segment_names(segmentation_node: Any) -> list[str]:
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetSegment(sid).GetName() for sid in segment_ids(segmentation_node)]
-
-
-def get_terminology(segment: Any) -> str:
-    if hasattr(segment, "GetTerminology"):
-        return segment.GetTerminology() or ""
-    value = vtk.reference("")
-    return str(value) if segment.GetTag(segment.GetTerminologyEntryTagName(), value) else ""
-
-
-def segment_confidence(segment: Any) -> float | None:
-    """The engine's confidence stored on a segment by :func:`load_fdi_labelmap_as_segments`."""
-    value = vtk.reference("")
-    return float(str(value)) if segment.GetTag(CONFIDENCE_TAG, value) else None
-
-
-def set_terminology(segment: Any, entry: str) -> None:
-    """``SetTerminology`` where this Slicer has it, else the tag Slicer 5.6-5.8 read."""
-    if hasattr(segment, "SetTerminology"):
-        segment.SetTerminology(entry)
-    else:
-        segment.SetTag(segment.GetTerminologyEntryTagName(), entry)
-
-
 # --- volumes
 
 
-def export_volume_to_nrrd(volume_node: Any, path: str | os.PathLike) -> Path:
-    """Write a scalar volume node as NRRD with its IJK-to-RAS geometry (not its parent transform)."""
+def export_volume_to_nrrd(volume_node: Any, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a scalar volume node as NRRD with its IJK-to-RAS geometry (not its parent transform).
+
+    ``compress=False`` for the engine's input: gzip would keep Slicer's GUI thread busy for seconds.
+    """
     if volume_node is None or volume_node.GetImageData() is None:
         raise ValueError("The input volume has no image data; load a scan first.")
-    return _write_node(volume_node, path)
+    return _write_node(volume_node, path, compress=compress)
+
+
+def output_segmentation(volume_node: Any, chosen: Any | None = None) -> Any:
+    """``chosen``, else the segmentation "<volume> teeth" (made on the first run, found again on the next)."""
+    if chosen is not None:
+        return chosen
+    scene, name = volume_node.GetScene(), f"{volume_node.GetName()} teeth"
+    existing = scene.GetNodesByClassByName("vtkMRMLSegmentationNode", name)
+    if existing.GetNumberOfItems():
+        return existing.GetItemAsObject(0)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    return node
 
 
 def volume_warning(volume_node: Any) -> str | None:
@@ -168,13 +151,57 @@ def _describe_segment(segment: Any, value: int, types_only: bool, record: dict |
     if types_only and value in TYPES:
         segment.SetName(type_name(value))
         segment.SetColor(*color(value))
-    elif is_fdi(value):
-        segment.SetName(segment_name(value, bool((record or {}).get("developing"))))
-        segment.SetColor(*color(value))
-        set_terminology(segment, terminology_entry(value))
-    confidence = (record or {}).get("confidence")
-    if confidence is not None:
-        segment.SetTag(CONFIDENCE_TAG, f"{float(confidence):.4f}")
+    else:
+        describe_tooth(segment, value, bool((record or {}).get("developing")))
+    for tag, key, digits in ((CONFIDENCE_TAG, "confidence", 4), (VOLUME_TAG, "volume_mm3", 1)):
+        if (record or {}).get(key) is not None:
+            segment.SetTag(tag, f"{float(record[key]):.{digits}f}")
+
+
+def _teeth_extent(image: Any) -> list[int] | None:
+    """The IJK extent (i0, i1, j0, j1, k0, k1) holding every non-zero voxel; None when there is none."""
+    dims = image.GetDimensions()
+    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])  # K, J, I
+    k_any = array.any(axis=(1, 2))
+    if not k_any.any():
+        return None
+    jk = array[k_any.argmax(): len(k_any) - k_any[::-1].argmax()].any(axis=0)  # J, I over the occupied slices
+    ranges = [np.flatnonzero(jk.any(axis=0)), np.flatnonzero(jk.any(axis=1)), np.flatnonzero(k_any)]
+    return [int(v) for r in ranges for v in (r[0], r[-1])]
+
+
+def _oriented_image(labelmap_node: Any) -> Any:
+    """The label map's voxels around the teeth, with its IJK-to-RAS geometry, as the segmentation stores them.
+
+    Cropped first: importing a whole 600 x 600 x 450 grid costs Slicer seconds of the GUI thread.
+    """
+    source, extent = labelmap_node.GetImageData(), _teeth_extent(labelmap_node.GetImageData())
+    if extent is not None:
+        crop = vtk.vtkExtractVOI()
+        crop.SetInputData(source)
+        crop.SetVOI(*extent)
+        crop.Update()
+        source = crop.GetOutput()
+    image = slicer.vtkOrientedImageData()
+    image.ShallowCopy(source)
+    matrix = vtk.vtkMatrix4x4()
+    labelmap_node.GetIJKToRASMatrix(matrix)
+    image.SetImageToWorldMatrix(matrix)
+    return image
+
+
+def place_beside(node: Any, volume_node: Any) -> None:
+    """Put ``node`` in the subject-hierarchy folder (study) that holds ``volume_node``."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume_node.GetScene())
+    volume_item = hierarchy.GetItemByDataNode(volume_node)
+    if not volume_item:
+        return
+    study = hierarchy.GetItemParent(volume_item)
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, study)
+    else:  # Slicer's GUI makes items for new nodes; a scene without it does not
+        hierarchy.CreateItem(study, node)
 
 
 def load_fdi_labelmap_as_segments(
@@ -196,10 +223,15 @@ def load_fdi_labelmap_as_segments(
         _to_types(labelmap)
     segmentation_node.GetSegmentation().RemoveAllSegments()
     if reference_volume_node is not None:
-        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+        # The label map lies in the volume's own coordinates: put the segmentation under the volume's transform
+        # first, then import the image in the segmentation's coordinates (the node overload would apply the
+        # inverse transform and move the teeth away).
         segmentation_node.SetAndObserveTransformNodeID(reference_volume_node.GetTransformNodeID())
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+        place_beside(segmentation_node, reference_volume_node)
     segmentation_node.CreateDefaultDisplayNodes()
-    if not _segmentations_logic().ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
+    if not _segmentations_logic().ImportLabelmapToSegmentationNode(_oriented_image(labelmap), segmentation_node,
+                                                                   "", ""):
         raise RuntimeError(f"Could not import {Path(labelmap_path).name} into the segmentation.")
     records = _teeth_records(report)
     ids = segment_ids(segmentation_node)
@@ -209,17 +241,6 @@ def load_fdi_labelmap_as_segments(
     if show_3d and ids:
         segmentation_node.CreateClosedSurfaceRepresentation()
     return ids
-
-
-def confidence_rows(report: dict | None) -> list[tuple[int, str, float | None, float | None]]:
-    """(FDI, name, confidence, volume mm3) per tooth, lowest confidence first (unknown confidence last)."""
-    rows = []
-    for fdi, record in _teeth_records(report).items():
-        name = tooth_name(fdi) if is_fdi(fdi) else str(record.get("name", fdi))
-        name += DEVELOPING_SUFFIX if record.get("developing") else ""
-        confidence, volume = record.get("confidence"), record.get("volume_mm3")
-        rows.append((fdi, name, None if confidence is None else float(confidence), volume))
-    return sorted(rows, key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0.0, r[0]))
 
 
 def load_terminology(path: str | os.PathLike) -> str:
@@ -285,22 +306,26 @@ def export_stl_per_tooth(segmentation_node: Any, folder: str | os.PathLike, spac
 
 
 def _label_color_table(segmentation_node: Any, values: dict[str, int]) -> Any:
-    """A colour table naming each label value after its segment: the exporter then keeps the values."""
+    """A colour table naming each wanted label value after its segment: the exporter matches segments by name."""
+    segmentation = segmentation_node.GetSegmentation()
+    names = [segmentation.GetSegment(sid).GetName() for sid in values]
+    shared = sorted({n for n in names if names.count(n) > 1})
+    if shared:
+        raise ValueError(f"Several segments are named {', '.join(map(repr, shared))}; give each tooth its own name.")
     table = slicer.vtkMRMLColorTableNode()
     table.SetTypeToUser()
     table.SetNumberOfColors(max(values.values(), default=0) + 1)
     table.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
     for sid, value in values.items():
-        segment = segmentation_node.GetSegmentation().GetSegment(sid)
+        segment = segmentation.GetSegment(sid)
         table.SetColor(value, segment.GetName(), *segment.GetColor(), 1.0)
     return table
 
 
-def export_labelmap_nrrd(segmentation_node: Any, reference_volume_node: Any, path: str | os.PathLike) -> Path:
-    """All segments as one label map on the reference volume's grid, keeping their label values (FDI)."""
+def _write_labelmap(segmentation_node: Any, values: dict[str, int], reference_volume_node: Any,
+                    path: str | os.PathLike) -> Path:
+    """Segments as one label map with the given value per segment, on the reference volume's grid (one pass)."""
     scene = segmentation_node.GetScene()
-    values = {sid: segmentation_node.GetSegmentation().GetSegment(sid).GetLabelValue()
-              for sid in segment_ids(segmentation_node)}
     ids = vtk.vtkStringArray()
     for sid in values:
         ids.InsertNextValue(sid)
@@ -313,7 +338,25 @@ def export_labelmap_nrrd(segmentation_node: Any, reference_volume_node: Any, pat
             segmentation_node, ids, labelmap, reference_volume_node, extent, table
         ):
             raise RuntimeError("Slicer could not export the segments as a label map.")
+        display = labelmap.GetDisplayNode()  # made by the exporter, with a colour table of its own
+        temporary += [display, display.GetColorNode() if display else None]
         return _write_node(labelmap, path)
+
+
+def with_volume_suffix(path: str | os.PathLike) -> Path:
+    """``path``, with ".nrrd" added when its name has no extension the volume writer knows."""
+    path = Path(path)
+    return path if path.name.lower().endswith(VOLUME_SUFFIXES) else path.with_name(path.name + ".nrrd")
+
+
+def export_labelmap_nrrd(segmentation_node: Any, reference_volume_node: Any, path: str | os.PathLike) -> Path:
+    """All segments as one label map on the reference volume's grid, keeping their label values (FDI).
+
+    A name without a volume extension gets ".nrrd"; the path written is returned.
+    """
+    values = {sid: segmentation_node.GetSegmentation().GetSegment(sid).GetLabelValue()
+              for sid in segment_ids(segmentation_node)}
+    return _write_labelmap(segmentation_node, values, reference_volume_node, with_volume_suffix(path))
 
 
 def write_segmentation(segmentation_node: Any, path: str | os.PathLike) -> Path:
@@ -332,26 +375,6 @@ def segment_infos(segmentation_node: Any) -> list[training_cases.SegmentInfo]:
         infos.append(training_cases.SegmentInfo(sid, segment.GetName(), segment.GetLabelValue(),
                                                 get_terminology(segment)))
     return infos
-
-
-def _fdi_array(segmentation_node: Any, volume_node: Any, fdi_by_segment: dict[str, int]) -> np.ndarray:
-    """A K, J, I uint8 array on the volume's grid with each segment's FDI number."""
-    dims = volume_node.GetImageData().GetDimensions()
-    array = np.zeros(dims[::-1], dtype=np.uint8)
-    for sid, fdi in fdi_by_segment.items():
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation_node, sid, volume_node)
-        array[mask > 0] = fdi
-    return array
-
-
-def _write_fdi_labelmap(array: np.ndarray, volume_node: Any, path: Path) -> Path:
-    scene = volume_node.GetScene()
-    with _temporary_nodes(scene) as temporary:
-        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-        temporary.append(labelmap)
-        labelmap.CopyOrientation(volume_node)
-        slicer.util.updateVolumeFromArray(labelmap, array)
-        return _write_node(labelmap, path)
 
 
 def training_pairs_to_files(
@@ -373,7 +396,11 @@ def training_pairs_to_files(
             problems.append(problem)
             continue
         stem = f"case{index:02d}_{_safe_file_stem(volume_node.GetName())}"
+        try:
+            label_file = _write_labelmap(segmentation_node, mapping.fdi, volume_node, folder / f"{stem}.labels.nrrd")
+        except ValueError as error:
+            problems.append(f"Case '{case_name}': {error}")
+            continue
+        label_files.append(label_file)
         images.append(export_volume_to_nrrd(volume_node, folder / f"{stem}.nrrd"))
-        array = _fdi_array(segmentation_node, volume_node, mapping.fdi)
-        label_files.append(_write_fdi_labelmap(array, volume_node, folder / f"{stem}.labels.nrrd"))
     return images, label_files, problems

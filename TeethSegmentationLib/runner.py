@@ -22,13 +22,20 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
-
 from TeethSegmentationLib.errors import ExitCode
 
 ENGINE_PACKAGE = "TeethSegmentationLib"
 STDERR_TAIL_LINES = 200
 _STATUS = {ExitCode.OK: "ok", ExitCode.BAD_INPUT: "bad_input", ExitCode.CANCELLED: "cancelled"}
+
+
+# Which accelerator torch sees, asked of a child Python: importing torch in Slicer's GUI thread takes seconds.
+DEVICE_PROBE = (
+    "import json, torch; cuda = torch.cuda.is_available(); "
+    "mps = bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()); "
+    "print(json.dumps({'event': 'result', 'cuda': cuda, 'mps': mps, "
+    "'name': torch.cuda.get_device_name(0) if cuda else ''}))"
+)
 
 
 def engine_folder() -> Path:
@@ -75,6 +82,8 @@ def parse_event_line(line: str) -> dict[str, Any] | None:
 
 def kill_process_tree(pid: int, timeout: float = 0.5) -> None:
     """Terminate a process and all its descendants (children first), then kill what survives ``timeout``."""
+    import psutil  # here, not at the top: the module loads at Slicer's start, maybe before psutil is installed
+
     try:
         parent = psutil.Process(pid)
         family = parent.children(recursive=True) + [parent]
@@ -256,3 +265,8 @@ class EngineRunner:
         """Remove the temporary folder this runner owns (if any)."""
         if self.temp_folder is not None:
             shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+
+def device_probe(python: str | None = None) -> EngineRunner:
+    """A runner, not yet started, for :data:`DEVICE_PROBE` (its ``result`` event: ``cuda``, ``mps``, ``name``)."""
+    return EngineRunner([], command=[python or sys.executable, "-c", DEVICE_PROBE])

@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "TeethSegmentation" / "TeethSegmentation.py"
+MODULE_LIB = ROOT / "TeethSegmentation" / "TeethSegmentationModuleLib"
+LOGIC = MODULE_LIB / "logic.py"
+SELF_TEST = MODULE_LIB / "selftest.py"
+MODULE_FILES = sorted(MODULE.parent.rglob("*.py"))
 UI = ROOT / "TeethSegmentation" / "Resources" / "UI" / "TeethSegmentation.ui"
 ICON = ROOT / "TeethSegmentation" / "Resources" / "Icons" / "TeethSegmentation.png"
 CMAKE = ROOT / "TeethSegmentation" / "CMakeLists.txt"
@@ -18,7 +22,10 @@ CMAKE = ROOT / "TeethSegmentation" / "CMakeLists.txt"
 
 @pytest.fixture(scope="module")
 def tree() -> ast.Module:
-    return ast.parse(MODULE.read_text(encoding="utf-8"))
+    """The module file, the Logic and the self-test as one tree (the classes are found by name)."""
+    files = (MODULE, LOGIC, SELF_TEST, MODULE_LIB / "path_connector.py")
+    body = [n for path in files for n in ast.parse(path.read_text(encoding="utf-8")).body]
+    return ast.Module(body=body, type_ignores=[])
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,9 @@ def test_expected_widgets_and_types(ui):
         "trainButton": "QPushButton", "cancelTrainButton": "QPushButton", "addTrainingPairButton": "QPushButton",
         "progressBar": "QProgressBar", "statusLabel": "QLabel", "logTextEdit": "QPlainTextEdit",
         "confidenceTable": "QTableWidget", "trainingPairsTable": "QTableWidget",
-        "logCollapsibleButton": "ctkCollapsibleButton",
+        "logCollapsibleButton": "ctkCollapsibleButton", "deviceLabel": "QLabel",
+        "renumberButton": "QPushButton", "renumberSpinBox": "QSpinBox", "shiftRestCheckBox": "QCheckBox",
+        "mergeButton": "QPushButton", "mergeSpinBox": "QSpinBox", "undoButton": "QPushButton",
     }
     for name, cls in expected.items():
         assert name in widgets, name
@@ -102,10 +111,10 @@ def test_node_combo_boxes_get_the_scene(ui):
 def test_every_ui_attribute_used_in_the_module_exists(tree, ui):
     used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
             and isinstance(n.value, ast.Attribute) and n.value.attr == "ui"
-            and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"}
-    assert len(used) > 15
+            and isinstance(n.value.value, (ast.Name, ast.Attribute))}
+    assert len(used) > 20
     missing = used - set(_widgets(ui))
-    assert not missing, f"self.ui.<name> without a widget in the .ui: {sorted(missing)}"
+    assert not missing, f"ui.<name> without a widget in the .ui: {sorted(missing)}"
 
 
 def test_every_parameter_name_matches_a_field(tree, ui):
@@ -114,11 +123,12 @@ def test_every_parameter_name_matches_a_field(tree, ui):
     assert set(bound.values()) <= set(fields), set(bound.values()) - set(fields)
     assert set(fields) == set(bound.values()), "every parameter has a widget"
     expected = {"inputVolume": "vtkMRMLScalarVolumeNode", "outputSegmentation": "vtkMRMLSegmentationNode",
-                "modelPath": "pathlib.Path", "stlFolder": "pathlib.Path", "typesOnly": "bool",
+                "modelPath": "str", "stlFolder": "str", "typesOnly": "bool", "shiftRest": "bool",
                 "testTimeFlips": "bool", "fineTune": "bool", "modelName": "str"}
     for name, annotation in expected.items():
         assert fields[name] == annotation, name
     assert "Choice" in fields["device"] and "WithinRange(1, 1000)" in fields["epochs"]
+    assert "WithinRange(11, 48)" in fields["renumberTo"] and "WithinRange(11, 48)" in fields["mergeInto"]
 
 
 def test_bound_widget_kinds_fit_the_field_types(tree, ui):
@@ -127,7 +137,7 @@ def test_bound_widget_kinds_fit_the_field_types(tree, ui):
         cls = widgets[widget_name].get("class")
         annotation = fields[field]
         if cls == "ctkPathLineEdit":
-            assert annotation == "pathlib.Path", field
+            assert annotation == "str", field  # through the module's PathLineEditToStrConnector: "" stays empty
         elif cls == "QCheckBox":
             assert annotation == "bool", field
         elif cls == "QComboBox":
@@ -136,12 +146,9 @@ def test_bound_widget_kinds_fit_the_field_types(tree, ui):
             assert "int" in annotation, field
 
 
-def test_module_metadata_and_resources(tree):
-    source = MODULE.read_text(encoding="utf-8")
-    assert 'self.parent.title = _("Teeth Segmentation")' in source
-    assert 'self.parent.categories = [_("Segmentation")]' in source
+def test_module_classes_and_icon(tree):
     for name in ("TeethSegmentation", "TeethSegmentationWidget", "TeethSegmentationLogic", "TeethSegmentationTest",
-                 "InstallError"):
+                 "TeethSegmentationParameterNode", "PathLineEditToStrConnector"):
         _class(tree, name)
     assert ICON.exists() and ICON.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import struct
@@ -151,7 +158,8 @@ def test_module_metadata_and_resources(tree):
 
 def test_user_facing_strings_go_through_tr(tree):
     """Texts given to the user (dialogs, labels, status) are wrapped in _()."""
-    shown = ("errorDisplay", "warningDisplay", "confirmOkCancelDisplay", "setStatus", "tryWithErrorDisplay")
+    shown = ("errorDisplay", "warningDisplay", "confirmOkCancelDisplay", "finished", "note", "failed", "attempt",
+             "tryWithErrorDisplay", "showStatusMessage")
     for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         if name in shown and call.args:
@@ -180,26 +188,22 @@ def test_methods_are_short(tree):
     assert not long, long
 
 
-def test_module_imports_no_heavy_engine_parts_at_load(tree):
-    """Slicer loads the module at start-up: torch and the runner (psutil) are imported only when used."""
-    top_imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not any("torch" in i or "runner" in i for i in top_imports)
+def test_module_imports_no_heavy_engine_parts_at_load():
+    """Slicer loads the module at start-up, maybe before torch or psutil is installed: what the module file imports
+    at the top must import neither."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import TeethSegmentationLib.presenter, "
+            "TeethSegmentationLib.runner, TeethSegmentationModuleLib.dependencies; "
+            "print(sorted({'torch', 'psutil'} & set(sys.modules)))")
+    import subprocess
+    import sys
 
-
-def test_self_test_is_not_vacuous(tree):
-    test = _class(tree, "TeethSegmentationTest")
-    methods = {f.name: ast.unparse(f) for f in test.body if isinstance(f, ast.FunctionDef)}
-    for name in ("test_segment_phantom", "test_cancel_segmentation", "ensureDependencies"):
-        assert name in methods["runTest"], name
-    everything = "\n".join(methods.values())  # the test_* bodies and the helpers they call
-    for needed in ("startSegmentation", "finishSegmentation", "assertGreater", "exportStl", "segment_name",
-                   "processEvents", "exit_status", "'cancelled'", "STATUS_ZOMBIE"):
-        assert needed in everything, needed
-    assert "skip" not in everything.lower(), "the self-test must fail, not skip, when it cannot run"
+    out = subprocess.run([sys.executable, "-c", code, str(MODULE.parent)], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_self_test_uses_only_the_logic_api(tree):
-    """The test calls the Logic the way the Widget does, with the same signatures."""
+    """The test and the widget call the Logic with the signatures it has."""
     logic = {f.name: f for f in _class(tree, "TeethSegmentationLogic").body if isinstance(f, ast.FunctionDef)}
     for cls in ("TeethSegmentationTest", "TeethSegmentationWidget"):
         for call in (n for n in ast.walk(_class(tree, cls)) if isinstance(n, ast.Call)):
@@ -213,17 +217,20 @@ def test_self_test_uses_only_the_logic_api(tree):
                 assert required <= given <= len(params), f"{cls}: {ast.unparse(call)}"
 
 
-def test_cmake_lists_module_files_and_the_engine():
+def test_cmake_lists_every_module_file_and_registers_the_self_test_once():
     text = CMAKE.read_text(encoding="utf-8")
     assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
-    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    listed = set(re.findall(r"\$\{MODULE_NAME\}([\w/]*\.py)", text))
+    present = {"/".join(p.relative_to(MODULE.parent).parts).replace("TeethSegmentation", "", 1) for p in MODULE_FILES}
+    assert listed == present, (listed, present)
     assert "TeethSegmentationLib/*.py" in text and "GLOB_RECURSE" in text
     for resource in ("Resources/UI/${MODULE_NAME}.ui", "Resources/Icons/${MODULE_NAME}.png",
                      "Resources/Terminology/${MODULE_NAME}.term.json", "Resources/Models/*.pt",
                      "Resources/Models/README.md"):
         assert resource in text, resource
-    testing = ROOT / "TeethSegmentation" / "Testing"
-    assert "slicer_add_python_unittest" in (testing / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
+    cmake_files = [ROOT / "CMakeLists.txt", *MODULE.parent.rglob("CMakeLists.txt")]
+    registrations = sum(f.read_text(encoding="utf-8").count("slicer_add_python_unittest(") for f in cmake_files)
+    assert registrations == 1
 
 
 # --- what was checked against Slicer 5.8 / 5.10 / CTK sources (the app cannot run here)
@@ -235,7 +242,7 @@ CONNECTABLE = {
     "QSpinBox": lambda a: re.fullmatch(r"(Annotated\[)?int\b.*", a) is not None,
     "QComboBox": lambda a: "Choice(" in a,  # or an Enum; ours are Choice
     "QLineEdit": lambda a: a == "str",
-    "ctkPathLineEdit": lambda a: a == "pathlib.Path",
+    "ctkPathLineEdit": lambda a: a == "str",  # TeethSegmentation.py's PathLineEditToStrConnector
     "qMRMLNodeComboBox": lambda a: re.fullmatch(r"vtkMRML\w+Node", a) is not None,
 }
 # CTK Libs/Widgets and Slicer Libs/MRML/Widgets: class -> header, and what Designer needs of it.
@@ -288,37 +295,51 @@ def test_node_selectors_list_their_field_type(tree, ui):
             assert [s.text for s in types.findall("string")] == [fields[field]], widget_name
 
 
-def test_spin_box_range_and_defaults_match_the_fields(tree, ui):
+def test_spin_box_ranges_and_defaults_match_the_fields(tree, ui):
     widgets = _widgets(ui)
-    spin = widgets["epochsSpinBox"]
-    assert (spin.findtext("property[@name='minimum']/number"), spin.findtext("property[@name='maximum']/number")) == (
-        "1", "1000")
+    fields = _parameter_fields(tree)
     node = _class(tree, "TeethSegmentationParameterNode")
     defaults = {s.target.id: ast.literal_eval(s.value) for s in node.body if isinstance(s, ast.AnnAssign) and s.value}
-    assert defaults["device"] in ("auto", "cpu", "cuda") and 1 <= defaults["epochs"] <= 1000
+    for widget_name, field in _parameter_names(ui).items():
+        spin = widgets[widget_name]
+        if spin.get("class") != "QSpinBox":
+            continue
+        low, high = (int(spin.findtext(f"property[@name='{p}']/number")) for p in ("minimum", "maximum"))
+        assert f"WithinRange({low}, {high})" in fields[field], field
+        assert low <= defaults[field] <= high, field
+    assert defaults["device"] in ("auto", "cpu", "cuda")
 
 
-def test_module_file_runs_on_the_python_slicer_ships(tree):
-    """Slicer 5.8 ships Python 3.9.10 (5.10 and 5.12: 3.12.10): the module must at least load there and say why
-    it cannot run; the engine (requires-python >= 3.10) runs only from Slicer 5.10."""
-    source = MODULE.read_text(encoding="utf-8")
-    ast.parse(source, feature_version=(3, 9))
-    assert "from __future__ import annotations" in source  # `X | None` annotations stay strings on 3.9
+def test_module_files_load_on_the_python_of_an_older_slicer(tree):
+    """Slicer 5.8 ships Python 3.9: the module must still load there to tell the user it needs Slicer 5.10."""
+    for path in MODULE_FILES:
+        ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 9))
     # parameterNodeWrapper evaluates its class annotations (typing.get_type_hints) at import: no 3.10+ syntax there.
     for annotation in _parameter_fields(tree).values():
         assert "|" not in annotation and not re.search(r"\b(list|dict|tuple)\[", annotation), annotation
-    assert "MIN_PYTHON = (3, 10)" in source and "sys.version_info < MIN_PYTHON" in source
 
 
-def test_slicer_calls_have_their_slicer_58_signatures(tree):
-    source = ast.unparse(tree)
-    assert "installTorch(askConfirmation=False, torchVersionRequirement=" in source  # PyTorchUtilsLogic
-    assert "shutil.which('PythonSlicer')" in source  # as slicer.util._executePythonModule, TotalSegmentator
-    for gone in ("slicer.util.pip_ensure", "launchConsoleProcess(", "slicer.packaging", "import imp\n"):
-        assert gone not in source, gone  # 5.12-only, or blocking, or removed in Python 3.12
-    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-        if ast.unparse(call.func) == "slicer.util.tryWithErrorDisplay":
-            assert {k.arg for k in call.keywords} <= {"show", "waitCursor"} and len(call.args) <= 1
+# Keyword parameters of the Slicer and PyTorch Utils calls the module makes, read from Slicer v5.10.0
+# (Base/Python/slicer/util.py) and fepegar/SlicerPyTorch PyTorchUtils.py.
+SIGNATURES = {
+    "tryWithErrorDisplay": {"message", "show", "waitCursor"},
+    "errorDisplay": {"text", "windowTitle", "parent", "standardButtons", "detailedText"},
+    "warningDisplay": {"text", "windowTitle", "parent", "standardButtons"},
+    "confirmOkCancelDisplay": {"text", "windowTitle", "parent"},
+    "showStatusMessage": {"message", "duration"},
+    "pip_install": {"requirements"},
+    "installTorch": {"askConfirmation", "forceComputationBackend", "torchVersionRequirement",
+                     "torchvisionVersionRequirement"},
+    "JumpSlicesToLocation": set(),
+}
+
+
+def test_slicer_calls_use_parameters_that_exist():
+    for path in MODULE_FILES:
+        for call in (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Call)):
+            name = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+            if name in SIGNATURES:
+                assert {k.arg for k in call.keywords} <= SIGNATURES[name], f"{path.name}: {ast.unparse(call)}"
 
 
 CTK_COMPILE_KEYWORDS = {"TARGET_NAME", "SCRIPTS", "RESOURCES", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR",
@@ -350,13 +371,15 @@ def test_installed_layout_puts_engine_and_resources_where_the_code_looks():
     root_rel = re.search(r'get_filename_component\(TEETHSEG_ROOT_DIR "\$\{CMAKE_CURRENT_SOURCE_DIR\}/(.*?)"', text)
     assert root_rel and (MODULE.parent / root_rel.group(1)).resolve() == ROOT
     assert (ROOT / "TeethSegmentationLib" / "__main__.py").is_file()
-    assert (ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json").is_file()
     from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH
 
     assert DEFAULT_MODEL_PATH == ROOT / "Resources" / "Models" / "teethseg-default.pt"
-    source = MODULE.read_text(encoding="utf-8")
-    assert 'resourcePath("Models", "teethseg-default.pt")' in source
-    assert 'resourcePath("Terminology", "TeethSegmentation.term.json")' in source
+    calls = [c for path in MODULE_FILES for c in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "resourcePath"]
+    assert len(calls) >= 2
+    for call in calls:  # every resource the module asks for is shipped
+        parts = [ast.literal_eval(a) for a in call.args]
+        assert (ROOT / "Resources").joinpath(*parts).exists() or parts[0] == "Models", parts
     for listed in re.findall(r"^\s*(Resources/[\w/.${}]+)", text, re.M):
         assert listed.endswith(("*.pt", ".md")) or (MODULE.parent / listed.replace("${MODULE_NAME}",
                 "TeethSegmentation")).exists() or (ROOT / listed.replace("${MODULE_NAME}",

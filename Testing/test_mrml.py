@@ -64,7 +64,7 @@ def _new_segmentation(scene, name="Teeth"):
 
 
 def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
-    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib import mrml, tooth_segments
 
     volume, teeth, report = case
     node = _new_segmentation(slicer_scene.scene)
@@ -77,7 +77,7 @@ def test_fdi_labelmap_becomes_named_coloured_coded_segments(slicer_scene, case):
         assert np.allclose(segment.GetColor(), color(fdi))
         assert mrml.get_terminology(segment) == terminology_entry(fdi)
         assert SNOMED_TOOTH[fdi][0] in mrml.get_terminology(segment)
-    assert [mrml.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
+    assert [tooth_segments.segment_confidence(s) for s in segments] == [0.9, 0.4, 0.7, 0.2]
     closed = slicer_scene.slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert node.GetSegmentation().ContainsRepresentation(closed)
     mask = slicer_scene.slicer.util.arrayFromSegmentBinaryLabelmap(node, ids[2], volume)
@@ -112,6 +112,7 @@ def test_missing_labelmap_is_a_clear_error(slicer_scene, case, tmp_path):
 
 def test_developing_and_primary_teeth_are_named_in_segments_and_rows(slicer_scene, case):
     from TeethSegmentationLib import mrml
+    from TeethSegmentationLib.tooth_segments import tooth_rows
 
     volume, teeth, report = case
     report = {"teeth": [{**r, "developing": r["fdi"] == 48} for r in report["teeth"]]}
@@ -119,20 +120,7 @@ def test_developing_and_primary_teeth_are_named_in_segments_and_rows(slicer_scen
     mrml.load_fdi_labelmap_as_segments(teeth, node, volume, report, show_3d=False)
     names = [s.GetName() for s in _segments(node)]
     assert names[-1] == "48 lower right third molar (developing)" and names[0] == segment_name(11)
-    rows = {r[0]: r[1] for r in mrml.confidence_rows({"teeth": [{"fdi": 55}, {"fdi": 15, "developing": True}]})}
-    assert rows == {55: "Upper right primary second molar (55)", 15: "Upper right second premolar (15) (developing)"}
-
-
-def test_confidence_rows_lowest_first():
-    from TeethSegmentationLib import mrml
-
-    report = {"teeth": [{"fdi": 11, "confidence": 0.9}, {"fdi": 36, "confidence": 0.2}, {"fdi": 21},
-                        {"fdi": 48, "confidence": 0.5, "volume_mm3": 300.0}]}
-    rows = mrml.confidence_rows(report)
-    assert [r[0] for r in rows] == [36, 48, 11, 21]
-    assert rows[1] == (48, "Lower right third molar (48)", 0.5, 300.0)
-    assert mrml.confidence_rows({"teeth": {"11": {"fdi": 11, "confidence": 0.3}}})[0][2] == 0.3
-    assert mrml.confidence_rows(None) == []
+    assert "48 lower right third molar (developing)" in [row[2] for row in tooth_rows(node)]
 
 
 def test_export_stl_per_tooth(slicer_scene, case, tmp_path):

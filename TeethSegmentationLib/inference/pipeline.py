@@ -41,7 +41,7 @@ from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
-from TeethSegmentationLib.io.volume import Volume, bounding_box, translation
+from TeethSegmentationLib.io.volume import Volume, bounding_box, crop
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.normalize import intensity_window, normalize
@@ -114,12 +114,6 @@ def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: 
 # --------------------------------------------------------------------------------------------- geometry
 
 
-def sub_volume(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> Volume:
-    """The voxels ``lo:hi`` (exclusive) of ``volume`` with the matching geometry (a view, no copy)."""
-    array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    return Volume(array, volume.ijk_to_ras @ translation(lo), volume.space, dict(volume.meta))
-
-
 def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The voxel box (lo inclusive, hi exclusive, clipped) of ``volume`` that covers an RAS box."""
     corners = np.array([[x, y, z] for x in (ras_lo[0], ras_hi[0]) for y in (ras_lo[1], ras_hi[1])
@@ -155,7 +149,7 @@ def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray) -> np.ndarra
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     if np.any(hi <= lo):
         return view.array[box]
-    view.array[box] = resample_to_reference(fine, sub_volume(view, lo, hi), order=0).array
+    view.array[box] = resample_to_reference(fine, crop(view, lo, hi, copy=False), order=0).array
     return view.array[box]
 
 
@@ -221,12 +215,12 @@ def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> t
 
 
 def run_types_stage(
-    crop: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
+    teeth_part: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
     device: torch.device, options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray, np.ndarray]:
     """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, stage-1 teeth grown by the margin:
     where stage 2 ran)."""
-    fine = resample_to_spacing(crop, model.spacing_mm, order=1)
+    fine = resample_to_spacing(teeth_part, model.spacing_mm, order=1)
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
     teeth_up = resample_to_reference(prob, fine, order=1).array
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
@@ -288,8 +282,8 @@ def segment_volume(
         return _empty_result(volume, timings, device, "No teeth were found in this scan.")
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
-        crop = sub_volume(ras, lo, hi)
-        fine, probs, near = run_types_stage(crop, window, prob, mask, model, device, options, reporter)
+        teeth_part = crop(ras, lo, hi, copy=False)
+        fine, probs, near = run_types_stage(teeth_part, window, prob, mask, model, device, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
         foreground *= near  # stage 2 is asked about the teeth stage 1 found, not about the rest of its windows
         reporter.progress("types", 1.0)

@@ -95,13 +95,15 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[np.ndarray, np.ndar
     return np.array(lo), np.array(hi)
 
 
-def crop(volume: Volume, lo_ijk: Sequence[int], hi_ijk: Sequence[int]) -> Volume:
-    """Sub-volume ``[lo, hi)`` (a copy) whose origin is the RAS centre of voxel ``lo``."""
+def crop(volume: Volume, lo_ijk: Sequence[int], hi_ijk: Sequence[int], copy: bool = True) -> Volume:
+    """Sub-volume ``[lo, hi)`` (a copy, or a view that writes through) whose origin is the RAS centre of voxel
+    ``lo``."""
     lo = np.clip(np.asarray(lo_ijk, dtype=int), 0, volume.shape)
     hi = np.clip(np.asarray(hi_ijk, dtype=int), lo, volume.shape)
     if np.any(hi <= lo):
         raise ValueError(f"empty crop box {lo.tolist()}..{hi.tolist()} of a volume of shape {volume.shape}")
-    array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].copy()
+    array = volume.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    array = array.copy() if copy else array
     return Volume(array, volume.ijk_to_ras @ translation(lo), volume.space, dict(volume.meta))
 
 
