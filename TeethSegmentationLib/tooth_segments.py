@@ -10,11 +10,18 @@ from typing import Any
 
 import vtk
 
-from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, color, is_fdi, segment_name, terminology_entry
+from TeethSegmentationLib.fdi import (
+    UNNUMBERED_COLOR,
+    UNNUMBERED_LABEL_BASE,
+    color,
+    is_fdi,
+    segment_name,
+    terminology_entry,
+    unnumbered_name,
+)
 
 CONFIDENCE_TAG = "TeethSegmentation.Confidence"
 VOLUME_TAG = "TeethSegmentation.VolumeMm3"
-UNNUMBERED_COLOR = (0.6, 0.6, 0.6)
 
 
 def segment_ids(segmentation_node: Any) -> list[str]:
@@ -52,11 +59,6 @@ def tooth_rows(segmentation_node: Any) -> list[tuple[str, int, str, float | None
 
 def set_terminology(segment: Any, entry: str) -> None:
     segment.SetTerminology(entry)
-
-
-def unnumbered_name(value: int) -> str:
-    """The name of a tooth the engine found but could not number (label value UNNUMBERED_LABEL_BASE + k)."""
-    return f"Unnumbered tooth {value - UNNUMBERED_LABEL_BASE + 1}"
 
 
 def describe_tooth(segment: Any, value: int, developing: bool = False) -> None:

@@ -117,3 +117,24 @@ def test_upper_only_phantom_with_an_impacted_canine_stays_upper():
     assert {int(v) // 10 for v in np.unique(result.fdi.array) if 0 < v < UNNUMBERED_LABEL_BASE} == {1, 2}
     metrics = evaluate_pair(result.fdi.array, np.asarray(case.labels.array), case.labels.spacing)
     assert metrics["identification_accuracy"] >= 0.9, metrics["misidentified"]
+
+
+@pytest.mark.parametrize(("along_mm", "joins"), [(0.5, True), (8.0, False)])
+def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
+    """A piece at the tooth's place along the arch (its palatal part) joins it; one a tooth further along the
+    arch (a supernumerary between two slots' worth of teeth) stays apart."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+    from TeethSegmentationLib.instances.pieces import join_pieces
+
+    mask = np.zeros((30, 20, 20), bool)
+    mask[2:16, 4:16, 4:16] = True  # the molar
+    mask[16:24, 6:14, 6:14] = True  # a smaller piece touching it
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    labels = np.where(ijk[:, 0] < 16, 1, 2).astype(np.int32)
+    assignment = Assignment(np.array([16, 0]), np.array([True, True]), np.array([30.0, 30.0 + along_mm]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    assert joined == joins
+    assert (len(np.unique(joined_labels)) == 1) == joins

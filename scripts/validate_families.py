@@ -7,7 +7,8 @@ family) and out-of-family (B, never trained on) figures side by side.
 Each case is written as NRRD (cached under --work), segmented in-process by the same pipeline as
 `teethseg segment`, and scored like `teethseg evaluate`. Besides binary Dice, per-tooth Dice and
 identification, it counts teeth split into two numbers (a second predicted number covers >= 20 % of a
-true tooth) and lost teeth (less than half of a true tooth covered by any predicted tooth). Seeds 30000...
+true tooth), lost teeth (less than half of a true tooth covered by any predicted tooth), spurious numbers
+and, in single-arch scans, numbers of the jaw that is not in the scan ("jaw"). Seeds 30000...
 (a thousand per field of view) are used by neither training (100...) nor the training script's own
 validation (10000...). Writes the figures to --work/validation.json and prints the table.
 """
@@ -70,6 +71,9 @@ def run_case(model, folder: Path, name: str, seed: int, fov: str, family: str, h
     metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
     split, lost = split_and_lost(pred.array, truth.array)
     metrics.update(split=len(split), lost=len(lost), split_fdi=split, lost_fdi=lost)
+    if fov in ("lower", "upper"):  # teeth of the jaw the scan does not hold
+        other = [n for n in np.unique(pred.array).astype(int) if n and (n // 10 in (1, 2)) != (fov == "upper")]
+        metrics.update(other_jaw=len(other), other_jaw_fdi=other)
     metrics.update(segment_s=round(seconds, 1), phantom_s=round(made - start, 1), seed=seed)
     return metrics
 
@@ -79,15 +83,15 @@ def summarise(cases: list[dict]) -> dict:
     for key in ("dice_binary", "dice_per_tooth", "identification_accuracy", "segment_s"):
         values = [c[key] for c in cases if c.get(key) is not None]
         out[key] = float(np.mean(values)) if values else None
-    for key in ("split", "lost", "spurious", "truth_teeth", "missed"):
-        out[key] = int(sum(c[key] for c in cases))
+    for key in ("split", "lost", "spurious", "truth_teeth", "missed", "other_jaw"):
+        out[key] = int(sum(c.get(key, 0) for c in cases))
     return out
 
 
 def table(results: dict, families: list[str], fovs: list[str]) -> str:
     names = {"dice_binary": "Dice", "dice_per_tooth": "tooth", "identification_accuracy": "ident"}
     head = f"{'field of view':<14}" + "".join(f"{names.get(k, k) + ' ' + f:>10}" for k in COLUMNS[:3] for f in families)
-    head += "".join(f"{k + ' ' + f:>10}" for k in ("split", "lost", "spur", "teeth") for f in families)
+    head += "".join(f"{k + ' ' + f:>10}" for k in ("split", "lost", "spur", "jaw", "teeth") for f in families)
     rows = [head, "-" * len(head)]
     for fov in fovs:
         row = f"{fov:<14}"
@@ -95,7 +99,7 @@ def table(results: dict, families: list[str], fovs: list[str]) -> str:
             for fam in families:
                 value = results[fam][fov][key]
                 row += f"{'-':>10}" if value is None else f"{value:>10.3f}"
-        for key in ("split", "lost", "spurious", "truth_teeth"):
+        for key in ("split", "lost", "spurious", "other_jaw", "truth_teeth"):
             for fam in families:
                 row += f"{results[fam][fov][key]:>10d}"
         rows.append(row)

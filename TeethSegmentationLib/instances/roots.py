@@ -56,8 +56,9 @@ def parted_roots(
     for r in np.argsort(size, kind="stable"):  # smallest first: root tips before whole roots
         if r == 0 or size[r] == 0:
             continue
-        crowns = [c for c in range(1, count) if c != r and size[c] and _continues(r, c, size, centroid, depth, side,
-                                                                                  plane)]
+        crowns = [
+            c for c in range(1, count) if c != r and size[c] and _continues(r, c, size, centroid, depth, side, plane)
+        ]
         if not crowns:
             continue
         near = _neighbours_within(labels, sparse, r, steps)
