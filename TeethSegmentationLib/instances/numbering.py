@@ -208,8 +208,17 @@ def arch_positions(points: np.ndarray, fit: ArchFit, midline_fallback: float | N
     steps = np.hypot(np.diff(grid), np.diff(curve))
     arc = np.concatenate([[0.0], np.cumsum(steps)])
     arc -= np.interp(vertex, grid, arc)
-    nearest = np.argmin((uu[:, None] - grid[None]) ** 2 + (vv[:, None] - curve[None]) ** 2, axis=1)
-    return arc[nearest]
+    # Only grid points within reach: any point's nearest curve point lies within its distance to the curve
+    # point above it (+ half a grid step along the curve) of it along u; farther grid points cannot win.
+    if len(uu):
+        reach = float(np.max(np.abs(vv - (a * uu**2 + b * uu + c)))) + 1.0
+        lo, hi = np.searchsorted(grid, [uu.min() - reach, uu.max() + reach])
+        lo, hi = int(max(lo - 1, 0)), int(min(hi + 1, len(grid)))
+    else:
+        lo, hi = 0, len(grid)
+    window = slice(lo, hi)
+    nearest = np.argmin((uu[:, None] - grid[None, window]) ** 2 + (vv[:, None] - curve[None, window]) ** 2, axis=1)
+    return arc[lo + nearest]
 
 
 def _slots(upper: bool) -> list[int]:

@@ -48,8 +48,12 @@ def region_stats(labels: np.ndarray, types: np.ndarray, fg: np.ndarray, ras: np.
 
 def apex_skew(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """Skewness of each region's voxels along the occlusal normal: > 0 when the root points superior."""
-    n = int(labels.max())
-    height = ras @ normal
+    return height_skew(labels, ras @ normal)
+
+
+def height_skew(labels: np.ndarray, height: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Skewness of each region's voxel heights (labels 1..n, n = the largest label unless given)."""
+    n = int(labels.max()) if n is None else n
     count = np.maximum(np.bincount(labels, minlength=n + 1), 1)
     mean = np.bincount(labels, weights=height, minlength=n + 1) / count
     centred = height - mean[labels]
