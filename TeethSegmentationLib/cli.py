@@ -68,13 +68,13 @@ def _is_secondary_rank() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_cancelled)  # first: a cancel at any later moment exits 130
     events_wanted = "--events" in (sys.argv[1:] if argv is None else argv)
     writer = JsonEventWriter() if events_wanted and not _is_secondary_rank() else None
     reporter: Reporter = writer or TerminalReporter()
     try:
         args = build_parser().parse_args(argv)
         _setup_logging(args.verbose)
-        signal.signal(signal.SIGTERM, _raise_cancelled)
         if writer:
             writer.emit("start", command=args.command, version=__version__)
         result = args.run(args, reporter)

@@ -221,6 +221,26 @@ def _to_fdi(array: np.ndarray, label_table: str) -> np.ndarray:
     return np.asarray(array) if str(label_table).lower() == "fdi" else to_fdi(array, label_table)
 
 
+def check_label_values(array: np.ndarray, what: str, fdi: bool) -> None:
+    """A label map holds whole numbers (and, for FDI maps, 0 and FDI tooth numbers only); say what is wrong."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise InputError(f"{what} holds NaN or infinite values, so it is not a label map; give a label map.")
+        if not np.array_equal(array, np.rint(array)):
+            raise InputError(f"{what} holds fractional values (a grey-value image?), not labels; give a label map.")
+    if not fdi:
+        return
+    values = np.unique(array)
+    wrong = [v for v in values.tolist() if v != 0 and not (float(v).is_integer() and is_fdi(int(v)))]
+    if wrong:
+        shown = ", ".join(f"{v:g}" for v in wrong[:8]) + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
+        raise InputError(
+            f"{what} holds values {shown} that are not FDI tooth numbers (0 background, 11-48); give an FDI label "
+            "map, or name its label values with --label-table."
+        )
+
+
 def evaluate_dirs(
     pred_dir: str | os.PathLike, truth_dir: str | os.PathLike, label_table: str = "fdi", reporter: Any = None
 ) -> dict[str, Any]:
@@ -246,6 +266,8 @@ def evaluate_dirs(
             raise InputError(
                 f"Case {name!r}: the prediction and the truth are not on the same grid; resample one onto the other."
             )
+        check_label_values(truth.array, f"Case {name!r}: the truth", fdi=str(label_table).lower() == "fdi")
+        check_label_values(pred.array, f"Case {name!r}: the prediction", fdi=True)
         truth_fdi = _to_fdi(truth.array, label_table)
         cases[name] = evaluate_pair(np.rint(pred.array).astype(np.int64), truth_fdi, truth.spacing)
         if reporter is not None:

@@ -207,7 +207,9 @@ class EngineRunner:
 
     @property
     def returncode(self) -> int | None:
-        return None if self._process is None else self._process.poll()
+        """The child's exit code; 130 (cancelled) after :meth:`cancel`, whatever the killed child returned."""
+        code = None if self._process is None else self._process.poll()
+        return int(ExitCode.CANCELLED) if code is not None and self._cancelled else code
 
     @property
     def cancelled(self) -> bool:
@@ -251,7 +253,7 @@ class EngineRunner:
             return None
         for thread in self._threads:
             thread.join(timeout)
-        return self._process.returncode
+        return self.returncode
 
     def cancel(self, timeout: float = 0.5) -> None:
         """End the child and every process it started; ``exit_status`` becomes ``cancelled``."""

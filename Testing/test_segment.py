@@ -20,7 +20,8 @@ from torch import nn
 
 from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE
 from TeethSegmentationLib.inference import pipeline as segment_module
-from TeethSegmentationLib.inference.pipeline import SegmentOptions, labels_to_input_grid, segment_file, segment_volume
+from TeethSegmentationLib.inference.outputs import segment_file
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, labels_to_input_grid, segment_volume
 from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel, new_model, save_model
@@ -200,6 +201,7 @@ def test_fine_blob_goes_back_to_the_right_input_voxels() -> None:
 def test_no_teeth_gives_an_empty_result_with_a_warning() -> None:
     volume = phantom("RAS")
     volume.array[:] = 200
+    volume.array[0, 0, 0] = 201  # image content, but nothing like a tooth
     result = segment_volume(volume, threshold_model(), SegmentOptions(device="cpu"))
     assert result.teeth == [] and result.warnings
     assert result.fdi.shape == volume.shape and not result.fdi.array.any()

@@ -166,7 +166,8 @@ def bench_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
 def run_pipeline(args: argparse.Namespace) -> dict:
     import tempfile
 
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.outputs import segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
 
     source, truth = Path(args.image), Path(args.truth) if args.truth else None
     oracle = Oracle(load_truth(truth), args.seed) if truth else None

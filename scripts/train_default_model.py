@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
-from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file  # noqa: E402
+from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
+from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
 from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_dirs  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402

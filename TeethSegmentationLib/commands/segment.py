@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
+from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import Reporter
 
 NAME = "segment"
@@ -26,19 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    import torch
-
-    from TeethSegmentationLib.errors import InputError
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.outputs import check_output_folder, segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+    from TeethSegmentationLib.io.read_write import inspect_volume
     from TeethSegmentationLib.nets.model_file import load_model
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1, not {args.threads}.")
-        torch.set_num_threads(args.threads)
-    for source in args.inputs:
-        if not Path(source).exists():
-            raise InputError(f"{source} does not exist; check the path and try again.")
+    _set_threads(args.threads, reporter)
+    _check_unique_names(args.inputs)
+    output = check_output_folder(args.output)
+    for source in args.inputs:  # every input checked (header, geometry, size) before any work starts
+        inspect_volume(source, args.series)
     model = load_model(args.model)
     options = SegmentOptions(
         device=args.device,
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     for index, source in enumerate(args.inputs, start=1):
         if len(args.inputs) > 1:
             reporter.log(f"[{index}/{len(args.inputs)}] {source}")
-        report = segment_file(source, args.output, model, options, reporter)
+        report = segment_file(source, output, model, options, reporter)
         summaries.append(
             {
                 "input": str(source),
@@ -64,3 +63,34 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
             }
         )
     return {"output": str(args.output), "inputs": summaries}
+
+
+def _set_threads(threads: int | None, reporter: Reporter) -> None:
+    """torch's CPU threads, at most the machine's cores (far more threads only cost memory, or crash)."""
+    if threads is None:
+        return
+    import torch
+
+    if threads < 1:
+        raise InputError(f"--threads must be at least 1, not {threads}.")
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        reporter.log(f"--threads {threads} is more than the {cores} CPU cores here; using {cores}.", "warning")
+    torch.set_num_threads(min(threads, cores))
+
+
+def _check_unique_names(inputs: list[str]) -> None:
+    """Inputs whose outputs would share a name (d1/scan.nrrd, d2/scan.nrrd) are refused before any work."""
+    from TeethSegmentationLib.inference.outputs import output_name
+
+    seen: dict[str, str] = {}
+    for source in inputs:
+        name = output_name(source)
+        if name in seen and Path(seen[name]).resolve() != Path(source).resolve():
+            raise InputError(
+                f"{seen[name]} and {source} would both write outputs named '{name}'; rename one, or run them "
+                "into different output folders."
+            )
+        if name in seen:
+            raise InputError(f"{source} is given twice; give each input once.")
+        seen[name] = source

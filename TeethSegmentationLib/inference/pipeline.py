@@ -2,7 +2,7 @@
 
 read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
 -> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9
-classes) -> instances + FDI numbers -> back onto the input grid -> write the outputs atomically.
+classes) -> instances + FDI numbers -> back onto the input grid (``inference/outputs.py`` writes the files).
 
 Memory stays bounded on a whole-head scan: the reoriented input is a view (no copy), only the coarse
 grid and the fine teeth box are resampled (slab by slab, from the input's own dtype), stage 2 skips
@@ -12,22 +12,16 @@ output, through a reoriented view of it (an axis-aligned, fast resampling).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from TeethSegmentationLib import __version__
-from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
 from TeethSegmentationLib.fdi import (
     fdi_map_to_classes,
@@ -39,14 +33,11 @@ from TeethSegmentationLib.fdi import (
 )
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.io.orientation import reorient_to_ras
-from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
 from TeethSegmentationLib.io.volume import Volume, bounding_box, crop
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
 from TeethSegmentationLib.nets.model_file import TeethModel
-from TeethSegmentationLib.nets.normalize import intensity_window, normalize
-
-NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
+from TeethSegmentationLib.nets.normalize import image_content, intensity_window, normalize
 
 
 @dataclass
@@ -274,8 +265,9 @@ def segment_volume(
     model.to(device).eval()
     timings: dict[str, float] = {}
     with _timed(timings, "teeth"):
-        ras = reorient_to_ras(volume, copy=False)
-        window = intensity_window(volume.array, model.normalization)
+        image = volume.with_array(image_content(volume.array))
+        ras = reorient_to_ras(image, copy=False)
+        window = intensity_window(image.array, model.normalization)
         prob, mask = run_teeth_stage(ras, window, model, device, options, reporter)
         reporter.progress("teeth", 1.0, f"{int(mask.sum())} teeth voxels on the coarse grid")
     if not mask.any():
@@ -299,115 +291,3 @@ def segment_volume(
     if not teeth:
         result.warnings.append("No teeth were found in this scan.")
     return result
-
-
-# --------------------------------------------------------------------------------------------- files
-
-
-def output_name(path: str | os.PathLike) -> str:
-    """``DIR/NAME.nrrd`` (or .nii.gz, .nii, .nhdr) -> NAME; a DICOM folder -> the folder's name."""
-    path = Path(path)
-    name = path.name
-    for suffix in NAME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return name
-
-
-def build_report(
-    source: Path, volume: Volume, result: SegmentResult, model: TeethModel, outputs: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        "input": str(source),
-        "input_shape": list(volume.shape),
-        "input_spacing_mm": [round(float(s), 6) for s in volume.spacing],
-        "software_version": __version__,
-        "device": result.device,
-        "model": {"path": model.source, **model.describe()},
-        "timings_s": result.timings,
-        "warnings": result.warnings,
-        "tooth_count": len(result.teeth),
-        "teeth": [tooth.__dict__ for tooth in result.teeth],
-        "outputs": outputs,
-    }
-
-
-def _write_outputs(
-    staging: Path, name: str, volume: Volume, result: SegmentResult, options: SegmentOptions
-) -> dict[str, Path]:
-    """Every output into ``staging``; returns {kind: staged path}."""
-    from TeethSegmentationLib.io.seg_nrrd import write_segmentation
-
-    staged = {
-        "teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume),
-    }
-    staged["seg"] = staging / f"{name}.seg.nrrd"
-    write_segmentation(result.fdi, staged["seg"], developing={t.fdi for t in result.teeth if t.developing})
-    if options.nine_class:
-        staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
-    if options.stl:
-        from TeethSegmentationLib.io.stl import write_stl_per_tooth
-
-        write_stl_per_tooth(result.fdi, staging / f"{name}_stl", space=options.stl_space)
-        staged["stl"] = staging / f"{name}_stl"
-    return staged
-
-
-def _publish(staged: dict[str, Path], output_dir: Path) -> dict[str, str]:
-    """Move staged files into ``output_dir`` (``os.replace``: each file appears complete or not at all)."""
-    final = {}
-    for kind, path in staged.items():
-        target = output_dir / path.name
-        if path.is_dir():
-            target.mkdir(exist_ok=True)
-            for item in sorted(path.iterdir()):
-                os.replace(item, target / item.name)
-        else:
-            os.replace(path, target)
-        final[kind] = str(target)
-    return final
-
-
-def segment_file(
-    path: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    model: TeethModel,
-    options: SegmentOptions | None = None,
-    reporter: Reporter | None = None,
-) -> dict[str, Any]:
-    """Segment one file or DICOM folder; writes NAME.teeth.nrrd, NAME.seg.nrrd, NAME.report.json (+ options)."""
-    import json
-
-    options = options or SegmentOptions()
-    reporter = reporter or NullReporter()
-    source, output_dir = Path(path), Path(output_dir)
-    if options.stl_space not in ("LPS", "RAS"):
-        raise InputError(f"Unknown STL space {options.stl_space!r}; use LPS or RAS.")
-    start = time.perf_counter()
-    reporter.progress("read", 0.0, f"reading {source.name}")
-    volume = read_volume(source, options.series_uid)
-    read_s = round(time.perf_counter() - start, 3)
-    reporter.progress("read", 1.0, f"{volume.shape} voxels of {np.round(volume.spacing, 3).tolist()} mm")
-    result = segment_volume(volume, model, options, reporter)
-    result.timings = {"read": read_s, **result.timings}
-    for warning in result.warnings:
-        reporter.log(warning, "warning")
-    name = output_name(source)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=output_dir))
-    try:
-        with _timed(result.timings, "write"):
-            reporter.progress("write", 0.0, "writing outputs")
-            staged = _write_outputs(staging, name, volume, result, options)
-            planned = {k: str(output_dir / p.name) for k, p in staged.items()}
-            planned["report"] = str(output_dir / f"{name}.report.json")
-            report = build_report(source, volume, result, model, planned)
-            staged["report"] = staging / f"{name}.report.json"
-            staged["report"].write_text(json.dumps(report, indent=2))
-        report["timings_s"] = result.timings  # include the write time in the returned summary
-        staged["report"].write_text(json.dumps(report, indent=2))
-        outputs = _publish(staged, output_dir)
-        reporter.progress("write", 1.0, f"{len(result.teeth)} teeth written to {output_dir}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {**report, "outputs": outputs}

@@ -10,14 +10,20 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.io.dicom_slices import (
+    checked_orientation,
+    checked_pixel_spacing,
+    checked_positions,
+    even_slices,
+    sort_slices,
+)
+from TeethSegmentationLib.io.format_checks import check_plausible_geometry, check_plausible_size
 from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
             raise InputError(f"{path.name} is not a readable DICOM file; pick a DICOM image file or folder.")
         if int(first.get("NumberOfFrames", 1) or 1) > 1:
             _check_modality(first, path)
+            _check_frames_size(first, path)
             return _multiframe_volume(*_read_pixels(pydicom, path), path)
         series_uid = series_uid or first.get("SeriesInstanceUID")  # one slice picked: load its whole series
         path = path.parent
@@ -58,8 +65,15 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
     uid = _choose_series(series, series_uid, path)
     files = series[uid]
     if len(files) == 1 and int(files[0][1].get("NumberOfFrames", 1) or 1) > 1:
+        _check_frames_size(files[0][1], files[0][0])
         return _multiframe_volume(*_read_pixels(pydicom, files[0][0]), files[0][0])
     return _slices_volume(pydicom, files, path)
+
+
+def _check_frames_size(header: Any, path: Path) -> None:
+    """A multi-frame file's voxel count from its header, checked before its pixels are decoded."""
+    shape = (int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0), int(header.NumberOfFrames))
+    check_plausible_size(shape, path)
 
 
 def _read_header(pydicom: Any, path: Path) -> Any | None:
@@ -137,21 +151,6 @@ def _slice_thickness(header: Any) -> float:
     return float(header.get("SpacingBetweenSlices") or header.get("SliceThickness") or 1.0)
 
 
-def _sort_slices(positions: np.ndarray, normal: np.ndarray, where: Path) -> np.ndarray:
-    """Order along the slice normal; two slices at one position mean several acquisitions mixed up."""
-    distance = positions @ normal
-    order = np.argsort(distance, kind="stable")
-    steps = np.diff(distance[order])
-    if steps.size and np.min(steps) < 1e-4:
-        raise InputError(
-            f"The DICOM series in {where.name} has several slices at the same position; "
-            "export one acquisition per series (or pick a single series with --series UID)."
-        )
-    if steps.size > 1 and np.ptp(steps) > 0.1 * np.median(steps):
-        log.warning("DICOM slice spacing varies from %.3g to %.3g mm; using the mean.", steps.min(), steps.max())
-    return order
-
-
 def _lps_matrix(row: np.ndarray, col: np.ndarray, spacing: tuple[float, float], positions: np.ndarray) -> np.ndarray:
     """ijk->LPS: i along the row (columns), j along the column (rows), k from the first to the last slice."""
     normal = np.cross(row, col)
@@ -216,11 +215,7 @@ def _check_pixels(header: Any, where: Path) -> None:
 
 def _slices_volume(pydicom: Any, files: list[tuple[Path, Any]], where: Path) -> Volume:
     header = files[0][1]
-    _check_pixels(header, where)
-    row, col = _orientation(header)
-    positions = np.array([_position(h, n) for n, (_, h) in enumerate(files)], dtype=np.float64)
-    order = _sort_slices(positions, np.cross(row, col), where)
-    files, positions = [files[n] for n in order], positions[order]
+    row, col, spacing, files, positions = _series_geometry(files, where)
     frames, params = [], []
     for file, _ in files:
         dataset, pixels = _read_pixels(pydicom, file)
@@ -228,10 +223,58 @@ def _slices_volume(pydicom: Any, files: list[tuple[Path, Any]], where: Path) -> 
         params.append(_rescale_params(dataset))
     if len({f.shape for f in frames}) > 1:
         raise InputError(f"The DICOM slices in {where.name} differ in size; pick a single CT/CBCT series.")
-    lps = _lps_matrix(row, col, _pixel_spacing(header), positions)
-    if len(files) == 1:
+    return _placed(_rescale(frames, params), row, col, spacing, positions, header, where)
+
+
+def _series_geometry(files: list[tuple[Path, Any]], where: Path) -> tuple:
+    """(row, col, pixel spacing, files sorted along the normal, their positions), every field checked."""
+    header = files[0][1]
+    _check_pixels(header, where)
+    row, col = checked_orientation(*_orientation(header), where)
+    spacing = checked_pixel_spacing(_pixel_spacing(header), where)
+    positions = np.array([_position(h, n) for n, (_, h) in enumerate(files)], dtype=np.float64)
+    order = sort_slices(checked_positions(positions, where), np.cross(row, col), where)
+    check_plausible_size((int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0), len(files)), where)
+    return row, col, spacing, [files[n] for n in order], positions[order]
+
+
+def inspect_dicom(path: str | os.PathLike, series_uid: str | None = None) -> None:
+    """Every check ``read_dicom`` makes on the headers, without decoding pixels (for checking a batch first)."""
+    path = Path(path).expanduser()
+    pydicom = _pydicom()
+    if path.is_file():
+        first = _read_header(pydicom, path)
+        if first is None:
+            raise InputError(f"{path.name} is not a readable DICOM file; pick a DICOM image file or folder.")
+        if int(first.get("NumberOfFrames", 1) or 1) > 1:
+            _check_modality(first, path)
+            _check_frames_size(first, path)
+            return
+        series_uid, path = series_uid or first.get("SeriesInstanceUID"), path.parent
+    series = _scan_folder(pydicom, path)
+    files = series[_choose_series(series, series_uid, path)]
+    if len(files) == 1 and int(files[0][1].get("NumberOfFrames", 1) or 1) > 1:
+        _check_frames_size(files[0][1], files[0][0])
+        return
+    row, col, spacing, files, positions = _series_geometry(files, path)
+    columns, rows = int(files[0][1].get("Columns", 1) or 1), int(files[0][1].get("Rows", 1) or 1)
+    _placed(np.empty((0, 0, len(files)), np.int16), row, col, spacing, positions, files[0][1], path, (columns, rows))
+
+
+def _placed(
+    stack: np.ndarray, row: np.ndarray, col: np.ndarray, spacing: tuple[float, float], positions: np.ndarray,
+    header: Any, where: Path, slice_shape: tuple[int, int] | None = None,
+) -> Volume:
+    """The sorted slices on an even grid at their true positions, with the checked geometry."""
+    stack, count = even_slices(stack, positions, np.cross(row, col), where)
+    lps = _lps_matrix(row, col, spacing, np.linspace(positions[0], positions[-1], count))
+    if count == 1:
         lps[:3, 2] *= _slice_thickness(header)
-    return _finish(_rescale(frames, params), lps, header, where)
+    shape = (*(slice_shape or stack.shape[:2]), count)
+    check_plausible_geometry(RAS_TO_LPS @ lps, shape, where, "DICOM geometry (PixelSpacing, positions)")
+    if slice_shape is not None:  # only inspecting the headers
+        return Volume(stack, RAS_TO_LPS @ lps)
+    return _finish(stack, lps, header, where)
 
 
 def _read_pixels(pydicom: Any, file: Path) -> tuple[Any, np.ndarray]:
@@ -298,135 +341,11 @@ def _multiframe_volume(dataset: Any, pixels: np.ndarray, source: Path) -> Volume
     _check_pixels(dataset, source)
     frames = int(dataset.NumberOfFrames)
     row, col, positions, spacing = _multiframe_geometry(dataset, frames)
-    order = _sort_slices(positions, np.cross(row, col), source)
+    row, col = checked_orientation(row, col, source)
+    order = sort_slices(checked_positions(positions, source), np.cross(row, col), source)
     pixels = pixels.reshape(frames, int(dataset.Rows), int(dataset.Columns))
     params = [
         _rescale_params(_either(_frame_item(dataset, f, "PixelValueTransformationSequence"), dataset)) for f in order
     ]
     array = _rescale([pixels[f].T for f in order], params)
-    return _finish(array, _lps_matrix(row, col, spacing, positions[order]), dataset, source)
-
-
-# --------------------------------------------------------------------------------------------- writing
-
-
-def _new_dataset(pydicom: Any, sop_class: str, volume: Volume, series_uid: str, modality: str, description: str):
-    """A minimal but valid CT/Enhanced CT dataset with the patient/study/series modules filled in."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.Modality = "Phantom", "PHANTOM", modality
-    ds.StudyInstanceUID = volume.meta.get("study_uid") or generate_uid()
-    ds.SeriesInstanceUID, ds.SeriesDescription, ds.SeriesNumber = series_uid, description, 1
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    return ds
-
-
-def _int16_slices(volume: Volume) -> np.ndarray:
-    array = np.rint(np.asarray(volume.array, dtype=np.float64))
-    if array.min() < -32768 or array.max() > 32767:
-        raise ValueError("write_dicom_series stores int16 voxels; rescale the volume into -32768..32767 first")
-    return array.astype(np.int16)
-
-
-def _save(ds: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        ds.save_as(str(tmp), enforce_file_format=True)
-
-
-def _geometry_tags(volume: Volume) -> tuple[list[float], list[float], np.ndarray]:
-    """ImageOrientationPatient, PixelSpacing (row spacing first) and the ijk->LPS matrix."""
-    lps = RAS_TO_LPS @ volume.ijk_to_ras
-    spacing = volume.spacing
-    iop = [*(lps[:3, 0] / spacing[0]), *(lps[:3, 1] / spacing[1])]
-    return _ds(iop), _ds([spacing[1], spacing[0]]), lps
-
-
-def _ds(values: Sequence[float]) -> list[Any]:
-    """Decimal strings fit in 16 characters: let pydicom round them as precisely as that allows."""
-    from pydicom.valuerep import DSfloat
-
-    return [DSfloat(float(v), auto_format=True) for v in values]
-
-
-def write_dicom_series(
-    volume: Volume,
-    folder: str | os.PathLike,
-    series_uid: str | None = None,
-    modality: str = "CT",
-    description: str = "TeethSegmentation phantom",
-) -> list[Path]:
-    """One single-frame CT Image Storage file per k slice (int16, slope 1, intercept 0); returns the files."""
-    pydicom = _pydicom()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or pydicom.uid.generate_uid()
-    iop, pixel_spacing, lps = _geometry_tags(volume)
-    slices = _int16_slices(volume)
-    files = []
-    for k in range(volume.shape[2]):
-        ds = _new_dataset(pydicom, CT_IMAGE_STORAGE, volume, series_uid, modality, description)
-        ds.ImageOrientationPatient, ds.PixelSpacing = iop, pixel_spacing
-        ds.ImagePositionPatient = _ds(lps[:3, :3] @ [0, 0, k] + lps[:3, 3])
-        ds.SliceThickness, ds.InstanceNumber = _ds([volume.spacing[2]])[0], k + 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-        ds.PixelData = np.ascontiguousarray(slices[:, :, k].T).tobytes()
-        files.append(folder / f"slice{k:04d}.dcm")
-        _save(ds, files[-1])
-    return files
-
-
-def write_dicom_multiframe(
-    volume: Volume,
-    path: str | os.PathLike,
-    series_uid: str | None = None,
-    modality: str = "CT",
-    frame_order: Sequence[int] | None = None,
-) -> Path:
-    """One Enhanced CT file with per-frame positions (``frame_order`` shuffles frames to test sorting)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-
-    pydicom = _pydicom()
-    series_uid = series_uid or pydicom.uid.generate_uid()
-    ds = _new_dataset(pydicom, ENHANCED_CT_IMAGE_STORAGE, volume, series_uid, modality, "multi-frame phantom")
-    iop, pixel_spacing, lps = _geometry_tags(volume)
-    order = list(frame_order) if frame_order is not None else list(range(volume.shape[2]))
-    shared = Dataset()
-    shared.PlaneOrientationSequence = DicomSequence([Dataset()])
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = iop
-    shared.PixelMeasuresSequence = DicomSequence([Dataset()])
-    shared.PixelMeasuresSequence[0].PixelSpacing = pixel_spacing
-    shared.PixelMeasuresSequence[0].SliceThickness = _ds([volume.spacing[2]])[0]
-    shared.PixelValueTransformationSequence = DicomSequence([Dataset()])
-    shared.PixelValueTransformationSequence[0].RescaleSlope = 1
-    shared.PixelValueTransformationSequence[0].RescaleIntercept = 0
-    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    ds.PerFrameFunctionalGroupsSequence = DicomSequence([_frame_group(lps, k) for k in order])
-    ds.NumberOfFrames = len(order)
-    slices = _int16_slices(volume)
-    ds.PixelData = np.ascontiguousarray(np.stack([slices[:, :, k].T for k in order])).tobytes()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(ds, path)
-    return path
-
-
-def _frame_group(lps: np.ndarray, k: int) -> Any:
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-
-    position = Dataset()
-    position.ImagePositionPatient = _ds(lps[:3, :3] @ [0, 0, k] + lps[:3, 3])
-    group = Dataset()
-    group.PlanePositionSequence = DicomSequence([position])
-    return group
+    return _placed(array, row, col, checked_pixel_spacing(spacing, source), positions[order], dataset, source)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.io.nifti_file import read_nifti, write_nifti
-from TeethSegmentationLib.io.nrrd_file import read_nrrd, write_nrrd
+from TeethSegmentationLib.io.nifti_file import inspect_nifti, read_nifti, write_nifti
+from TeethSegmentationLib.io.nrrd_file import inspect_nrrd, read_nrrd, write_nrrd
 from TeethSegmentationLib.io.volume import Volume
 
 
@@ -18,6 +18,8 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
     if not path.exists():
         raise InputError(f"{path} does not exist; check the path and try again.")
     kind = _file_kind(path)
+    if series_uid is not None and kind != "dicom":
+        raise InputError(f"--series picks a DICOM series, but {path.name} is not DICOM; leave --series out.")
     if kind == "dicom":
         from TeethSegmentationLib.io.dicom import read_dicom  # pydicom is optional: import only when needed
 
@@ -27,9 +29,29 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
     return volume
 
 
+def inspect_volume(path: str | os.PathLike, series_uid: str | None = None) -> None:
+    """Every check ``read_volume`` can make without reading the voxels: a batch is checked before any work."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path and try again.")
+    kind = _file_kind(path)
+    if series_uid is not None and kind != "dicom":
+        raise InputError(f"--series picks a DICOM series, but {path.name} is not DICOM; leave --series out.")
+    if kind == "dicom":
+        from TeethSegmentationLib.io.dicom import inspect_dicom
+
+        inspect_dicom(path, series_uid)
+    else:
+        (inspect_nrrd if kind == "nrrd" else inspect_nifti)(path)
+
+
 def _file_kind(path: Path) -> str:
     name = path.name.lower()
-    if path.is_dir() or name.endswith(".dcm") or _has_dicom_magic(path):
+    if path.is_dir():
+        return "dicom"
+    if not path.is_file():  # a FIFO or a device: opening it could block or never end
+        raise InputError(f"{path.name} is not a regular file (a device or FIFO); pick a volume file or DICOM folder.")
+    if name.endswith(".dcm") or _has_dicom_magic(path):
         return "dicom"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
@@ -49,8 +71,6 @@ def _has_dicom_magic(path: Path) -> bool:
             return f.read(132)[128:] == b"DICM"
     except OSError:
         return False
-
-
 
 
 def write_volume(

@@ -28,12 +28,18 @@ from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import jsonable
 from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED, class_names
+from TeethSegmentationLib.nets.model_fields import (
+    DIGEST_KEY,
+    TYPES_INPUTS,
+    check_digest,
+    check_model_fields,
+    weights_digest,
+)
 from TeethSegmentationLib.nets.normalize import Normalization
 from TeethSegmentationLib.nets.unet import UNet, build_unet
 
 MODEL_FORMAT = "teethseg-model"
 MODEL_FORMAT_VERSION = 1
-TYPES_INPUTS = ("image", "image+teeth")
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "teethseg-default.pt"
 
 TEETH_ARCH = dict(in_channels=1, out_channels=1, n_blocks=3, start_filters=9, dim=3)  # as the shipped model
@@ -130,7 +136,7 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
     types = _stage_dict(model.types_net)
     if types is not None:
         types["input"] = model.types_input
-    return {
+    data = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
         "software_version": __version__,
@@ -144,6 +150,8 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
         # Plain values only (numpy scalars would make the file unloadable with weights_only=True).
         "training": jsonable(dict(model.training)),
     }
+    data[DIGEST_KEY] = weights_digest(data)
+    return data
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -181,7 +189,14 @@ def load_tagged_dict(
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        if "Unsupported global" in str(error):  # a pickle of objects; torch's advice to unpickle it is not ours
+            raise InputError(
+                f"{what} {path} cannot be read: it is not a TeethSegmentation {kind} (it holds Python objects "
+                f"that a {kind} never contains); use one made by 'teethseg train'."
+            ) from None
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if "weights_only" in str(error):
+            first = "not a weights file"
         raise InputError(
             f"{what} {path} cannot be read as a TeethSegmentation {kind} (damaged, or not made by "
             f"'teethseg train': {first[:200]})."
@@ -189,7 +204,9 @@ def load_tagged_dict(
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise InputError(f"{path} is not a TeethSegmentation {kind}; use one made by 'teethseg train'.")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > max_version:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{what} {path} has format_version {version!r}, not a whole number from 1; it is damaged.")
+    if version > max_version:
         raise InputError(
             f"{what} {path} has format version {version}, newer than this TeethSegmentation understands "
             f"({max_version}); update the extension."
@@ -199,7 +216,7 @@ def load_tagged_dict(
 
 def read_model_dict(path: str | os.PathLike) -> dict[str, Any]:
     """Load and check a model file's dict; every failure is an InputError with one sentence."""
-    return load_tagged_dict(
+    data = load_tagged_dict(
         path,
         "Model file",
         "model file",
@@ -207,6 +224,8 @@ def read_model_dict(path: str | os.PathLike) -> dict[str, Any]:
         MODEL_FORMAT_VERSION,
         "pass --model with a .pt file made by 'teethseg train'",
     )
+    check_model_fields(data, Path(path))
+    return data
 
 
 def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
@@ -240,4 +259,7 @@ def load_model(path: str | os.PathLike | None = None, device: torch.device | str
         raise InputError(
             f"The default model {path} is missing; reinstall the extension or rebuild it with 'make model'."
         )
-    return model_from_dict(read_model_dict(path), source=str(path)).to(device).eval()
+    data = read_model_dict(path)
+    # Files from before the digest still load (with a warning); the shipped model must carry one.
+    check_digest(data, path, required=path.resolve() == DEFAULT_MODEL_PATH)
+    return model_from_dict(data, source=str(path)).to(device).eval()

@@ -58,7 +58,8 @@ def run_demo(
     device: str = "auto",
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+    from TeethSegmentationLib.inference.outputs import segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
     from TeethSegmentationLib.nets.devices import resolve_device
 
     reporter = reporter or NullReporter()
