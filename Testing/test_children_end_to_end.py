@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from TeethSegmentationLib import fdi
-from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_file
+from TeethSegmentationLib.inference.outputs import segment_file
+from TeethSegmentationLib.inference.pipeline import SegmentOptions
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.metrics import evaluate_pair
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model
