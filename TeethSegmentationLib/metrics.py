@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, is_primary, is_unnumbered, is_upper
+from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, is_primary, is_tooth_label, is_unnumbered, is_upper
 from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 
@@ -221,8 +221,9 @@ def _to_fdi(array: np.ndarray, label_table: str) -> np.ndarray:
     return np.asarray(array) if str(label_table).lower() == "fdi" else to_fdi(array, label_table)
 
 
-def check_label_values(array: np.ndarray, what: str, fdi: bool) -> None:
-    """A label map holds whole numbers (and, for FDI maps, 0 and FDI tooth numbers only); say what is wrong."""
+def check_label_values(array: np.ndarray, what: str, fdi: bool, unnumbered: bool = False) -> None:
+    """A label map holds whole numbers (and, for FDI maps, 0 and FDI tooth numbers only, plus unnumbered teeth'
+    labels 100-255 where ``unnumbered``: predictions); say what is wrong."""
     array = np.asarray(array)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
@@ -231,12 +232,14 @@ def check_label_values(array: np.ndarray, what: str, fdi: bool) -> None:
             raise InputError(f"{what} holds fractional values (a grey-value image?), not labels; give a label map.")
     if not fdi:
         return
+    allowed = is_tooth_label if unnumbered else is_fdi
     values = np.unique(array)
-    wrong = [v for v in values.tolist() if v != 0 and not (float(v).is_integer() and is_fdi(int(v)))]
+    wrong = [v for v in values.tolist() if v != 0 and not (float(v).is_integer() and allowed(int(v)))]
     if wrong:
         shown = ", ".join(f"{v:g}" for v in wrong[:8]) + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
+        known = "0 background, 11-48" + (", unnumbered teeth 100-255" if unnumbered else "")
         raise InputError(
-            f"{what} holds values {shown} that are not FDI tooth numbers (0 background, 11-48); give an FDI label "
+            f"{what} holds values {shown} that are not FDI tooth numbers ({known}); give an FDI label "
             "map, or name its label values with --label-table."
         )
 
@@ -267,7 +270,7 @@ def evaluate_dirs(
                 f"Case {name!r}: the prediction and the truth are not on the same grid; resample one onto the other."
             )
         check_label_values(truth.array, f"Case {name!r}: the truth", fdi=str(label_table).lower() == "fdi")
-        check_label_values(pred.array, f"Case {name!r}: the prediction", fdi=True)
+        check_label_values(pred.array, f"Case {name!r}: the prediction", fdi=True, unnumbered=True)
         truth_fdi = _to_fdi(truth.array, label_table)
         cases[name] = evaluate_pair(np.rint(pred.array).astype(np.int64), truth_fdi, truth.spacing)
         if reporter is not None:

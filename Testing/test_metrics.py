@@ -131,3 +131,18 @@ def test_command_json_events_and_output(tmp_path, capsys):
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "result" and events[-1]["metrics"]["mean"]["identification_accuracy"] == 1.0
     assert cli.main(["evaluate", "--pred", str(tmp_path / "nope"), "--truth", str(tmp_path / "truth")]) == 2
+
+
+def test_unnumbered_teeth_are_teeth_but_never_identified(tmp_path) -> None:
+    truth = boxes()
+    pred = truth.copy()
+    pred[truth == 21] = 100  # found, but left unnumbered
+    m = evaluate_pair(pred, truth)
+    assert m["dice_binary"] == 1.0 and m["unnumbered"] == 1
+    assert m["identified"] == 2 and m["misidentified"] == {"21": 100}
+    for folder, labels in (("pred", pred), ("truth", truth)):
+        (tmp_path / folder).mkdir()
+        write_volume(Volume(labels, np.eye(4)), tmp_path / folder / "case.nrrd")
+    assert evaluate_dirs(tmp_path / "pred", tmp_path / "truth")["mean"]["unnumbered"] == 1
+    with pytest.raises(InputError, match="100"):  # a truth map has no unnumbered teeth
+        evaluate_dirs(tmp_path / "truth", tmp_path / "pred")
