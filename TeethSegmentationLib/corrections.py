@@ -107,7 +107,7 @@ def renumber(segmentation_node: Any, segment_id: str, fdi: int, shift_rest: bool
     an unnumbered tooth is the same call.
     """
     if not is_fdi(fdi):
-        raise ValueError(f"{fdi} is not an FDI tooth number (11-18, 21-28, 31-38, 41-48).")
+        raise ValueError(f"{fdi} is not an FDI tooth number (11-18, 21-28, 31-38, 41-48; primary 51-85).")
     old = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
     if old == fdi:
         return {}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import FDI_NUMBERS
+from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, FDI_NUMBERS
 
 TABLE_NAMES = ("fdi", "toothfairy2", "dentvoxel")
 
@@ -33,7 +33,7 @@ class LabelTable:
 
 def _builtin(name: str) -> LabelTable:
     if name == "fdi":
-        return LabelTable("fdi", {0: 0, **{n: n for n in FDI_NUMBERS}})
+        return LabelTable("fdi", {0: 0, **{n: n for n in ALL_FDI_NUMBERS}})  # permanent and primary teeth
     if name == "toothfairy2":
         return LabelTable("toothfairy2", {0: 0, **{n: n for n in FDI_NUMBERS}}, others_are_background=True)
     if name == "dentvoxel":
@@ -50,9 +50,9 @@ def _from_json(path: Path) -> LabelTable:
     huge = [k for k in mapping if abs(k) >= 2**31]
     if huge:
         raise InputError(f"Label table {path} has the key {huge[0]}, a value no label map holds; use label values.")
-    bad = sorted({v for v in mapping.values() if v != 0 and v not in FDI_NUMBERS})
+    bad = sorted({v for v in mapping.values() if v != 0 and v not in ALL_FDI_NUMBERS})
     if bad:
-        raise InputError(f"Label table {path} maps to {bad}, which are not FDI tooth numbers; use 11-48 or 0.")
+        raise InputError(f"Label table {path} maps to {bad}, which are not FDI tooth numbers; use 11-48, 51-85 or 0.")
     return LabelTable(path.name, {0: 0, **mapping})
 
 

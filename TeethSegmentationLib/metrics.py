@@ -12,6 +12,13 @@ Definitions (per case; ``evaluate_dirs`` also gives the mean over cases):
 - ``unnumbered``: predicted unnumbered teeth (label values 100, 101, ..., see ``fdi.is_unnumbered``). They
   count as teeth in ``dice_binary`` but never identify a tooth (no truth tooth has their value), and
   have no type in ``dice_types``.
+- Children's scans (the truth holds primary teeth, 51-85): ``developing`` permanent teeth are those whose
+  primary predecessor is in the truth (forming beneath it) or, with both jaws, whose occlusal end lies more
+  than ``DEVELOPING_DEPTH_MM`` deeper in its jaw than the jaw's occlusal level (a low quantile of the teeth's
+  occlusal ends, as ``instances.mixed`` decides it). ``identification_erupted``: identification over the
+  primary and erupted permanent teeth; ``developing_recall``: developing teeth not missed;
+  ``developing_numbering``: found developing teeth whose most-overlapping label is their own number. All
+  three are null for an adult truth; ``primary_teeth`` and ``developing_teeth`` count them.
 - ``hd95_mm``: 95th percentile of the symmetric surface distances between the binary teeth masks, in mm
   (0 when both are empty, null when only one is).
 """
@@ -26,12 +33,24 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, is_tooth_label, is_unnumbered
+from TeethSegmentationLib.fdi import fdi_map_to_classes, is_fdi, is_primary, is_tooth_label, is_unnumbered, is_upper
 from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 
-MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm")
-COUNT_KEYS = ("truth_teeth", "predicted_teeth", "identified", "missed", "spurious", "unnumbered")
+MIXED_KEYS = ("identification_erupted", "developing_recall", "developing_numbering")
+MEAN_KEYS = ("dice_binary", "dice_per_tooth", "dice_types", "identification_accuracy", "hd95_mm", *MIXED_KEYS)
+COUNT_KEYS = (
+    "truth_teeth",
+    "predicted_teeth",
+    "identified",
+    "missed",
+    "spurious",
+    "unnumbered",
+    "primary_teeth",
+    "developing_teeth",
+)
+DEVELOPING_DEPTH_MM = 4.0  # as instances.mixed (a layer above: not imported)
+LEVEL_QUANTILE = 0.25
 
 
 def dice(a: np.ndarray, b: np.ndarray, empty: float = 1.0) -> float:
@@ -105,6 +124,7 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
         if covering.sum() < 0.5 * size_t:
             missed.append(f)
     spurious = [f for f in pred_ids if table[1:, f].sum() == 0]
+    children = _children_scores(truth, spacing, truth_ids, identified, missed)
     classes_p, classes_t = fdi_map_to_classes(pred), fdi_map_to_classes(truth)
     types = sorted((set(np.unique(classes_p).tolist()) | set(np.unique(classes_t).tolist())) - {0})
     return {
@@ -123,7 +143,60 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
         "spurious_fdi": spurious,
         "misidentified": {str(k): v for k, v in wrong.items()},
         "dice_by_tooth": {str(k): round(float(v), 4) for k, v in per_tooth.items()},
+        **children,
     }
+
+
+def _fraction(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _children_scores(truth: np.ndarray, spacing: np.ndarray, truth_ids: list, identified: list, missed: list) -> dict:
+    """The children's scan scores (module doc); nulls and zero counts for an adult truth."""
+    primary = [f for f in truth_ids if is_primary(f)]
+    developing = developing_teeth(truth, spacing, truth_ids) if primary else []
+    erupted = [f for f in truth_ids if is_fdi(f) and f not in developing]
+    found = [f for f in developing if f not in missed]
+    mixed = bool(primary)
+    return {
+        "identification_erupted": _fraction(len(set(identified) & set(erupted)), len(erupted)) if mixed else None,
+        "developing_recall": _fraction(len(found), len(developing)) if mixed else None,
+        "developing_numbering": _fraction(len(set(identified) & set(found)), len(found)) if mixed else None,
+        "primary_teeth": len(primary),
+        "developing_teeth": len(developing),
+        "developing_fdi": developing,
+    }
+
+
+def developing_teeth(truth: np.ndarray, spacing: np.ndarray, truth_ids: list) -> list[int]:
+    """The truth's developing permanent teeth: beneath a primary predecessor, or (both jaws) deep in the jaw."""
+    ids = set(truth_ids)
+    found = {f for f in ids if is_fdi(f) and not is_primary(f) and f + 40 in ids}
+    teeth = [f for f in sorted(ids) if is_fdi(f)]
+    jaws = np.array([is_upper(f) for f in teeth])
+    if min(jaws.sum(), (~jaws).sum()) < 4:
+        return sorted(found)
+    index = np.nonzero(np.isin(truth, teeth))
+    points = np.stack(index, axis=1) * spacing
+    rank = np.searchsorted(teeth, truth[index])
+    count = np.bincount(rank, minlength=len(teeth))[:, None]
+    centroids = np.stack([np.bincount(rank, points[:, a], len(teeth)) for a in range(3)], axis=1) / count
+    centred = centroids.copy()
+    for jaw in (jaws, ~jaws):
+        centred[jaw] -= centroids[jaw].mean(axis=0)
+    normal = np.linalg.eigh(centred.T @ centred)[1][:, 0]
+    if centroids[jaws].mean(axis=0) @ normal < centroids[~jaws].mean(axis=0) @ normal:
+        normal = -normal  # + towards the upper jaw
+    height = points @ normal
+    low, high = np.full(len(teeth), np.inf), np.full(len(teeth), -np.inf)
+    np.minimum.at(low, rank, height)
+    np.maximum.at(high, rank, height)
+    depth = np.where(jaws, low, -high)  # how deep in its jaw each tooth's occlusal end lies
+    for jaw in (jaws, ~jaws):
+        level = np.quantile(depth[jaw], LEVEL_QUANTILE)
+        deep = jaw & (depth - level > DEVELOPING_DEPTH_MM)
+        found |= {teeth[i] for i in np.flatnonzero(deep) if not is_primary(teeth[i])}
+    return sorted(found)
 
 
 # Longer suffixes first: NAME.seg.nrrd is case NAME, not case NAME.seg.
@@ -239,4 +312,11 @@ def format_table(result: dict[str, Any]) -> str:
 
     rows += [row(name, m) for name, m in result["cases"].items()]
     rows += ["-" * len(head), row(f"mean ({result['mean']['cases']} cases)", result["mean"])]
+    mean = result["mean"]
+    if mean.get("primary_teeth"):
+        rows.append(
+            f"children: identification over primary + erupted {fmt(mean['identification_erupted'], 6)}, "
+            f"developing teeth {mean['developing_teeth']}: recall {fmt(mean['developing_recall'], 6)}, "
+            f"numbers {fmt(mean['developing_numbering'], 6)}"
+        )
     return "\n".join(rows)

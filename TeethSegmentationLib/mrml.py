@@ -152,7 +152,7 @@ def _describe_segment(segment: Any, value: int, types_only: bool, record: dict |
         segment.SetName(type_name(value))
         segment.SetColor(*color(value))
     else:
-        describe_tooth(segment, value)
+        describe_tooth(segment, value, bool((record or {}).get("developing")))
     for tag, key, digits in ((CONFIDENCE_TAG, "confidence", 4), (VOLUME_TAG, "volume_mm3", 1)):
         if (record or {}).get(key) is not None:
             segment.SetTag(tag, f"{float(record[key]):.{digits}f}")

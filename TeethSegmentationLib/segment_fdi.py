@@ -16,6 +16,8 @@ from TeethSegmentationLib import fdi as labels
 
 _CODE_TO_FDI = {code: fdi for fdi, (code, _meaning) in labels.SNOMED_TOOTH.items()}
 _TYPE_WORDS = {name: t for t, name in labels.TYPE_NAMES.items()}
+_PRIMARY_TYPE_WORDS = {name.removeprefix("primary "): t for t, name in labels.PRIMARY_TYPE_NAMES.items()}
+_PRIMARY = re.compile(r"\b(primary|deciduous|milk)\b")
 _NON_TOOTH = re.compile(
     r"\b(mandible|mandibular bone|maxilla|maxillary bone|jaw|bone|canal|nerve|sinus|pharynx|airway|skull|"
     r"background|soft tissue|gingiva|crown|implant|bridge|restoration)\b",
@@ -49,15 +51,17 @@ def fdi_from_terminology(entry: str) -> int | None:
 
 
 def fdi_from_words(text: str) -> int | None:
-    """'upper right central incisor', 'Permanent mandibular left first molar tooth' -> FDI."""
+    """'upper right central incisor', 'Permanent mandibular left first molar tooth', 'upper right primary
+    second molar' (or deciduous, milk) -> FDI."""
     low = " ".join(re.sub(r"[_\-()]", " ", text.lower()).split())
     upper = re.search(r"\b(upper|maxillary)\b", low) is not None
     lower = re.search(r"\b(lower|mandibular)\b", low) is not None
     right, left = re.search(r"\bright\b", low) is not None, re.search(r"\bleft\b", low) is not None
-    types = [t for name, t in _TYPE_WORDS.items() if name in low]
+    primary = _PRIMARY.search(low) is not None
+    types = [t for name, t in (_PRIMARY_TYPE_WORDS if primary else _TYPE_WORDS).items() if name in low]
     if upper == lower or right == left or len(types) != 1:
         return None
-    return labels.fdi_from(upper, "right" if right else "left", types[0])
+    return labels.fdi_from(upper, "right" if right else "left", types[0], primary=primary)
 
 
 def fdi_from_name(name: str) -> int | None:

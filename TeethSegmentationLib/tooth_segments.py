@@ -61,11 +61,12 @@ def set_terminology(segment: Any, entry: str) -> None:
     segment.SetTerminology(entry)
 
 
-def describe_tooth(segment: Any, value: int) -> None:
-    """Name, colour, label value and terminology of tooth ``value`` (an FDI number or an unnumbered label)."""
+def describe_tooth(segment: Any, value: int, developing: bool = False) -> None:
+    """Name, colour, label value and terminology of tooth ``value`` (an FDI number or an unnumbered label);
+    ``developing``: a permanent tooth still in its crypt (a child's scan), named so."""
     segment.SetLabelValue(value)
     if is_fdi(value):
-        segment.SetName(segment_name(value))
+        segment.SetName(segment_name(value, developing))
         segment.SetColor(*color(value))
         set_terminology(segment, terminology_entry(value))
     elif value >= UNNUMBERED_LABEL_BASE:

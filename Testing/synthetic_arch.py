@@ -190,18 +190,23 @@ def _draw_tooth(labels, affine, inverse, fdi, rotation, centre, base, md, sizes,
 
 
 def probabilities(
-    labels: np.ndarray, seed: int = 0, swap_fraction: float = 0.0, noise: float = 0.05, sigma: float = 0.7
+    labels: np.ndarray,
+    seed: int = 0,
+    swap_fraction: float = 0.0,
+    noise: float = 0.05,
+    sigma: float = 0.7,
+    num_classes: int = 9,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(teeth_prob [i,j,k], type_probs [9,i,j,k]) like a network's, from a truth FDI map."""
+    """(teeth_prob [i,j,k], type_probs [C,i,j,k]) like a network's, from a truth FDI map (C = 9 or 14)."""
     rng = np.random.default_rng(seed)
-    classes = fdi_map_to_classes(labels).astype(np.int64)
+    classes = fdi_map_to_classes(labels, num_classes).astype(np.int64)
     if swap_fraction > 0:
         teeth = classes > 0
         swap = teeth & (rng.random(classes.shape) < swap_fraction)
         step = np.where(rng.random(classes.shape) < 0.5, -1, 1)
         classes = np.where(swap, np.clip(classes + step, 1, 8), classes)
-    probs = np.empty((9, *labels.shape), dtype=np.float32)
-    for c in range(9):
+    probs = np.empty((num_classes, *labels.shape), dtype=np.float32)
+    for c in range(num_classes):
         channel = (classes == c).astype(np.float32)
         probs[c] = ndi.gaussian_filter(channel, sigma) if sigma > 0 else channel
     probs += noise * rng.random(probs.shape, dtype=np.float32)

@@ -110,6 +110,19 @@ def test_missing_labelmap_is_a_clear_error(slicer_scene, case, tmp_path):
         mrml.load_fdi_labelmap_as_segments(tmp_path / "nothere.nrrd", _new_segmentation(slicer_scene.scene), volume)
 
 
+def test_developing_and_primary_teeth_are_named_in_segments_and_rows(slicer_scene, case):
+    from TeethSegmentationLib import mrml
+    from TeethSegmentationLib.tooth_segments import tooth_rows
+
+    volume, teeth, report = case
+    report = {"teeth": [{**r, "developing": r["fdi"] == 48} for r in report["teeth"]]}
+    node = _new_segmentation(slicer_scene.scene)
+    mrml.load_fdi_labelmap_as_segments(teeth, node, volume, report, show_3d=False)
+    names = [s.GetName() for s in _segments(node)]
+    assert names[-1] == "48 lower right third molar (developing)" and names[0] == segment_name(11)
+    assert "48 lower right third molar (developing)" in [row[2] for row in tooth_rows(node)]
+
+
 def test_export_stl_per_tooth(slicer_scene, case, tmp_path):
     from TeethSegmentationLib import mrml
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from TeethSegmentationLib.fdi import (
-    FDI_NUMBERS,
+    ALL_FDI_NUMBERS,
     SNOMED_CATEGORY,
     SNOMED_TOOTH,
     TERMINOLOGY_CONTEXT,
@@ -43,18 +43,18 @@ def test_generator_check_mode(capsys):
     assert "up to date" in capsys.readouterr().out
 
 
-def test_all_32_teeth_with_codes_names_and_colours():
+def test_all_52_teeth_with_codes_names_and_colours():
     data = json.loads(TERM_FILE.read_text(encoding="utf-8"))
     assert data["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT
     types = _types()
-    assert sorted(t["3dSlicerIntegerLabel"] for t in types) == sorted(FDI_NUMBERS)
+    assert sorted(t["3dSlicerIntegerLabel"] for t in types) == sorted(ALL_FDI_NUMBERS)
     for entry in types:
         fdi = entry["3dSlicerIntegerLabel"]
         assert (entry["CodeValue"], entry["CodeMeaning"]) == SNOMED_TOOTH[fdi]
         assert entry["CodingSchemeDesignator"] == "SCT"
         assert entry["3dSlicerLabel"] == segment_name(fdi)
         assert entry["recommendedDisplayRGBValue"] == [round(255 * c) for c in color(fdi)]
-    assert len({t["CodeValue"] for t in types}) == 32
+    assert len({t["CodeValue"] for t in types}) == 52
 
 
 def test_loads_into_slicer_terminology_logic(slicer_scene):
@@ -65,22 +65,23 @@ def test_loads_into_slicer_terminology_logic(slicer_scene):
     category = slicer.vtkSlicerTerminologyCategory()
     assert logic.GetNthCategoryInTerminology(name, 0, category)
     assert category.GetCodeValue() == SNOMED_CATEGORY[0]
-    assert logic.GetNumberOfTypesInTerminologyCategory(name, category) == 32
+    assert logic.GetNumberOfTypesInTerminologyCategory(name, category) == 52
     codes = {}
-    for index in range(32):
+    for index in range(52):
         type_ = slicer.vtkSlicerTerminologyType()
         assert logic.GetNthTypeInTerminologyCategory(name, category, index, type_)
         codes[type_.GetCodeValue()] = tuple(type_.GetRecommendedDisplayRGBValue())
     assert set(codes) == {code for code, _ in SNOMED_TOOTH.values()}
     code11 = SNOMED_TOOTH[11][0]
     assert codes[code11] == tuple(round(255 * c) for c in color(11))
+    assert codes[SNOMED_TOOTH[55][0]] == tuple(round(255 * c) for c in color(55))
 
 
 def test_segment_terminology_entries_resolve_against_the_context(slicer_scene):
     slicer = slicer_scene.slicer
     logic = slicer_scene.logics["terminologies"]
     logic.LoadTerminologyFromFile(str(TERM_FILE))
-    for fdi in (11, 36):
+    for fdi in (11, 36, 55, 83):
         entry = slicer.vtkSlicerTerminologyEntry()
         assert logic.DeserializeTerminologyEntry(terminology_entry(fdi), entry)
         assert entry.GetTerminologyContextName() == TERMINOLOGY_CONTEXT

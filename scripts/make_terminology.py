@@ -40,7 +40,7 @@ def tooth_type(fdi: int) -> dict:
 
 
 def build_terminology() -> dict:
-    """The terminology context: one category (Anatomical Structure) with one type per permanent tooth.
+    """The terminology context: one category (Anatomical Structure) with one type per permanent and per primary tooth.
 
     Segments point at the anatomic region "Tooth structure" of Slicer's "Anatomic codes - DICOM master
     list" context through their terminology entry (``labels.terminology_entry``).
@@ -50,7 +50,7 @@ def build_terminology() -> dict:
         "showAnatomy": False,
         "contextGroupName": "SegmentationPropertyCategories",
         "cid": "7150",
-        "Type": [tooth_type(fdi) for fdi in labels.FDI_NUMBERS],
+        "Type": [tooth_type(fdi) for fdi in labels.ALL_FDI_NUMBERS],
     }
     return {
         "SegmentationCategoryTypeContextName": labels.TERMINOLOGY_CONTEXT,

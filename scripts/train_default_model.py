@@ -2,6 +2,8 @@
 
     python scripts/train_default_model.py            # what `make model` runs
     python scripts/train_default_model.py --quick    # a smoke run in a few minutes
+    python scripts/train_default_model.py --children 20 --types-classes 14 --val-ages 6 8 10 12
+                                                     # with children's scans: primary teeth as own classes
 
 Steps: (1) write training phantoms (family A only, seeds 100...) into --work, (2) train both stages with heavy
 augmentation, (3) segment validation phantoms with seeds never used in training (10000...) and run
@@ -35,6 +37,8 @@ TRAIN_FAMILY = "A"  # family B is never trained on: it measures generalisation (
 TRAIN_SEED = 100
 VAL_SEED = 10_000
 VAL_FOVS = ("crop", "jaws", "head")  # fixes each field of view's validation seeds (10000, 11000, 12000)
+CHILD_SEED, CHILD_AGES = 5_000, (6.0, 14.0)  # training children: ages spread evenly over 6-14
+VAL_CHILD_SEED = 20_000  # + 100 x age: each validation age's own seeds
 
 
 def fov_of(n: int, fovs: list[str]) -> str:
@@ -59,21 +63,47 @@ def write_cases(
     return names
 
 
-def validate(model_path: Path, work: Path, count: int, fovs: list[str], size: str, reporter) -> dict:
+def write_children(folder: Path, count: int, seed: int, size: str, ages: tuple[float, float] | float) -> list[str]:
+    """Mixed-dentition phantoms ``child000``... (crop and jaws alternately), of one age or spread over a range."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for n in range(count):
+        name = f"child{n:03d}"
+        if not (folder / f"{name}.labels.nrrd").exists():
+            age = ages if isinstance(ages, float) else ages[0] + (ages[1] - ages[0]) * (n + 0.5) / count
+            fov = ("crop", "jaws")[n % 2]
+            case = make_phantom(seed + n, size=size, fov=fov, family=TRAIN_FAMILY, dentition="mixed", age=age)
+            write_volume(case.image, folder / f"{name}.nrrd")
+            write_volume(case.labels, folder / f"{name}.labels.nrrd")
+        names.append(name)
+    return names
+
+
+def _segment_and_score(model, truth: Path, pred: Path, names: list[str], reporter) -> dict:
+    seconds = []
+    for name in names:
+        start = time.perf_counter()
+        segment_file(truth / f"{name}.nrrd", pred, model, SegmentOptions(device="cpu"), reporter)
+        seconds.append(time.perf_counter() - start)
+    metrics = evaluate_dirs(pred, truth)
+    metrics["seconds_per_case"] = sum(seconds) / len(seconds)
+    return metrics
+
+
+def validate(
+    model_path: Path, work: Path, count: int, fovs: list[str], size: str, reporter, ages=(), children: int = 3
+) -> dict:
+    """Figures per field of view, and per children's age (``children`` mixed phantoms of each of ``ages``)."""
     results = {}
     model = load_model(model_path)
     for fov in fovs:
         truth = work / f"val_{fov}"
-        pred = work / f"pred_{fov}"
         names = write_cases(truth, count, VAL_SEED + 1000 * VAL_FOVS.index(fov), [fov], size)
-        seconds = []
-        for name in names:
-            start = time.perf_counter()
-            segment_file(truth / f"{name}.nrrd", pred, model, SegmentOptions(device="cpu"), reporter)
-            seconds.append(time.perf_counter() - start)
-        metrics = evaluate_dirs(pred, truth)
-        metrics["seconds_per_case"] = sum(seconds) / len(seconds)
-        results[fov] = metrics
+        results[fov] = _segment_and_score(model, truth, work / f"pred_{fov}", names, reporter)
+    for age in ages:
+        truth = work / f"val_age{age:g}"
+        names = write_children(truth, children, VAL_CHILD_SEED + int(100 * age), size, float(age))
+        results[f"age {age:g}"] = _segment_and_score(model, truth, work / f"pred_age{age:g}", names, reporter)
     return results
 
 
@@ -87,6 +117,10 @@ def main() -> int:
     parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
     parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")
+    parser.add_argument("--children", type=int, default=0, help="mixed-dentition training phantoms (ages 6-14)")
+    parser.add_argument("--types-classes", choices=("9", "14"), default="9", help="14: primary types as own classes")
+    parser.add_argument("--val-ages", nargs="*", type=float, default=[], help="validate on children of these ages")
+    parser.add_argument("--val-children", type=int, default=3, help="validation children per age")
     recipe, defaults = SHIPPED_RECIPE, TrainConfig()  # the recipe is teethseg train's defaults + stage lengths
     parser.add_argument("--teeth-epochs", type=int, default=recipe["teeth"]["epochs"])
     parser.add_argument("--teeth-steps", type=int, default=recipe["teeth"]["steps_per_epoch"], help="steps per epoch")
@@ -113,6 +147,7 @@ def main() -> int:
     train_dir = args.work / "train"
     if not args.skip_training:
         write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing)
+        write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES)
         common = dict(
             output=str(args.output),
             data_dir=str(train_dir),
@@ -122,6 +157,7 @@ def main() -> int:
             workers=args.workers,
             filters_teeth=args.filters,
             filters_types=args.filters,
+            types_classes=args.types_classes,
         )
         lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
         for stage in (s for s in STAGES if s in args.stages):
@@ -129,7 +165,9 @@ def main() -> int:
             init = args.init if stage == "teeth" else str(args.output)  # types continue the model in --output
             config = TrainConfig(**common, stages=[stage], epochs=epochs, steps_per_epoch=steps, init=init)
             reporter.log(f"{stage} summary: {json.dumps(train(config, reporter), default=str)[:1500]}")
-    figures = validate(args.output, args.work, args.val_cases, args.val_fovs, args.size, reporter)
+    figures = validate(
+        args.output, args.work, args.val_cases, args.val_fovs, args.size, reporter, args.val_ages, args.val_children
+    )
     out = Path(str(args.output) + ".validation.json")
     out.write_text(json.dumps({"command": " ".join(sys.argv), "validation": figures}, indent=2, default=str))
     print(json.dumps({fov: m.get("mean", m) for fov, m in figures.items()}, indent=2, default=str))

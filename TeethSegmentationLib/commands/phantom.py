@@ -13,7 +13,7 @@ HELP = "write synthetic dental CBCT scans with exact FDI label maps (caseNN.nrrd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from TeethSegmentationLib.phantom import CONVENTIONS, FAMILIES, FOVS, GREYS, SIZES
+    from TeethSegmentationLib.phantom import CONVENTIONS, DENTITIONS, FAMILIES, FOVS, GREYS, SIZES
 
     parser.add_argument("outdir", help="folder to write caseNN.nrrd and caseNN.labels.nrrd into")
     parser.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="A: the family the default model trains on; B: other shapes, arches, grey values and artefacts, "
         "never trained on (validation outside the training family)",
     )
+    parser.add_argument(
+        "--dentition",
+        choices=DENTITIONS,
+        default="permanent",
+        help="permanent (an adult's teeth) or mixed (a child's: primary teeth, erupted and forming permanent ones)",
+    )
+    parser.add_argument("--age", type=float, default=None, help="a mixed dentition's age in years (5-15; default 6-14)")
     parser.add_argument("--grey", choices=GREYS, default="random", help="how grey values are stored")
     parser.add_argument("--convention", choices=CONVENTIONS, default="random", help="file axis convention")
     parser.add_argument("--spacing", type=float, default=None, help="voxel size in mm (default: per size/fov)")
@@ -43,6 +50,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
     if args.cases < 1:
         raise InputError(f"--cases must be at least 1, not {args.cases}.")
+    if args.age is not None and args.dentition != "mixed":
+        raise InputError("--age needs --dentition mixed (an adult phantom has no age to set).")
     if args.spacing is not None and not 0.05 < args.spacing < 10:
         raise InputError(f"--spacing must be between 0.05 and 10 mm, not {args.spacing}.")
     picture = None
@@ -68,6 +77,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         spacing=args.spacing,
         convention=args.convention,
         family=args.family,
+        dentition=args.dentition,
+        age=args.age,
     )
     reporter.log(f"wrote {len(cases)} phantom case(s) to {args.outdir}")
     files = [path for case in cases for path in case["files"].values()]

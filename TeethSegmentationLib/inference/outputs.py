@@ -66,7 +66,7 @@ def _write_outputs(
 
     staged = {"teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume)}
     staged["seg"] = staging / f"{name}.seg.nrrd"
-    write_segmentation(result.fdi, staged["seg"])
+    write_segmentation(result.fdi, staged["seg"], developing={t.fdi for t in result.teeth if t.developing})
     if options.nine_class:
         staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
     if options.stl:

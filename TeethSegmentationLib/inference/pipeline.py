@@ -68,6 +68,7 @@ class ToothReport:
     confidence: float
     label: int = 0  # value in the label map and the .seg.nrrd
     numbered: bool = True
+    developing: bool = False  # a permanent tooth still forming in its crypt (mixed dentition; instances.mixed)
 
 
 @dataclass
@@ -243,6 +244,7 @@ def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any])
                 confidence=round(float(tooth.confidence), 4),
                 label=value,
                 numbered=numbered,
+                developing=bool(getattr(tooth, "developing", False)),
             )
         )
     return reports

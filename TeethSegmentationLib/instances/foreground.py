@@ -56,16 +56,17 @@ def sparse_foreground(mask: np.ndarray, spacing: np.ndarray) -> SparseForeground
     return SparseForeground(crop.shape, lo - 1, flat, lookup, dist.reshape(-1)[flat])
 
 
-def gather_types(type_probs: np.ndarray, sparse: SparseForeground) -> np.ndarray:
-    """(N, 8) type probabilities 1..8 of the compact voxels, float32."""
+def gather_types(type_probs: np.ndarray, sparse: SparseForeground, first: int = 1, stop: int = 9) -> np.ndarray:
+    """(N, stop - first) probabilities of classes first..stop-1 (default the types 1..8) of the compact voxels."""
     index = sparse.input_flat(type_probs.shape[1:])
-    return np.stack([type_probs[c].reshape(-1)[index] for c in range(1, 9)], axis=1).astype(np.float32)
+    return np.stack([type_probs[c].reshape(-1)[index] for c in range(first, stop)], axis=1).astype(np.float32)
 
 
 def smoothed_argmax(
     type_probs: np.ndarray, sparse: SparseForeground, spacing: np.ndarray, smooth_mm: float
 ) -> np.ndarray:
-    """Type 1..8 per compact voxel after a box filter of about ``smooth_mm`` (removes the per-voxel speckle)."""
+    """Class 1..8 (1..13 with a 14-class model) per compact voxel after a box filter of about ``smooth_mm``
+    (removes the per-voxel speckle)."""
     size = tuple(max(1, int(round(smooth_mm / s)) | 1) for s in spacing)
     shape = np.array(sparse.shape) - 2
     box = tuple(slice(int(a) + 1, int(a) + 1 + int(n)) for a, n in zip(sparse.lo, shape, strict=True))
@@ -73,7 +74,7 @@ def smoothed_argmax(
     inner = tuple(i - 1 for i in inner)
     best = np.full(len(sparse.flat), -1.0, dtype=np.float32)
     result = np.zeros(len(sparse.flat), dtype=np.uint8)
-    for c in range(1, 9):
+    for c in range(1, type_probs.shape[0]):
         channel = type_probs[c][box].astype(np.float32)
         if max(size) > 1:
             channel = ndi.uniform_filter(channel, size=size, mode="nearest")

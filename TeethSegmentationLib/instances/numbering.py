@@ -24,6 +24,7 @@ voxels along the occlusal normal), so it is fast and testable without volumes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,7 @@ SPACING_SIGMA_FRACTION = 0.15
 SPACING_WEIGHT = 1.0
 ARCH_SCALES = (0.8, 0.87, 0.94, 1.0, 1.07, 1.14, 1.2)  # sizes of the arch tried, x the typical widths
 PROB_FLOOR = 1e-3
+BLOCKED_SCORE = -1e3  # a slot already taken: finite, so the programme's sums stay comparable
 CLEAR_ROOTS = 0.15  # a median apex skew this far from 0 shows which way a group of teeth has its roots
 
 
@@ -69,6 +71,7 @@ class Assignment:
     two_arches: bool
     warnings: list[str] = field(default_factory=list)
     fits: dict[bool, ArchFit] = field(default_factory=dict)  # the arch curve used for each jaw (True = upper)
+    developing: np.ndarray | None = None  # bool, permanent teeth still in their crypts (mixed dentition only)
 
 
 def occlusal_normal(centroids: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray:
@@ -256,13 +259,19 @@ def slot_centres_mm(upper: bool) -> np.ndarray:
 
 
 def align_arch(
-    type_probs: np.ndarray, positions: np.ndarray, upper: bool, side_sigma_mm: float = 2.5, position_weight: float = 1.0
+    type_probs: np.ndarray,
+    positions: np.ndarray,
+    upper: bool,
+    side_sigma_mm: float = 2.5,
+    position_weight: float = 1.0,
+    blocked: Collection[int] = (),
 ) -> np.ndarray:
     """FDI numbers (0 = unplaced) for the teeth of one arch by the monotone dynamic programme.
 
     Besides each tooth's own score, consecutive numbered teeth pay for the difference between their
     distance along the arch and the typical distance of their slots (so an open gap reads as a missing
-    tooth); the arch's size is the best of a few scales of the typical widths.
+    tooth); the arch's size is the best of a few scales of the typical widths. ``blocked``: FDI numbers
+    already taken (by erupted teeth, when the developing teeth of a mixed dentition are numbered).
     """
     n = len(positions)
     slots = _slots(upper)
@@ -279,6 +288,8 @@ def align_arch(
         score = np.empty((n, 16))
         for j, fdi in enumerate(slots):
             score[:, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
+            if fdi in blocked:
+                score[:, j] = BLOCKED_SCORE
         total, picked = _spacing_alignment(score, gap, pos, scale * slot_centres_mm(upper))
         if total > best_total:
             best_total, chosen = total, picked

@@ -24,14 +24,23 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX, unnumbered_label, unnumbered_name
-from TeethSegmentationLib.instances import confidence, fused, numbering
+from TeethSegmentationLib.fdi import (
+    NUM_CLASSES,
+    NUM_CLASSES_MIXED,
+    PRIMARY_CLASS_OFFSET,
+    UNNUMBERED_LABEL_BASE,
+    UNNUMBERED_LABEL_MAX,
+    is_primary,
+    unnumbered_label,
+    unnumbered_name,
+)
+from TeethSegmentationLib.instances import confidence, fused, mixed, numbering
 from TeethSegmentationLib.instances.foreground import (
     SparseForeground,
     foreground_mask,
@@ -44,8 +53,11 @@ from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.pieces import join_pieces
-from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, region_peaks, region_stats
+from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
+
+# With a 14-class model: a resorbed lower primary incisor holds 40-50 mm3, a fifth of a child's median tooth.
+CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
 
 
 @dataclass
@@ -63,6 +75,7 @@ class ToothInstance:
     label: int = 0  # value in InstanceResult.fdi_map: the FDI number, or fdi.unnumbered_label(k)
     numbered: bool = True  # False: a tooth that could not get a free FDI number (fdi 0)
     features: tuple[float, ...] = ()  # confidence.FEATURES, what the confidence is calibrated from
+    developing: bool = False  # a permanent tooth still in its crypt (mixed dentition, see instances.mixed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,9 +95,11 @@ class InstanceResult:
 class _Voxels:
     """What the numbering needs of the compact foreground voxels."""
 
-    types: np.ndarray  # (N, 8) type probabilities
+    types: np.ndarray  # (N, 8) type probabilities (with a 14-class model: permanent + primary of each place)
     fg: np.ndarray  # (N,) foreground probability
     ras: np.ndarray  # (N, 3) RAS mm
+    permanent: np.ndarray | None = None  # (N, 8) and (N, 5): a 14-class model's permanent and primary types
+    primary: np.ndarray | None = None
 
 
 def label_teeth(
@@ -95,11 +110,14 @@ def label_teeth(
     options: InstanceOptions | None = None,
     log_warnings: bool = True,
 ) -> InstanceResult:
-    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid.
+    """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid
+    (or a 14-class one [14,i,j,k] whose classes 9..13 are the primary types: see :mod:`mixed`).
 
     The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
     logged through ``reporter``."""
     opts = options or InstanceOptions()
+    if len(np.shape(type_probs)) == 4 and len(type_probs) == NUM_CLASSES_MIXED and options is None:
+        opts = replace(opts, **CHILD_SIZES)  # a child's teeth: resorbed primary incisors are teeth, not fragments
     reporter = reporter or NullReporter()
     teeth_prob, type_probs, affine = _check_inputs(teeth_prob, type_probs, ijk_to_ras)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -115,6 +133,15 @@ def label_teeth(
     reporter.progress("instances", 0.1, "splitting touching teeth")
 
     types = gather_types(type_probs, sparse)
+    permanent = primary = None
+    merge_types = types
+    if len(type_probs) == NUM_CLASSES_MIXED:
+        # Splits and merges tell a primary tooth from its successor beneath it (13 types); the statistics see
+        # each place's type (permanent + primary); the numbering both sets (instances.mixed).
+        permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
+        merge_types = np.hstack([permanent, primary])
+        types = permanent.copy()
+        types[:, : primary.shape[1]] += primary
     smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
     labels = drain(sparse, markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3)), spacing)
     timings["split"] = _lap(clock)
@@ -123,8 +150,11 @@ def label_teeth(
     ras = sparse.ras_points(affine)
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
-    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
-    voxels = _Voxels(types, teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32), ras)
+    if primary is not None:
+        plane = mixed.child_plane(plane, labels, ras, merge_types)
+    labels = merge_regions(labels, sparse, merge_types, ras, plane, opts, voxel_mm3, spacing, peak)
+    fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
+    voxels = _Voxels(types, fg, ras, permanent, primary)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
     stats, assignment = _number(labels, voxels, plane, opts)
@@ -155,7 +185,15 @@ def _number(
     """The regions' statistics and their FDI numbers."""
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
     stats.skew = apex_skew(labels, voxels.ras, plane.normal)
-    return stats, numbering.assign_fdi(stats.centroid, stats.types, stats.skew, opts.side_sigma_mm, plane.known())
+    skew = stats.skew
+    if voxels.primary is None:
+        return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
+    n = len(stats.count) + 1
+    sums = label_sums(labels, np.hstack([voxels.permanent, voxels.primary]), n)[1:]
+    sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
+    perm, prim = sums[:, :8], sums[:, 8:]
+    extent = mixed.extents(labels, voxels.ras, plane.normal)
+    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent)
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:
@@ -172,9 +210,9 @@ def _check_inputs(teeth_prob: Any, type_probs: Any, ijk_to_ras: Any) -> tuple[np
     affine = np.asarray(ijk_to_ras, dtype=np.float64)
     if teeth_prob.ndim != 3:
         raise ValueError(f"teeth_prob must be a 3-D array [i, j, k], not shape {teeth_prob.shape}.")
-    if type_probs.shape != (9, *teeth_prob.shape):
+    if type_probs.shape[1:] != teeth_prob.shape or len(type_probs) not in (NUM_CLASSES, NUM_CLASSES_MIXED):
         raise ValueError(
-            f"type_probs must have shape (9, {', '.join(map(str, teeth_prob.shape))}), not {type_probs.shape}."
+            f"type_probs must have shape (9 or 14, {', '.join(map(str, teeth_prob.shape))}), not {type_probs.shape}."
         )
     if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ValueError("ijk_to_ras must be an invertible 4x4 matrix.")
@@ -241,6 +279,7 @@ def _tooth(
     features: np.ndarray,
 ) -> ToothInstance:
     type_ = fdi % 10 if fdi else stats.main_type(i) + 1
+    developing = assignment.developing is not None and bool(assignment.developing[i]) and fdi and not is_primary(fdi)
     return ToothInstance(
         fdi=fdi,
         type=type_,
@@ -254,4 +293,5 @@ def _tooth(
         arch_position_mm=round(float(assignment.arch_position_mm[i]), 2),
         label=fdi,
         features=tuple(round(float(f), 4) for f in features),
+        developing=bool(developing),
     )

@@ -16,7 +16,7 @@ def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOpt
     core = sparse.dist > opts.core_mm
     grid = np.zeros(sparse.shape, dtype=bool)
     count = 0
-    for t in range(1, 9):
+    for t in range(1, int(smooth_type.max(initial=0)) + 1):  # types 1..8, with a 14-class model 1..13
         members = np.flatnonzero(core & (smooth_type == t))
         if len(members) == 0:
             continue

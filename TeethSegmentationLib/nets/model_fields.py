@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.fdi import NUM_CLASSES
+from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,12 @@ def check_model_fields(data: dict[str, Any], path: Path) -> None:
     for name in ("training", "classes"):
         if not isinstance(data.get(name, {}), dict):
             raise InputError(f"Model file {path} has a malformed '{name}' field (not a table); re-save the model.")
-    for stage, out_channels in zip(STAGES, (1, NUM_CLASSES), strict=True):
+    # The types network: 9 classes, or 14 with the primary types (model_file refuses the counts between).
+    for stage, out_channels in zip(STAGES, ((1, 1), (NUM_CLASSES, NUM_CLASSES_MIXED)), strict=True):
         _check_stage(data.get(stage), stage, out_channels, path)
 
 
-def _check_stage(part: Any, stage: str, out_channels: int, path: Path) -> None:
+def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Path) -> None:
     if part is None:
         return
     if not isinstance(part, dict) or not isinstance(part.get("arch"), dict):
@@ -94,7 +95,7 @@ def _check_stage(part: Any, stage: str, out_channels: int, path: Path) -> None:
         raise InputError(f"Model file {path} has types.input {types_input!r}; it must be one of {TYPES_INPUTS}.")
     in_channels = 2 if stage == "types" and types_input == "image+teeth" else 1
     _whole(arch.get("in_channels"), f"{stage}.arch.in_channels", path, (in_channels, in_channels))
-    _whole(arch.get("out_channels"), f"{stage}.arch.out_channels", path, (out_channels, out_channels))
+    _whole(arch.get("out_channels"), f"{stage}.arch.out_channels", path, out_channels)
     for key, tensor in part["state_dict"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(f"Model file {path} has NaN or infinite weights in {stage}.{key}; retrain the model.")

@@ -27,7 +27,7 @@ from TeethSegmentationLib import __version__
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import jsonable
-from TeethSegmentationLib.fdi import NUM_CLASSES, TYPE_NAMES
+from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED, class_names
 from TeethSegmentationLib.nets.model_fields import (
     DIGEST_KEY,
     TYPES_INPUTS,
@@ -79,6 +79,11 @@ class TeethModel:
             if net is not None:
                 net.eval()
         return self
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the types network: 9 (background + 8 permanent types) or 14 (+ 5 primary types)."""
+        return NUM_CLASSES if self.types_net is None else int(self.types_net.config["out_channels"])
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -138,7 +143,7 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
         "spacing_mm": float(model.spacing_mm),
         "teeth_spacing_mm": float(model.teeth_spacing_mm),
         "normalization": model.normalization.to_dict(),
-        "classes": {str(i): ("background" if i == 0 else TYPE_NAMES[i]) for i in range(NUM_CLASSES)},
+        "classes": {str(i): name for i, name in class_names(model.num_classes).items()},
         "patch_size": int(model.patch_size),
         "teeth": _stage_dict(model.teeth_net),
         "types": types,
@@ -229,6 +234,11 @@ def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
     types = _net_from(data.get("types"), "tooth-type (stage 2)", path)
     if teeth is None and types is None:
         raise InputError(f"Model file {path} holds no network.")
+    if types is not None and types.config["out_channels"] not in (NUM_CLASSES, NUM_CLASSES_MIXED):
+        raise InputError(
+            f"The tooth-type network in model file {path} has {types.config['out_channels']} classes; "
+            f"this TeethSegmentation reads {NUM_CLASSES} or {NUM_CLASSES_MIXED}."
+        )
     return TeethModel(
         teeth_net=teeth,
         types_net=types,

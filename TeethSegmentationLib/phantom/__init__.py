@@ -12,6 +12,7 @@ and dental work), ``head`` (jaws, skull, airway, soft tissue), ``field_of_view``
 
 from TeethSegmentationLib.phantom.generate import (
     CONVENTIONS,
+    DENTITIONS,
     FAMILIES,
     FOVS,
     GREYS,
@@ -21,4 +22,14 @@ from TeethSegmentationLib.phantom.generate import (
     write_phantoms,
 )
 
-__all__ = ["CONVENTIONS", "FAMILIES", "FOVS", "GREYS", "SIZES", "PhantomCase", "make_phantom", "write_phantoms"]
+__all__ = [
+    "CONVENTIONS",
+    "DENTITIONS",
+    "FAMILIES",
+    "FOVS",
+    "GREYS",
+    "SIZES",
+    "PhantomCase",
+    "make_phantom",
+    "write_phantoms",
+]

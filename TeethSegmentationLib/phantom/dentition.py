@@ -111,7 +111,7 @@ class ToothPlan:
 
     @property
     def upper(self) -> bool:
-        return self.fdi // 10 in (1, 2)
+        return self.fdi // 10 in (1, 2, 5, 6)  # primary teeth (children.py): quadrants 5-8
 
     @property
     def natural(self) -> bool:
@@ -165,7 +165,12 @@ def plan_dentition(
     rng: np.random.Generator, fov: str, options: dict, fam: Family, extra: np.random.Generator
 ) -> Dentition:
     """Both arches and every tooth's plan. ``rng`` draws what family A always drew (so a seed keeps its
-    missing teeth and restorations); ``extra`` draws the anatomy added since (shapes, ``variation``)."""
+    missing teeth and restorations); ``extra`` draws the anatomy added since (shapes, ``variation``).
+    ``options["dentition"] == "mixed"``: a child's mouth (``children.plan_mixed``) from its own stream."""
+    if options.get("dentition", "permanent") == "mixed":
+        from TeethSegmentationLib.phantom.children import plan_mixed  # children builds on this module
+
+        return plan_mixed(rng, options, fam)
     scale = rng.uniform(0.92, 1.08)
     missing = _missing(rng, fov) if options.get("missing", True) else {}
     bite_gap = float(rng.choice([rng.uniform(-0.3, 0.2), rng.uniform(1.0, 5.0)], p=[0.55, 0.45]))
@@ -247,7 +252,7 @@ def plan_dentition(
 
 def _plan_tooth(rng, fdi: int, s: float, arch: Arch, table: dict, shape: ToothShape, bite_gap, spee, events):
     t = fdi % 10
-    upper = fdi // 10 in (1, 2)
+    upper = fdi // 10 in (1, 2, 5, 6)
     point, distal, normal = arch.at(s)
     torque = table["torque"][t - 1] + rng.normal(0, 3)
     tip = table["tip"][t - 1] + rng.normal(0, 2.5)

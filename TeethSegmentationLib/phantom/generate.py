@@ -26,6 +26,7 @@ from TeethSegmentationLib.phantom.tooth import local_box
 
 SIZES = ("tiny", "small", "realistic")
 FOVS = ("crop", "jaws", "head", "lower", "upper")  # lower/upper: one arch, the other outside the scan
+DENTITIONS = ("permanent", "mixed")  # mixed: a child of 5-15 years (children.py)
 FAMILIES = tuple(FAMILY_TABLE)
 GREYS = ("hu", "uncalibrated", "uint16", "uint8", "random")
 CONVENTIONS = ("random", "ras_identity", "lps_standard")
@@ -69,16 +70,27 @@ def make_phantom(
     spacing: float | tuple | None = None,
     convention: str = "random",
     family: str = "A",
+    dentition: str = "permanent",
+    age: float | None = None,
     **options,
 ) -> PhantomCase:
     """A synthetic dental CBCT with its exact FDI label map, deterministic for a seed.
 
     ``family``: "A" (the training family) or "B" (never trained on: other shapes, arches, grey values,
     texture, noise and artefacts). ``fov`` "lower" / "upper": one arch, the other outside the scan.
+    ``dentition`` "mixed": a child of ``age`` years (default: drawn from 6-14) with primary teeth, erupted
+    permanent ones and permanent teeth forming in their crypts; "permanent" (the default) is unchanged.
     Options: ``missing`` (False: all 32 teeth), ``metal`` (False: no restorations, implants, brackets),
     ``artifacts`` (False: no streaks, rings, cupping, drift), ``noise`` (False), ``bite_gap`` (mm).
     """
     _check(size, fov, grey, convention)
+    if dentition not in DENTITIONS:
+        raise InputError(f"Unknown phantom dentition {dentition!r}: use one of {', '.join(DENTITIONS)}.")
+    if dentition == "mixed":
+        from TeethSegmentationLib.phantom.children import check_age
+
+        drawn = np.random.default_rng([seed, 3]).uniform(6.0, 14.0)
+        options = {**options, "dentition": "mixed", "age": check_age(drawn if age is None else age)}
     fam = family_of(family)
     rng = np.random.default_rng(seed)
     conv = pick_convention(np.random.default_rng([seed, 1]), convention)  # own stream: same anatomy in any convention
@@ -98,7 +110,7 @@ def make_phantom(
     image_array, matrix = apply_convention(values, grid.ijk_to_ras, conv)
     label_array, _ = apply_convention(label_map, grid.ijk_to_ras, conv)
     counts = np.bincount(label_array.ravel(), minlength=256)
-    present = [n for n in fdi.FDI_NUMBERS if counts[n] > 0]
+    present = [n for n in fdi.ALL_FDI_NUMBERS if counts[n] > 0]
     info = {
         "seed": int(seed),
         "family": fam.name,

@@ -47,12 +47,16 @@ def paint_tooth(tissue: np.ndarray, labels: np.ndarray, grid: Grid, plan: ToothP
         return paint_pontic(tis, lab, plan, u, v, w)
     shape = plan.shape
     sd_crown, root_sd = tooth_sd(shape, u, v, w)
-    _socket(tis, free, u, v, w, root_sd, fine)
+    # A primary root ends at its successor's follicle (resorbed there), whose dark rim its socket leaves alone.
+    follicle = (tis == T.SOFT) & (w < 0) if shape.extra.get("resorbed_by_follicle") else None
+    _socket(tis, free if follicle is None else free & ~follicle, u, v, w, root_sd, fine)
     if plan.implant:
         return paint_implant(tis, lab, plan, u, v, w)
     if plan.impacted:  # the dental follicle: a dark rim around the unerupted crown
         tis[free & (sd_crown > 0) & (sd_crown <= 0.9) & (w > -0.5)] = T.SOFT
     tooth = free & (np.minimum(sd_crown, root_sd) <= 0)
+    if follicle is not None:
+        tooth &= ~follicle
     if not tooth.any():
         return None
     # Enamel and pulp on the tooth's own voxels only (1-D): the box around it is several times larger.

@@ -152,6 +152,10 @@ def tooth_sd(shape: ToothShape, u, v, w) -> tuple[np.ndarray, np.ndarray]:
         level = shape.extra.get("fracture_mm", 0.5)
         crown = np.maximum(crown, w - level)
         root = np.maximum(root, w - level)
+    if "formed_from_mm" in shape.extra:  # a crown still forming, from the cusps down: nothing below this level
+        level = shape.extra["formed_from_mm"]
+        crown = np.maximum(crown, level - w)
+        root = np.maximum(root, level - w)
     return crown, root
 
 

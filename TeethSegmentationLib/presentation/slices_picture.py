@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
-from TeethSegmentationLib.fdi import FDI_NUMBERS, TYPE_COLORS, TYPE_NAMES
+from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, PRIMARY_TYPE_NAMES, TYPE_NAMES, color, is_primary
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume
 from TeethSegmentationLib.io.volume import Volume, bounding_box
@@ -39,6 +39,9 @@ def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[st
             tips = bottom if sign > 0 else top
             mid[key] = int(np.clip(tips + sign * 0.22 * (top - bottom), 0, shape[2] - 1))
     molars = np.isin(labels, [16, 26, 36, 46, 17, 27, 37, 47])
+    primary_molars = np.isin(labels, [54, 64, 74, 84])  # a child's: the coronal cut shows the premolars beneath
+    if primary_molars.any():
+        molars = primary_molars
     incisors = np.isin(labels, [11, 21, 31, 41])
     c = centroid(molars)
     if c is not None:
@@ -51,8 +54,8 @@ def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[st
 
 def _overlay(label_slice: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 4), dtype=np.float32)
-    for n in FDI_NUMBERS:
-        lut[n, :3] = TYPE_COLORS[n % 10]
+    for n in ALL_FDI_NUMBERS:  # a primary tooth in its place's colour, paler
+        lut[n, :3] = color(n)
         lut[n, 3] = ALPHA
     return lut[label_slice]
 
@@ -92,8 +95,14 @@ def render_slices(image: Volume, labels: Volume | None, path: str | os.PathLike,
         ax.set_title(name, fontsize=10)
         ax.tick_params(labelsize=7)
     if lab is not None:
-        present = sorted({int(v) % 10 for v in np.unique(lab[::2, ::2, ::2]) if v in FDI_NUMBERS})
-        handles = [Patch(color=TYPE_COLORS[t], label=f"{t} {TYPE_NAMES[t]}") for t in present]
+        values = [int(v) for v in np.unique(lab[::2, ::2, ::2]) if v in ALL_FDI_NUMBERS]
+        present = sorted({(is_primary(v), v % 10) for v in values})
+        handles = [
+            Patch(
+                color=color(50 + t if primary else t), label=f"{t} {(PRIMARY_TYPE_NAMES if primary else TYPE_NAMES)[t]}"
+            )
+            for primary, t in present
+        ]
         if handles:
             fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     if title:

@@ -24,6 +24,7 @@ LR_SCHEDULES = ("poly", "constant")
 # record it, and it feeds the types network stage 1's probability, the reference method's other variant.
 TYPES_INPUTS = ("image", "image+teeth")
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
+TYPES_CLASSES = ("9", "14")  # as fdi.NUM_CLASSES and fdi.NUM_CLASSES_MIXED
 # The shipped model's stage lengths (scripts/train_default_model.py); everything else is TrainConfig's defaults.
 SHIPPED_RECIPE = {"teeth": {"epochs": 12, "steps_per_epoch": 50}, "types": {"epochs": 36, "steps_per_epoch": 100}}
 
@@ -88,6 +89,12 @@ class TrainConfig:
     )
     filters_teeth: int | None = option(None, "stage 1 start filters (default 9)", low=2, high=64)
     filters_types: int | None = option(None, "stage 2 start filters (default 9)", low=2, high=64)
+    types_classes: str = option(
+        "9",
+        "stage 2 classes: 9 (background + 8 permanent types) or 14 (+ 5 primary types, for children's scans; "
+        "needs FDI labels)",
+        choices=TYPES_CLASSES,
+    )
     types_input: str = option(
         "image", "stage 2 input: the image, or the image plus stage 1's teeth probability", choices=TYPES_INPUTS
     )

@@ -21,7 +21,7 @@ import torch
 
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.fdi import FDI_NUMBERS, fdi_map_to_classes
+from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, NUM_CLASSES, fdi_map_to_classes
 from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
@@ -91,9 +91,9 @@ def detect_label_kind(values: np.ndarray) -> str:
         return "binary"
     if values <= set(range(9)):
         return "classes"
-    if values <= {0, *FDI_NUMBERS}:
+    if values <= {0, *ALL_FDI_NUMBERS}:
         return "fdi"
-    unknown = sorted(values - {0, *FDI_NUMBERS})
+    unknown = sorted(values - {0, *ALL_FDI_NUMBERS})
     raise InputError(
         f"Label values {unknown[:12]} are neither FDI tooth numbers, tooth types 0-8 nor binary 0/1; "
         "pass --label-table (toothfairy2, dentvoxel or a JSON file)."
@@ -109,7 +109,7 @@ def canonical_labels(array: np.ndarray, kind: str = "auto", table: str | None = 
     values = np.unique(array)
     if kind == "auto":
         kind = detect_label_kind(values)
-    allowed = {"fdi": {0, *FDI_NUMBERS}, "classes": set(range(9)), "binary": {0, 1}}.get(kind)
+    allowed = {"fdi": {0, *ALL_FDI_NUMBERS}, "classes": set(range(9)), "binary": {0, 1}}.get(kind)
     if allowed is None:
         raise InputError(f"Unknown label kind {kind!r}; use one of {', '.join(LABEL_KINDS)}.")
     unknown = sorted(set(int(v) for v in values) - allowed)
@@ -128,13 +128,13 @@ def _check_label_values(array: np.ndarray, path: Path) -> None:
         raise InputError(f"Label map {path} holds fractional values; give a label map of whole numbers.")
 
 
-def stage_target(labels: np.ndarray, kind: str, stage: str) -> np.ndarray:
-    """uint8 target: "teeth" 0/1, "types" classes 0..8."""
+def stage_target(labels: np.ndarray, kind: str, stage: str, classes: int = NUM_CLASSES) -> np.ndarray:
+    """uint8 target: "teeth" 0/1, "types" classes 0..8 (or 0..13 with ``classes`` 14: primary types 9..13)."""
     if stage == "teeth":
         return (labels > 0).astype(np.uint8)
     if kind == "binary":
         raise InputError("Binary teeth labels can only train the teeth stage; types need FDI or tooth-type labels.")
-    return fdi_map_to_classes(labels) if kind == "fdi" else labels.astype(np.uint8)
+    return fdi_map_to_classes(labels, classes) if kind == "fdi" else labels.astype(np.uint8)
 
 
 # --- Prepared cases.
@@ -245,6 +245,7 @@ class SamplingParams:
     # Background patches from the teeth box grown by this many voxels (stage 2 sees only that box at
     # inference); None: from anywhere in the volume (stage 1 must learn the whole head).
     background_margin: int | None = None
+    classes: int = NUM_CLASSES  # of the types network: 9, or 14 with the primary types
 
 
 def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
@@ -271,7 +272,7 @@ def make_patch(
     if rng.random() < params.augment.p_flip:
         image, labels = augment.flip_left_right(image, labels, fdi_labels=case.kind == "fdi")
     image = augment.augment_intensity(image, rng, params.augment)
-    target = stage_target(labels, case.kind, stage)
+    target = stage_target(labels, case.kind, stage, params.classes)
     channels = [image]
     if params.teeth_channel:
         channels.append(augment.teeth_channel(labels > 0, rng))

@@ -260,6 +260,7 @@ class Trainer:
             augment=AugmentParams() if self.config.augment else NO_AUGMENTATION,
             teeth_channel=self.teeth_channel(stage),
             background_margin=self.types_margin() if stage == "types" else None,
+            classes=self.model.num_classes,
         )
 
     def types_margin(self) -> int:
@@ -297,16 +298,23 @@ class Trainer:
             model.training = dict(model.training)
             if "types" in cfg.stages and cfg.types_input != model.types_input:
                 self.reporter.log(f"the types network keeps the init model's input {model.types_input!r}", "warning")
+            if "types" in cfg.stages and int(cfg.types_classes) != model.num_classes:
+                self.reporter.log(f"the types network keeps the init model's {model.num_classes} classes", "warning")
         else:
             model = new_model(
                 types_input=cfg.types_input,
                 teeth_arch=None if cfg.filters_teeth is None else {"start_filters": cfg.filters_teeth},
-                types_arch=None if cfg.filters_types is None else {"start_filters": cfg.filters_types},
+                types_arch={
+                    "out_channels": int(cfg.types_classes),
+                    **({} if cfg.filters_types is None else {"start_filters": cfg.filters_types}),
+                },
             )
         if model.teeth_net is None:
             model.teeth_net = new_model().teeth_net
         if model.types_net is None:
-            model.types_net = new_model(types_input=model.types_input).types_net
+            model.types_net = new_model(
+                types_input=model.types_input, types_arch={"out_channels": int(cfg.types_classes)}
+            ).types_net
         if cfg.teeth_spacing_mm is not None:
             model.teeth_spacing_mm = float(cfg.teeth_spacing_mm)
         if cfg.spacing_mm is not None:

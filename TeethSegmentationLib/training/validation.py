@@ -38,14 +38,15 @@ def validation_dice(
     """Dice per class over the held-out voxels ("teeth" for the teeth stage, "1".."8" for types) plus "mean";
     all voxels, or those of the teeth box grown by ``margin``. Puts the network back in the mode it was in."""
     net = model.teeth_net if stage == "teeth" else model.types_net
-    classes = [1] if stage == "teeth" else list(range(1, 9))
+    classes = [1] if stage == "teeth" else list(range(1, model.num_classes))
     inter, total = np.zeros(len(classes)), np.zeros(len(classes))
     was_training = net.training
     try:
         for case in cases:
             region = tuple(slice(int(a), int(b)) for a, b in zip(*case.region(margin), strict=True))
             pred = predict_case_labels(model, case, stage, region, device)
-            counts = overlap_counts(pred, stage_target(case.labels[region], case.kind, stage), classes)
+            target = stage_target(case.labels[region], case.kind, stage, model.num_classes)
+            counts = overlap_counts(pred, target, classes)
             inter, total = inter + counts[0], total + counts[1]
     finally:
         net.train(was_training)

@@ -1,0 +1,187 @@
+"""FDI numbers for a mixed dentition: primary teeth, erupted permanent teeth and permanent teeth still
+developing in their crypts, from per-instance summaries (like :mod:`numbering`).
+
+:func:`assign_teeth` is the entry point. The mixed rules run only when the types network tells primary
+from permanent teeth (a 14-class model: ``primary_probs`` given) and at least ``MIN_PRIMARY`` instances are
+mostly primary; otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an adult
+scan keeps today's labels and never gets a 5x-8x number.
+
+1. Jaws: the occlusal plane lies between the primary teeth of the two jaws (always erupted), else in the
+   widest gap between the teeth's heights weighed by how evenly it parts them (:func:`split_layers`); the
+   same rule places the plane for the merges and cuts (:func:`child_plane`).
+2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
+   ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
+   the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
+   forming; an erupting tooth (tip a few mm short of the level) counts as erupted.
+3. Erupted layer: the arch is fitted through the erupted teeth, which the adults' dynamic programme
+   aligns to the 16 places with each place's probability = its permanent + its primary type's (a primary
+   second molar holds the second premolar's place, in front of the first permanent molar). A tooth at
+   places 1-5 is primary when its primary probability outweighs the permanent one.
+4. Developing layer: projected onto the same arch and aligned to the permanent places that no erupted
+   permanent tooth holds, by the place along the arch and the types: a premolar under a primary molar, a
+   canine above or below the primary canine, a second molar behind the first. Depth separates them from
+   the erupted teeth above them, the place along the arch numbers them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from TeethSegmentationLib.fdi import PRIMARY_TYPES
+from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+from TeethSegmentationLib.instances.regions import label_sums
+
+MIN_PRIMARY = 2  # instances mostly primary before the scan is read as a child's
+DEVELOPING_DEPTH_MM = 4.0
+LEVEL_QUANTILE = 0.25
+
+
+def is_mixed(type_probs: np.ndarray, primary_probs: np.ndarray | None) -> bool:
+    """Whether at least MIN_PRIMARY instances are mostly primary (their primary probabilities sum past half)."""
+    if primary_probs is None or len(primary_probs) == 0:
+        return False
+    primary = np.asarray(primary_probs, dtype=np.float64).sum(axis=1)
+    permanent = np.asarray(type_probs, dtype=np.float64).sum(axis=1)
+    return int(np.count_nonzero(primary > permanent)) >= MIN_PRIMARY
+
+
+def assign_teeth(
+    centroids: np.ndarray,
+    type_probs: np.ndarray,
+    apex_skew: np.ndarray,
+    side_sigma_mm: float = 2.5,
+    plane: tuple[np.ndarray, float] | None = None,
+    primary_probs: np.ndarray | None = None,
+    extent: np.ndarray | None = None,
+) -> Assignment:
+    """FDI numbers of N instances: the adults' :func:`numbering.assign_fdi`, or the mixed dentition's rules.
+
+    ``type_probs`` (N, 8) and ``primary_probs`` (N, 5): mean probabilities of the permanent and primary types;
+    ``extent`` (N, 2): the lowest and highest height of each instance's voxels along the occlusal normal (mm).
+    """
+    if extent is None or not is_mixed(type_probs, primary_probs):
+        return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, plane)
+    return assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane)
+
+
+def split_layers(heights: np.ndarray, extent: np.ndarray, primary: np.ndarray, step_mm: float = 0.25) -> float:
+    """The occlusal plane's height in a child's scan. Primary teeth are always erupted: with at least
+    ``MIN_PRIMARY`` of them on each side, the plane parts their centroids most evenly while crossing the
+    fewest of them (``extent``: (N, 2) lowest and highest height of each tooth; cusps interlock in a closed
+    bite). Without them: the most even gap between all centroids. (A jaw's forming teeth make a layer of
+    their own; the bone between it and the erupted teeth dips the voxels' profile as the bite does, so the
+    adults' plane may fall there.)"""
+    heights = np.asarray(heights, dtype=np.float64)
+    if primary.sum() >= 2 * MIN_PRIMARY:
+        h, ext = heights[primary], extent[primary]
+        grid = np.arange(h.min(), h.max() + step_mm, step_mm)
+        above = (h[:, None] > grid[None]).sum(axis=0)
+        crossing = ((ext[:, :1] < grid[None]) & (ext[:, 1:] > grid[None])).sum(axis=0)
+        score = np.minimum(above, len(h) - above) - crossing
+        best = np.flatnonzero(score == score.max())
+        cut = float(grid[best].mean())
+        if min((h > cut).sum(), (h < cut).sum()) >= MIN_PRIMARY:
+            return cut
+    return _balanced_gap(heights)
+
+
+def occlusal_layers(
+    centroids: np.ndarray, extent_of, primary: np.ndarray, normal: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
+    erupted layer (the primary teeth, each jaw centred on itself), twice. ``extent_of(normal)``: the teeth's
+    extents along a normal. The forming teeth's layers tilt a normal fitted to all teeth or to the profile."""
+    layer = primary if primary.sum() >= 2 * MIN_PRIMARY else np.ones(len(centroids), dtype=bool)
+    for _ in range(2):
+        upper = centroids @ normal > split_layers(centroids @ normal, extent_of(normal), primary)
+        normal = numbering.occlusal_normal(centroids[layer], upper[layer])
+    return normal, split_layers(centroids @ normal, extent_of(normal), primary)
+
+
+def extents(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """(n, 2) lowest and highest height along ``normal`` of the voxels of labels 1..n (mm)."""
+    n = int(labels.max()) + 1
+    height = ras @ np.asarray(normal, dtype=np.float64)
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(low, labels, height)
+    np.maximum.at(high, labels, height)
+    return np.stack([low, high], axis=1)[1:]
+
+
+def _balanced_gap(heights: np.ndarray) -> float:
+    order = np.sort(heights)
+    n = len(order)
+    if n < 2:
+        return float(order[0]) if n else 0.0
+    below = np.arange(1, n)
+    best = int(np.argmax(np.diff(order) * np.minimum(below, n - below)))
+    return float(0.5 * (order[best] + order[best + 1]))
+
+
+def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types: np.ndarray) -> OcclusalPlane:
+    """The occlusal plane for the merges and cuts of a child's scan: with primary teeth among the split regions
+    (``types``: (N, 13) permanent + primary probabilities per voxel), its height comes from the regions'
+    centroid layers (:func:`split_layers`), not from the voxels' profile; otherwise ``plane`` as it is."""
+    count = int(labels.max()) + 1
+    size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
+    sums = label_sums(labels, types, count)[1:]
+    if not is_mixed(sums[:, :8], sums[:, 8:]):
+        return plane
+    centroids = label_sums(labels, ras, count)[1:] / size
+    primary = sums[:, 8:].sum(axis=1) > sums[:, :8].sum(axis=1)
+    return OcclusalPlane(*occlusal_layers(centroids, lambda n: extents(labels, ras, n), primary, plane.normal), True)
+
+
+def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:
+    """Teeth whose crown tip lies more than ``depth_mm`` deeper in their jaw than the jaw's occlusal level."""
+    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
+    # Depth into the jaw of each occlusal end: upper crowns point down (their lowest voxel), lower ones up.
+    depth = np.where(upper, extent[:, 0], -extent[:, 1])
+    out = np.zeros(len(extent), dtype=bool)
+    for jaw in (True, False):
+        members = upper == jaw
+        if members.sum() >= 3:
+            level = float(np.quantile(depth[members], LEVEL_QUANTILE))
+            out[members] = depth[members] - level > depth_mm
+    return out
+
+
+def assign_mixed(
+    centroids: np.ndarray,
+    type_probs: np.ndarray,
+    primary_probs: np.ndarray,
+    apex_skew: np.ndarray,
+    extent: np.ndarray,
+    side_sigma_mm: float = 2.5,
+    plane: tuple[np.ndarray, float] | None = None,
+) -> Assignment:
+    """The mixed dentition's numbers (module docstring, steps 1-4); ``developing`` marks the deep teeth."""
+    centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
+    perm, prim = np.asarray(type_probs, dtype=np.float64), np.asarray(primary_probs, dtype=np.float64)
+    normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
+    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
+    normal, offset = occlusal_layers(centroids, lambda n: extent, prim.sum(axis=1) > perm.sum(axis=1), normal)
+    upper, two, warnings = centroids @ normal > offset, True, []
+    deep = developing_mask(extent, upper)
+    by_place = perm.copy()
+    by_place[:, : len(PRIMARY_TYPES)] += prim
+    fdi = np.zeros(len(centroids), dtype=int)
+    positions = np.zeros(len(centroids))
+    fits = {}
+    for jaw in (True, False):
+        members = np.flatnonzero(upper == jaw)
+        if len(members) == 0:
+            continue
+        erupted, forming = members[~deep[members]], members[deep[members]]
+        fits[jaw] = numbering.fit_arch(centroids[erupted if len(erupted) >= 5 else members], normal)
+        positions[members] = numbering.arch_positions(centroids[members], fits[jaw])
+        fdi[erupted] = numbering.align_arch(by_place[erupted], positions[erupted], jaw, side_sigma_mm)
+        for i in erupted:
+            if fdi[i] and fdi[i] % 10 <= len(PRIMARY_TYPES) and prim[i, fdi[i] % 10 - 1] > perm[i, fdi[i] % 10 - 1]:
+                fdi[i] += 40  # the primary tooth of that place: 15 -> 55
+        taken = {int(n) for n in fdi[erupted] if 0 < n < 50}
+        if len(forming):
+            fdi[forming] = numbering.align_arch(perm[forming], positions[forming], jaw, side_sigma_mm, blocked=taken)
+    return Assignment(fdi, upper, positions, normal, offset, two, warnings, fits, developing=deep)

@@ -1,0 +1,146 @@
+"""Numbering a mixed dentition from instance summaries: primary teeth, erupted permanent teeth and permanent
+teeth developing beneath their predecessors; adult summaries keep the adults' numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from TeethSegmentationLib.fdi import FDI_NUMBERS, is_primary
+from TeethSegmentationLib.instances.mixed import assign_teeth, developing_mask, is_mixed
+from TeethSegmentationLib.instances.numbering import assign_fdi
+
+# Mesio-distal crown widths (mm): permanent types 1..8, primary types 1..5 (Wheeler's tables, rounded).
+PERMANENT = {True: (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5), False: (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)}
+PRIMARY = {True: (6.5, 5.1, 7.0, 7.3, 8.2), False: (4.2, 4.1, 5.0, 7.7, 9.9)}
+_U = np.linspace(-32, 32, 6401)
+_V = -50 * (1 - np.sqrt(np.clip(1 - (_U / 32) ** 2, 0, 1)))
+_ARC = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(_U), np.diff(_V)))])
+_ARC -= np.interp(0.0, _U, _ARC)
+
+
+def _on_arch(s: float, inset: float = 0.0) -> np.ndarray:
+    k = int(np.argmin(np.abs(_ARC + s)))  # + s: the patient's right is +x
+    point = np.array([-_U[k], _V[k]])
+    return point * (1 - inset / 40.0)  # towards the middle of the arch (lingual)
+
+
+def mixed_arch(erupted: dict[bool, set[int]], forming: dict[bool, set[int]], confusion: float = 0.2, seed: int = 0):
+    """Instance summaries of a mixed dentition. ``erupted[jaw]``: places 1..8 holding an erupted permanent
+    tooth (the others up to 5 hold a primary one); ``forming[jaw]``: places with a developing permanent tooth
+    (beneath the primary predecessor, or behind the last molar). Returns (truth, developing truth, centroids,
+    permanent probabilities (N, 8), primary probabilities (N, 5), extent (N, 2))."""
+    rng = np.random.default_rng(seed)
+    truth, deep, centroids, perm, prim, extent = [], [], [], [], [], []
+    for upper in (True, False):
+        sign_z = 1.0 if upper else -1.0
+        for side, (q_perm, q_prim) in ((1, (1, 5) if upper else (4, 8)), (-1, (2, 6) if upper else (3, 7))):
+            s = 0.0
+            places = sorted({*range(1, 6), *erupted[upper]} | {t for t in forming[upper] if t <= 5})
+            centre_of = {}
+            for t in range(1, 9):
+                if t <= 5:
+                    width = PERMANENT[upper][t - 1] if t in erupted[upper] else PRIMARY[upper][t - 1]
+                elif t in erupted[upper]:
+                    width = PERMANENT[upper][t - 1]
+                else:
+                    width = PERMANENT[upper][t - 1]
+                centre_of[t] = s + width / 2
+                s += width
+            for t in places:
+                if t > 5 and t not in erupted[upper]:
+                    continue
+                primary = t <= 5 and t not in erupted[upper]
+                xy = _on_arch(side * centre_of[t])
+                tip = 1.0 + rng.normal(0, 0.3)
+                centroids.append((xy[0], xy[1], sign_z * (tip + 9.0)))
+                extent.append(sorted((sign_z * tip, sign_z * (tip + 20.0))))
+                p = np.full(13, confusion / 12)
+                p[(8 if primary else 0) + t - 1] = 1 - confusion
+                perm.append(p[:8]), prim.append(p[8:])
+                truth.append(10 * (q_prim if primary else q_perm) + t)
+                deep.append(False)
+            for t in sorted(forming[upper]):
+                xy = _on_arch(side * centre_of[t], inset=2.0)
+                tip = 9.0 + rng.normal(0, 1.0) + (3.0 if t >= 7 else 0.0)
+                centroids.append((xy[0], xy[1], sign_z * (tip + 5.0)))
+                extent.append(sorted((sign_z * tip, sign_z * (tip + 10.0))))
+                p = np.full(13, confusion / 12)
+                p[t - 1] = 1 - confusion
+                perm.append(p[:8]), prim.append(p[8:])
+                truth.append(10 * q_perm + t)
+                deep.append(True)
+    arrays = (np.array(centroids), np.array(perm), np.array(prim), np.array(extent))
+    return np.array(truth), np.array(deep), *arrays
+
+
+AGE_9 = ({True: {1, 2, 6}, False: {1, 2, 6}}, {True: {3, 4, 5, 7}, False: {3, 4, 5, 7}})
+AGE_6 = ({True: {6}, False: {6}}, {True: {1, 2, 3, 4, 5, 7}, False: {1, 2, 3, 4, 5, 7}})
+AGE_11 = ({True: {1, 2, 4, 6}, False: {1, 2, 3, 4, 6}}, {True: {3, 5, 7, 8}, False: {5, 7, 8}})
+
+
+@pytest.mark.parametrize("age", [AGE_6, AGE_9, AGE_11], ids=["6", "9", "11"])
+def test_mixed_arch_numbers_both_sets_and_the_developing_teeth(age):
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*age)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.developing is not None and result.developing.tolist() == deep.tolist()
+    assert result.fdi.tolist() == truth.tolist()
+    assert any(is_primary(n) for n in result.fdi) and len(set(result.fdi.tolist())) == len(truth)
+
+
+def test_primary_second_molar_in_front_of_the_first_permanent_molar_and_premolars_beneath():
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    number = dict(zip(result.fdi.tolist(), range(len(truth)), strict=True))
+    pos = result.arch_position_mm
+    assert pos[number[16]] > pos[number[55]] > pos[number[54]] > 0  # distal (right) is larger
+    for predecessor, successor in ((54, 14), (55, 15), (53, 13), (84, 44), (73, 33)):
+        assert abs(pos[number[predecessor]] - pos[number[successor]]) < 3.0
+        assert result.developing[number[successor]] and not result.developing[number[predecessor]]
+
+
+@pytest.mark.parametrize("age", [AGE_6, AGE_9, AGE_11], ids=["6", "9", "11"])
+def test_developing_teeth_numbered_by_place_and_depth_when_their_types_say_nothing(age):
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*age)
+    perm[deep], prim[deep] = 0.75 / 8, 0.25 / 5  # flat: a forming crown the network cannot type
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+
+
+def _adult(confusion: float = 0.1):
+    fdis = list(FDI_NUMBERS)
+    centroids, perm, extent = [], [], []
+    for n in fdis:
+        q, t = divmod(n, 10)
+        upper = q in (1, 2)
+        widths = PERMANENT[upper]
+        s = sum(widths[: t - 1]) + widths[t - 1] / 2
+        xy = _on_arch((1 if q in (1, 4) else -1) * s)
+        z = 1.0 if upper else -1.0
+        centroids.append((xy[0], xy[1], 10 * z))
+        extent.append(sorted((z, 21 * z)))
+        p = np.full(8, confusion / 7)
+        p[t - 1] = 1 - confusion
+        perm.append(p)
+    return fdis, np.array(centroids), np.array(perm), np.array(extent)
+
+
+def test_adult_scan_keeps_todays_numbers_and_never_gets_primary_ones():
+    fdis, centroids, perm, extent = _adult()
+    today = assign_fdi(centroids, perm, np.zeros(len(fdis)))
+    # A 14-class model that sees no primary tooth, and a 9-class model (no primary probabilities at all).
+    prim = np.full((len(fdis), 5), 0.01)
+    for primary_probs in (prim, None):
+        result = assign_teeth(centroids, perm, np.zeros(len(fdis)), primary_probs=primary_probs, extent=extent)
+        assert result.fdi.tolist() == today.fdi.tolist() == fdis
+        assert result.developing is None and not any(is_primary(n) for n in result.fdi)
+    # One instance that looks primary (a retained primary tooth or a network slip) is not a child's scan.
+    prim[3] = 0.9
+    assert not is_mixed(perm, prim)
+    assert assign_teeth(centroids, perm, np.zeros(len(fdis)), primary_probs=prim, extent=extent).fdi.tolist() == fdis
+
+
+def test_developing_mask_uses_each_jaws_own_level():
+    upper = np.array([True] * 6 + [False] * 6)
+    extent = np.array([[1, 20]] * 4 + [[9, 19], [3.5, 22]] + [[-20, -1]] * 4 + [[-19, -9], [-22, -4.0]], float)
+    assert developing_mask(extent, upper).tolist() == [False] * 4 + [True, False] + [False] * 4 + [True, False]
