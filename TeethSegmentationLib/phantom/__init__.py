@@ -10,17 +10,21 @@ and dental work), ``head`` (jaws, skull, airway, soft tissue), ``field_of_view``
 ``scanner`` (grey values and artefacts), ``grid`` (RAS grid, file conventions).
 """
 
-from TeethSegmentationLib.phantom.generate import (
-    CONVENTIONS,
-    DENTITIONS,
-    FAMILIES,
-    FOVS,
-    GREYS,
-    SIZES,
-    PhantomCase,
-    make_phantom,
-    write_phantoms,
-)
+from typing import Any
+
+from TeethSegmentationLib.phantom.choices import CONVENTIONS, DENTITIONS, FAMILIES, FOVS, GREYS, SIZES
+
+_GENERATOR = ("PhantomCase", "make_phantom", "write_phantoms")
+
+
+def __getattr__(name: str) -> Any:
+    """The generator (numpy, scipy) loads on first use: the command line's --help only needs the choices."""
+    if name in _GENERATOR:
+        from TeethSegmentationLib.phantom import generate
+
+        return getattr(generate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONVENTIONS",

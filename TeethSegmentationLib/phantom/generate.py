@@ -14,8 +14,8 @@ from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.phantom import scanner
 from TeethSegmentationLib.phantom import tissue as T
+from TeethSegmentationLib.phantom.choices import CONVENTIONS, DENTITIONS, FOVS, GREYS, SIZES
 from TeethSegmentationLib.phantom.dentition import Dentition, plan_dentition
-from TeethSegmentationLib.phantom.family import FAMILIES as FAMILY_TABLE
 from TeethSegmentationLib.phantom.family import Family
 from TeethSegmentationLib.phantom.family import family as family_of
 from TeethSegmentationLib.phantom.field_of_view import field_of_view, pick_grid
@@ -23,13 +23,6 @@ from TeethSegmentationLib.phantom.grid import Convention, Grid, apply_convention
 from TeethSegmentationLib.phantom.head import HeadPlan, paint_head, plan_head
 from TeethSegmentationLib.phantom.mouth import paint_brackets, paint_tooth
 from TeethSegmentationLib.phantom.tooth import local_box
-
-SIZES = ("tiny", "small", "realistic")
-FOVS = ("crop", "jaws", "head", "lower", "upper")  # lower/upper: one arch, the other outside the scan
-DENTITIONS = ("permanent", "mixed")  # mixed: a child of 5-15 years (children.py)
-FAMILIES = tuple(FAMILY_TABLE)
-GREYS = ("hu", "uncalibrated", "uint16", "uint8", "random")
-CONVENTIONS = ("random", "ras_identity", "lps_standard")
 
 
 @dataclass
