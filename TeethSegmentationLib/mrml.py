@@ -404,3 +404,21 @@ def training_pairs_to_files(
         label_files.append(label_file)
         images.append(export_volume_to_nrrd(volume_node, folder / f"{stem}.nrrd"))
     return images, label_files, problems
+
+
+def export_case_to_library(volume_node: Any, segmentation_node: Any, library_root: str | os.PathLike) -> str:
+    """Save a (volume, corrected segmentation) pair into the user's case library; the new case's id.
+
+    The segmentation goes in exactly as the user left it (``.seg.nrrd``: names, label values, layers,
+    terminology); which segment is which tooth is decided when fine-tuning (``training/corrected_labels.py``),
+    so nothing is lost to an early guess. The case appears in the library only when both files are complete.
+    """
+    from TeethSegmentationLib.case_library import IMAGE_NAME, SEGMENTATION_NAME, CaseLibrary, new_case_id
+
+    if segmentation_node is None or segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+        raise ValueError("The segmentation has no segments; correct the teeth first, then add the case.")
+    case_id = new_case_id()
+    with CaseLibrary(library_root).adding(case_id, volume_node.GetName()) as staging:
+        export_volume_to_nrrd(volume_node, staging / IMAGE_NAME)
+        write_segmentation(segmentation_node, staging / SEGMENTATION_NAME)
+    return case_id

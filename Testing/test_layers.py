@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "TeethSegmentationLib"
 # Lower numbers are lower layers. A module may import its own layer and the layers below it, never above.
 LAYERS = {
     "__init__": 0, "errors": 0, "atomic": 0, "events": 0, "fdi": 0,
-    "label_tables": 1, "segment_fdi": 1,
+    "label_tables": 1, "segment_fdi": 1, "case_library": 1,
     "io": 2,
     "metrics": 3, "nets": 3, "phantom": 3,
     "instances": 4,

@@ -3,6 +3,6 @@
 ``run`` returns a dict that becomes the final ``result`` event; it raises ``InputError`` for bad input.
 """
 
-from TeethSegmentationLib.commands import demo, evaluate, phantom, segment, train
+from TeethSegmentationLib.commands import demo, evaluate, finetune, phantom, segment, train
 
-COMMANDS = (phantom, segment, train, evaluate, demo)
+COMMANDS = (phantom, segment, train, finetune, evaluate, demo)
