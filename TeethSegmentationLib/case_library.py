@@ -51,8 +51,11 @@ class LibraryCase:
 
 
 def new_case_id() -> str:
-    """A neutral, sortable id (never the patient's or the volume's name)."""
-    return f"case-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    """A neutral id that sorts by time to the millisecond (never the patient's or the volume's name): two cases
+    added within one second still list in the order they were added, and the newest is the held-back one."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"case-{stamp}-{int(now * 1000) % 1000:03d}-{uuid.uuid4().hex[:6]}"
 
 
 def is_library(folder: str | os.PathLike) -> bool:

@@ -193,3 +193,35 @@ def test_case_rows_and_cards_without_lineage(tmp_path, pairs):
     with pytest.raises(case_library.InputError):
         case_library.make_default(tmp_path / "missing.pt", tmp_path / "lib")
     json.dumps(rows)
+
+
+def test_cases_added_from_the_scene_are_listed_removed_and_improve_the_model(slicer_scene, tmp_path, pairs,
+                                                                             tiny_model):
+    """Add to training cases (mrml on slicer-core) twice, list, remove one, add it again, then Improve model
+    on what Slicer wrote: the held-back figure comes from a .seg.nrrd the scene exported."""
+    from TeethSegmentationLib import mrml
+
+    root = tmp_path / "settings"
+    added = []
+    for i, (image, labels) in enumerate(pairs):
+        volume = slicer_scene.logics["volumes"].AddArchetypeVolume(str(image), f"Patient {i}", 0)
+        node = slicer_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"Patient {i} teeth")
+        node.CreateDefaultDisplayNodes()
+        mrml.load_fdi_labelmap_as_segments(labels, node, volume, None, show_3d=False)
+        added.append((volume, node, mrml.export_case_to_library(volume, node, root)))
+    library = CaseLibrary(root)
+    rows = case_rows(library.list())
+    assert [(r[0], r[1]) for r in rows] == [(case_id, f"Patient {i}") for i, (_v, _n, case_id) in enumerate(added)]
+    library.remove(rows[0][0])
+    assert [r[1] for r in case_rows(library.list())] == ["Patient 1"]
+    presenter = Presenter()
+    assert presenter.buttons(Inputs("Patient 0", "Patient 0 teeth", 28, library_cases=1)).add_case
+    mrml.export_case_to_library(added[0][0], added[0][1], root)  # now the newest: it is held back
+    assert [r[1] for r in case_rows(library.list())] == ["Patient 1", "Patient 0"]
+    runner = finetune_runner(root, tmp_path / "job", str(tiny_model), "cpu", extra=[*QUICK, "--lr", "1e-12"])
+    outcome = _run(presenter, runner)
+    assert outcome.status == "ok", outcome.message
+    result = runner.result
+    assert result["used_cases"] == 2 and result["train_cases"] == 1 and result["skipped"] == []
+    assert result["held_back"]["after"]["truth_teeth"] == result["held_back"]["before"]["truth_teeth"] > 0
+    runner.cleanup()
