@@ -3,7 +3,6 @@ verdict (better / not better / no held-back scan), cancel, failure, and the mode
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from _train_phantoms import write_cases  # noqa: E402
 
 from TeethSegmentationLib import case_library  # noqa: E402
 from TeethSegmentationLib.case_library import CaseLibrary  # noqa: E402
-from TeethSegmentationLib.nets.model_file import new_model, save_model  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, new_model, save_model  # noqa: E402
 from TeethSegmentationLib.presenter import (  # noqa: E402
     STAGED_MODEL,
     Inputs,
@@ -136,7 +135,42 @@ def test_a_model_that_is_no_better_on_the_held_back_scan_is_only_offered(tmp_pat
     runner.cleanup()
 
 
-def test_a_better_model_becomes_the_default_without_asking():
+@pytest.fixture(scope="module")
+def miscalibrated_model(tmp_path_factory) -> Path:
+    """The shipped model pushed to call teeth central incisors (types bias +8): a few steps on the user's
+    cases repair it, so the held-back scan measures a real improvement."""
+    model = load_model(DEFAULT_MODEL_PATH)
+    last = [layer for layer in model.types_net.modules() if isinstance(layer, torch.nn.Conv3d)][-1]
+    with torch.no_grad():
+        last.bias[1] += 8.0
+    path = tmp_path_factory.mktemp("init") / "miscalibrated.pt"
+    save_model(model, path)
+    return path
+
+
+def test_a_model_that_does_better_on_the_held_back_scan_becomes_the_default(tmp_path, pairs, miscalibrated_model):
+    library = _library(tmp_path / "settings", pairs, 2)
+    presenter = Presenter()
+    presenter.candidate = str(tmp_path / "an-older-candidate.pt")
+    extra = ["--epochs", "1", "--steps-per-epoch", "3", "--replay-phantoms", "0", "--lr", "1e-3"]
+    runner = finetune_runner(library.root, tmp_path / "job", str(miscalibrated_model), "cpu", extra=extra)
+    outcome = _run(presenter, runner)
+    assert outcome.status == "ok", outcome.message
+    held = runner.result["held_back"]
+    assert runner.result["better"] is True, runner.result["figure"]
+    assert held["after"]["dice_per_tooth"] > held["before"]["dice_per_tooth"]
+    published = case_library.publish_model(tmp_path / "job" / STAGED_MODEL, tmp_path / "settings" / "Models")
+    runner.cleanup()
+    verdict = presenter.finetune_verdict(runner.result, str(published))
+    assert verdict.install and not verdict.ask and presenter.candidate == ""
+    assert verdict.message == held_back_text(held) + " The new model is now your default."
+    assert not presenter.buttons(CORRECTED).make_default
+    default = case_library.make_default(published, library.root)  # what the Logic does on verdict.install
+    card = case_library.read_card(default)
+    assert card["better"] is True and card_text(card, str(default)).endswith(held_back_text(held))
+
+
+def test_the_verdict_of_a_better_model_names_skipped_cases():
     presenter = Presenter()
     presenter.candidate = "/old/candidate.pt"
     held = {"before": {"dice_per_tooth": 0.76}, "after": {"dice_per_tooth": 0.881}}
@@ -192,7 +226,6 @@ def test_case_rows_and_cards_without_lineage(tmp_path, pairs):
     assert case_library.read_card(tmp_path / "bad.pt") is None
     with pytest.raises(case_library.InputError):
         case_library.make_default(tmp_path / "missing.pt", tmp_path / "lib")
-    json.dumps(rows)
 
 
 def test_cases_added_from_the_scene_are_listed_removed_and_improve_the_model(slicer_scene, tmp_path, pairs,
