@@ -134,6 +134,7 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.fillCasesTable()
         self.probeDevice()
 
     def exit(self) -> None:
