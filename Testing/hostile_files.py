@@ -110,7 +110,7 @@ def patch_nifti(path: Path, *, nan_sform: bool = False, singular_qform: bool = F
 
 
 def dicom_series(folder: Path, slices: int = 6) -> list[Path]:
-    from TeethSegmentationLib.io.dicom_write import write_dicom_series
+    from dicom_writers import write_dicom_series
 
     volume = Volume(scan((12, 10, slices)), make_matrix(np.eye(3), [0.5, 0.5, 0.5], [0, 0, 0]), space="LPS")
     return write_dicom_series(volume, folder)

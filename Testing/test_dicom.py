@@ -13,8 +13,9 @@ from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.volume import Volume, make_matrix
 
 pydicom = pytest.importorskip("pydicom")
+from dicom_writers import write_dicom_multiframe, write_dicom_series  # noqa: E402
+
 from TeethSegmentationLib.io.dicom import read_dicom  # noqa: E402
-from TeethSegmentationLib.io.dicom_write import write_dicom_multiframe, write_dicom_series  # noqa: E402
 
 SHAPE = (20, 16, 12)
 

@@ -28,16 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from TeethSegmentationLib.inference.outputs import check_output_folder, segment_file
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+    from TeethSegmentationLib.io.output_folder import check_output_folder
     from TeethSegmentationLib.io.read_write import inspect_volume
-    from TeethSegmentationLib.nets.model_file import load_model
 
-    _set_threads(args.threads, reporter)
+    # Every check that needs no torch first: a bad input is answered in a fraction of a second.
     _check_unique_names(args.inputs)
     output = check_output_folder(args.output)
     for source in args.inputs:  # every input checked (header, geometry, size) before any work starts
         inspect_volume(source, args.series)
+    from TeethSegmentationLib.inference.outputs import segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+    from TeethSegmentationLib.nets.model_file import load_model
+
+    _set_threads(args.threads, reporter)
     model = load_model(args.model)
     options = SegmentOptions(
         device=args.device,
@@ -81,7 +84,7 @@ def _set_threads(threads: int | None, reporter: Reporter) -> None:
 
 def _check_unique_names(inputs: list[str]) -> None:
     """Inputs whose outputs would share a name (d1/scan.nrrd, d2/scan.nrrd) are refused before any work."""
-    from TeethSegmentationLib.inference.outputs import output_name
+    from TeethSegmentationLib.io.output_folder import output_name
 
     seen: dict[str, str] = {}
     for source in inputs:

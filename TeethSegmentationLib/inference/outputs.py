@@ -29,45 +29,15 @@ from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, SegmentResult, segment_volume
+from TeethSegmentationLib.io.output_folder import check_output_folder, output_name
 from TeethSegmentationLib.io.read_write import read_volume, write_volume
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel
 
-NAME_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".dcm")
 SET_SUFFIXES = (".teeth.nrrd", ".seg.nrrd", ".types.nrrd", ".report.json", "_stl")
-MIN_FREE_BYTES = 16 * 1024 * 1024
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _READY = "publishing"  # marker in a staging folder: its set is complete and being moved into place
 _REPLACED = "replaced"  # the previous set, moved aside while publishing
-
-
-def output_name(path: str | os.PathLike) -> str:
-    """``DIR/NAME.nrrd`` (or .nii.gz, .nii, .nhdr) -> NAME; a DICOM folder -> the folder's name."""
-    name = Path(path).name
-    for suffix in NAME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return name
-
-
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    """The output folder, refused before any work if it cannot take the outputs (nothing is created here)."""
-    if not str(folder).strip():
-        raise InputError("The output folder is an empty string; give a folder with --output.")
-    folder = Path(folder).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"The output {folder} is an existing file, not a folder; give a folder with --output.")
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"The output folder {folder} cannot be written ({existing} is read-only); pick another one.")
-    if shutil.disk_usage(existing).free < MIN_FREE_BYTES:
-        raise InputError(f"The disk holding {folder} is full; free some space or pick another output folder.")
-    if existing == folder:
-        try:
-            tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
-        except OSError as error:
-            raise InputError(f"The output folder {folder} cannot be written ({error.strerror}); use another.") from None
-    return folder
 
 
 def build_report(

@@ -51,6 +51,18 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
     if not path.exists():
         raise InputError(f"{path} does not exist; check the path and try again.")
     pydicom = _pydicom()
+    multiframe, files, folder = _pick_series(pydicom, path, series_uid)
+    if multiframe is not None:
+        return _multiframe_volume(*_read_pixels(pydicom, multiframe), multiframe)
+    return _slices_volume(pydicom, files, folder)
+
+
+def _pick_series(
+    pydicom: Any, path: Path, series_uid: str | None
+) -> tuple[Path | None, list[tuple[Path, Any]], Path]:
+    """(a multi-frame file or None, the chosen series' (file, header) pairs, its folder), headers checked.
+
+    A single slice picked by the user stands for its whole series."""
     if path.is_file():
         first = _read_header(pydicom, path)
         if first is None:
@@ -58,16 +70,14 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
         if int(first.get("NumberOfFrames", 1) or 1) > 1:
             _check_modality(first, path)
             _check_frames_size(first, path)
-            return _multiframe_volume(*_read_pixels(pydicom, path), path)
-        series_uid = series_uid or first.get("SeriesInstanceUID")  # one slice picked: load its whole series
-        path = path.parent
+            return path, [], path.parent
+        series_uid, path = series_uid or first.get("SeriesInstanceUID"), path.parent
     series = _scan_folder(pydicom, path)
-    uid = _choose_series(series, series_uid, path)
-    files = series[uid]
+    files = series[_choose_series(series, series_uid, path)]
     if len(files) == 1 and int(files[0][1].get("NumberOfFrames", 1) or 1) > 1:
         _check_frames_size(files[0][1], files[0][0])
-        return _multiframe_volume(*_read_pixels(pydicom, files[0][0]), files[0][0])
-    return _slices_volume(pydicom, files, path)
+        return files[0][0], [], path
+    return None, files, path
 
 
 def _check_frames_size(header: Any, path: Path) -> None:
@@ -241,24 +251,12 @@ def _series_geometry(files: list[tuple[Path, Any]], where: Path) -> tuple:
 def inspect_dicom(path: str | os.PathLike, series_uid: str | None = None) -> None:
     """Every check ``read_dicom`` makes on the headers, without decoding pixels (for checking a batch first)."""
     path = Path(path).expanduser()
-    pydicom = _pydicom()
-    if path.is_file():
-        first = _read_header(pydicom, path)
-        if first is None:
-            raise InputError(f"{path.name} is not a readable DICOM file; pick a DICOM image file or folder.")
-        if int(first.get("NumberOfFrames", 1) or 1) > 1:
-            _check_modality(first, path)
-            _check_frames_size(first, path)
-            return
-        series_uid, path = series_uid or first.get("SeriesInstanceUID"), path.parent
-    series = _scan_folder(pydicom, path)
-    files = series[_choose_series(series, series_uid, path)]
-    if len(files) == 1 and int(files[0][1].get("NumberOfFrames", 1) or 1) > 1:
-        _check_frames_size(files[0][1], files[0][0])
+    multiframe, files, folder = _pick_series(_pydicom(), path, series_uid)
+    if multiframe is not None:
         return
-    row, col, spacing, files, positions = _series_geometry(files, path)
+    row, col, spacing, files, positions = _series_geometry(files, folder)
     columns, rows = int(files[0][1].get("Columns", 1) or 1), int(files[0][1].get("Rows", 1) or 1)
-    _placed(np.empty((0, 0, len(files)), np.int16), row, col, spacing, positions, files[0][1], path, (columns, rows))
+    _placed(np.empty((0, 0, len(files)), np.int16), row, col, spacing, positions, files[0][1], folder, (columns, rows))
 
 
 def _placed(

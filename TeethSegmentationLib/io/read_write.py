@@ -14,12 +14,7 @@ from TeethSegmentationLib.io.volume import Volume
 
 def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
     """Read a NRRD (.nrrd/.nhdr), NIfTI (.nii/.nii.gz) or DICOM (folder, .dcm, multi-frame) volume in RAS."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"{path} does not exist; check the path and try again.")
-    kind = _file_kind(path)
-    if series_uid is not None and kind != "dicom":
-        raise InputError(f"--series picks a DICOM series, but {path.name} is not DICOM; leave --series out.")
+    path, kind = _checked_kind(path, series_uid)
     if kind == "dicom":
         from TeethSegmentationLib.io.dicom import read_dicom  # pydicom is optional: import only when needed
 
@@ -31,18 +26,24 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
 
 def inspect_volume(path: str | os.PathLike, series_uid: str | None = None) -> None:
     """Every check ``read_volume`` can make without reading the voxels: a batch is checked before any work."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"{path} does not exist; check the path and try again.")
-    kind = _file_kind(path)
-    if series_uid is not None and kind != "dicom":
-        raise InputError(f"--series picks a DICOM series, but {path.name} is not DICOM; leave --series out.")
+    path, kind = _checked_kind(path, series_uid)
     if kind == "dicom":
         from TeethSegmentationLib.io.dicom import inspect_dicom
 
         inspect_dicom(path, series_uid)
     else:
         (inspect_nrrd if kind == "nrrd" else inspect_nifti)(path)
+
+
+def _checked_kind(path: str | os.PathLike, series_uid: str | None) -> tuple[Path, str]:
+    """The path and its kind ("dicom", "nrrd", "nifti"), refused when missing or when --series cannot apply."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path and try again.")
+    kind = _file_kind(path)
+    if series_uid is not None and kind != "dicom":
+        raise InputError(f"--series picks a DICOM series, but {path.name} is not DICOM; leave --series out.")
+    return path, kind
 
 
 def _file_kind(path: Path) -> str:

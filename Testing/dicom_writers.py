@@ -1,4 +1,5 @@
-"""Writing DICOM CT series (single-frame slices or one Enhanced CT multi-frame file): phantoms and tests."""
+"""Writing DICOM CT series (single-frame slices or one Enhanced CT multi-frame file) for the tests: only tests
+write DICOM, so this lives beside them, not in the engine."""
 
 from __future__ import annotations
 
