@@ -33,7 +33,7 @@ from TeethSegmentationModuleLib.logic import TeethSegmentationLogic, resourcePat
 from TeethSegmentationModuleLib.selftest import TeethSegmentationTest  # noqa: E402, F401 (found here by Slicer)
 
 from TeethSegmentationLib import mrml, tooth_segments  # noqa: E402
-from TeethSegmentationLib.presenter import Inputs, Presenter, model_choices  # noqa: E402
+from TeethSegmentationLib.presenter import Inputs, Presenter, card_text, case_rows, model_choices  # noqa: E402
 
 POLL_MS = 100
 
@@ -97,6 +97,9 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.confidenceTable.setHorizontalHeaderLabels([_("FDI"), _("Tooth"), _("Confidence"), _("Volume (mm³)")])
         self.ui.trainingPairsTable.setColumnCount(2)
         self.ui.trainingPairsTable.setHorizontalHeaderLabels([_("Volume"), _("Segmentation")])
+        self.ui.casesTable.setColumnCount(2)
+        self.ui.casesTable.setHorizontalHeaderLabels([_("Case"), _("Added")])
+        self.fillCasesTable()
         self.ui.logCollapsibleButton.collapsed = True
         self._connectSignals()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -110,11 +113,15 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                              (self.ui.trainButton, self.onTrainButton), (self.ui.renumberButton, self.onRenumber),
                              (self.ui.mergeButton, self.onMerge), (self.ui.undoButton, self.onUndo),
                              (self.ui.addTrainingPairButton, self.onAddTrainingPair),
-                             (self.ui.removeTrainingPairButton, self.onRemoveTrainingPair)):
+                             (self.ui.removeTrainingPairButton, self.onRemoveTrainingPair),
+                             (self.ui.addCaseButton, self.onAddCase), (self.ui.removeCaseButton, self.onRemoveCase),
+                             (self.ui.improveButton, self.onImprove), (self.ui.cancelImproveButton, self.onCancel),
+                             (self.ui.makeDefaultButton, self.onMakeDefault), (self.ui.revertButton, self.onRevert)):
             button.connect("clicked(bool)", lambda _checked=False, slot=slot: slot())
         self.ui.modelSelector.connect("activated(int)", self.onModelSelected)
         self.ui.confidenceTable.connect("cellDoubleClicked(int,int)", self.onConfidenceRowDoubleClicked)
         self.ui.confidenceTable.connect("itemSelectionChanged()", self.updateGui)
+        self.ui.casesTable.connect("itemSelectionChanged()", self.updateGui)
 
     # --- life cycle (as the Slicer template)
 
@@ -127,6 +134,7 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.fillCasesTable()
         self.probeDevice()
 
     def exit(self) -> None:
@@ -173,7 +181,9 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         output = params.outputSegmentation if params else None
         return Inputs(input_name=volume.GetName() if volume else "", output_name=output.GetName() if output else "",
                       segment_count=output.GetSegmentation().GetNumberOfSegments() if output else 0,
-                      training_pairs=self.ui.trainingPairsTable.rowCount)
+                      training_pairs=self.ui.trainingPairsTable.rowCount, library_cases=self.ui.casesTable.rowCount,
+                      case_selected=self.selectedCaseId() is not None,
+                      user_default=self.logic.defaultModelFile() is not None)
 
     def updateGui(self, caller=None, event=None) -> None:
         buttons = self.presenter.buttons(self.inputs())
@@ -184,6 +194,7 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.trainButton.enabled = buttons.train
         for button in (self.ui.exportStlButton, self.ui.exportLabelmapButton):
             button.enabled = buttons.export
+        self.updateImproveButtons(buttons)
         selected = self.selectedSegmentId() is not None
         self.ui.renumberButton.enabled = self.ui.mergeButton.enabled = buttons.correct and selected
         lastUndo = self.logic.undoCopies.last(self._parameterNode.outputSegmentation) if (
@@ -194,10 +205,18 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.value = int(round(100 * self.presenter.fraction))
         self.ui.deviceLabel.text = self.presenter.device
 
+    def updateImproveButtons(self, buttons) -> None:
+        self.ui.addCaseButton.enabled = buttons.add_case
+        self.ui.removeCaseButton.enabled = buttons.remove_case
+        self.ui.improveButton.enabled = buttons.improve
+        self.ui.cancelImproveButton.enabled = buttons.cancel_improve
+        self.ui.makeDefaultButton.enabled = buttons.make_default
+        self.ui.revertButton.enabled = buttons.revert
+
     def showModelChoice(self) -> None:
-        """The combo box shows the parameter node's model path, whatever set it."""
+        """The combo box shows the parameter node's model path, whatever set it; the card below, that model's."""
         current = self._parameterNode.modelPath if self._parameterNode else ""
-        items, index = model_choices(self.logic.userModels(), current, tr=_)
+        items, index = model_choices(self.logic.userModels(), current, tr=_, user_default=self.logic.defaultModelCard())
         combo = self.ui.modelSelector
         wasBlocked = combo.blockSignals(True)
         combo.clear()
@@ -205,6 +224,8 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             combo.addItem(label, path)
         combo.setCurrentIndex(index)
         combo.blockSignals(wasBlocked)
+        if self._parameterNode is not None:
+            self.ui.modelCardLabel.text = card_text(*self.logic.modelCard(self._parameterNode), tr=_)
 
     def onModelSelected(self, index: int) -> None:
         if self._parameterNode is not None:
@@ -239,6 +260,8 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onOutcome(self, outcome) -> None:
         if outcome.status == "ok" and outcome.task == "segment":
             self.attempt(_("Could not load the result."), self.loadResult, outcome.runner)
+        elif outcome.status == "ok" and outcome.task == "finetune":
+            self.attempt(_("Fine-tuning finished but its model could not be kept."), self.useFinetuned, outcome.runner)
         elif outcome.status == "ok":
             self.attempt(_("Training finished but its model could not be used."), self.useModel, outcome.runner)
         else:
@@ -397,3 +420,70 @@ class TeethSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if all(nodes):
                 pairs.append(tuple(nodes))
         return pairs
+
+    # --- the case library and Improve model
+
+    def fillCasesTable(self) -> None:
+        rows = case_rows(self.logic.libraryCases())
+        table = self.ui.casesTable
+        table.setRowCount(len(rows))
+        for row, (caseId, title, added) in enumerate(rows):
+            for column, text in enumerate((title, added)):
+                item = qt.QTableWidgetItem(text)
+                item.setData(qt.Qt.UserRole, caseId)
+                table.setItem(row, column, item)
+        table.resizeColumnsToContents()
+
+    def selectedCaseId(self) -> str | None:
+        items = self.ui.casesTable.selectedItems()
+        return items[0].data(qt.Qt.UserRole) if items else None
+
+    def onAddCase(self) -> None:
+        self.attempt(_("Could not add the case to your training cases."), self.addCase)
+
+    def addCase(self) -> None:
+        self.logic.addTrainingCase(self._parameterNode)
+        self.fillCasesTable()
+        self.presenter.note(_("Added {volume} to your training cases ({count} in all).").format(
+            volume=self._parameterNode.inputVolume.GetName(), count=self.ui.casesTable.rowCount))
+
+    def onRemoveCase(self) -> None:
+        self.attempt(_("Could not remove the case."), self.removeCase)
+
+    def removeCase(self) -> None:
+        self.logic.removeTrainingCase(self.selectedCaseId())
+        self.fillCasesTable()
+        self.presenter.note(_("Removed the case ({count} left).").format(count=self.ui.casesTable.rowCount))
+
+    def onImprove(self) -> None:
+        if not self.ensureDependencies():
+            return
+        self.ui.improveResultLabel.text = ""
+        with slicer.util.tryWithErrorDisplay(_("Could not start the fine-tuning."), waitCursor=True):
+            self.startJob(self.logic.startFinetune(self._parameterNode), "finetune")
+
+    def useFinetuned(self, runner) -> None:
+        """Keep the new model; the presenter decides whether it becomes the default or waits for the user."""
+        model = self.logic.finishFinetune(runner)
+        verdict = self.presenter.finetune_verdict(runner.result, str(model))
+        if verdict.install:
+            self.logic.makeDefault(str(model), self._parameterNode)
+        self.ui.improveResultLabel.text = verdict.message
+        self.showModelChoice()
+
+    def onMakeDefault(self) -> None:
+        self.attempt(_("Could not make the model your default."), self.makeCandidateDefault)
+
+    def makeCandidateDefault(self) -> None:
+        name = pathlib.Path(self.presenter.candidate).stem
+        self.logic.makeDefault(self.presenter.candidate, self._parameterNode)
+        self.presenter.default_changed(_("{name} is now your default model.").format(name=name))
+        self.showModelChoice()
+
+    def onRevert(self) -> None:
+        self.attempt(_("Could not revert to the shipped model."), self.revertToShipped)
+
+    def revertToShipped(self) -> None:
+        self.logic.revertToShipped(self._parameterNode)
+        self.presenter.default_changed(_("The shipped model is the default again."))
+        self.showModelChoice()

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 
 IMAGE_NAME = "image.nrrd"
@@ -50,8 +51,11 @@ class LibraryCase:
 
 
 def new_case_id() -> str:
-    """A neutral, sortable id (never the patient's or the volume's name)."""
-    return f"case-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    """A neutral id that sorts by time to the millisecond (never the patient's or the volume's name): two cases
+    added within one second still list in the order they were added, and the newest is the held-back one."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"case-{stamp}-{int(now * 1000) % 1000:03d}-{uuid.uuid4().hex[:6]}"
 
 
 def is_library(folder: str | os.PathLike) -> bool:
@@ -142,3 +146,44 @@ def revert_to_shipped(root: str | os.PathLike) -> None:
 
 def card_path(model_path: str | os.PathLike) -> Path:
     return Path(str(model_path) + ".card.json")
+
+
+def read_card(model_path: str | os.PathLike) -> dict | None:
+    """A model's card (``card_path``) as a dict; None when it has none or it cannot be read."""
+    try:
+        card = json.loads(card_path(model_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _copy_with_card(model_path: Path, target: Path) -> Path:
+    """Copy a model and its card (if any) to ``target``, each atomically; the card first, the model last."""
+    if not model_path.is_file():
+        raise InputError(f"{model_path} does not exist.")
+    card = card_path(model_path)
+    if card.is_file():
+        with atomic_path(card_path(target)) as tmp:
+            shutil.copyfile(card, tmp)
+    else:
+        card_path(target).unlink(missing_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(model_path, tmp)
+    return target
+
+
+def publish_model(staged: str | os.PathLike, models_folder: str | os.PathLike) -> Path:
+    """Copy a model written in a private folder (and its card) into ``models_folder`` under a new dated name
+    (``finetuned-YYYYmmdd-HHMMSS.pt``, never overwriting); its path there."""
+    folder = Path(models_folder)
+    stem = f"finetuned-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = folder / f"{stem}.pt", 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stem}-{n}.pt"
+    return _copy_with_card(Path(staged), target)
+
+
+def make_default(model_path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """Make a model (and its card) the user's default: copied to :func:`user_default_model`."""
+    return _copy_with_card(Path(model_path), user_default_model(root))

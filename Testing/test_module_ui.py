@@ -65,7 +65,7 @@ def test_ui_is_a_qt_designer_file_with_a_widget_tree(ui):
     assert len(widgets) > 30
     assert len(widgets) == len(list(ui.iter("widget"))), "widget names must be unique"
     sections = {w.findtext("property/string") for w in ui.iter("widget") if w.get("class") == "ctkCollapsibleButton"}
-    assert {"Segment", "Results / Export", "Train", "Advanced"} <= sections
+    assert {"Segment", "Results / Export", "Improve model", "Train", "Advanced"} <= sections
     custom = {c.findtext("class") for c in ui.iter("customwidget")}
     used = {w.get("class") for w in ui.iter("widget")}
     assert {c for c in used if c.startswith(("ctk", "qMRML"))} <= custom
@@ -85,11 +85,41 @@ def test_expected_widgets_and_types(ui):
         "logCollapsibleButton": "ctkCollapsibleButton", "deviceLabel": "QLabel",
         "renumberButton": "QPushButton", "renumberSpinBox": "QSpinBox", "shiftRestCheckBox": "QCheckBox",
         "mergeButton": "QPushButton", "mergeSpinBox": "QSpinBox", "undoButton": "QPushButton",
+        "addCaseButton": "QPushButton", "removeCaseButton": "QPushButton", "casesTable": "QTableWidget",
+        "improveButton": "QPushButton", "cancelImproveButton": "QPushButton", "improveResultLabel": "QLabel",
+        "makeDefaultButton": "QPushButton", "revertButton": "QPushButton", "modelCardLabel": "QLabel",
     }
     for name, cls in expected.items():
         assert name in widgets, name
         assert widgets[name].get("class") == cls, name
     assert widgets["segmentButton"].findtext("property[@name='text']/string") == "Segment teeth"
+    texts = {name: widgets[name].findtext("property[@name='text']/string") for name in
+             ("addCaseButton", "removeCaseButton", "improveButton", "revertButton")}
+    assert texts == {"addCaseButton": "Add to training cases", "removeCaseButton": "Remove",
+                     "improveButton": "Improve model", "revertButton": "Revert to shipped model"}
+
+
+def test_improve_model_section_buttons_are_wired_and_gated_by_the_presenter(tree, ui):
+    """Every button of the section has a tooltip, a slot, and its enabled state from one presenter field;
+    every field of presenter.Buttons is shown by the widget (a new one cannot be forgotten)."""
+    from dataclasses import fields
+
+    from TeethSegmentationLib.presenter import Buttons
+
+    widget = _class(tree, "TeethSegmentationWidget")
+    connect = ast.unparse(next(f for f in widget.body if getattr(f, "name", "") == "_connectSignals"))
+    section = next(w for w in ui.iter("widget") if w.get("name") == "improveCollapsibleButton")
+    buttons = [w.get("name") for w in section.iter("widget") if w.get("class") == "QPushButton"]
+    assert len(buttons) == 6
+    for name in buttons:
+        assert section.find(f".//widget[@name='{name}']/property[@name='toolTip']/string").text, name
+        assert f"self.ui.{name}, self.on" in connect, f"{name} is not connected"
+    used = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+            and n.value.id == "buttons"}
+    assert used == {f.name for f in fields(Buttons)}, {f.name for f in fields(Buttons)} ^ used
+    for name in ("modelCardLabel", "improveResultLabel"):
+        label = next(w for w in ui.iter("widget") if w.get("name") == name)
+        assert label.findtext("property[@name='wordWrap']/bool") == "true", name
 
 
 def test_node_combo_boxes_get_the_scene(ui):

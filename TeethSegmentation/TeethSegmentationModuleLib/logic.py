@@ -20,7 +20,7 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from TeethSegmentationLib import corrections, mrml, tooth_segments
+from TeethSegmentationLib import case_library, corrections, mrml, tooth_segments
 from TeethSegmentationModuleLib import dependencies
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent.parent
@@ -79,12 +79,35 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         return found
 
     @staticmethod
+    def settingsFolder() -> pathlib.Path:
+        """The module's folder beside Slicer's settings file: Models/ (the user's models), the case library
+        (cases/) and the user's default model (models/user-default.pt, see case_library)."""
+        return pathlib.Path(slicer.app.slicerUserSettingsFilePath).parent / "TeethSegmentation"
+
+    @staticmethod
     def userModelsFolder() -> pathlib.Path:
-        return pathlib.Path(slicer.app.slicerUserSettingsFilePath).parent / "TeethSegmentation" / "Models"
+        return TeethSegmentationLogic.settingsFolder() / "Models"
 
     def userModels(self) -> list[pathlib.Path]:
-        folder = self.userModelsFolder()
-        return sorted(folder.glob("*.pt")) if folder.is_dir() else []
+        """Models to choose from; not the user default (on a case-insensitive file system models/ is Models/)."""
+        folder, default = self.userModelsFolder(), case_library.user_default_model(self.settingsFolder()).name
+        return sorted(p for p in folder.glob("*.pt") if p.name.lower() != default) if folder.is_dir() else []
+
+    @staticmethod
+    def defaultModelFile() -> str | None:
+        """The user's own default model (made by Improve model), None while the shipped one is the default."""
+        path = case_library.user_default_model(TeethSegmentationLogic.settingsFolder())
+        return str(path) if path.is_file() else None
+
+    def defaultModelCard(self) -> dict | None:
+        """The user default's card ({} without one); None while the shipped model is the default."""
+        path = self.defaultModelFile()
+        return None if path is None else (case_library.read_card(path) or {})
+
+    def modelCard(self, params: TeethSegmentationParameterNode) -> tuple[dict | None, str]:
+        """(card, path) of the model Segment would use; path "" is the shipped model."""
+        path = self.modelFile(params) or self.defaultModelFile() or ""
+        return (case_library.read_card(path) if path else None), path
 
     @staticmethod
     def ensureDependencies(confirm=None) -> None:
@@ -108,7 +131,7 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def segmentArgs(inputPath: str, outputDir: str, params: TeethSegmentationParameterNode) -> list[str]:
         args = ["segment", inputPath, "--output", outputDir, "--device", params.device]
-        model = TeethSegmentationLogic.modelFile(params)
+        model = TeethSegmentationLogic.modelFile(params) or TeethSegmentationLogic.defaultModelFile()
         if model:
             args += ["--model", model]
         if params.testTimeFlips:
@@ -217,7 +240,8 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         args = ["train", "--images", *map(str, images), "--labels", *map(str, labelFiles),
                 "--output", str(output), "--epochs", str(params.epochs), "--device", params.device]
         if params.fineTune:
-            init = self.modelFile(params) or str(resourcePath("Models", "teethseg-default.pt"))
+            shipped = str(resourcePath("Models", "teethseg-default.pt"))
+            init = self.modelFile(params) or self.defaultModelFile() or shipped
             args += ["--init", init]
         return args
 
@@ -254,3 +278,58 @@ class TeethSegmentationLogic(ScriptedLoadableModuleLogic):
         if params is not None:
             params.modelPath = str(output)
         return output
+
+    # --- the case library and Improve model (teethseg finetune)
+
+    def libraryCases(self) -> list:
+        """The case library's cases (case_library.LibraryCase), oldest first."""
+        return case_library.CaseLibrary(self.settingsFolder()).list()
+
+    def addTrainingCase(self, params: TeethSegmentationParameterNode) -> str:
+        """Save the input volume and its (corrected) output segmentation into the case library; the case id."""
+        if not params.inputVolume or not params.outputSegmentation:
+            raise ValueError(_("Segment a volume and correct its teeth first."))
+        return mrml.export_case_to_library(params.inputVolume, params.outputSegmentation, self.settingsFolder())
+
+    def removeTrainingCase(self, caseId: str) -> None:
+        case_library.CaseLibrary(self.settingsFolder()).remove(caseId)
+
+    def startFinetune(self, params: TeethSegmentationParameterNode):
+        """Start ``finetune`` on the case library from the model Segment would use; the runner.
+
+        Everything it writes stays in a private folder until :meth:`finishFinetune` publishes the model.
+        """
+        from TeethSegmentationLib.presenter import finetune_runner
+
+        if not self.libraryCases():
+            raise ValueError(_("Add at least one corrected case with 'Add to training cases' first."))
+        folder = self.privateFolder("TeethSegmentation-finetune-")
+        try:
+            init = self.modelFile(params) or self.defaultModelFile()
+            runner = finetune_runner(self.settingsFolder(), folder, init, params.device, self.pythonExecutable())
+            logging.info("TeethSegmentation: " + " ".join(runner.command))
+            return runner.start()
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def finishFinetune(self, runner) -> pathlib.Path:
+        """Copy the new model and its card into the user's models (a new dated name); its path there."""
+        from TeethSegmentationLib.presenter import STAGED_MODEL
+
+        try:
+            return case_library.publish_model(pathlib.Path(runner.temp_folder) / STAGED_MODEL, self.userModelsFolder())
+        finally:
+            runner.cleanup()
+
+    def makeDefault(self, modelPath: str, params: TeethSegmentationParameterNode | None) -> None:
+        """Make a model the user's default; the next Segment uses it (``params``: the default is selected)."""
+        case_library.make_default(modelPath, self.settingsFolder())
+        if params is not None:
+            params.modelPath = ""
+
+    def revertToShipped(self, params: TeethSegmentationParameterNode | None) -> None:
+        """Forget the user's default model; the shipped one is the default again, and selected."""
+        case_library.revert_to_shipped(self.settingsFolder())
+        if params is not None:
+            params.modelPath = ""

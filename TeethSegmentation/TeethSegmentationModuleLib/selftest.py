@@ -1,5 +1,6 @@
 """The module's self-test, run inside Slicer (Reload and Test, or ctest): the widget on a fresh scene, a real
-segmentation of a phantom checked against its truth, and Cancel. Skipped, saying why, when the engine's
+segmentation of a phantom checked against its truth, Cancel, and the Improve model loop (in a settings
+folder of its own: the user's case library and default model are never touched). Skipped, saying why, when the engine's
 packages are missing: it installs nothing.
 """
 
@@ -49,7 +50,7 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self) -> None:
         try:
             for test in (self.test_widget_segments_a_fresh_scene, self.test_identification_against_truth,
-                         self.test_cancel_segmentation):
+                         self.test_cancel_segmentation, self.test_improve_model_loop):
                 self.setUp()
                 test()
         finally:
@@ -150,3 +151,62 @@ class TeethSegmentationTest(ScriptedLoadableModuleTest):
                  and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         self.assertEqual(alive, [], "processes survived Cancel")
         self.delayDisplay("Test passed")
+
+    def test_improve_model_loop(self) -> None:
+        """Add to training cases, Remove, Improve model (a real fine-tuning), the verdict, the model list, Revert."""
+        self.delayDisplay("Add to training cases, Improve model, Revert to shipped model")
+        original = TeethSegmentationLogic.settingsFolder
+        TeethSegmentationLogic.settingsFolder = staticmethod(lambda: self.work / "settings")
+        try:
+            widget = self._widgetWithCorrectedPhantom()
+            self._addAndRemoveCases(widget)
+            self._improveAndRevert(widget)
+        finally:
+            TeethSegmentationLogic.settingsFolder = original
+            slicer.util.getModuleWidget("TeethSegmentation").fillCasesTable()  # the user's own library again
+        self.delayDisplay("Test passed")
+
+    def _widgetWithCorrectedPhantom(self):
+        """The widget with the phantom as input and its truth as the (corrected) output segmentation."""
+        from TeethSegmentationLib import mrml
+
+        volume = self._loadPhantom()
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected teeth")
+        segmentation.CreateDefaultDisplayNodes()
+        mrml.load_fdi_labelmap_as_segments(self.work / "case00.labels.nrrd", segmentation, volume, None)
+        slicer.util.selectModule("TeethSegmentation")
+        widget = slicer.util.getModuleWidget("TeethSegmentation")
+        params = widget._parameterNode
+        params.inputVolume, params.outputSegmentation, params.device, params.modelPath = volume, segmentation, "cpu", ""
+        widget.fillCasesTable()
+        return widget
+
+    def _addAndRemoveCases(self, widget) -> None:
+        self.assertEqual(widget.ui.casesTable.rowCount, 0)
+        self.assertFalse(widget.ui.improveButton.enabled)
+        for _case in range(3):
+            self.assertTrue(widget.ui.addCaseButton.enabled, widget.presenter.status)
+            widget.ui.addCaseButton.click()
+        self.assertEqual(widget.ui.casesTable.rowCount, 3, widget.presenter.status)
+        widget.ui.casesTable.selectRow(0)
+        self.assertTrue(widget.ui.removeCaseButton.enabled)
+        widget.ui.removeCaseButton.click()
+        self.assertEqual(widget.ui.casesTable.rowCount, 2)
+        self.assertEqual(len(list((self.work / "settings" / "cases").iterdir())), 2)
+
+    def _improveAndRevert(self, widget) -> None:
+        models = widget.ui.modelSelector.count
+        widget.ui.improveButton.click()
+        self.assertTrue(widget.ui.cancelImproveButton.enabled)
+        self._waitWhile(lambda: widget.presenter.busy)
+        self.assertTrue(widget.ui.improveResultLabel.text.startswith("On your held-back scan"), widget.presenter.status)
+        self.assertEqual(widget.ui.modelSelector.count, models + 1)
+        if widget.ui.makeDefaultButton.enabled:  # it did not do better: the user chooses it anyway
+            self.assertFalse(widget.ui.revertButton.enabled)
+            widget.ui.makeDefaultButton.click()
+        self.assertTrue(widget.ui.revertButton.enabled)
+        self.assertTrue(widget.ui.modelSelector.itemText(0).startswith("Default model (yours"))
+        self.assertTrue(widget.ui.modelCardLabel.text.startswith("Fine-tuned on 2 of your cases"))
+        widget.ui.revertButton.click()
+        self.assertFalse(widget.ui.revertButton.enabled)
+        self.assertEqual(widget.ui.modelSelector.itemText(0), "Default model (shipped)")
