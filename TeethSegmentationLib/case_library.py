@@ -157,7 +157,7 @@ def read_card(model_path: str | os.PathLike) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
-def _copy_with_card(model_path: Path, target: Path) -> Path:
+def copy_with_card(model_path: Path, target: Path) -> Path:
     """Copy a model and its card (if any) to ``target``, each atomically; the card first, the model last."""
     if not model_path.is_file():
         raise InputError(f"{model_path} does not exist.")
@@ -181,9 +181,9 @@ def publish_model(staged: str | os.PathLike, models_folder: str | os.PathLike) -
     while target.exists():
         n += 1
         target = folder / f"{stem}-{n}.pt"
-    return _copy_with_card(Path(staged), target)
+    return copy_with_card(Path(staged), target)
 
 
 def make_default(model_path: str | os.PathLike, root: str | os.PathLike) -> Path:
     """Make a model (and its card) the user's default: copied to :func:`user_default_model`."""
-    return _copy_with_card(Path(model_path), user_default_model(root))
+    return copy_with_card(Path(model_path), user_default_model(root))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from TeethSegmentationLib.case_library import CaseLibrary, is_library
+from TeethSegmentationLib.case_library import CaseLibrary, copy_with_card, is_library
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
@@ -39,7 +39,7 @@ from TeethSegmentationLib.metrics import evaluate_pair
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model
 from TeethSegmentationLib.training import corrected_labels
 from TeethSegmentationLib.training.dataset import Case, find_cases
-from TeethSegmentationLib.training.lineage import finetuned_training, install_model, save_with_card
+from TeethSegmentationLib.training.lineage import finetuned_training, save_with_card
 from TeethSegmentationLib.training.trainer import TrainConfig, Trainer
 
 REPLAY_SEED = 900_000  # phantom seeds far from the default model's training (100+) and validation (10000+)
@@ -316,7 +316,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
         result["card"] = str(save_with_card(new, config.output))
         result["default_model_updated"] = bool(config.default_model and result["better"])
         if result["default_model_updated"]:
-            install_model(config.output, config.default_model)
+            copy_with_card(Path(config.output), Path(config.default_model))
         result["seconds"] = round(time.monotonic() - started, 1)
         reporter.log(result["figure"])
         return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -81,19 +80,3 @@ def save_with_card(model: TeethModel, output: str | os.PathLike) -> Path:
         tmp.write_text(json.dumps(card(model), indent=2), encoding="utf-8")
     save_model(model, output)
     return target
-
-
-def read_card(model_path: str | os.PathLike) -> dict[str, Any] | None:
-    try:
-        return json.loads(card_path(model_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def install_model(model_path: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Copy a model and its card to ``target`` (e.g. the user-default location), each atomically."""
-    for source, destination in ((card_path(model_path), card_path(target)), (Path(model_path), Path(target))):
-        if source.exists():
-            with atomic_path(destination) as tmp:
-                shutil.copyfile(source, tmp)
-    return Path(target)
