@@ -7,9 +7,14 @@ every ``SetMRMLScene``) and cleared after each test that used it. Tests using it
 
 from __future__ import annotations
 
+import sys
 import types
+from pathlib import Path
 
 import pytest
+
+# The Slicer module's own helpers (TeethSegmentationModuleLib: corrections, ...) import as Slicer imports them.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "TeethSegmentation"))
 
 _LOGICS = {  # module name -> logic class name: the logics the bridge needs, set up as Slicer does
     "Colors": "vtkMRMLColorLogic",

@@ -39,7 +39,7 @@ def arch(slicer_scene, tmp_path):
 
 
 def _id(node, value):
-    from TeethSegmentationLib.corrections import segment_with_value
+    from TeethSegmentationModuleLib.corrections import segment_with_value
 
     return segment_with_value(node, value)
 
@@ -64,7 +64,7 @@ def _exported(node, volume, path):
 
 
 def test_renumber_to_a_taken_number_swaps_the_two_teeth(slicer_scene, arch, tmp_path):
-    from TeethSegmentationLib.corrections import renumber
+    from TeethSegmentationModuleLib.corrections import renumber
 
     volume, node, truth = arch
     was_14, was_21 = _id(node, 14), _id(node, 21)
@@ -82,7 +82,7 @@ def test_renumber_to_a_taken_number_swaps_the_two_teeth(slicer_scene, arch, tmp_
 
 
 def test_renumber_with_shift_moves_the_rest_of_the_quadrant(slicer_scene, arch):
-    from TeethSegmentationLib.corrections import renumber
+    from TeethSegmentationModuleLib.corrections import renumber
 
     volume, node, truth = arch
     ids = {f: _id(node, f) for f in (14, 15, 16, 17, 21)}
@@ -96,7 +96,7 @@ def test_renumber_with_shift_moves_the_rest_of_the_quadrant(slicer_scene, arch):
 
 
 def test_number_an_unnumbered_tooth_and_renumber_to_a_free_number(slicer_scene, arch):
-    from TeethSegmentationLib.corrections import renumber
+    from TeethSegmentationModuleLib.corrections import renumber
 
     volume, node, truth = arch
     half = _id(node, UNNUMBERED_LABEL_BASE)
@@ -111,7 +111,7 @@ def test_number_an_unnumbered_tooth_and_renumber_to_a_free_number(slicer_scene, 
 
 
 def test_merge_into_joins_the_halves_of_a_split_molar(slicer_scene, arch, tmp_path):
-    from TeethSegmentationLib.corrections import merge_into
+    from TeethSegmentationModuleLib.corrections import merge_into
 
     volume, node, truth = arch
     molar, half = _id(node, 36), _id(node, UNNUMBERED_LABEL_BASE)
@@ -128,7 +128,7 @@ def test_merge_into_joins_the_halves_of_a_split_molar(slicer_scene, arch, tmp_pa
 
 
 def test_undo_restores_names_values_and_voxels(slicer_scene, arch, tmp_path):
-    from TeethSegmentationLib.corrections import UndoCopies, merge_into, renumber
+    from TeethSegmentationModuleLib.corrections import UndoCopies, merge_into, renumber
 
     volume, node, truth = arch
     history = UndoCopies(depth=2)
@@ -154,8 +154,9 @@ def test_undo_restores_names_values_and_voxels(slicer_scene, arch, tmp_path):
 
 def test_renumber_keeps_voxels_apart_when_a_number_is_held_in_another_layer(slicer_scene, arch, tmp_path):
     """Two segments with value 21 in different layers: the moving tooth is separated, not merged into the other."""
+    from TeethSegmentationModuleLib.corrections import renumber
+
     from TeethSegmentationLib import mrml
-    from TeethSegmentationLib.corrections import renumber
 
     volume, node, truth = arch
     extra = np.zeros_like(truth)
@@ -175,8 +176,9 @@ def test_renumber_keeps_voxels_apart_when_a_number_is_held_in_another_layer(slic
 
 
 def test_corrected_segmentation_goes_to_training_as_it_is(slicer_scene, arch, tmp_path):
+    from TeethSegmentationModuleLib.corrections import merge_into, renumber
+
     from TeethSegmentationLib import mrml
-    from TeethSegmentationLib.corrections import merge_into, renumber
     from TeethSegmentationLib.io.read_write import read_volume
 
     volume, node, truth = arch
@@ -194,8 +196,9 @@ def test_corrected_segmentation_goes_to_training_as_it_is(slicer_scene, arch, tm
 
 
 def test_tooth_rows_follow_the_corrections(slicer_scene, tmp_path):
+    from TeethSegmentationModuleLib.corrections import renumber
+
     from TeethSegmentationLib import mrml, tooth_segments
-    from TeethSegmentationLib.corrections import renumber
 
     image, teeth, _fdi = _write_arch(tmp_path)
     volume = slicer_scene.logics["volumes"].AddArchetypeVolume(str(image), "arch", 0)

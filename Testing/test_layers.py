@@ -22,11 +22,11 @@ LAYERS = {
     "commands": 8,
     "cli": 9, "__main__": 10,
     # The Slicer side, above the engine: the child-process runner and the scene bridge.
-    "runner": 11, "mrml": 11, "corrections": 11, "tooth_segments": 11,
+    "runner": 11, "mrml": 11, "tooth_segments": 11,
     # Qt-free button, status and event logic of the module's widget, over the runner.
     "presenter": 12,
 }
-BRIDGE = {"mrml", "corrections", "tooth_segments"}  # the only modules that may import slicer / vtk-for-MRML
+BRIDGE = {"mrml", "tooth_segments"}  # the only modules that may import slicer / vtk-for-MRML
 GUI_OR_SLICER = ("qt", "ctk", "slicer", "PythonQt")
 
 

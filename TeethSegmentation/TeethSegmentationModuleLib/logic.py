@@ -20,8 +20,8 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from TeethSegmentationLib import case_library, corrections, mrml, tooth_segments
-from TeethSegmentationModuleLib import dependencies
+from TeethSegmentationLib import case_library, mrml, tooth_segments
+from TeethSegmentationModuleLib import corrections, dependencies
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent.parent
 dependencies.tr = _  # its messages reach the user too
