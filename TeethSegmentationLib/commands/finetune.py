@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: scales with the cases)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default 25")
     parser.add_argument("--replay-phantoms", type=int, default=None, help="fresh phantoms mixed in (default: scales)")
-    parser.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4, poly decay)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4, poly decay)")
     parser.add_argument(
         "--train-norm", action="store_true", help="let batch-norm statistics follow the new cases (default: frozen)"
     )
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         replay_phantoms=args.replay_phantoms,
-        lr=args.lr,
+        **({} if args.lr is None else {"lr": args.lr}),
         freeze_norm=not args.train_norm,
         device=args.device,
         seed=args.seed,
