@@ -10,6 +10,7 @@ import torch
 
 from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.model_file import new_model, save_model
 from TeethSegmentationLib.phantom import make_phantom
 
 
@@ -38,3 +39,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def tiny_parent_model(path: Path) -> Path:
+    """A small untrained model on the tiny phantoms' coarse grids (fast to segment and to fine-tune)."""
+    torch.manual_seed(0)
+    model = new_model(spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
+                      types_arch={"start_filters": 4})
+    save_model(model, path)
+    return path

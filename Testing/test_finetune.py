@@ -15,12 +15,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_phantoms import write_cases  # noqa: E402
+from _train_phantoms import tiny_parent_model, write_cases  # noqa: E402
 
 from TeethSegmentationLib.case_library import CaseLibrary, card_path  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
-from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, new_model, save_model  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.training.finetune import FinetuneConfig, finetune, is_better, recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +38,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A small untrained model on the tiny phantoms' coarse grids (fast to segment and to train)."""
-    torch.manual_seed(0)
-    model = new_model(spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
-                      types_arch={"start_filters": 4})
-    path = tmp_path_factory.mktemp("init") / "tiny-parent.pt"
-    save_model(model, path)
-    return path
+    return tiny_parent_model(tmp_path_factory.mktemp("init") / "tiny-parent.pt")
 
 
 @pytest.fixture(scope="module")

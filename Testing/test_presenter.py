@@ -8,25 +8,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from presenter_polling import poll_until_done
 
 from TeethSegmentationLib.presenter import Inputs, Presenter, model_choices
 from TeethSegmentationLib.runner import EngineRunner, device_probe
 
 FRESH = Inputs(input_name="CBCT", output_name="", segment_count=0)
 SEGMENTED = Inputs(input_name="CBCT", output_name="CBCT teeth", segment_count=28, training_pairs=1)
-
-
-def _poll_until_done(presenter: Presenter, timeout: float = 120.0, during=None):
-    """Poll like the widget's timer; ``during(presenter)`` is checked on every tick while the job runs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = presenter.poll()
-        if outcome is not None:
-            return outcome
-        if during is not None and presenter.busy:
-            during(presenter)
-        assert time.monotonic() < deadline, "the job did not end in time"
-        time.sleep(0.02)
 
 
 def _wait_for_probe(presenter: Presenter, timeout: float = 120.0) -> None:
@@ -59,7 +47,7 @@ def test_a_real_engine_job_drives_progress_log_and_buttons(tmp_path):
         assert buttons.cancel and not (buttons.segment or buttons.export or buttons.correct or buttons.train)
         seen.append(p.fraction)
 
-    outcome = _poll_until_done(presenter, during=during)
+    outcome = poll_until_done(presenter, during=during)
     assert outcome.status == "ok" and outcome.task == "segment" and outcome.runner is runner
     assert presenter.fraction == 1.0 and not presenter.busy
     assert seen == sorted(seen) and all(0.0 <= f <= 1.0 for f in seen)
@@ -97,14 +85,14 @@ def test_bad_input_and_a_crash_are_reported_as_failures(tmp_path):
     presenter = Presenter()
     missing = tmp_path / "missing.nrrd"
     presenter.start(EngineRunner(["segment", str(missing), "--output", str(tmp_path / "out")]).start(), "segment")
-    outcome = _poll_until_done(presenter)
+    outcome = poll_until_done(presenter)
     assert outcome.status == "bad_input" and str(missing) in outcome.message and "\n" not in outcome.message
     assert presenter.status == outcome.message and presenter.fraction == 0.0
     assert presenter.buttons(FRESH).segment
     crash = "import sys; sys.stderr.write('Traceback...\\nMemoryError: out of memory\\n'); sys.exit(1)"
     presenter.start(EngineRunner([], command=[sys.executable, "-c", crash]).start(), "train")
     assert presenter.buttons(SEGMENTED).cancel_train and not presenter.buttons(SEGMENTED).cancel
-    outcome = _poll_until_done(presenter)
+    outcome = poll_until_done(presenter)
     assert outcome.status == "failed" and outcome.task == "train"
     assert outcome.message == "MemoryError: out of memory" and "Traceback" in outcome.details
 
@@ -129,7 +117,7 @@ def test_probe_and_job_run_side_by_side(tmp_path):
     runner = EngineRunner(["phantom", str(tmp_path), "--cases", "1", "--size", "tiny"]).start()
     presenter.start(runner, "segment")
     assert presenter.buttons(SEGMENTED).cancel
-    outcome = _poll_until_done(presenter)
+    outcome = poll_until_done(presenter)
     _wait_for_probe(presenter)
     assert outcome.status == "ok" and presenter.fraction == 1.0
     import torch
@@ -160,11 +148,11 @@ def test_real_segmentation_through_the_presenter(tmp_path):
     phantom = EngineRunner(["phantom", str(tmp_path), "--cases", "1", "--size", "tiny", "--seed", "7"]).start()
     presenter = Presenter()
     presenter.start(phantom, "segment")
-    assert _poll_until_done(presenter).status == "ok"
+    assert poll_until_done(presenter).status == "ok"
     args = ["segment", str(tmp_path / "case00.nrrd"), "--output", str(tmp_path / "out"), "--device", "cpu"]
     presenter.start(EngineRunner(args).start(), "segment")
     stages = set()
-    outcome = _poll_until_done(presenter, timeout=600, during=lambda p: stages.add(p.status.split(":")[0]))
+    outcome = poll_until_done(presenter, timeout=600, during=lambda p: stages.add(p.status.split(":")[0]))
     assert outcome.status == "ok", outcome.message
     assert presenter.fraction == 1.0 and (tmp_path / "out" / "case00.teeth.nrrd").exists()
     assert {"teeth", "types"} <= stages, stages

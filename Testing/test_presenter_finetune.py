@@ -12,11 +12,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_phantoms import write_cases  # noqa: E402
+from _train_phantoms import tiny_parent_model, write_cases  # noqa: E402
+from presenter_polling import poll_until_done  # noqa: E402
 
 from TeethSegmentationLib import case_library  # noqa: E402
 from TeethSegmentationLib.case_library import CaseLibrary  # noqa: E402
-from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, new_model, save_model  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, save_model  # noqa: E402
 from TeethSegmentationLib.presenter import (  # noqa: E402
     STAGED_MODEL,
     Inputs,
@@ -35,12 +36,7 @@ CORRECTED = Inputs(input_name="CBCT", output_name="CBCT teeth", segment_count=28
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = new_model(spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
-                      types_arch={"start_filters": 4})
-    path = tmp_path_factory.mktemp("init") / "tiny-parent.pt"
-    save_model(model, path)
-    return path
+    return tiny_parent_model(tmp_path_factory.mktemp("init") / "tiny-parent.pt")
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +57,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def _run(presenter: Presenter, runner, timeout: float = 300.0, during=None):
     presenter.start(runner.start(), "finetune")
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = presenter.poll()
-        if outcome is not None:
-            return outcome
-        if during is not None and presenter.busy:
-            during(presenter)
-        assert time.monotonic() < deadline, "the fine-tuning did not end in time"
-        time.sleep(0.05)
+    return poll_until_done(presenter, timeout, during)
 
 
 def test_improve_on_one_case_asks_and_the_user_makes_it_the_default_then_reverts(tmp_path, pairs, tiny_model):
