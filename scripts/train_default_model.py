@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "default_model")
     parser.add_argument("--train-cases", type=int, default=40)
     parser.add_argument("--val-cases", type=int, default=5)
-    parser.add_argument("--fovs", nargs="+", default=["crop", "jaws", "crop", "head"])
+    parser.add_argument("--fovs", nargs="+", default=["crop", "jaws", "crop", "head", "lower", "upper"])
     parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
     parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+        help="the networks' arithmetic; auto: bfloat16 on CPUs with native bf16 (default: float32)",
+    )
     parser.add_argument("--tta", action="store_true", help="average over axis flips (8x slower, a bit more robust)")
     parser.add_argument("--stl", action="store_true", help="also write one STL surface per tooth")
     parser.add_argument("--stl-space", choices=("LPS", "RAS"), default="LPS", help="STL coordinates (default LPS)")
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     model = load_model(args.model)
     options = SegmentOptions(
         device=args.device,
+        precision=args.precision,
         tta=args.tta,
         stl=args.stl,
         stl_space=args.stl_space,
