@@ -160,9 +160,9 @@ def main() -> int:
             types_classes=args.types_classes,
         )
         lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
-        for stage in (s for s in STAGES if s in args.stages):
+        for n, stage in enumerate(s for s in STAGES if s in args.stages):
             epochs, steps = lengths[stage]
-            init = args.init if stage == "teeth" else str(args.output)  # types continue the model in --output
+            init = args.init if n == 0 else str(args.output)  # a later stage continues the model in --output
             config = TrainConfig(**common, stages=[stage], epochs=epochs, steps_per_epoch=steps, init=init)
             reporter.log(f"{stage} summary: {json.dumps(train(config, reporter), default=str)[:1500]}")
     figures = validate(
