@@ -61,7 +61,21 @@ def test_tta_is_flip_equivariant(tiny) -> None:
 
 def test_choose_roi() -> None:
     assert choose_roi((100, 100, 100), 96) == (100, 100, 100)
-    assert choose_roi((300, 200, 100), 64) == (128, 128, 100)
+    window = choose_roi((300, 200, 100), 64)
+    assert np.prod(window) <= infer.WHOLE_VOLUME_BUDGET and window[2] == 100
+    assert infer.predicted_voxels((300, 200, 100), window) <= infer.predicted_voxels((300, 200, 100), (128, 128, 100))
+
+
+@pytest.mark.parametrize("shape", [(210, 210, 158), (315, 315, 315), (180, 180, 135)])
+def test_windows_of_a_big_coarse_grid_fit_the_budget(shape) -> None:
+    """A 600x600x450 head at 0.35 mm on the 1 mm grid, the 31-litre field of view: windows of 2 * patch (192^3,
+    7 M voxels) held about 1.5 GB of activations; the chosen ones fit the budget and predict no more voxels."""
+    window = choose_roi(shape, 96)
+    assert np.prod(window) <= infer.WHOLE_VOLUME_BUDGET
+    assert all(96 <= w <= 192 for w in window)
+    assert infer.predicted_voxels(shape, window) <= max(
+        infer.predicted_voxels(shape, tuple(min(s, 192) for s in shape)), 1.25 * np.prod(shape)
+    )
 
 
 def test_cuda_out_of_memory_retries_with_smaller_windows(tiny, monkeypatch: pytest.MonkeyPatch) -> None:

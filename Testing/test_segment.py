@@ -322,6 +322,32 @@ def test_skip_mask_is_the_grown_teeth_on_the_fine_grid() -> None:
     assert skip[20, 20, 20] and skip[20, 20, 24] and not skip[20, 20, 30] and not skip[0, 0, 0]
 
 
+def test_dentition_reach_in_the_teeth_box_equals_the_whole_grid() -> None:
+    """The distance map around the kept components only (their box grown by the gap) reaches the same ones as
+    one over the whole grid, with anisotropic voxels."""
+    rng = np.random.default_rng(3)
+    blobs = ndimage.gaussian_filter(rng.random((64, 56, 48)), 1.5) > 0.56
+    components, count = ndimage.label(blobs)
+    assert count > 10
+    sizes = np.bincount(components.ravel())
+    candidates = sizes >= 5
+    candidates[0] = False
+    spacing = np.array([1.0, 0.8, 1.3])
+    kept = np.zeros(len(sizes), bool)
+    kept[int(np.argmax(np.where(candidates, sizes, 0)))] = True
+    while True:  # the reference: distances over the whole grid
+        near = ndimage.distance_transform_edt(~np.isin(components, np.flatnonzero(kept)), sampling=spacing) <= 6.0
+        reached = np.zeros(len(sizes), bool)
+        reached[np.unique(components[near])] = True
+        grown = kept | (reached & candidates)
+        if np.array_equal(grown, kept):
+            break
+        kept = grown
+    found = segment_module._reached_from_largest(components, sizes, candidates, spacing, 6.0)
+    np.testing.assert_array_equal(found, kept)
+    assert 1 < kept.sum() < candidates.sum()
+
+
 def test_stage_1_keeps_the_dentition_and_drops_distant_bright_parts() -> None:
     """A whole-head scan: the arch, a molar behind a 12 mm gap and one more behind it stay (a chain of gaps
     each under dentition_gap_mm); a vertebra-like blob 40 mm away and a speck go."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from TeethSegmentationLib.inference.sliding_window import (
+    as_numpy,
     gaussian_weights,
     sliding_window_predict,
     window_corners,
@@ -130,3 +131,15 @@ def test_empty_mask_runs_nothing() -> None:
     assert (out[0] == 1).all() and (out[1:] == 0).all()
     with pytest.raises(ValueError):
         sliding_window_predict(array, predictor, 64, mask=np.zeros((3, 3, 3), bool))
+
+
+def test_float16_output_is_numpys_cast_of_a_strided_array() -> None:
+    """The conversion goes through torch (numpy's is many times slower on strided arrays): the same bits."""
+    values = np.random.default_rng(0).normal(scale=3.0, size=(3, 20, 24, 28)).astype(np.float32)
+    values[0, 0, 0, :6] = [1e-8, 6.1e-5, 65504.0, 7e4, -0.0, 1 / 3]
+    strided = values[:, 2:18, ::2, 1:]
+    with np.errstate(over="ignore"):
+        expected = strided.astype(np.float16)
+    got = as_numpy(torch.from_numpy(strided), np.float16)
+    assert got.flags.c_contiguous and got.dtype == np.float16
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))

@@ -172,13 +172,24 @@ def _reached_from_largest(
     kept = np.zeros(len(sizes), dtype=bool)
     kept[int(np.argmax(np.where(candidates, sizes, 0)))] = True
     while True:
-        near = ndimage.distance_transform_edt(~np.isin(components, np.flatnonzero(kept)), sampling=spacing) <= gap_mm
         reached = np.zeros(len(sizes), dtype=bool)
-        reached[np.unique(components[near])] = True
+        reached[_near_components(components, kept, spacing, gap_mm)] = True
         grown = kept | (reached & candidates)
         if np.array_equal(grown, kept):
             return kept
         kept = grown
+
+
+def _near_components(components: np.ndarray, kept: np.ndarray, spacing: np.ndarray, gap_mm: float) -> np.ndarray:
+    """Labels of the components with a voxel at most ``gap_mm`` from a ``kept`` one. The distance map covers only
+    the box of the kept components grown by the gap (what lies further cannot be near): on a whole head that
+    box is a fraction of the coarse grid."""
+    inside = np.isin(components, np.flatnonzero(kept))
+    lo, hi = bounding_box(inside)
+    reach = np.ceil(gap_mm / np.asarray(spacing)).astype(int) + 1
+    box = tuple(slice(max(0, int(a - r)), int(b + r)) for a, b, r in zip(lo, hi, reach, strict=True))
+    near = ndimage.distance_transform_edt(~inside[box], sampling=spacing) <= gap_mm
+    return np.unique(components[box][near])
 
 
 def run_teeth_stage(
@@ -217,7 +228,7 @@ def run_types_stage(
     where stage 2 ran)."""
     fine = resample_to_spacing(teeth_part, model.spacing_mm, order=1)
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
-    teeth_up = resample_to_reference(prob, fine, order=1).array
+    teeth_up = resample_to_reference(prob, fine, order=1).array if model.types_input == "image+teeth" else None
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
     near = _skip_mask(prob, mask, fine, options.margin_mm)
     probs = predict_types(

@@ -4,7 +4,8 @@ Stage 1 (``predict_teeth``): binary teeth probability (sigmoid) on the coarse gr
 Stage 2 (``predict_types``): 9-class softmax (background + 8 tooth types) on the fine grid crop.
 Test-time flips average the prediction over all flips of the three axes; the 9 classes have no
 side, so a left-right flip needs no label swap. The window is the whole volume when it fits in a
-voxel budget, else ``2 * patch_size``; on a CUDA out-of-memory error it is halved and retried.
+voxel budget, else the window within that budget that predicts the fewest voxels; on a CUDA out-of-memory
+error it is halved and retried.
 Stage 2 can skip the windows that hold no (dilated) stage-1 teeth: they are background. On the CPU the
 networks run in the channels-last layout (oneDNN's 3-D convolutions are about twice as fast; the same
 values to float rounding). ``dtype`` bfloat16 runs them under autocast (about twice as fast again on CPUs with
@@ -15,12 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import combinations
+from itertools import combinations, product
 
 import numpy as np
 import torch
 
-from TeethSegmentationLib.inference.sliding_window import Progress, sliding_window_predict, window_corners
+from TeethSegmentationLib.inference.sliding_window import (
+    Progress,
+    sliding_window_predict,
+    window_corners,
+    window_starts,
+)
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.unet import UNet
@@ -35,19 +41,38 @@ FLIP_AXES: tuple[tuple[int, ...], ...] = tuple(
 
 
 def choose_roi(
-    shape: tuple[int, ...], patch_size: int, budget: int = WHOLE_VOLUME_BUDGET, mask: np.ndarray | None = None
+    shape: tuple[int, ...], patch_size: int, budget: int | None = None, mask: np.ndarray | None = None
 ) -> tuple[int, int, int]:
-    """The whole volume if it fits in ``budget`` voxels, else windows of ``2 * patch_size``; also those windows
-    when skipping the ones without ``mask`` voxels leaves clearly fewer voxels to predict than one pass."""
+    """The whole volume if it fits in ``budget`` voxels (default ``WHOLE_VOLUME_BUDGET``), else the windows of
+    ``fitting_window``; also windows of ``2 * patch_size`` when skipping the ones without ``mask`` voxels leaves
+    clearly fewer voxels to predict than one pass."""
+    budget = WHOLE_VOLUME_BUDGET if budget is None else budget
     whole = int(np.prod(shape))
-    windows = tuple(min(int(s), 2 * patch_size) for s in shape)
     if whole > budget:
-        return windows  # type: ignore[return-value]
+        return fitting_window(shape, patch_size, budget)
+    windows = tuple(min(int(s), 2 * patch_size) for s in shape)
     if mask is not None and windows != tuple(shape):
         run = len(window_corners(shape, windows, 0.25, mask)) * int(np.prod(windows))
         if run < SKIP_WORTH * whole:
             return windows  # type: ignore[return-value]
     return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def fitting_window(shape: tuple[int, ...], patch_size: int, budget: int) -> tuple[int, int, int]:
+    """The window of at most ``budget`` voxels that predicts the fewest voxels over ``shape`` (windows
+    overlapping by a quarter; ties: the larger window). Its sides run from ``patch_size`` to ``2 * patch_size``
+    in steps of 16, or are the volume's own: activations grow with the window, so the budget bounds the
+    memory of a pass (a 192^3 window of stage 1 held about 1.5 GB)."""
+    sides = [sorted({min(int(s), n) for n in range(patch_size, 2 * patch_size + 1, 16)}) for s in shape]
+    fitting = [w for w in product(*sides) if np.prod(w) <= budget]
+    if not fitting:
+        return tuple(min(int(s), patch_size) for s in shape)  # type: ignore[return-value]
+    return min(fitting, key=lambda w: (predicted_voxels(shape, w), -int(np.prod(w))))  # type: ignore[return-value]
+
+
+def predicted_voxels(shape: tuple[int, ...], window: tuple[int, ...]) -> int:
+    """Voxels the networks predict to cover ``shape`` with ``window`` (quarter overlap; windows may overhang)."""
+    return int(np.prod([len(window_starts(max(s, w), w, 0.25)) * w for s, w in zip(shape, window, strict=True)]))
 
 
 def make_predictor(
