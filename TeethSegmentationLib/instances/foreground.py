@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,10 +89,23 @@ def smoothed_argmax(
     best = np.full(len(sparse.flat), -1.0, dtype=np.float32)
     result = np.zeros(len(sparse.flat), dtype=np.uint8)
     for c in range(1, type_probs.shape[0]):
-        value = _box_filtered(type_probs[c][box].astype(np.float32), size, rows)[take]
+        value = _box_filtered(as_float32(type_probs[c][box]), size, rows)[take]
         better = value > best
         best[better], result[better] = value[better], c
     return result
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """A float32 copy; float16 (the networks' stored probabilities) through a table of all 65536 values, which
+    gives numpy's own conversion's bits four times faster."""
+    if array.dtype != np.float16:
+        return array.astype(np.float32)
+    return np.take(_half_to_single(), array.view(np.uint16))
+
+
+@functools.cache
+def _half_to_single() -> np.ndarray:
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
 def _rows_with_voxels(inner: tuple[np.ndarray, ...], shape: tuple[int, int, int]) -> tuple[tuple, tuple]:

@@ -82,12 +82,15 @@ def drain(sparse: SparseForeground, marker_labels: np.ndarray, spacing: np.ndarr
     n = len(sparse.flat)
     parent = np.arange(n, dtype=np.int64)
     slope = np.zeros(n, dtype=np.float32)
+    # Depth on the whole crop, 0 on the background: a background neighbour's rise is then < 0 and never wins,
+    # so only the neighbours that do win need the compact lookup.
+    depth = np.zeros(int(np.prod(sparse.shape)), dtype=np.float32)
+    depth[sparse.flat] = sparse.dist
     for offset, length in neighbour_offsets(sparse.shape, spacing):
-        neighbour = sparse.lookup[sparse.flat + offset]
-        valid = neighbour >= 0
-        rise = np.where(valid, (sparse.dist[np.maximum(neighbour, 0)] - sparse.dist) / length, 0.0)
-        better = rise > slope
-        slope[better], parent[better] = rise[better], neighbour[better]
+        around = sparse.flat + offset
+        rise = (depth[around] - sparse.dist) / length
+        better = np.flatnonzero(rise > slope)
+        slope[better], parent[better] = rise[better], sparse.lookup[around[better]]
     is_marker = marker_labels > 0
     parent[is_marker] = np.flatnonzero(is_marker)
     for _ in range(64):  # pointer jumping: each round doubles the path followed
