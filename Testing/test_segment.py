@@ -227,6 +227,25 @@ def test_stl_outputs(tmp_path: Path) -> None:
     stl = Path(report["outputs"]["stl"])
     assert stl.name == "scan_stl"
     assert sorted(p.name for p in stl.iterdir()) == ["tooth_11.stl", "tooth_21.stl"]
+    # Written in a thread beside the label maps: the same bytes as writing them alone from the label map.
+    from TeethSegmentationLib.io.read_write import read_volume
+    from TeethSegmentationLib.io.stl import write_stl_per_tooth
+
+    alone = write_stl_per_tooth(read_volume(report["outputs"]["teeth"]), tmp_path / "alone")
+    assert [p.read_bytes() for p in alone] == [(stl / p.name).read_bytes() for p in alone]
+
+
+def test_stl_error_in_its_thread_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("vtk")
+    source = write_volume(phantom("LPS"), tmp_path / "scan.nrrd")
+
+    def full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("TeethSegmentationLib.io.stl.write_stl", full)
+    with pytest.raises(OSError, match="disk full"):
+        segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu", stl=True))
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def _has_nibabel() -> bool:
