@@ -109,3 +109,27 @@ def test_channels_last_on_the_cpu_gives_the_same_values_and_restores_the_weights
     assert fast.is_contiguous()
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
     assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_bfloat16_gives_float32_probabilities_close_to_float32(tiny) -> None:
+    image = _image((24, 20, 16))
+    exact = predict_types(tiny, image, device="cpu", out_dtype=np.float32)
+    fast = predict_types(tiny, image, device="cpu", out_dtype=np.float32, dtype=torch.bfloat16)
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast.sum(axis=0), 1.0, atol=1e-5)  # softmax taken in float32
+    assert 0 < np.abs(fast - exact).max() < 0.05  # bf16 really ran (not identical), and stays close
+    teeth = predict_teeth(tiny, image, "cpu", dtype=torch.bfloat16)
+    assert np.abs(teeth.array - predict_teeth(tiny, image, "cpu").array).max() < 0.05
+
+
+def test_resolve_precision() -> None:
+    from TeethSegmentationLib.errors import InputError
+    from TeethSegmentationLib.nets.devices import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) == torch.float32
+    assert resolve_precision("bfloat16", cpu) == torch.bfloat16
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float32
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("fp8", cpu)

@@ -232,6 +232,35 @@ def test_fine_tuning_stage_2_keeps_the_init_stage_1(data_dir, tmp_path):
     assert not all(torch.equal(v, tuned.types_net.state_dict()[k]) for k, v in base.types_net.state_dict().items())
 
 
+def test_a_nine_class_init_widens_to_fourteen_classes(data_dir, tmp_path):
+    base = new_model(teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4})
+    save_model(base, tmp_path / "base.pt")
+    out = tmp_path / "mixed.pt"
+    config = TrainConfig(
+        output=str(out), data_dir=str(data_dir), stages=["types"], init=str(tmp_path / "base.pt"),
+        types_classes="14", **{**TINY, "epochs": 1},
+    )
+    train(config)
+    tuned = load_model(out)
+    assert tuned.num_classes == 14 and tuned.types_net.config["out_channels"] == 14
+
+
+def test_widened_head_keeps_permanent_logits_and_copies_them_for_primary_types():
+    from TeethSegmentationLib.nets.mixed_head import PRIMARY_BIAS_OFFSET, widen_to_mixed
+
+    torch.manual_seed(0)
+    net = new_model(types_arch={"start_filters": 4}).types_net.eval()
+    wide = widen_to_mixed(net).eval()
+    x = torch.rand(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        narrow_logits, wide_logits = net(x), wide(x)
+    torch.testing.assert_close(wide_logits[:, :9], narrow_logits)
+    torch.testing.assert_close(wide_logits[:, 9:], narrow_logits[:, 1:6] + PRIMARY_BIAS_OFFSET)
+    assert net.config["out_channels"] == 9 and net.head.out_channels == 9  # the source is not changed
+    with pytest.raises(ValueError, match="9-class"):
+        widen_to_mixed(wide)
+
+
 def test_foreign_damaged_and_newer_model_files_are_refused(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(4000))

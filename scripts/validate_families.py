@@ -55,8 +55,11 @@ def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list
     return split, lost
 
 
-def run_case(model, folder: Path, name: str, seed: int, fov: str, family: str, head_spacing) -> dict:
-    truth_dir, pred_dir = folder / "truth", folder / "pred"
+def run_case(
+    model, folder: Path, name: str, seed: int, fov: str, family: str, head_spacing, tag: str = "pred",
+    precision: str = "float32",
+) -> dict:
+    truth_dir, pred_dir = folder / "truth", folder / tag  # truth is cached and shared by every model compared
     truth_dir.mkdir(parents=True, exist_ok=True)
     image_path, labels_path = truth_dir / f"{name}.nrrd", truth_dir / f"{name}.labels.nrrd"
     start = time.perf_counter()
@@ -66,7 +69,7 @@ def run_case(model, folder: Path, name: str, seed: int, fov: str, family: str, h
         write_volume(case.image, image_path)
         write_volume(case.labels, labels_path)
     made = time.perf_counter()
-    segment_file(image_path, pred_dir, model, SegmentOptions(device="cpu"), NullReporter())
+    segment_file(image_path, pred_dir, model, SegmentOptions(device="cpu", precision=precision), NullReporter())
     seconds = time.perf_counter() - made
     pred, truth = read_volume(pred_dir / f"{name}.teeth.nrrd"), read_volume(labels_path)
     metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
@@ -115,7 +118,11 @@ def main() -> int:
     parser.add_argument("--fovs", nargs="+", default=list(FOVS), choices=FOVS)
     parser.add_argument("--families", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--head-spacing", type=float, default=None, help="mm; default: realistic (0.25-0.35)")
+    parser.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--out", type=Path, default=None, help="figures (JSON); default: --work/validation.json")
     args = parser.parse_args()
+    tag = f"pred_{args.model.stem}_{args.precision}"
+    out_path = args.out or args.work / "validation.json"
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     log = logging.getLogger("validate_families")
     model = load_model(args.model)
@@ -127,7 +134,9 @@ def main() -> int:
             cases = []
             for n in range(args.cases):
                 seed = SEED + 1000 * FOVS.index(fov) + n
-                metrics = run_case(model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing)
+                metrics = run_case(
+                    model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing, tag, args.precision
+                )
                 log.info(
                     f"{fam} {fov} seed {seed}: Dice {metrics['dice_binary']:.3f} tooth {metrics['dice_per_tooth']:.3f} "
                     f"ident {metrics['identification_accuracy']:.3f} split {metrics['split_fdi']} lost "
@@ -137,7 +146,7 @@ def main() -> int:
             results[fam][fov] = summarise(cases)
             per_case[fam][fov] = cases
             out = {"model": str(args.model), "summary": results, "cases": per_case}
-            (args.work / "validation.json").write_text(json.dumps(out, indent=2, default=str))
+            out_path.write_text(json.dumps(out, indent=2, default=str))
     print(table(results, args.families, args.fovs))
     return 0
 

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+        help="the networks' arithmetic; auto: bfloat16 on CPUs with native bf16 (default: float32)",
+    )
     parser.add_argument("--tta", action="store_true", help="average over axis flips (8x slower, a bit more robust)")
     parser.add_argument("--stl", action="store_true", help="also write one STL surface per tooth")
     parser.add_argument("--stl-space", choices=("LPS", "RAS"), default="LPS", help="STL coordinates (default LPS)")
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     output = check_output_folder(args.output)
     for source in args.inputs:  # every input checked (header, geometry, size) before any work starts
         inspect_volume(source, args.series)
+    reporter.progress("load", 0.0, "loading torch and the model")  # the user sees work start in well under 0.5 s
     from TeethSegmentationLib.inference.outputs import segment_file
     from TeethSegmentationLib.inference.pipeline import SegmentOptions
     from TeethSegmentationLib.nets.model_file import load_model
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     model = load_model(args.model)
     options = SegmentOptions(
         device=args.device,
+        precision=args.precision,
         tta=args.tta,
         stl=args.stl,
         stl_space=args.stl_space,

@@ -35,7 +35,7 @@ from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
 from TeethSegmentationLib.io.volume import Volume, bounding_box, crop
-from TeethSegmentationLib.nets.devices import describe_device, resolve_device
+from TeethSegmentationLib.nets.devices import describe_device, resolve_device, resolve_precision
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.normalize import image_content, intensity_window, normalize
 
@@ -43,6 +43,7 @@ from TeethSegmentationLib.nets.normalize import image_content, intensity_window,
 @dataclass
 class SegmentOptions:
     device: str = "auto"
+    precision: str = "float32"  # the networks' arithmetic: float32, bfloat16 or auto (nets.devices.resolve_precision)
     tta: bool = False
     teeth_threshold: float = 0.5
     min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
@@ -188,7 +189,10 @@ def run_teeth_stage(
     coarse = resample_to_spacing(ras, model.teeth_spacing_mm, order=1)
     coarse = coarse.with_array(normalize(coarse.array, model.normalization, window))
     reporter.progress("teeth", 0.1, f"coarse grid {coarse.shape}")
-    prob = predict_teeth(model, coarse, device, options.tta, lambda f: reporter.progress("teeth", 0.1 + 0.8 * f))
+    prob = predict_teeth(
+        model, coarse, device, options.tta, lambda f: reporter.progress("teeth", 0.1 + 0.8 * f),
+        dtype=resolve_precision(options.precision, device),
+    )
     return prob, _teeth_mask(prob, options)
 
 
@@ -217,7 +221,8 @@ def run_types_stage(
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
     near = _skip_mask(prob, mask, fine, options.margin_mm)
     probs = predict_types(
-        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near
+        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near,
+        dtype=resolve_precision(options.precision, device),
     )
     return fine, probs, near
 

@@ -7,7 +7,8 @@ side, so a left-right flip needs no label swap. The window is the whole volume w
 voxel budget, else ``2 * patch_size``; on a CUDA out-of-memory error it is halved and retried.
 Stage 2 can skip the windows that hold no (dilated) stage-1 teeth: they are background. On the CPU the
 networks run in the channels-last layout (oneDNN's 3-D convolutions are about twice as fast; the same
-values to float rounding).
+values to float rounding). ``dtype`` bfloat16 runs them under autocast (about twice as fast again on CPUs with
+native bf16); the logits are cast back to float32 before the activation.
 """
 
 from __future__ import annotations
@@ -54,11 +55,15 @@ def make_predictor(
     activation: Callable[[torch.Tensor], torch.Tensor],
     tta: bool,
     memory_format: torch.memory_format = torch.contiguous_format,
+    dtype: torch.dtype = torch.float32,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A batch -> probabilities function (contiguous), averaged over the axis flips when ``tta``."""
+    """A batch -> probabilities function (contiguous, float32), averaged over the axis flips when ``tta``;
+    the network runs under autocast to ``dtype`` unless that is float32."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return activation(net(x.contiguous(memory_format=memory_format)))
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            logits = net(x.contiguous(memory_format=memory_format))
+        return activation(logits.float())
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         out = run(x)
@@ -95,6 +100,7 @@ def _run(
     progress: Progress | None,
     mask: np.ndarray | None = None,
     fill: float | tuple[float, ...] = 0.0,
+    dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Sliding window (skipping windows without ``mask`` voxels) with a retry on smaller windows when CUDA
     runs out of memory."""
@@ -104,7 +110,7 @@ def _run(
             with torch.inference_mode(), fast_layout(net, device) as memory_format:
                 return sliding_window_predict(
                     array,
-                    make_predictor(net, activation, tta, memory_format),
+                    make_predictor(net, activation, tta, memory_format, dtype),
                     roi,
                     overlap=0.25,
                     out_channels=net.config["out_channels"],
@@ -133,13 +139,16 @@ def predict_teeth(
     tta: bool = False,
     progress: Progress | None = None,
     roi: tuple[int, int, int] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Volume:
     """Stage 1 on a normalised image on the coarse grid: teeth probability (float32 0..1), same geometry."""
     if model.teeth_net is None:
         raise ValueError("the model has no teeth (stage 1) network")
     array = np.asarray(image.array, dtype=np.float32)[None]
     roi = roi or choose_roi(image.shape, model.patch_size)
-    prob = _run(model.teeth_net, array, torch.sigmoid, roi, torch.device(device), tta, np.float32, progress)
+    prob = _run(
+        model.teeth_net, array, torch.sigmoid, roi, torch.device(device), tta, np.float32, progress, dtype=dtype
+    )
     return image.with_array(prob[0])
 
 
@@ -153,6 +162,7 @@ def predict_types(
     roi: tuple[int, int, int] | None = None,
     out_dtype: type = np.float16,
     mask: np.ndarray | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Stage 2 on a normalised image on the fine grid: softmax (9, i, j, k), float16 unless told otherwise.
 
@@ -171,5 +181,5 @@ def predict_types(
     background = (1.0, *([0.0] * (model.types_net.config["out_channels"] - 1)))
     return _run(
         model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress, mask,
-        background,
+        background, dtype,
     )

@@ -23,8 +23,10 @@ import torch
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import Cancelled, InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, jsonable
+from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device
+from TeethSegmentationLib.nets.mixed_head import widen_to_mixed
 from TeethSegmentationLib.nets.model_file import TeethModel, load_model, new_model, save_model
 from TeethSegmentationLib.training import distributed as ddp
 from TeethSegmentationLib.training import resume
@@ -299,7 +301,7 @@ class Trainer:
             if "types" in cfg.stages and cfg.types_input != model.types_input:
                 self.reporter.log(f"the types network keeps the init model's input {model.types_input!r}", "warning")
             if "types" in cfg.stages and int(cfg.types_classes) != model.num_classes:
-                self.reporter.log(f"the types network keeps the init model's {model.num_classes} classes", "warning")
+                model = self._widen_or_keep(model, int(cfg.types_classes))
         else:
             model = new_model(
                 types_input=cfg.types_input,
@@ -319,6 +321,16 @@ class Trainer:
             model.teeth_spacing_mm = float(cfg.teeth_spacing_mm)
         if cfg.spacing_mm is not None:
             model.spacing_mm = float(cfg.spacing_mm)
+        return model
+
+    def _widen_or_keep(self, model: TeethModel, classes: int) -> TeethModel:
+        """A 9-class init model asked for 14 classes gets its types network widened (nets.mixed_head);
+        any other change of class count keeps the init model's classes."""
+        if (model.num_classes, classes) == (NUM_CLASSES, NUM_CLASSES_MIXED) and model.types_net is not None:
+            model.types_net = widen_to_mixed(model.types_net)
+            self.reporter.log("the 9-class types network is widened to 14 classes (primary types start as copies)")
+        else:
+            self.reporter.log(f"the types network keeps the init model's {model.num_classes} classes", "warning")
         return model
 
     def check_stop(self) -> None:
