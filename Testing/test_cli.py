@@ -50,3 +50,30 @@ def test_sigterm_cancels_with_130_and_an_error_event(tmp_path):
     records = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
     assert process.returncode == 130, records[-1]
     assert records[-1] == {"event": "error", "time": records[-1]["time"], "message": "Cancelled.", "code": 130}
+
+
+def test_segment_reports_progress_before_it_imports_torch(tmp_path):
+    """The first progress event comes once the inputs are checked, before torch (seconds) is imported."""
+    from TeethSegmentationLib.io.read_write import write_volume
+    from TeethSegmentationLib.phantom import make_phantom
+
+    source = write_volume(make_phantom(0, size="tiny").image, tmp_path / "scan.nrrd")
+    child = f"""
+import argparse, sys
+from TeethSegmentationLib.commands import segment
+
+class FirstProgress:
+    def progress(self, stage, fraction, message="", **extra):
+        print(stage, "torch" in sys.modules)
+        sys.exit(0)
+
+    def log(self, message, level="info"):
+        pass
+
+parser = argparse.ArgumentParser()
+segment.add_arguments(parser)
+segment.run(parser.parse_args([{str(source)!r}, "-o", {str(tmp_path / "out")!r}]), FirstProgress())
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["load", "False"]

@@ -138,3 +138,27 @@ def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
     joined_labels, joined = join_pieces(labels, sparse, assignment)
     assert joined == joins
     assert (len(np.unique(joined_labels)) == 1) == joins
+
+
+@pytest.mark.parametrize(("neighbour_voxels", "joins"), [(2000, True), (600, False)])
+def test_a_crown_larger_than_its_numbered_root_joins_it_when_together_they_are_one_tooth(neighbour_voxels, joins):
+    """The watershed can cut a premolar into an unnumbered crown and a numbered root, the crown the larger part.
+    It joins when crown + root are no bigger than a whole tooth of that jaw (the largest other numbered one),
+    and stays an unnumbered tooth when they would make a giant."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+    from TeethSegmentationLib.instances.pieces import join_pieces
+
+    mask = np.zeros((40, 40, 20), bool)
+    mask[2:10, 4:14, 4:14] = True  # the numbered root: 800 voxels
+    mask[10:20, 4:14, 4:14] = True  # the unnumbered crown below it: 1000 voxels
+    side = round(neighbour_voxels ** (1 / 3))
+    mask[25 : 25 + side, 25 : 25 + side, 2 : 2 + round(neighbour_voxels / side**2)] = True  # a numbered molar
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    labels = np.where(ijk[:, 0] >= 25, 3, np.where(ijk[:, 0] < 10, 1, 2)).astype(np.int32)
+    assignment = Assignment(np.array([15, 0, 16]), np.array([True, True, True]), np.array([25.0, 25.5, 33.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)

@@ -79,3 +79,41 @@ def test_write_stl_per_tooth(tmp_path: Path) -> None:
     assert poly.GetNumberOfCells() > 100
     expected = volume.ijk_to_ras_points(np.argwhere(volume.array == 46).mean(axis=0))[0] * [-1, -1, 1]
     assert np.linalg.norm(_centroid(poly) - expected) < 1.0
+
+
+def _surface_per_tooth_by_full_passes(volume: Volume, space: str) -> dict:
+    """The surfaces as first computed: one whole-volume comparison per tooth for its box (the reference)."""
+    from TeethSegmentationLib import fdi as labels
+    from TeethSegmentationLib.io.stl import _world_matrix, surface
+
+    result = {}
+    for value in (int(v) for v in np.unique(volume.array)):
+        if labels.is_tooth_label(value):
+            where = np.argwhere(volume.array == value)
+            lo, hi = where.min(axis=0), where.max(axis=0) + 1
+            mask = np.pad(volume.array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] == value, 1)
+            result[value] = surface(mask, _world_matrix(volume, lo - 1, space))
+    return result
+
+
+@pytest.mark.parametrize("matrix", [np.diag([0.4, 0.4, 0.4, 1.0]), _oblique_matrix()], ids=["axis", "oblique"])
+def test_one_pass_surfaces_are_the_per_tooth_ones(matrix: np.ndarray) -> None:
+    """A phantom's teeth, an unnumbered tooth and a non-tooth value: each tooth's mesh (vertex and triangle
+    counts, coordinates, triangles) is the one a full pass per tooth gives, and the non-tooth value has none."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from TeethSegmentationLib.phantom import make_phantom
+
+    array = make_phantom(3, size="small", fov="crop").labels.array.astype(np.uint8)
+    array[:3, :3, :3] = 100  # an unnumbered tooth
+    array[-2:, -2:, -2:] = 9  # not a tooth label
+    volume = Volume(array, matrix, space="LPS")
+    got, want = label_surfaces(volume, space="RAS"), _surface_per_tooth_by_full_passes(volume, "RAS")
+    assert sorted(got) == sorted(want) and 100 in got and 9 not in got and len(got) > 20
+    for value, poly in want.items():
+        assert got[value].GetNumberOfPoints() == poly.GetNumberOfPoints() > 0
+        assert got[value].GetNumberOfPolys() == poly.GetNumberOfPolys()
+        np.testing.assert_array_equal(vtk_to_numpy(got[value].GetPoints().GetData()),
+                                      vtk_to_numpy(poly.GetPoints().GetData()))
+        np.testing.assert_array_equal(vtk_to_numpy(got[value].GetPolys().GetConnectivityArray()),
+                                      vtk_to_numpy(poly.GetPolys().GetConnectivityArray()))

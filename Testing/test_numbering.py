@@ -125,3 +125,44 @@ def test_normal_within_jaws_is_not_tilted_by_teeth_one_jaw_lacks():
     tilt = np.degrees(np.arccos(occlusal_normal(centroids)[2]))
     assert tilt > 5.0
     assert np.degrees(np.arccos(occlusal_normal(centroids, is_upper)[2])) < 1.0
+
+
+def _loop_alignment(score, gap, pos, centres):
+    """The programme as first written, one earlier item at a time: the reference the vectorised one must match."""
+    from TeethSegmentationLib.instances import numbering as nb
+
+    n, m = score.shape
+    skipped = np.concatenate([[0.0], np.cumsum(gap)])
+    between = skipped[1:, None] - skipped[None, :-1]
+    expected = centres[:, None] - centres[None, :]
+    valid = np.triu(np.ones((m, m), dtype=bool), k=1)
+    sigma = nb.SPACING_SIGMA_MM + nb.SPACING_SIGMA_FRACTION * np.abs(expected)
+    best, back = np.full((n, m), -np.inf), np.full((n, m, 2), -1, dtype=int)
+    for i in range(n):
+        best[i] = score[i] - skipped[:-1] - nb.UNPLACED_PRICE * i
+        for k in range(i):
+            pair = -0.5 * nb.SPACING_WEIGHT * (((pos[k] - pos[i]) - expected) / sigma) ** 2
+            cand = np.where(valid, best[k][:, None] + between + pair - nb.UNPLACED_PRICE * (i - k - 1), -np.inf)
+            prev = np.argmax(cand, axis=0)
+            value = cand[prev, np.arange(m)] + score[i]
+            better = value > best[i]
+            best[i][better] = value[better]
+            back[i][better] = np.stack([np.full(better.sum(), k), prev[better]], axis=1)
+    return nb._backtrack(best, back, skipped, n)
+
+
+def test_vectorised_alignment_matches_the_loop_bit_for_bit():
+    """Random arches, and coarse scores and positions full of ties: the same totals (to the bit) and slots."""
+    from TeethSegmentationLib.instances.numbering import GAP_PRICE, _spacing_alignments, slot_centres_mm
+
+    rng = np.random.default_rng(5)
+    gap = np.tile(GAP_PRICE[::-1], 2)
+    for trial in range(40):
+        n = int(rng.integers(1, 19))
+        coarse = trial % 2 == 0
+        score = np.round(rng.normal(-2, 2, (3, n, 16))) if coarse else rng.normal(-2, 2, (3, n, 16))
+        pos = np.sort(np.round(rng.uniform(-45, 45, n)) if coarse else rng.uniform(-45, 45, n))[::-1]
+        centres = np.stack([s * slot_centres_mm(trial % 3 == 0) for s in (0.9, 1.0, 1.1)])
+        got = _spacing_alignments(score, gap, pos, centres)
+        for s in range(3):
+            assert got[s] == _loop_alignment(score[s], gap, pos, centres[s])

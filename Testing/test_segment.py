@@ -227,6 +227,25 @@ def test_stl_outputs(tmp_path: Path) -> None:
     stl = Path(report["outputs"]["stl"])
     assert stl.name == "scan_stl"
     assert sorted(p.name for p in stl.iterdir()) == ["tooth_11.stl", "tooth_21.stl"]
+    # Written in a thread beside the label maps: the same bytes as writing them alone from the label map.
+    from TeethSegmentationLib.io.read_write import read_volume
+    from TeethSegmentationLib.io.stl import write_stl_per_tooth
+
+    alone = write_stl_per_tooth(read_volume(report["outputs"]["teeth"]), tmp_path / "alone")
+    assert [p.read_bytes() for p in alone] == [(stl / p.name).read_bytes() for p in alone]
+
+
+def test_stl_error_in_its_thread_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("vtk")
+    source = write_volume(phantom("LPS"), tmp_path / "scan.nrrd")
+
+    def full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("TeethSegmentationLib.io.stl.write_stl", full)
+    with pytest.raises(OSError, match="disk full"):
+        segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu", stl=True))
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def _has_nibabel() -> bool:
@@ -349,15 +368,16 @@ def test_dentition_reach_in_the_teeth_box_equals_the_whole_grid() -> None:
 
 
 def test_stage_1_keeps_the_dentition_and_drops_distant_bright_parts() -> None:
-    """A whole-head scan: the arch, a molar behind a 12 mm gap and one more behind it stay (a chain of gaps
-    each under dentition_gap_mm); a vertebra-like blob 40 mm away and a speck go."""
-    prob = np.zeros((120, 60, 30), np.float32)
+    """A whole-head scan: the arch, a molar behind a 24 mm gap (three missing teeth) and one more behind it stay;
+    a vertebra-like blob 30 mm further, a sinus-wall bit 20 mm above the arch and a speck go."""
+    prob = np.zeros((160, 60, 60), np.float32)
     prob[10:40, 20:30, 10:20] = 1.0  # the arch (largest)
-    prob[52:60, 20:30, 10:20] = 1.0  # 12 mm behind it
-    prob[72:80, 20:30, 10:20] = 1.0  # 12 mm behind that one
-    prob[110:118, 20:30, 10:20] = 1.0  # 30 mm further: not dentition
-    prob[5, 50, 25] = 1.0  # a speck
+    prob[64:72, 20:30, 10:20] = 1.0  # 24 mm behind it
+    prob[84:92, 20:30, 10:20] = 1.0  # 12 mm behind that one
+    prob[122:130, 20:30, 10:20] = 1.0  # 30 mm further: not dentition
+    prob[15:30, 20:30, 40:45] = 1.0  # 20 mm above the arch: not dentition
+    prob[5, 50, 55] = 1.0  # a speck
     mask = segment_module._teeth_mask(Volume(prob, np.eye(4)), SegmentOptions())
-    assert mask[20, 25, 15] and mask[55, 25, 15] and mask[75, 25, 15]
-    assert not mask[112, 25, 15] and not mask[5, 50, 25]
+    assert mask[20, 25, 15] and mask[68, 25, 15] and mask[88, 25, 15]
+    assert not mask[125, 25, 15] and not mask[20, 25, 42] and not mask[5, 50, 55]
     assert segment_module._teeth_mask(Volume(prob, np.eye(4)), SegmentOptions(dentition_gap_mm=5.0)).sum() == 30 * 100

@@ -2,10 +2,11 @@
 
     python scripts/train_default_model.py            # what `make model` runs
     python scripts/train_default_model.py --quick    # a smoke run in a few minutes
-    python scripts/train_default_model.py --children 20 --types-classes 14 --val-ages 6 8 10 12
-                                                     # with children's scans: primary teeth as own classes
+    python scripts/train_default_model.py --children 0 --types-classes 9 --val-ages
+                                                     # adults only, 9 classes (the model before children)
 
-Steps: (1) write training phantoms (family A only, seeds 100...) into --work, (2) train both stages with heavy
+Steps: (1) write training phantoms (family A only, seeds 100...; adults of every field of view and, by default,
+20 children of 6-14 years with primary teeth as their own 5 classes) into --work, (2) train both stages with heavy
 augmentation, (3) segment validation phantoms with seeds never used in training (10000...) and run
 `evaluate` on them. The model goes to --output; the figures go to --output with suffix .validation.json
 and are quoted in Resources/Models/README.md (the model card).
@@ -117,9 +118,11 @@ def main() -> int:
     parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
     parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")
-    parser.add_argument("--children", type=int, default=0, help="mixed-dentition training phantoms (ages 6-14)")
-    parser.add_argument("--types-classes", choices=("9", "14"), default="9", help="14: primary types as own classes")
-    parser.add_argument("--val-ages", nargs="*", type=float, default=[], help="validate on children of these ages")
+    parser.add_argument("--children", type=int, default=20, help="mixed-dentition training phantoms (ages 6-14)")
+    parser.add_argument("--types-classes", choices=("9", "14"), default="14", help="14: primary types as own classes")
+    parser.add_argument(
+        "--val-ages", nargs="*", type=float, default=[6, 8, 10, 12], help="validate on children of these ages"
+    )
     parser.add_argument("--val-children", type=int, default=3, help="validation children per age")
     recipe, defaults = SHIPPED_RECIPE, TrainConfig()  # the recipe is teethseg train's defaults + stage lengths
     parser.add_argument("--teeth-epochs", type=int, default=recipe["teeth"]["epochs"])
@@ -138,6 +141,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.train_cases, args.val_cases = 4, 2
+        args.children, args.val_ages = min(args.children, 2), args.val_ages[:1]
         args.teeth_epochs = args.types_epochs = 2
         args.teeth_steps = args.types_steps = 5
         args.size = "small"

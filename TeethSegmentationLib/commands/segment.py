@@ -40,6 +40,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     output = check_output_folder(args.output)
     for source in args.inputs:  # every input checked (header, geometry, size) before any work starts
         inspect_volume(source, args.series)
+    reporter.progress("load", 0.0, "loading torch and the model")  # the user sees work start in well under 0.5 s
     from TeethSegmentationLib.inference.outputs import segment_file
     from TeethSegmentationLib.inference.pipeline import SegmentOptions
     from TeethSegmentationLib.nets.model_file import load_model

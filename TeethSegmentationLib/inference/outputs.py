@@ -61,21 +61,58 @@ def build_report(
 def _write_outputs(
     staging: Path, name: str, volume: Volume, result: SegmentResult, options: SegmentOptions
 ) -> dict[str, Path]:
-    """Every output into ``staging``; returns {kind: staged path}."""
+    """Every output into ``staging``; returns {kind: staged path}. The STL files, the slowest, are written in a
+    thread while the label maps are (VTK and zlib let go of the GIL), and are waited for before returning."""
     from TeethSegmentationLib.io.seg_nrrd import write_segmentation
 
-    staged = {"teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume)}
-    staged["seg"] = staging / f"{name}.seg.nrrd"
-    write_segmentation(result.fdi, staged["seg"], developing={t.fdi for t in result.teeth if t.developing})
-    if options.nine_class:
-        staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
+    stl, stl_folder = None, staging / f"{name}_stl"
     if options.stl:
-        from TeethSegmentationLib.io.stl import write_stl_per_tooth
-
-        staged["stl"] = staging / f"{name}_stl"
-        staged["stl"].mkdir()
-        write_stl_per_tooth(result.fdi, staged["stl"], space=options.stl_space)
+        stl_folder.mkdir()
+        stl = _Background(_write_stl, result.fdi, stl_folder, options.stl_space)
+    try:
+        staged = {"teeth": write_volume(result.fdi, staging / f"{name}.teeth.nrrd", reference=volume)}
+        staged["seg"] = staging / f"{name}.seg.nrrd"
+        write_segmentation(result.fdi, staged["seg"], developing={t.fdi for t in result.teeth if t.developing})
+        if options.nine_class:
+            staged["types"] = write_volume(result.types, staging / f"{name}.types.nrrd", reference=volume)
+    except BaseException:
+        if stl is not None:  # no writer left behind in a staging folder about to be removed
+            stl.wait()
+        raise
+    if stl is not None:
+        stl.join()
+        staged["stl"] = stl_folder
     return staged
+
+
+def _write_stl(fdi: Volume, folder: Path, space: str) -> None:
+    from TeethSegmentationLib.io.stl import write_stl_per_tooth
+
+    write_stl_per_tooth(fdi, folder, space=space)
+
+
+class _Background:
+    """``work(*args)`` in a daemon thread (a cancelled run exits without waiting for it); ``join`` waits and
+    raises what it raised."""
+
+    def __init__(self, work: Any, *args: Any) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Any, *args: Any) -> None:
+        try:
+            work(*args)
+        except BaseException as error:  # re-raised in the caller's thread by join
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def join(self) -> None:
+        self.wait()
+        if self._error is not None:
+            raise self._error
 
 
 @contextmanager

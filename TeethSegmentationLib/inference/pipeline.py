@@ -47,7 +47,10 @@ class SegmentOptions:
     tta: bool = False
     teeth_threshold: float = 0.5
     min_component_mm3: float = 30.0  # stage-1 specks smaller than this are dropped
-    dentition_gap_mm: float = 15.0  # stage-1 parts further than this from the dentition's largest are dropped
+    # Stage-1 parts that the dentition's largest part does not reach in steps of at most this are dropped:
+    # across a gap of up to three missing teeth beside it, and at most dentition_rise_mm above or below it.
+    dentition_gap_mm: float = 26.0
+    dentition_rise_mm: float = 15.0
     margin_mm: float = TYPES_MARGIN_MM  # around the teeth box before the fine stage
     stl: bool = False
     stl_space: str = "LPS"
@@ -150,8 +153,9 @@ def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray) -> np.ndarra
 
 def _teeth_mask(prob: Volume, options: SegmentOptions) -> np.ndarray:
     """Stage-1 mask of the dentition: components of at least ``min_component_mm3`` that the largest one
-    reaches in steps of at most ``dentition_gap_mm`` (a lone molar behind a gap stays; bright bits of the
-    skull base, spine or hyoid in a whole-head scan go)."""
+    reaches in steps of at most ``dentition_gap_mm`` sideways and ``dentition_rise_mm`` up or down (the coarse
+    grid is RAS: its third axis is superior). Molars behind three missing teeth stay; bright bits of the skull
+    base, sinus walls, spine or hyoid in a whole-head scan go."""
     mask = prob.array > options.teeth_threshold
     components, count = ndimage.label(mask)
     if count == 0:
@@ -161,7 +165,8 @@ def _teeth_mask(prob: Volume, options: SegmentOptions) -> np.ndarray:
     keep = sizes * voxel_mm3 >= options.min_component_mm3
     keep[0] = False
     if keep.sum() > 1:
-        keep &= _reached_from_largest(components, sizes, keep, prob.spacing, options.dentition_gap_mm)
+        stretch = np.array([1.0, 1.0, options.dentition_gap_mm / options.dentition_rise_mm])  # a rise counts more
+        keep &= _reached_from_largest(components, sizes, keep, prob.spacing * stretch, options.dentition_gap_mm)
     return keep[components]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,11 +50,23 @@ def sparse_foreground(mask: np.ndarray, spacing: np.ndarray) -> SparseForeground
     """Crop to the mask's box, pad by one voxel (every voxel then has all 26 neighbours), distance map."""
     lo, hi = bounding_box(mask)
     crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1)
-    dist = ndi.distance_transform_edt(crop, sampling=spacing).astype(np.float32)
     flat = np.flatnonzero(crop)
     lookup = np.full(crop.size, -1, dtype=np.int32)
     lookup[flat] = np.arange(len(flat), dtype=np.int32)
-    return SparseForeground(crop.shape, lo - 1, flat, lookup, dist.reshape(-1)[flat])
+    return SparseForeground(crop.shape, lo - 1, flat, lookup, foreground_depth(crop, spacing, flat))
+
+
+def foreground_depth(crop: np.ndarray, spacing: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """float32 mm to the background of the voxels ``flat`` of ``crop``: ``ndi.distance_transform_edt``'s values,
+    with its distances worked out only there (its feature transform is the same; the rest of the box, some
+    nine tenths of it, is background) by the same arithmetic, so the same to the bit."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    nearest = ndi.distance_transform_edt(crop, sampling=spacing, return_distances=False, return_indices=True)
+    ijk = np.unravel_index(flat, crop.shape)
+    offset = np.stack([nearest[axis].reshape(-1)[flat] - ijk[axis] for axis in range(3)]).astype(np.float64)
+    offset *= spacing[:, None]
+    np.multiply(offset, offset, offset)
+    return np.sqrt(np.add.reduce(offset, axis=0)).astype(np.float32)
 
 
 def gather_types(type_probs: np.ndarray, sparse: SparseForeground, first: int = 1, stop: int = 9) -> np.ndarray:
@@ -72,16 +85,50 @@ def smoothed_argmax(
     box = tuple(slice(int(a) + 1, int(a) + 1 + int(n)) for a, n in zip(sparse.lo, shape, strict=True))
     inner = np.unravel_index(sparse.flat, sparse.shape)
     inner = tuple(i - 1 for i in inner)
+    rows, take = _rows_with_voxels(inner, tuple(int(n) for n in shape))
     best = np.full(len(sparse.flat), -1.0, dtype=np.float32)
     result = np.zeros(len(sparse.flat), dtype=np.uint8)
     for c in range(1, type_probs.shape[0]):
-        channel = type_probs[c][box].astype(np.float32)
-        if max(size) > 1:
-            channel = ndi.uniform_filter(channel, size=size, mode="nearest")
-        value = channel[inner]
+        value = _box_filtered(as_float32(type_probs[c][box]), size, rows)[take]
         better = value > best
         best[better], result[better] = value[better], c
     return result
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """A float32 copy; float16 (the networks' stored probabilities) through a table of all 65536 values, which
+    gives numpy's own conversion's bits four times faster."""
+    if array.dtype != np.float16:
+        return array.astype(np.float32)
+    return np.take(_half_to_single(), array.view(np.uint16))
+
+
+@functools.cache
+def _half_to_single() -> np.ndarray:
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+def _rows_with_voxels(inner: tuple[np.ndarray, ...], shape: tuple[int, int, int]) -> tuple[tuple, tuple]:
+    """The rows along the last axis of a ``shape`` box that hold any of the voxels ``inner`` (as (i, j) index
+    arrays), and each voxel's (row number, k) among them."""
+    has = np.zeros(shape[:2], dtype=bool)
+    has[inner[0], inner[1]] = True
+    number = np.cumsum(has.reshape(-1)) - 1
+    return np.nonzero(has), (number[inner[0] * shape[1] + inner[1]], inner[2])
+
+
+def _box_filtered(channel: np.ndarray, size: tuple[int, ...], rows: tuple) -> np.ndarray:
+    """``ndi.uniform_filter(channel, size, mode="nearest")`` on the given rows along the last axis, as (rows, k).
+
+    That filter is a pass along each axis in turn, row by row; the last pass runs only on the rows asked for
+    (a third of the box holds teeth), the same arithmetic on the same rows, so the same values to the bit."""
+    for axis in (0, 1):
+        if size[axis] > 1:
+            ndi.uniform_filter1d(channel, size[axis], axis, output=channel, mode="nearest")
+    wanted = channel[rows]
+    if size[2] > 1:
+        ndi.uniform_filter1d(wanted, size[2], axis=1, output=wanted, mode="nearest")
+    return wanted
 
 
 def neighbour_offsets(shape: tuple[int, int, int], spacing: np.ndarray, full: bool = True) -> list[tuple[int, float]]:

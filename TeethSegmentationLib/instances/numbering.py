@@ -282,15 +282,16 @@ def align_arch(
     right_prior = -np.logaddexp(0.0, -pos / side_sigma_mm)  # log sigmoid(pos / sigma)
     left_prior = -np.logaddexp(0.0, pos / side_sigma_mm)
     gap = np.array([GAP_PRICE[fdi % 10 - 1] for fdi in slots])
-    best_total, chosen = -np.inf, [-1] * n
-    for scale in ARCH_SCALES:
+    scores = np.empty((len(ARCH_SCALES), n, 16))
+    for s, scale in enumerate(ARCH_SCALES):
         type_score = np.log(probs) + position_log_prior(pos / scale, upper, position_weight)
-        score = np.empty((n, 16))
         for j, fdi in enumerate(slots):
-            score[:, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
+            scores[s, :, j] = type_score[:, fdi % 10 - 1] + (right_prior if j < 8 else left_prior)
             if fdi in blocked:
-                score[:, j] = BLOCKED_SCORE
-        total, picked = _spacing_alignment(score, gap, pos, scale * slot_centres_mm(upper))
+                scores[s, :, j] = BLOCKED_SCORE
+    centres = np.stack([scale * slot_centres_mm(upper) for scale in ARCH_SCALES])
+    best_total, chosen = -np.inf, [-1] * n
+    for total, picked in _spacing_alignments(scores, gap, pos, centres):  # the first best scale
         if total > best_total:
             best_total, chosen = total, picked
     result = np.zeros(n, dtype=int)
@@ -306,26 +307,56 @@ def _spacing_alignment(
     """(total, slot of each item or -1): items in arch order to strictly increasing slots, maximising the
     items' scores - skipped slots' gap prices - unplaced items' prices + the spacing log-likelihood of each
     pair of consecutive placed items."""
-    n, m = score.shape
+    return _spacing_alignments(score[None], gap, pos, centres[None])[0]
+
+
+def _spacing_alignments(
+    score: np.ndarray, gap: np.ndarray, pos: np.ndarray, centres: np.ndarray
+) -> list[tuple[float, list[int]]]:
+    """:func:`_spacing_alignment` of several arch sizes at once: ``score`` (sizes, n, m), ``centres`` (sizes, m).
+
+    Item i's best predecessor is found over every size, earlier item k, slot j' and slot j in one array
+    (cand[s, k, j', j]) instead of a loop over k: the programme's Python overhead, not its arithmetic, was
+    what it cost. Ties go as a loop over k with a strict ``>`` would send them (the first best)."""
+    sizes, n, m = score.shape
     skipped = np.concatenate([[0.0], np.cumsum(gap)])  # skipped[b] - skipped[a] = gaps of slots a..b-1
     between = skipped[1:, None] - skipped[None, :-1]  # [j', j]: -(gaps of slots j'+1..j-1), valid for j' < j
-    expected = centres[:, None] - centres[None, :]  # [j', j]: typical arc distance, > 0 for j' < j
+    expected = centres[:, None, :, None] - centres[:, None, None, :]  # [s, 1, j', j]: typical arc distance
     valid = np.triu(np.ones((m, m), dtype=bool), k=1)
     sigma = SPACING_SIGMA_MM + SPACING_SIGMA_FRACTION * np.abs(expected)
-    best = np.full((n, m), -np.inf)
-    back = np.full((n, m, 2), -1, dtype=int)
+    best = np.full((sizes, n, m), -np.inf)
+    back = np.full((sizes, n, m, 2), -1, dtype=int)
     for i in range(n):
-        best[i] = score[i] - skipped[:-1] - UNPLACED_PRICE * i  # first placed item: earlier slots and items left
-        for k in range(i):
-            observed = pos[k] - pos[i]
-            pair = -0.5 * SPACING_WEIGHT * ((observed - expected) / sigma) ** 2
-            cand = best[k][:, None] + between + pair - UNPLACED_PRICE * (i - k - 1)
-            cand = np.where(valid, cand, -np.inf)  # [j', j]
-            prev = np.argmax(cand, axis=0)
-            value = cand[prev, np.arange(m)] + score[i]
-            better = value > best[i]
-            best[i][better] = value[better]
-            back[i][better] = np.stack([np.full(better.sum(), k), prev[better]], axis=1)
+        start = score[:, i] - skipped[:-1] - UNPLACED_PRICE * i  # first placed item: earlier slots and items left
+        if i > 0:
+            best[:, i] = _best_predecessors(best[:, :i], back[:, i], start, score[:, i], i, pos, expected, sigma,
+                                            between, valid)
+        else:
+            best[:, i] = start
+    return [_backtrack(best[s], back[s], skipped, n) for s in range(sizes)]
+
+
+def _best_predecessors(
+    best: np.ndarray, back: np.ndarray, start: np.ndarray, score: np.ndarray, i: int, pos: np.ndarray,
+    expected: np.ndarray, sigma: np.ndarray, between: np.ndarray, valid: np.ndarray,
+) -> np.ndarray:
+    """Item i's best totals (sizes, m) per slot, from its start or any earlier item k; fills ``back`` (k, j')."""
+    k = np.arange(i)
+    observed = (pos[:i] - pos[i])[None, :, None, None]
+    pair = -0.5 * SPACING_WEIGHT * ((observed - expected) / sigma) ** 2
+    cand = best[:, :, :, None] + between + pair - (UNPLACED_PRICE * (i - k - 1))[None, :, None, None]
+    cand = np.where(valid, cand, -np.inf)  # [s, k, j', j]
+    prev = np.argmax(cand, axis=2)  # [s, k, j]
+    value = np.take_along_axis(cand, prev[:, :, None, :], axis=2)[:, :, 0] + score[:, None, :]
+    pick = np.argmax(np.concatenate([start[:, None], value], axis=1), axis=1)  # [s, j]: 0 = start, k + 1
+    from_k = pick > 0
+    k_best = np.maximum(pick - 1, 0)[:, None, :]
+    back[from_k] = np.stack([pick[from_k] - 1, np.take_along_axis(prev, k_best, axis=1)[:, 0][from_k]], axis=1)
+    return np.where(from_k, np.take_along_axis(value, k_best, axis=1)[:, 0], start)
+
+
+def _backtrack(best: np.ndarray, back: np.ndarray, skipped: np.ndarray, n: int) -> tuple[float, list[int]]:
+    """(total, slot of each item or -1) of one arch size from its programme's table."""
     # End: the last placed item leaves the later slots and items; or no item is placed at all.
     ends = best - (skipped[-1] - skipped[1:])[None, :] - UNPLACED_PRICE * (n - 1 - np.arange(n))[:, None]
     chosen = [-1] * n

@@ -4,8 +4,11 @@ After numbering, an instance without a free FDI number is usually a whole object
 retained tooth, an implant) and stays an unnumbered tooth. But a piece of a multi-rooted or broad tooth
 that the type boundary parted from it (the palatal cusp and root of an upper molar voted the next type)
 is not a tooth: it lies *beside* its tooth across the arch, at the same place along it, where no second
-tooth of that jaw can be. Such a piece joins the numbered tooth when it touches it broadly, lies within
-``SAME_PLACE`` x the tooth's typical width of it along the arch, and is clearly the smaller of the two.
+tooth of that jaw can be (or it is one half of a molar that voted the next molar's type). Such a piece
+joins the numbered tooth when it touches it broadly, lies within ``SAME_PLACE`` x the tooth's typical width
+of it along the arch, and either is clearly the smaller of the two or, together with it, is no bigger than
+a whole tooth of that jaw (``WHOLE_TOOTH`` x the largest other numbered one): a crown cut from its roots, or
+one half of a molar, can be the larger part.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from TeethSegmentationLib.instances.foreground import SparseForeground
 from TeethSegmentationLib.instances.merge import adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
 
-SAME_PLACE = 0.35  # along-arch offset, x the typical width there, within which two instances are one tooth
+# Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
+# piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
+SAME_PLACE = 0.6
 PIECE_SHARE = 0.6  # the piece holds at most this share of the tooth's voxels
 CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as contact faces
+WHOLE_TOOTH = 1.1  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw
 
 
 def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
@@ -49,8 +55,18 @@ def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: A
     fdi = int(assignment.fdi[t])
     if not fdi or size[piece] == 0 or assignment.upper[p] != assignment.upper[t]:
         return False
-    if size[piece] > PIECE_SHARE * size[tooth] or faces < CONTACT_SHARE * size[piece]:
+    if faces < CONTACT_SHARE * size[piece]:
+        return False
+    whole = size[piece] + size[tooth] <= WHOLE_TOOTH * _largest(t, size, assignment)
+    if size[piece] > PIECE_SHARE * size[tooth] and not whole:
         return False
     position = assignment.arch_position_mm
     width = numbering.expected_width_mm(np.array([position[t]]), bool(assignment.upper[t]))[0]
     return abs(position[p] - position[t]) <= SAME_PLACE * width
+
+
+def _largest(t: int, size: np.ndarray, assignment: Assignment) -> int:
+    """Voxels of the largest numbered tooth of tooth ``t``'s jaw other than ``t`` (0 when there is none)."""
+    others = (assignment.fdi > 0) & (assignment.upper == assignment.upper[t])
+    others[t] = False
+    return int(size[1:][others].max()) if others.any() else 0
