@@ -229,6 +229,11 @@ def type_name(type_: int) -> str:
     return TYPE_NAMES[type_]
 
 
+def label_color(label: int) -> tuple[float, float, float]:
+    """RGB 0..1 of any tooth label in a label map: a tooth's colour, grey for an unnumbered tooth (100, 101, ...)."""
+    return color(label) if is_fdi(label) else UNNUMBERED_COLOR
+
+
 def color(fdi_or_type: int) -> tuple[float, float, float]:
     """RGB 0..1 of a tooth (FDI number) or a type (1..8). A primary tooth has its place's colour, paler
     (mixed with 45 % white), so that it differs from the permanent successor developing beneath it."""

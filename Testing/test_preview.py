@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -50,3 +51,18 @@ def test_preview_files_and_cli_preview(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert str(tmp_path / "b" / "case00.png") in result["files"]
     assert _is_png(tmp_path / "b" / "case00.png")
+
+
+def test_pictures_show_an_unnumbered_tooth_in_grey(tmp_path):
+    """A result holding an unnumbered tooth (label 100) renders in slices and surfaces (it once raised)."""
+    from TeethSegmentationLib.fdi import UNNUMBERED_COLOR, label_color
+    from TeethSegmentationLib.io.stl import label_surfaces
+    from TeethSegmentationLib.presentation.render3d import render_surfaces
+
+    case = make_phantom(1, size="tiny")
+    labels = np.asarray(case.labels.array).copy()
+    labels[labels == labels.max()] = 100
+    result = case.labels.with_array(labels)
+    assert render_slices(case.image, result, tmp_path / "slices.png").stat().st_size > 1000
+    assert render_surfaces(label_surfaces(result, space="RAS"), tmp_path / "surfaces.png").stat().st_size > 1000
+    assert label_color(100) == UNNUMBERED_COLOR and label_color(11) != UNNUMBERED_COLOR

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
-from TeethSegmentationLib.fdi import color
+from TeethSegmentationLib.fdi import label_color
 
 MAX_TRIANGLES_PER_TOOTH = 1500
 
@@ -45,7 +45,8 @@ def _shade(triangles: np.ndarray, rgb: tuple[float, float, float], light: np.nda
 
 
 def draw_surfaces(ax: Any, surfaces_ras: dict[int, Any], elevation: float = 12.0, azimuth: float = -90.0) -> None:
-    """Draw each tooth (vtkPolyData in RAS mm) into a matplotlib 3D axis, coloured by type, seen from the front."""
+    """Draw each tooth (vtkPolyData in RAS mm) into a matplotlib 3D axis, coloured by type (unnumbered teeth
+    grey), seen from the front."""
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     light = np.array([0.3, -1.0, 0.6])  # RAS: from the front, a little above and to the right
@@ -55,7 +56,7 @@ def draw_surfaces(ax: Any, surfaces_ras: dict[int, Any], elevation: float = 12.0
         triangles = polydata_triangles(poly)
         if len(triangles) == 0:
             continue
-        collection = Poly3DCollection(triangles, facecolors=_shade(triangles, color(fdi), light), linewidths=0)
+        collection = Poly3DCollection(triangles, facecolors=_shade(triangles, label_color(fdi), light), linewidths=0)
         ax.add_collection3d(collection)
         lows.append(triangles.reshape(-1, 3).min(axis=0))
         highs.append(triangles.reshape(-1, 3).max(axis=0))

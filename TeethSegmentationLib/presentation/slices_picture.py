@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
-from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, PRIMARY_TYPE_NAMES, TYPE_NAMES, color, is_primary
+from TeethSegmentationLib.fdi import (
+    ALL_FDI_NUMBERS,
+    PRIMARY_TYPE_NAMES,
+    TYPE_NAMES,
+    UNNUMBERED_COLOR,
+    UNNUMBERED_LABEL_BASE,
+    UNNUMBERED_LABEL_MAX,
+    color,
+    is_primary,
+)
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume
 from TeethSegmentationLib.io.volume import Volume, bounding_box
@@ -57,6 +66,8 @@ def _overlay(label_slice: np.ndarray) -> np.ndarray:
     for n in ALL_FDI_NUMBERS:  # a primary tooth in its place's colour, paler
         lut[n, :3] = color(n)
         lut[n, 3] = ALPHA
+    lut[UNNUMBERED_LABEL_BASE : UNNUMBERED_LABEL_MAX + 1, :3] = UNNUMBERED_COLOR  # unnumbered teeth: grey
+    lut[UNNUMBERED_LABEL_BASE : UNNUMBERED_LABEL_MAX + 1, 3] = ALPHA
     return lut[label_slice]
 
 
