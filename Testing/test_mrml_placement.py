@@ -225,7 +225,7 @@ PHANTOM_SEED = 3
 def test_the_engines_result_keeps_its_numbers_through_the_scene(slicer_scene, tmp_path):
     """What the self-test checks in Slicer, on slicer-core: phantom -> engine -> segments -> exported label map,
     identification >= 0.9 against the phantom's truth, under a transform."""
-    from test_presenter import _poll_until_done
+    from presenter_polling import poll_until_done
 
     from TeethSegmentationLib import mrml
     from TeethSegmentationLib.io.orientation import reorient_to_ras
@@ -237,13 +237,13 @@ def test_the_engines_result_keeps_its_numbers_through_the_scene(slicer_scene, tm
     presenter = Presenter()
     phantom = ["phantom", str(tmp_path), "--cases", "1", "--seed", str(PHANTOM_SEED), "--size", "tiny"]
     presenter.start(EngineRunner(phantom).start(), "segment")
-    assert _poll_until_done(presenter).status == "ok"
+    assert poll_until_done(presenter).status == "ok"
     volume = slicer_scene.logics["volumes"].AddArchetypeVolume(str(tmp_path / "case00.nrrd"), "case00", 0)
     _put_under_transform(slicer_scene.scene, volume, _rotation_z_x(20, 10, (5.0, -30.0, 12.0)))
     engine_input = mrml.export_volume_to_nrrd(volume, tmp_path / "work" / "input.nrrd", compress=False)
     args = ["segment", str(engine_input), "--output", str(tmp_path / "work" / "out"), "--device", "cpu"]
     presenter.start(EngineRunner(args).start(), "segment")
-    assert _poll_until_done(presenter, timeout=600).status == "ok", presenter.status
+    assert poll_until_done(presenter, timeout=600).status == "ok", presenter.status
     node = mrml.output_segmentation(volume)
     mrml.load_fdi_labelmap_as_segments(tmp_path / "work" / "out" / "input.teeth.nrrd", node, volume, None)
     exported = mrml.export_labelmap_nrrd(node, volume, tmp_path / "result")
