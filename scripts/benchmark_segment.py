@@ -176,7 +176,8 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     model = bench_model(args, oracle is not None)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        report = segment_file(source, Path(tmp) / "out", model, SegmentOptions(device="cpu"))
+        options = SegmentOptions(device="cpu", precision=args.precision, stl=not args.no_stl)
+        report = segment_file(source, Path(tmp) / "out", model, options)
         total = time.perf_counter() - start
     timings = dict(report["timings_s"])
     if oracle:
@@ -192,27 +193,35 @@ def run_pipeline(args: argparse.Namespace) -> dict:
 
 
 def run_baseline(args: argparse.Namespace) -> dict:
-    """Stage 1 and stage 2 float32 on the whole volume at 0.5 mm, in one pass each."""
+    """The reference method's two networks (stage 1 with 18 start filters, 430 k parameters; stage 2 with 9,
+    108 k), float32, each in one pass over the whole volume at 0.5 mm: the yardstick of issue 17. Also their
+    FLOPs (torch's counter) and the rate the CPU reached."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from TeethSegmentationLib.io.orientation import reorient_to_ras
     from TeethSegmentationLib.io.read_write import read_volume
     from TeethSegmentationLib.io.resample import resample_to_spacing
     from TeethSegmentationLib.nets.normalize import normalize
-    from TeethSegmentationLib.nets.unet import pad_to_multiple
+    from TeethSegmentationLib.nets.unet import UNet, pad_to_multiple
 
-    model = bench_model(args, True)
-    timings = {}
+    timings, flops = {}, {}
     start = time.perf_counter()
     fine = resample_to_spacing(reorient_to_ras(read_volume(args.image)), 0.5, order=1)
-    x = torch.from_numpy(normalize(fine.array, model.normalization))[None, None]
+    x = torch.from_numpy(normalize(fine.array))[None, None]
     timings["resample"] = time.perf_counter() - start
+    nets = {"teeth": UNet(1, 1, start_filters=18), "types": UNet(1, 9, start_filters=9)}
     with torch.inference_mode():
-        for name, net in (("teeth", model.teeth_net.eval()), ("types", model.types_net.eval())):
+        for name, net in nets.items():
+            padded, crop = pad_to_multiple(x, net.eval().divisor)
             t0 = time.perf_counter()
-            padded, crop = pad_to_multiple(x, net.divisor)
             net(padded)[(slice(None), slice(None), *crop)]
             timings[name] = time.perf_counter() - t0
+            with FlopCounterMode(display=False) as counter:
+                net(padded[..., :32, :32, :32])
+            flops[name] = counter.get_total_flops() / 32**3 * padded[0, 0].numel()
+    rates = {k: f"{flops[k] / 1e9:.0f} GFLOP at {flops[k] / timings[k] / 1e9:.0f} GFLOP/s" for k in nets}
     return {"timings": {k: round(v, 3) for k, v in timings.items()}, "total": time.perf_counter() - start,
-            "shape": list(fine.shape)}
+            "shape": list(fine.shape), "flops": rates}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -234,7 +243,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--start-filters", type=int, default=0, help="stage-1 start filters (default model: 9)")
     parser.add_argument("--cache", default="/tmp/teethseg-bench", help="folder for generated inputs")
-    parser.add_argument("--baseline", action="store_true", help="also time a plain full-volume float32 pass")
+    parser.add_argument("--baseline", action="store_true", help="also time the reference networks' float32 pass")
+    parser.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--no-stl", action="store_true", help="leave the STL surfaces out")
     parser.add_argument("--variant", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--truth", help=argparse.SUPPRESS)
@@ -254,6 +265,7 @@ def main() -> None:
     for variant in ("pipeline",) + (("baseline",) if args.baseline else ()):
         cmd = [sys.executable, __file__, "--variant", variant, "--image", str(image), "--seed", str(args.seed),
                "--threads", str(args.threads), "--start-filters", str(args.start_filters)]
+        cmd += ["--precision", args.precision] + (["--no-stl"] if args.no_stl else [])
         cmd += ["--truth", str(truth)] if truth else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
@@ -265,8 +277,11 @@ def main() -> None:
         stages = "  ".join(f"{k} {v:.2f}s" for k, v in row["timings"].items())
         print(f"{variant:>9}: total {row['total']:6.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
               f"threads {row['torch_threads']}  | {stages}")
-        extra = {k: row[k] for k in ("teeth", "truth_teeth", "shape", "found") if k in row}
+        extra = {k: row[k] for k in ("teeth", "truth_teeth", "shape", "found", "flops") if k in row}
         print(f"{'':>11}{extra}")
+    if "baseline" in rows:
+        ratio = rows["pipeline"]["total"] / rows["baseline"]["total"]
+        print(f"pipeline / reference networks: {ratio:.2f} (issue 17's aim: <= 0.5 for a crop with STL)")
 
 
 if __name__ == "__main__":
