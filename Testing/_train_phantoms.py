@@ -41,10 +41,11 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def tiny_parent_model(path: Path) -> Path:
-    """A small untrained model on the tiny phantoms' coarse grids (fast to segment and to fine-tune)."""
+def tiny_parent_model(path: Path, classes: int = 9) -> Path:
+    """A small untrained model on the tiny phantoms' coarse grids (fast to segment and to fine-tune); 14
+    ``classes``: primary types too, like the shipped model."""
     torch.manual_seed(0)
     model = new_model(spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
-                      types_arch={"start_filters": 4})
+                      types_arch={"start_filters": 4, "out_channels": classes})
     save_model(model, path)
     return path

@@ -62,6 +62,15 @@ def tiny_run(patient_cases, tiny_model, tmp_path_factory):
     return out, result
 
 
+def test_a_fourteen_class_parent_like_the_shipped_model_stays_fourteen_class(patient_cases, tmp_path):
+    parent = tiny_parent_model(tmp_path / "mixed-parent.pt", classes=14)
+    out = tmp_path / "mine.pt"
+    finetune(FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(parent), **TINY))
+    tuned, before = load_model(out), load_model(parent)
+    assert tuned.num_classes == 14
+    assert not all(torch.equal(v, tuned.types_net.state_dict()[k]) for k, v in before.types_net.state_dict().items())
+
+
 def test_recipe_scales_with_the_cases():
     one, four = recipe(1), recipe(4)
     assert one.epochs < four.epochs and one.replay_phantoms <= four.replay_phantoms
