@@ -65,7 +65,17 @@ def tiny_run(patient_cases, tiny_model, tmp_path_factory):
 def test_a_fourteen_class_parent_like_the_shipped_model_stays_fourteen_class(patient_cases, tmp_path):
     parent = tiny_parent_model(tmp_path / "mixed-parent.pt", classes=14)
     out = tmp_path / "mine.pt"
-    finetune(FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(parent), **TINY))
+    logged = []
+
+    class Logs:
+        def progress(self, stage, fraction, message="", **extra):
+            pass
+
+        def log(self, message, level="info"):
+            logged.append(message)
+
+    finetune(FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(parent), **TINY), Logs())
+    assert logged and not any("classes" in message for message in logged)  # it follows the parent's classes
     tuned, before = load_model(out), load_model(parent)
     assert tuned.num_classes == 14
     assert not all(torch.equal(v, tuned.types_net.state_dict()[k]) for k, v in before.types_net.state_dict().items())

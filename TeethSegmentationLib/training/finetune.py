@@ -290,6 +290,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
             lr=config.lr,
             device=config.device,
             init=str(init),
+            types_classes=str(parent.num_classes),  # the parent's classes (14 for the shipped model), no warning
             val_fraction=0.0,
             seed=config.seed,
             label_kind="fdi",
