@@ -198,16 +198,15 @@ def _near_components(components: np.ndarray, kept: np.ndarray, spacing: np.ndarr
 
 
 def run_teeth_stage(
-    ras: Volume, window: tuple[float, float], model: TeethModel, device: torch.device, options: SegmentOptions,
-    reporter: Reporter,
+    ras: Volume, window: tuple[float, float], model: TeethModel, device: torch.device, dtype: torch.dtype,
+    options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray]:
     """Stage 1 on the coarse grid: (probability volume, cleaned mask)."""
     coarse = resample_to_spacing(ras, model.teeth_spacing_mm, order=1)
     coarse = coarse.with_array(normalize(coarse.array, model.normalization, window))
     reporter.progress("teeth", 0.1, f"coarse grid {coarse.shape}")
     prob = predict_teeth(
-        model, coarse, device, options.tta, lambda f: reporter.progress("teeth", 0.1 + 0.8 * f),
-        dtype=resolve_precision(options.precision, device),
+        model, coarse, device, options.tta, lambda f: reporter.progress("teeth", 0.1 + 0.8 * f), dtype=dtype
     )
     return prob, _teeth_mask(prob, options)
 
@@ -227,7 +226,7 @@ def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> t
 
 def run_types_stage(
     teeth_part: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
-    device: torch.device, options: SegmentOptions, reporter: Reporter,
+    device: torch.device, dtype: torch.dtype, options: SegmentOptions, reporter: Reporter,
 ) -> tuple[Volume, np.ndarray, np.ndarray]:
     """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, stage-1 teeth grown by the margin:
     where stage 2 ran)."""
@@ -238,7 +237,7 @@ def run_types_stage(
     near = _skip_mask(prob, mask, fine, options.margin_mm)
     probs = predict_types(
         model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near,
-        dtype=resolve_precision(options.precision, device),
+        dtype=dtype,
     )
     return fine, probs, near
 
@@ -283,20 +282,21 @@ def segment_volume(
     options = options or SegmentOptions()
     reporter = reporter or NullReporter()
     device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)  # a bad name is refused before any work
     model.to(device).eval()
     timings: dict[str, float] = {}
     with _timed(timings, "teeth"):
         image = volume.with_array(image_content(volume.array))
         ras = reorient_to_ras(image, copy=False)
         window = intensity_window(image.array, model.normalization)
-        prob, mask = run_teeth_stage(ras, window, model, device, options, reporter)
+        prob, mask = run_teeth_stage(ras, window, model, device, dtype, options, reporter)
         reporter.progress("teeth", 1.0, f"{int(mask.sum())} teeth voxels on the coarse grid")
     if not mask.any():
         return _empty_result(volume, timings, device, "No teeth were found in this scan.")
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
         teeth_part = crop(ras, lo, hi, copy=False)
-        fine, probs, near = run_types_stage(teeth_part, window, prob, mask, model, device, options, reporter)
+        fine, probs, near = run_types_stage(teeth_part, window, prob, mask, model, device, dtype, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
         foreground *= near  # stage 2 is asked about the teeth stage 1 found, not about the rest of its windows
         reporter.progress("types", 1.0)
