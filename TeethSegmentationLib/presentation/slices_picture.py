@@ -13,11 +13,11 @@ from TeethSegmentationLib.fdi import (
     ALL_FDI_NUMBERS,
     PRIMARY_TYPE_NAMES,
     TYPE_NAMES,
-    UNNUMBERED_COLOR,
     UNNUMBERED_LABEL_BASE,
     UNNUMBERED_LABEL_MAX,
     color,
     is_primary,
+    label_color,
 )
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.read_write import read_volume
@@ -63,11 +63,9 @@ def _slice_indices(labels: np.ndarray | None, shape: tuple[int, ...]) -> dict[st
 
 def _overlay(label_slice: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 4), dtype=np.float32)
-    for n in ALL_FDI_NUMBERS:  # a primary tooth in its place's colour, paler
-        lut[n, :3] = color(n)
+    for n in (*ALL_FDI_NUMBERS, *range(UNNUMBERED_LABEL_BASE, UNNUMBERED_LABEL_MAX + 1)):
+        lut[n, :3] = label_color(n)  # a primary tooth in its place's colour, paler; unnumbered teeth grey
         lut[n, 3] = ALPHA
-    lut[UNNUMBERED_LABEL_BASE : UNNUMBERED_LABEL_MAX + 1, :3] = UNNUMBERED_COLOR  # unnumbered teeth: grey
-    lut[UNNUMBERED_LABEL_BASE : UNNUMBERED_LABEL_MAX + 1, 3] = ALPHA
     return lut[label_slice]
 
 
