@@ -147,3 +147,15 @@ def test_resolve_precision() -> None:
     assert resolve_precision("auto", torch.device("cuda")) == torch.float32
     with pytest.raises(InputError, match="precision"):
         resolve_precision("fp8", cpu)
+
+
+def test_segment_offers_exactly_the_precisions_the_engine_knows() -> None:
+    import argparse
+
+    from TeethSegmentationLib.commands import segment
+    from TeethSegmentationLib.nets.devices import PRECISIONS
+
+    parser = argparse.ArgumentParser()
+    segment.add_arguments(parser)
+    option = next(a for a in parser._actions if a.dest == "precision")
+    assert tuple(option.choices) == PRECISIONS

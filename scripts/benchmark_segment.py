@@ -36,6 +36,7 @@ from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
+from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, TeethModel, load_model, new_model  # noqa: E402
 
 
@@ -247,7 +248,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--start-filters", type=int, default=0, help="stage-1 start filters (default model: 9)")
     parser.add_argument("--cache", default="/tmp/teethseg-bench", help="folder for generated inputs")
     parser.add_argument("--baseline", action="store_true", help="also time the reference networks' float32 pass")
-    parser.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--no-stl", action="store_true", help="leave the STL surfaces out")
     parser.add_argument("--variant", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)

@@ -32,6 +32,7 @@ from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
+from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
 
@@ -118,7 +119,7 @@ def main() -> int:
     parser.add_argument("--fovs", nargs="+", default=list(FOVS), choices=FOVS)
     parser.add_argument("--families", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--head-spacing", type=float, default=None, help="mm; default: realistic (0.25-0.35)")
-    parser.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--out", type=Path, default=None, help="figures (JSON); default: --work/validation.json")
     args = parser.parse_args()
     tag = f"pred_{args.model.stem}_{args.precision}"

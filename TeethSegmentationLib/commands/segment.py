@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument(
+    parser.add_argument(  # nets.devices.PRECISIONS, spelt out: importing it would import torch before a bad input
         "--precision", choices=("auto", "float32", "bfloat16"), default="float32",
         help="the networks' arithmetic; auto: bfloat16 on CPUs with native bf16 (default: float32)",
     )
