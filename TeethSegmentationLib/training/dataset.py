@@ -21,7 +21,7 @@ import torch
 
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, NUM_CLASSES, fdi_map_to_classes
+from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, NUM_CLASSES, NUM_CLASSES_MIXED, fdi_map_to_classes
 from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
@@ -178,8 +178,15 @@ def _read(path: Path):
 
 
 def foreground_groups(labels: np.ndarray, kind: str) -> dict[int, np.ndarray]:
-    """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels)."""
-    types = (labels > 0).astype(np.uint8) if kind == "binary" else stage_target(labels, kind, "types")
+    """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels).
+
+    FDI labels group by the 14 mixed classes whatever the model's classes: the five primary types are
+    groups of their own, so a child's primary teeth are drawn as often as its permanent types (lumped
+    with the permanent type of their place, the 14-class network never learnt them)."""
+    if kind == "binary":
+        types = (labels > 0).astype(np.uint8)
+    else:
+        types = stage_target(labels, kind, "types", NUM_CLASSES_MIXED if kind == "fdi" else NUM_CLASSES)
     dtype = np.int32 if labels.size < 2**31 else np.int64
     return {int(t): np.flatnonzero(types == t).astype(dtype) for t in np.unique(types) if t > 0}
 
