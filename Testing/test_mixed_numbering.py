@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from TeethSegmentationLib.fdi import FDI_NUMBERS, is_primary
-from TeethSegmentationLib.instances.mixed import assign_teeth, developing_mask, is_mixed
+from TeethSegmentationLib.instances.mixed import assign_teeth, developing_mask, is_mixed, split_layers
 from TeethSegmentationLib.instances.numbering import assign_fdi
 
 # Mesio-distal crown widths (mm): permanent types 1..8, primary types 1..5 (Wheeler's tables, rounded).
@@ -99,10 +99,64 @@ def test_primary_second_molar_in_front_of_the_first_permanent_molar_and_premolar
         assert result.developing[number[successor]] and not result.developing[number[predecessor]]
 
 
+def test_occlusal_plane_parts_the_primary_teeth_of_a_closed_bite():
+    # Centroid heights (mm from a first guess of the plane) of a 6-year-old phantom's primary teeth. In the
+    # closed bite the upper crowns reach 6 mm below that guess and the lower canines' tips 2 mm short of it,
+    # so every plane cuts some crowns; the plane that cut fewest (at +0.1) sent the upper primary molars to the
+    # lower jaw and shifted the lower arch by one place.
+    upper = [1.1, 0.3, 3.9, -0.7, -1.2, 0.8, 0.3, 4.0, -0.7, -1.3]
+    lower = [-6.6, -7.9, -8.8, -6.9, -8.0, -9.0]
+    cut = split_layers(np.array(upper + lower), np.ones(len(upper + lower), dtype=bool))
+    assert min(upper) > cut > max(lower)
+
+
 @pytest.mark.parametrize("age", [AGE_6, AGE_9, AGE_11], ids=["6", "9", "11"])
 def test_developing_teeth_numbered_by_place_and_depth_when_their_types_say_nothing(age):
     truth, deep, centroids, perm, prim, extent = mixed_arch(*age)
     perm[deep], prim[deep] = 0.75 / 8, 0.25 / 5  # flat: a forming crown the network cannot type
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+
+
+def _looks(perm: np.ndarray, prim: np.ndarray, rows: np.ndarray, permanent_type: int | None = None) -> None:
+    """Make ``rows`` look to the network like the permanent type of their place (or ``permanent_type``)."""
+    for i in np.flatnonzero(rows):
+        place = int(np.argmax(prim[i])) + 1
+        prim[i] = 0.01
+        perm[i] = 0.01
+        perm[i, (permanent_type or place) - 1] = 0.9
+
+
+def test_an_erupted_tooth_over_its_forming_successor_is_primary_whatever_it_looks_like():
+    # The network calls the primary incisors permanent ones (their crowns differ in size only); the successor
+    # forming beneath each tells them apart.
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    incisors = np.isin(truth, [51, 52, 61, 62, 71, 72, 81, 82])
+    _looks(perm, prim, incisors)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert not incisors.any() or result.fdi.tolist() == truth.tolist()
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    incisors = np.isin(truth, [51, 52, 61, 62, 71, 72, 81, 82])
+    _looks(perm, prim, incisors)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+
+
+def test_a_scan_with_more_teeth_than_an_adult_is_read_as_mixed_even_when_no_tooth_looks_primary():
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    assert len(truth) > 36
+    _looks(perm, prim, truth > 50)
+    assert is_mixed(perm, prim) and not is_mixed(perm[:32], prim[:32])
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+
+
+def test_an_erupted_tooth_that_looks_like_a_third_molar_is_a_primary_second_molar():
+    # A primary second molar has a permanent first molar's likeness on short roots; no third molar has erupted
+    # in a child's mouth.
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    second = np.isin(truth, [55, 65, 75, 85])
+    _looks(perm, prim, second, permanent_type=8)
     result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
     assert result.fdi.tolist() == truth.tolist()
 

@@ -1,26 +1,30 @@
 """FDI numbers for a mixed dentition: primary teeth, erupted permanent teeth and permanent teeth still
 developing in their crypts, from per-instance summaries (like :mod:`numbering`).
 
-:func:`assign_teeth` is the entry point. The mixed rules run only when the types network tells primary
-from permanent teeth (a 14-class model: ``primary_probs`` given) and at least ``MIN_PRIMARY`` instances are
-mostly primary; otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an adult
-scan keeps today's labels and never gets a 5x-8x number.
+:func:`assign_teeth` is the entry point. The mixed rules run only with a 14-class model (``primary_probs``
+given), when at least ``MIN_PRIMARY`` instances are mostly primary or there are more instances than an adult
+has teeth (``MIXED_COUNT``); otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an
+adult scan keeps today's labels and never gets a 5x-8x number.
 
-1. Jaws: the occlusal plane lies between the primary teeth of the two jaws (always erupted), else in the
-   widest gap between the teeth's heights weighed by how evenly it parts them (:func:`split_layers`); the
-   same rule places the plane for the merges and cuts (:func:`child_plane`).
+1. Jaws: the occlusal plane lies in the widest, most even gap between the centroids of the primary teeth
+   (always erupted), else of all teeth (:func:`split_layers`); the same rule places the plane for the merges
+   and cuts (:func:`child_plane`).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
    ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
    the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
    forming; an erupting tooth (tip a few mm short of the level) counts as erupted.
 3. Erupted layer: the arch is fitted through the erupted teeth, which the adults' dynamic programme
    aligns to the 16 places with each place's probability = its permanent + its primary type's (a primary
-   second molar holds the second premolar's place, in front of the first permanent molar). A tooth at
-   places 1-5 is primary when its primary probability outweighs the permanent one.
+   second molar holds the second premolar's place, in front of the first permanent molar). No third molar
+   has erupted in a child's mouth: that type's probability on an erupted tooth counts for the primary second
+   molar, which looks like a permanent molar.
 4. Developing layer: projected onto the same arch and aligned to the permanent places that no erupted
-   permanent tooth holds, by the place along the arch and the types: a premolar under a primary molar, a
-   canine above or below the primary canine, a second molar behind the first. Depth separates them from
-   the erupted teeth above them, the place along the arch numbers them.
+   molar holds, by the place along the arch and the types: a premolar under a primary molar, a canine above
+   or below the primary canine, a second molar behind the first. Depth separates them from the erupted teeth
+   above them, the place along the arch numbers them.
+5. Primary or permanent: an erupted tooth at places 1-5 is primary when a forming tooth shares its place
+   (its successor beneath it) or when its primary probability outweighs the permanent one. The successor
+   decides where the network cannot: a primary incisor differs from a permanent one mostly in size.
 """
 
 from __future__ import annotations
@@ -34,14 +38,20 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.regions import label_sums
 
 MIN_PRIMARY = 2  # instances mostly primary before the scan is read as a child's
+MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 LEVEL_QUANTILE = 0.25
 
 
 def is_mixed(type_probs: np.ndarray, primary_probs: np.ndarray | None) -> bool:
-    """Whether at least MIN_PRIMARY instances are mostly primary (their primary probabilities sum past half)."""
+    """Whether at least MIN_PRIMARY instances are mostly primary (their primary probabilities sum past half),
+    or there are more instances than an adult has teeth (``MIXED_COUNT``: a mixed dentition holds up to 48,
+    primary teeth over their forming successors). Only a 14-class model (``primary_probs`` given) reads a
+    scan as a child's."""
     if primary_probs is None or len(primary_probs) == 0:
         return False
+    if len(primary_probs) >= MIXED_COUNT:
+        return True
     primary = np.asarray(primary_probs, dtype=np.float64).sum(axis=1)
     permanent = np.asarray(type_probs, dtype=np.float64).sum(axis=1)
     return int(np.count_nonzero(primary > permanent)) >= MIN_PRIMARY
@@ -66,38 +76,32 @@ def assign_teeth(
     return assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane)
 
 
-def split_layers(heights: np.ndarray, extent: np.ndarray, primary: np.ndarray, step_mm: float = 0.25) -> float:
-    """The occlusal plane's height in a child's scan. Primary teeth are always erupted: with at least
-    ``MIN_PRIMARY`` of them on each side, the plane parts their centroids most evenly while crossing the
-    fewest of them (``extent``: (N, 2) lowest and highest height of each tooth; cusps interlock in a closed
-    bite). Without them: the most even gap between all centroids. (A jaw's forming teeth make a layer of
-    their own; the bone between it and the erupted teeth dips the voxels' profile as the bite does, so the
-    adults' plane may fall there.)"""
+def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
+    """The occlusal plane's height in a child's scan: the widest, most even gap between the centroids of the
+    primary teeth (always erupted; with at least ``MIN_PRIMARY`` of them on each side), else between all
+    centroids. Only the centroids: in a closed bite the crowns of the two jaws overlap in height by a few mm
+    (cusps interlock, an upper incisor overlaps the lower one, a lower canine rises into the upper embrasure),
+    so a plane that avoids cutting crowns can land among the upper primary molars. (A jaw's forming teeth make
+    a layer of their own; the bone between it and the erupted teeth dips the voxels' profile as the bite does,
+    so the adults' plane may fall there.)"""
     heights = np.asarray(heights, dtype=np.float64)
     if primary.sum() >= 2 * MIN_PRIMARY:
-        h, ext = heights[primary], extent[primary]
-        grid = np.arange(h.min(), h.max() + step_mm, step_mm)
-        above = (h[:, None] > grid[None]).sum(axis=0)
-        crossing = ((ext[:, :1] < grid[None]) & (ext[:, 1:] > grid[None])).sum(axis=0)
-        score = np.minimum(above, len(h) - above) - crossing
-        best = np.flatnonzero(score == score.max())
-        cut = float(grid[best].mean())
+        h = heights[primary]
+        cut = _balanced_gap(h)
         if min((h > cut).sum(), (h < cut).sum()) >= MIN_PRIMARY:
             return cut
     return _balanced_gap(heights)
 
 
-def occlusal_layers(
-    centroids: np.ndarray, extent_of, primary: np.ndarray, normal: np.ndarray
-) -> tuple[np.ndarray, float]:
+def occlusal_layers(centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, float]:
     """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
-    erupted layer (the primary teeth, each jaw centred on itself), twice. ``extent_of(normal)``: the teeth's
-    extents along a normal. The forming teeth's layers tilt a normal fitted to all teeth or to the profile."""
+    erupted layer (the primary teeth, each jaw centred on itself), twice. The forming teeth's layers tilt a
+    normal fitted to all teeth or to the profile."""
     layer = primary if primary.sum() >= 2 * MIN_PRIMARY else np.ones(len(centroids), dtype=bool)
     for _ in range(2):
-        upper = centroids @ normal > split_layers(centroids @ normal, extent_of(normal), primary)
+        upper = centroids @ normal > split_layers(centroids @ normal, primary)
         normal = numbering.occlusal_normal(centroids[layer], upper[layer])
-    return normal, split_layers(centroids @ normal, extent_of(normal), primary)
+    return normal, split_layers(centroids @ normal, primary)
 
 
 def extents(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -131,7 +135,7 @@ def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types
         return plane
     centroids = label_sums(labels, ras, count)[1:] / size
     primary = sums[:, 8:].sum(axis=1) > sums[:, :8].sum(axis=1)
-    return OcclusalPlane(*occlusal_layers(centroids, lambda n: extents(labels, ras, n), primary, plane.normal), True)
+    return OcclusalPlane(*occlusal_layers(centroids, primary, plane.normal), True)
 
 
 def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:
@@ -162,11 +166,17 @@ def assign_mixed(
     perm, prim = np.asarray(type_probs, dtype=np.float64), np.asarray(primary_probs, dtype=np.float64)
     normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
     extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
-    normal, offset = occlusal_layers(centroids, lambda n: extent, prim.sum(axis=1) > perm.sum(axis=1), normal)
+    normal, offset = occlusal_layers(centroids, prim.sum(axis=1) > perm.sum(axis=1), normal)
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
+    # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
+    # of a permanent first molar, crown on short roots) that type's probability, so an erupted tooth's is the
+    # primary second molar's.
+    erupted_prim = prim.copy()
+    erupted_prim[:, -1] += perm[:, -1]
     by_place = perm.copy()
-    by_place[:, : len(PRIMARY_TYPES)] += prim
+    by_place[:, -1] = 0.0
+    by_place[:, : len(PRIMARY_TYPES)] += erupted_prim
     fdi = np.zeros(len(centroids), dtype=int)
     positions = np.zeros(len(centroids))
     fits = {}
@@ -178,10 +188,16 @@ def assign_mixed(
         fits[jaw] = numbering.fit_arch(centroids[erupted if len(erupted) >= 5 else members], normal)
         positions[members] = numbering.arch_positions(centroids[members], fits[jaw])
         fdi[erupted] = numbering.align_arch(by_place[erupted], positions[erupted], jaw, side_sigma_mm)
-        for i in erupted:
-            if fdi[i] and fdi[i] % 10 <= len(PRIMARY_TYPES) and prim[i, fdi[i] % 10 - 1] > perm[i, fdi[i] % 10 - 1]:
-                fdi[i] += 40  # the primary tooth of that place: 15 -> 55
-        taken = {int(n) for n in fdi[erupted] if 0 < n < 50}
+        # A forming tooth may share a place 1-5 with the erupted tooth above it: its predecessor. Molars have
+        # none, so their places are taken.
+        molars = {int(n) for n in fdi[erupted] if n % 10 > len(PRIMARY_TYPES)}
         if len(forming):
-            fdi[forming] = numbering.align_arch(perm[forming], positions[forming], jaw, side_sigma_mm, blocked=taken)
+            fdi[forming] = numbering.align_arch(perm[forming], positions[forming], jaw, side_sigma_mm, blocked=molars)
+        successors = {int(n) for n in fdi[forming] if n}
+        for i in erupted:
+            place = fdi[i] % 10
+            if not fdi[i] or place > len(PRIMARY_TYPES):
+                continue
+            if fdi[i] in successors or erupted_prim[i, place - 1] > perm[i, place - 1]:
+                fdi[i] += 40  # the primary tooth of that place: 15 -> 55
     return Assignment(fdi, upper, positions, normal, offset, two, warnings, fits, developing=deep)
