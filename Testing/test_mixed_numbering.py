@@ -161,6 +161,18 @@ def test_an_erupted_tooth_that_looks_like_a_third_molar_is_a_primary_second_mola
     assert result.fdi.tolist() == truth.tolist()
 
 
+def test_four_primary_teeth_do_not_tilt_the_plane():
+    # At 11-12 years the last primary teeth may be two upper canines and two lower second molars: two points per
+    # jaw leave the plane's pitch free, so the plane's tilt comes from all teeth.
+    age_12 = ({True: {1, 2, 4, 5, 6, 7}, False: {1, 2, 3, 4, 6, 7}}, {True: {3, 8}, False: {5, 8}})
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*age_12)
+    left = np.isin(truth, [63, 75])
+    centroids[left] += (0.0, 2.0, 1.0)  # some asymmetry, as in any mouth
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.normal[2] > 0.99
+    assert result.fdi.tolist() == truth.tolist()
+
+
 def _adult(confusion: float = 0.1):
     fdis = list(FDI_NUMBERS)
     centroids, perm, extent = [], [], []

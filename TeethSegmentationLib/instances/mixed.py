@@ -38,6 +38,7 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.regions import label_sums
 
 MIN_PRIMARY = 2  # instances mostly primary before the scan is read as a child's
+MIN_LAYER = 8  # primary teeth that can set the plane's tilt on their own (fewer: all teeth do)
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 LEVEL_QUANTILE = 0.25
@@ -95,9 +96,10 @@ def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
 
 def occlusal_layers(centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, float]:
     """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
-    erupted layer (the primary teeth, each jaw centred on itself), twice. The forming teeth's layers tilt a
-    normal fitted to all teeth or to the profile."""
-    layer = primary if primary.sum() >= 2 * MIN_PRIMARY else np.ones(len(centroids), dtype=bool)
+    erupted layer (the primary teeth, each jaw centred on itself; all teeth when fewer than ``MIN_LAYER`` are
+    primary: two per jaw leave the tilt free), twice. The forming teeth's layers tilt a normal fitted to the
+    voxels' profile."""
+    layer = primary if primary.sum() >= MIN_LAYER else np.ones(len(centroids), dtype=bool)
     for _ in range(2):
         upper = centroids @ normal > split_layers(centroids @ normal, primary)
         normal = numbering.occlusal_normal(centroids[layer], upper[layer])
