@@ -200,8 +200,8 @@ def test_adult_scan_keeps_todays_numbers_and_never_gets_primary_ones():
         result = assign_teeth(centroids, perm, np.zeros(len(fdis)), primary_probs=primary_probs, extent=extent)
         assert result.fdi.tolist() == today.fdi.tolist() == fdis
         assert result.developing is None and not any(is_primary(n) for n in result.fdi)
-    # One instance that looks primary (a retained primary tooth or a network slip) is not a child's scan.
-    prim[3] = 0.9
+    # Three instances that look primary (a retained primary tooth, network slips) are not a child's scan.
+    prim[[3, 12, 25]] = 0.9
     assert not is_mixed(perm, prim)
     assert assign_teeth(centroids, perm, np.zeros(len(fdis)), primary_probs=prim, extent=extent).fdi.tolist() == fdis
 
