@@ -32,6 +32,7 @@ from TeethSegmentationLib.instances import confidence  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
+from TeethSegmentationLib.training.lineage import file_digest  # noqa: E402
 
 SEED = 50_000
 FOVS = ("crop", "lower", "upper", "jaws")
@@ -77,7 +78,7 @@ def case_rows(model, image: Path, labels: Path) -> list[dict]:
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[dict]]:
-    cache = args.work / "rows.json"
+    cache = args.work / f"rows_{file_digest(args.model)[:12]}.json"  # per model: the rows are its predictions
     data = json.loads(cache.read_text()) if cache.exists() else {}
     model = load_model(args.model)
     for fov in args.fovs:
