@@ -181,8 +181,9 @@ def foreground_groups(labels: np.ndarray, kind: str) -> dict[int, np.ndarray]:
     """Flat indices of the tooth voxels, grouped by tooth type (one group for binary labels).
 
     FDI labels group by the 14 mixed classes whatever the model's classes: the five primary types are
-    groups of their own, so a child's primary teeth are drawn as often as its permanent types (lumped
-    with the permanent type of their place, the 14-class network never learnt them)."""
+    groups of their own, so a child's primary teeth are drawn as often as its permanent types. (Lumped with
+    the permanent type of their place, a 14-class network had not learnt them after 3,600 steps; drawn by
+    class, it learnt the primary canines and molars in 3,500 more.)"""
     if kind == "binary":
         types = (labels > 0).astype(np.uint8)
     else:
