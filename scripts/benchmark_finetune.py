@@ -35,9 +35,10 @@ from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa
 from TeethSegmentationLib.io.seg_nrrd import write_segmentation  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
-from TeethSegmentationLib.nets.model_file import load_model  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
 from TeethSegmentationLib.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from TeethSegmentationLib.training.lineage import file_digest  # noqa: E402
 
 FAR_SEED = 70_000  # never used by the default model's training (100+) or validation (10000+)
 IN_FAMILY_SEED = 10_000  # the model card's crop validation seeds
@@ -75,8 +76,8 @@ def scores(model, cases) -> dict:
 
 
 def shipped_scores(work: Path, name: str, cases) -> dict:
-    """The shipped model's scores, computed once per work folder (the model does not change)."""
-    path = work / f"shipped_{name}.json"
+    """The shipped model's scores, computed once per work folder and model file (by digest)."""
+    path = work / f"shipped_{name}_{file_digest(DEFAULT_MODEL_PATH)[:12]}.json"
     if not path.exists():
         path.write_text(json.dumps(scores(load_model(), cases)))
     return json.loads(path.read_text())
