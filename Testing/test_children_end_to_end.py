@@ -1,9 +1,9 @@
 """A 9-year-old's phantom through the whole pipeline with the shipped model (slow).
 
-The shipped model has 9 classes and was trained on adults only: it cannot give primary numbers and does not
-mark developing teeth, so this asserts what must hold with it (valid, unique labels on the input's grid, the
-teeth found, children's scores computed, no crash), not the issue's accuracy targets, which need the
-14-class retrain (Resources/Models/README.md)."""
+The shipped model has 14 classes (primary types next to the permanent ones) and the mixed numbering: on this
+case it gives identification 0.95 with every developing tooth found and numbered right (model card,
+"Children's scans"). Asserted with a margin: valid unique labels on the input's grid, primary numbers and
+developing teeth in the report, and the children's scores."""
 
 from __future__ import annotations
 
@@ -35,12 +35,13 @@ def test_mixed_phantom_end_to_end(tmp_path):
     values = [int(v) for v in np.unique(result.array) if v]
     assert values and all(fdi.is_tooth_label(v) for v in values)
     numbers = [t["fdi"] for t in report["teeth"] if t["numbered"]]
-    assert len(numbers) == len(set(numbers)) and not any(fdi.is_primary(n) for n in numbers)  # 9 classes
-    assert all(t["developing"] is False for t in report["teeth"])
+    assert len(numbers) == len(set(numbers))
+    assert sum(fdi.is_primary(n) for n in numbers) >= 8  # the case holds 14 primary teeth
+    developing = [t["fdi"] for t in report["teeth"] if t["developing"]]
+    assert len(developing) >= 12 and not any(fdi.is_primary(n) for n in developing)
     assert json.loads((tmp_path / "out" / "child.report.json").read_text())["tooth_count"] == len(report["teeth"])
     metrics = evaluate_pair(result.array, case.labels.array, case.labels.spacing)
     assert metrics["primary_teeth"] >= 10 and metrics["developing_teeth"] >= 12
-    assert metrics["identification_erupted"] is not None and metrics["developing_numbering"] is not None
-    # The teeth are found, primary and forming ones included (this case with the shipped model: binary Dice
-    # 0.84, none missed, developing recall 1.0; identification 0.26, as a 9-class model numbers by place).
-    assert metrics["dice_binary"] >= 0.75 and metrics["missed"] <= 3 and metrics["developing_recall"] >= 0.8, metrics
+    assert metrics["dice_binary"] >= 0.85 and metrics["missed"] <= 2, metrics
+    assert metrics["identification_accuracy"] >= 0.85 and metrics["developing_recall"] >= 0.9, metrics
+    assert metrics["developing_numbering"] >= 0.9, metrics

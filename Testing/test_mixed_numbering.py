@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from TeethSegmentationLib.fdi import FDI_NUMBERS, is_primary
-from TeethSegmentationLib.instances.mixed import assign_teeth, developing_mask, is_mixed, split_layers
+from TeethSegmentationLib.instances.mixed import (
+    assign_teeth,
+    developing_mask,
+    is_mixed,
+    long_axis_normal,
+    split_layers,
+)
 from TeethSegmentationLib.instances.numbering import assign_fdi
 
 # Mesio-distal crown widths (mm): permanent types 1..8, primary types 1..5 (Wheeler's tables, rounded).
@@ -210,3 +216,21 @@ def test_developing_mask_uses_each_jaws_own_level():
     upper = np.array([True] * 6 + [False] * 6)
     extent = np.array([[1, 20]] * 4 + [[9, 19], [3.5, 22]] + [[-20, -1]] * 4 + [[-19, -9], [-22, -4.0]], float)
     assert developing_mask(extent, upper).tolist() == [False] * 4 + [True, False] + [False] * 4 + [True, False]
+
+
+def test_long_axis_normal_follows_the_teeth_not_their_layers():
+    # Twelve upright teeth (8 x 8 x 16 mm, 0.5 mm voxels), in two layers offset along a slope (as forming teeth
+    # lie deeper and further back), the whole tilted 20 degrees about x: the normal is the teeth's axis.
+    tilt = np.radians(20.0)
+    rotation = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    grid = np.stack(np.meshgrid(*(np.arange(-4, 4.01, 0.5),) * 2, np.arange(-8, 8.01, 0.5), indexing="ij"), -1)
+    tooth = grid.reshape(-1, 3)
+    points, labels = [], []
+    for k in range(12):
+        layer = k // 6
+        centre = np.array([(k % 6 - 2.5) * 9.0, -15.0 * layer, -12.0 * layer + 2.0 * (k % 6)])
+        points.append((tooth + centre) @ rotation.T)
+        labels.append(np.full(len(tooth), k + 1))
+    normal = long_axis_normal(np.concatenate(labels), np.concatenate(points), np.array([0.0, 0.0, 1.0]))
+    expected = rotation @ np.array([0.0, 0.0, 1.0])
+    assert np.degrees(np.arccos(min(1.0, float(normal @ expected)))) < 1.0

@@ -193,7 +193,8 @@ def _number(
     sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
     perm, prim = sums[:, :8], sums[:, 8:]
     extent = mixed.extents(labels, voxels.ras, plane.normal)
-    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent)
+    axis = mixed.long_axis_normal(labels, voxels.ras, plane.normal)
+    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent, axis)
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:
