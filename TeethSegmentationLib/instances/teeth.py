@@ -193,7 +193,7 @@ def _number(
     sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
     perm, prim = sums[:, :8], sums[:, 8:]
     extent = mixed.extents(labels, voxels.ras, plane.normal)
-    axis = mixed.long_axis_normal(labels, voxels.ras, plane.normal)
+    axis = mixed.long_axis_normal(labels, voxels.ras, plane.normal) if mixed.is_mixed(perm, prim) else None
     return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent, axis)
 
 
