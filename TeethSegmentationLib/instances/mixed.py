@@ -41,7 +41,7 @@ from TeethSegmentationLib.instances.regions import label_sums
 # Instances mostly primary before the scan is read as a child's: an adult family-B upper-only scan had three
 # (a 12-year-old with two primary teeth left is numbered as an adult, those two as permanent ones).
 MIN_PRIMARY = 4
-MIN_LAYER = 8  # primary teeth that can set the plane's tilt on their own (fewer: all teeth do)
+MIN_LAYER = 8  # primary teeth that can refit the plane's tilt on their own (fewer: the long axes' tilt stands)
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 LEVEL_QUANTILE = 0.25
