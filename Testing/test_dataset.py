@@ -127,6 +127,23 @@ def test_foreground_oversampling_and_per_type_balance(prepared):
     assert all(np.all((0 <= c) & (c < prepared.image.shape)) for c in centers)
 
 
+def test_primary_teeth_are_sampled_as_their_own_classes():
+    # A child's arch piece: a big permanent first molar (16) and a small primary second molar (55) beside it.
+    # Drawn by place type, 55 would share the premolar group with the forming 15; drawn by the 14 classes it
+    # is a group of its own, centred on as often as the molar.
+    labels = np.zeros((40, 20, 20), dtype=np.uint8)
+    labels[2:20, 2:18, 2:18] = 16
+    labels[24:28, 8:12, 8:12] = 55
+    labels[30:36, 8:12, 2:6] = 15
+    groups = dataset.foreground_groups(labels, "fdi")
+    assert set(groups) == {5, 6, 13}  # second premolar, first molar, primary second molar (14 classes)
+    case = dataset.PreparedCase("child", np.zeros(labels.shape, np.float16), labels, "fdi", 0.0, groups)
+    params = dataset.SamplingParams(patch=8, foreground_fraction=1.0, augment=NO_AUGMENTATION)
+    centres = [dataset.choose_center(case, dataset.item_rng(0, 0, 0, i), params) for i in range(300)]
+    near_primary = sum(1 for c in centres if 22 <= c[0] <= 29)  # the primary molar, give or take the jitter
+    assert near_primary > 80  # a third of the draws (lumped with the forming 15, a fifth)
+
+
 def test_stage_2_background_patches_stay_near_the_teeth(prepared):
     """Stage 2 sees only the teeth box plus a margin at inference; its background patches come from there."""
     lo, hi = map(np.asarray, prepared.box)
