@@ -127,9 +127,7 @@ def long_axis_normal(labels: np.ndarray, ras: np.ndarray, reference: np.ndarray,
     i, j = np.triu_indices(3)
     second = label_sums(labels, ras[:, i] * ras[:, j], count) / np.maximum(size, 1)[:, None]
     votes = np.zeros((3, 3))
-    for k in np.flatnonzero(size >= min_voxels):
-        if k == 0:
-            continue
+    for k in np.flatnonzero(size[1:] >= min_voxels) + 1:  # label 0 is no region
         cov = np.zeros((3, 3))
         cov[i, j] = second[k] - mean[k, i] * mean[k, j]
         cov = cov + np.triu(cov, 1).T
@@ -202,9 +200,10 @@ def assign_mixed(
     """The mixed dentition's numbers (module docstring, steps 1-5); ``developing`` marks the deep teeth."""
     centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
     perm, prim = np.asarray(type_probs, dtype=np.float64), np.asarray(primary_probs, dtype=np.float64)
-    normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
     if axis_normal is not None:
         normal = np.asarray(axis_normal, dtype=np.float64)
+    else:
+        normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
     extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
     primary = prim.sum(axis=1) > perm.sum(axis=1)
     normal, offset = occlusal_layers(centroids, primary, normal, tilt_known=axis_normal is not None)
