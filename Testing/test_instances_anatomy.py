@@ -140,11 +140,33 @@ def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
     assert (len(np.unique(joined_labels)) == 1) == joins
 
 
-@pytest.mark.parametrize(("neighbour_voxels", "joins"), [(2000, True), (600, False)])
+def test_a_tooth_in_three_pieces_joins_through_the_middle_one():
+    """Two unnumbered pieces in a row beside a numbered root: the far piece touches only the middle one, and
+    their shared face is the broadest, so it comes first; it joins once the middle piece has joined."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+    from TeethSegmentationLib.instances.pieces import join_pieces
+
+    mask = np.zeros((30, 20, 20), bool)
+    mask[2:12, 4:16, 4:16] = True  # the numbered part: 1440 voxels
+    mask[12, 8:12, 8:12] = True  # the middle piece: a neck of 16 faces on the numbered part ...
+    mask[13:17, 5:15, 5:15] = True  # ... and its body
+    mask[17:21, 5:15, 5:15] = True  # the far piece, touching the middle one through 100 faces
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    labels = np.digitize(ijk[:, 0], [12, 17]).astype(np.int32) + 1
+    assignment = Assignment(np.array([25, 0, 0]), np.array([True, True, True]), np.array([30.0, 30.5, 31.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    assert joined and len(np.unique(joined_labels)) == 1
+
+
+@pytest.mark.parametrize(("neighbour_voxels", "joins"), [(2000, True), (1550, True), (600, False)])
 def test_a_crown_larger_than_its_numbered_root_joins_it_when_together_they_are_one_tooth(neighbour_voxels, joins):
     """The watershed can cut a premolar into an unnumbered crown and a numbered root, the crown the larger part.
-    It joins when crown + root are no bigger than a whole tooth of that jaw (the largest other numbered one),
-    and stays an unnumbered tooth when they would make a giant."""
+    It joins when crown + root are no bigger than a whole tooth of that jaw (1.25 x the largest other numbered
+    one: a second molar can be larger than the first), and stays an unnumbered tooth when they would make a
+    giant."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
     from TeethSegmentationLib.instances.pieces import join_pieces

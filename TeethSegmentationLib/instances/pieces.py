@@ -25,28 +25,36 @@ from TeethSegmentationLib.instances.numbering import Assignment
 SAME_PLACE = 0.6
 PIECE_SHARE = 0.6  # the piece holds at most this share of the tooth's voxels
 CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as contact faces
-WHOLE_TOOTH = 1.1  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw
+WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw (a second
+# molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
 
 
 def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
-    """Compact labels with unnumbered pieces joined to their numbered tooth; whether any joined."""
-    unnumbered = np.flatnonzero(assignment.fdi == 0) + 1
-    if len(unnumbered) == 0:
+    """Compact labels with unnumbered pieces joined to their numbered tooth; whether any joined.
+
+    Chains join too: a piece that touches only another piece (a premolar in three) follows it once that
+    one has joined its tooth, so the contacts are passed over until nothing more joins."""
+    unnumbered = set((np.flatnonzero(assignment.fdi == 0) + 1).tolist())
+    if not unnumbered:
         return labels, False
     size = np.bincount(labels)
-    joined = False
-    for (a, b), (faces, _saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
-        for piece, tooth in ((a, b), (b, a)):
-            if piece in unnumbered and _belongs(piece, tooth, size, faces, assignment):
-                labels = labels if joined else labels.copy()
-                labels[labels == piece] = tooth
-                size[tooth] += size[piece]
-                size[piece] = 0
-                unnumbered = unnumbered[unnumbered != piece]
-                joined = True
-                break
+    owner = np.arange(len(size))  # each region's tooth after the joins so far
+    contacts = sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0])
+    passing = True
+    while passing:
+        passing = False
+        for (a, b), (faces, _saddle) in contacts:
+            for piece, tooth in ((owner[a], owner[b]), (owner[b], owner[a])):
+                if piece in unnumbered and piece != tooth and _belongs(piece, tooth, size, faces, assignment):
+                    owner[owner == piece] = tooth
+                    size[tooth] += size[piece]
+                    size[piece] = 0
+                    unnumbered.discard(piece)
+                    passing = True
+                    break
+    joined = len(unnumbered) < int(np.sum(assignment.fdi == 0))
     if joined:  # compact again: 1..n
-        labels = (np.unique(labels, return_inverse=True)[1] + 1).astype(labels.dtype)
+        labels = (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
     return labels, joined
 
 
