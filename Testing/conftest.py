@@ -7,6 +7,7 @@ every ``SetMRMLScene``) and cleared after each test that used it. Tests using it
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from pathlib import Path
@@ -23,6 +24,13 @@ _LOGICS = {  # module name -> logic class name: the logics the bridge needs, set
     "Segmentations": "vtkSlicerSegmentationsModuleLogic",
     "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated data (fine-tuning's replay phantoms) goes to a session folder, never to the user's cache;
+    child processes inherit it."""
+    os.environ["TEETHSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("teethseg-cache"))
 
 
 def _make_scene() -> types.SimpleNamespace:

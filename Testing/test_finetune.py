@@ -206,6 +206,14 @@ def test_cli_finetune_emits_json_lines_and_a_result_with_the_figure(patient_case
     assert any(e["event"] == "progress" and e["stage"] == "train types" for e in events)
 
 
+def test_the_teeth_stage_runs_half_the_types_stage_epochs(patient_cases, tiny_model, tmp_path):
+    config = FinetuneConfig(data_dir=str(patient_cases), output=str(tmp_path / "m.pt"), init=str(tiny_model),
+                            patience=0, **{**TINY, "epochs": 3, "steps_per_epoch": 1, "replay_phantoms": 0})
+    assert finetune(config)["epochs_run"] == {"teeth": 1, "types": 3}
+    config.teeth_epochs, config.output = 2, str(tmp_path / "two.pt")
+    assert finetune(config)["epochs_run"] == {"teeth": 2, "types": 3}
+
+
 def test_a_stage_stops_early_when_its_loss_no_longer_improves(patient_cases, tiny_model, tmp_path):
     """A learning rate too small to learn anything: each stage ends long before its 6 planned epochs."""
     config = FinetuneConfig(data_dir=str(patient_cases), output=str(tmp_path / "m.pt"), init=str(tiny_model),
