@@ -185,3 +185,20 @@ def test_phantom_numbered_from_the_teeth_mask_alone():
     metrics = evaluate_pair(result.fdi_map, truth, labels.spacing)
     assert metrics["predicted_teeth"] == metrics["truth_teeth"] == 30
     assert metrics["identification_accuracy"] >= 0.95, metrics["misidentified"]
+
+
+def test_distance_map_in_a_worker_thread_is_the_same_to_the_bit():
+    """The instance step computes the distance map in a worker beside the types: the values it reads are
+    scipy's own, whether computed there or in line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+
+    mask = ndi.binary_opening(np.random.default_rng(3).random((30, 26, 22)) > 0.4)
+    spacing = np.array([0.4, 0.5, 0.6])
+    inline = sparse_foreground(mask, spacing)
+    with ThreadPoolExecutor(1) as pool:
+        aside = sparse_foreground(mask, spacing, pool)
+    edt = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing).astype(np.float32)
+    np.testing.assert_array_equal(aside.dist, inline.dist)
+    np.testing.assert_array_equal(inline.dist, edt.reshape(-1)[inline.flat])

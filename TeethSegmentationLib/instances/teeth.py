@@ -24,6 +24,7 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -128,21 +129,12 @@ def label_teeth(
     mask = foreground_mask(teeth_prob, opts.threshold, _voxels(opts.min_speck_mm3, voxel_mm3))
     if mask is None:
         return _empty(teeth_prob.shape, ["No teeth were found (no foreground above the threshold)."])
-    sparse = sparse_foreground(mask, spacing)
-    timings["foreground"] = _lap(clock)
-    reporter.progress("instances", 0.1, "splitting touching teeth")
-
-    types = gather_types(type_probs, sparse)
-    permanent = primary = None
-    merge_types = types
-    if len(type_probs) == NUM_CLASSES_MIXED:
-        # Splits and merges tell a primary tooth from its successor beneath it (13 types); the statistics see
-        # each place's type (permanent + primary); the numbering both sets (instances.mixed).
-        permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
-        merge_types = np.hstack([permanent, primary])
-        types = permanent.copy()
-        types[:, : primary.shape[1]] += primary
-    smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
+    with ThreadPoolExecutor(1) as pool:  # the distance map beside the types: both are scipy/numpy, GIL released
+        sparse = sparse_foreground(mask, spacing, pool)
+        timings["foreground"] = _lap(clock)
+        reporter.progress("instances", 0.1, "splitting touching teeth")
+        types, permanent, primary, merge_types = _voxel_types(type_probs, sparse)
+        smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
     labels = drain(sparse, markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3)), spacing)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
@@ -177,6 +169,19 @@ def label_teeth(
         reporter.log(message, "warning")
     reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
     return result
+
+
+def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
+    """(types, permanent, primary, merge_types) of the compact voxels. A 14-class model's splits and merges
+    tell a primary tooth from its successor beneath it (13 types); the statistics see each place's type
+    (permanent + primary); the numbering both sets (instances.mixed)."""
+    types = gather_types(type_probs, sparse)
+    if len(type_probs) != NUM_CLASSES_MIXED:
+        return types, None, None, types
+    permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
+    merged = permanent.copy()
+    merged[:, : primary.shape[1]] += primary
+    return merged, permanent, primary, np.hstack([permanent, primary])
 
 
 def _number(
