@@ -243,6 +243,23 @@ def test_label_maps_round_trip_exactly(tmp_path, suffix, dtype):
     assert again.array.dtype.kind in "iu"
 
 
+@pytest.mark.parametrize("box", [None, (slice(3, 9), slice(2, 5), slice(0, 7))])
+def test_a_sparse_label_map_writes_the_bytes_pynrrd_writes(tmp_path, box):
+    """Only the non-zero box of a label map is put in NRRD's (Fortran) order before pynrrd writes it: the
+    data bytes are those of pynrrd's own reordering of the whole array, empty maps included."""
+    from TeethSegmentationLib.io.nrrd_file import fortran_ordered
+
+    labels = np.zeros((12, 9, 8), np.uint16)
+    if box is not None:
+        labels[box] = (np.arange(6 * 3 * 7).reshape(6, 3, 7) % 7).astype(np.uint16)
+    ordered = fortran_ordered(labels)
+    assert ordered.flags.f_contiguous and ordered.tobytes(order="F") == labels.tobytes(order="F")
+    again = read_volume(write_volume(Volume(labels, np.eye(4)), tmp_path / "labels.nrrd"))
+    np.testing.assert_array_equal(again.array, labels)
+    image = np.random.default_rng(0).random((4, 5, 6)).astype(np.float32)
+    assert fortran_ordered(image) is image  # images are left to pynrrd
+
+
 def test_write_is_atomic_and_leaves_no_temporary(tmp_path):
     volume = Volume(_phantom(), np.eye(4))
     write_volume(volume, tmp_path / "a.nrrd")

@@ -20,7 +20,7 @@ from TeethSegmentationLib.io.format_checks import (
     writable,
 )
 from TeethSegmentationLib.io.nrrd_data import detached_data_path, open_regular_file, read_nrrd_voxels
-from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, bounding_box
 
 _NRRD_SPACES = {
     "left-posterior-superior": ("LPS", np.diag([-1.0, -1.0, 1.0])),
@@ -185,4 +185,19 @@ def write_nrrd(volume: Volume, path: Path, space: str, compress: bool) -> None:
     if array.ndim != 3:
         raise ValueError(f"only 3D volumes can be written, not shape {array.shape}")
     # Level 1: several times faster than 9 on a 300 M voxel scan, files barely bigger.
-    nrrd.write(str(path), array, nrrd_header(volume, space, compress), compression_level=1, index_order="F")
+    nrrd.write(str(path), fortran_ordered(array), nrrd_header(volume, space, compress), compression_level=1,
+               index_order="F")
+
+
+def fortran_ordered(array: np.ndarray) -> np.ndarray:
+    """``array`` in Fortran order, the order of NRRD's bytes: pynrrd's ``tobytes(order="F")`` is then a plain
+    copy, where on a C-ordered array it is a strided one (1.1 s for a 159 M-voxel head label map). A label
+    map is mostly zeros, so only its non-zero box is reordered (0.45 s); other arrays are left to pynrrd."""
+    if array.flags.f_contiguous or array.dtype.kind not in "iub":
+        return array
+    out = np.zeros(array.shape, array.dtype, order="F")
+    box = bounding_box(array)
+    if box is not None:
+        inside = tuple(slice(int(a), int(b)) for a, b in zip(*box, strict=True))
+        out[inside] = array[inside]
+    return out
