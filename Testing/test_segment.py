@@ -381,3 +381,28 @@ def test_stage_1_keeps_the_dentition_and_drops_distant_bright_parts() -> None:
     assert mask[20, 25, 15] and mask[68, 25, 15] and mask[88, 25, 15]
     assert not mask[125, 25, 15] and not mask[20, 25, 42] and not mask[5, 50, 55]
     assert segment_module._teeth_mask(Volume(prob, np.eye(4)), SegmentOptions(dentition_gap_mm=5.0)).sum() == 30 * 100
+
+
+def test_a_scan_read_beforehand_is_not_read_again(tmp_path: Path) -> None:
+    """`segment` reads the first scan while torch loads and hands it over: segment_file uses it as is."""
+    from TeethSegmentationLib.events import NullReporter
+    from TeethSegmentationLib.inference.reading import read_scan
+
+    source = write_volume(phantom("RAS"), tmp_path / "scan.nrrd")
+    scan = read_scan(source, None, NullReporter())
+    source.unlink()  # a second read would now fail
+    report = segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu"), scan=scan)
+    assert report["timings_s"]["read"] == scan.seconds and (tmp_path / "out" / "scan.teeth.nrrd").is_file()
+
+
+def test_segment_command_with_two_scans_writes_both(tmp_path: Path) -> None:
+    from TeethSegmentationLib.cli import main
+
+    sources = [write_volume(phantom(kind), tmp_path / f"{kind}.nrrd") for kind in ("RAS", "LPS")]
+    model = tmp_path / "threshold.pt"
+    save_model(new_model(teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4}, patch_size=16), model)
+    args = ["segment", *map(str, sources), "-o", str(tmp_path / "out"), "--model", str(model), "--device", "cpu"]
+    assert main(args) == 0
+    for kind in ("RAS", "LPS"):
+        report = json.loads((tmp_path / "out" / f"{kind}.report.json").read_text())
+        assert report["input"].endswith(f"{kind}.nrrd") and report["timings_s"]["read"] > 0

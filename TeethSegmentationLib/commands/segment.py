@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from TeethSegmentationLib.inference.reading import read_scan
     from TeethSegmentationLib.io.output_folder import check_output_folder
     from TeethSegmentationLib.io.read_write import inspect_volume
 
@@ -41,13 +43,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     for source in args.inputs:  # every input checked (header, geometry, size) before any work starts
         inspect_volume(source, args.series)
     reporter.progress("load", 0.0, "loading torch and the model")  # the user sees work start in well under 0.5 s
-    from TeethSegmentationLib.inference.outputs import segment_file
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions
-    from TeethSegmentationLib.nets.model_file import load_model
-
+    pool = ThreadPoolExecutor(1)  # torch and the model load while the first scan is read: ~0.6 s less on a head
+    try:
+        loading = pool.submit(_load_engine, args.model)
+        first = read_scan(args.inputs[0], args.series, reporter)
+        segment_file, options_type, model = loading.result()
+    finally:
+        pool.shutdown(wait=False)
     _set_threads(args.threads, reporter)
-    model = load_model(args.model)
-    options = SegmentOptions(
+    options = options_type(
         device=args.device,
         precision=args.precision,
         tta=args.tta,
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     for index, source in enumerate(args.inputs, start=1):
         if len(args.inputs) > 1:
             reporter.log(f"[{index}/{len(args.inputs)}] {source}")
-        report = segment_file(source, output, model, options, reporter)
+        report = segment_file(source, output, model, options, reporter, first if index == 1 else None)
         summaries.append(
             {
                 "input": str(source),
@@ -72,6 +76,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
             }
         )
     return {"output": str(args.output), "inputs": summaries}
+
+
+def _load_engine(model_path: str | None) -> tuple[Any, Any, Any]:
+    """(segment_file, SegmentOptions, the model): everything that needs torch."""
+    from TeethSegmentationLib.inference.outputs import segment_file
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+    from TeethSegmentationLib.nets.model_file import load_model
+
+    return segment_file, SegmentOptions, load_model(model_path)
 
 
 def _set_threads(threads: int | None, reporter: Reporter) -> None:

@@ -23,14 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from TeethSegmentationLib import __version__
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, SegmentResult, segment_volume
+from TeethSegmentationLib.inference.reading import ReadScan, read_scan
 from TeethSegmentationLib.io.output_folder import check_output_folder, output_name
-from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel
 
@@ -220,19 +219,17 @@ def segment_file(
     model: TeethModel,
     options: SegmentOptions | None = None,
     reporter: Reporter | None = None,
+    scan: ReadScan | None = None,
 ) -> dict[str, Any]:
-    """Segment one file or DICOM folder; writes NAME.teeth.nrrd, NAME.seg.nrrd, NAME.report.json (+ options)."""
+    """Segment one file or DICOM folder; writes NAME.teeth.nrrd, NAME.seg.nrrd, NAME.report.json (+ options).
+    ``scan``: ``path`` already read (by ``read_scan``)."""
     options = options or SegmentOptions()
     reporter = reporter or NullReporter()
-    source = Path(path)
     output_dir = check_output_folder(output_dir)
     if options.stl_space not in ("LPS", "RAS"):
         raise InputError(f"Unknown STL space {options.stl_space!r}; use LPS or RAS.")
-    start = time.perf_counter()
-    reporter.progress("read", 0.0, f"reading {source.name}")
-    volume = read_volume(source, options.series_uid)
-    read_s = round(time.perf_counter() - start, 3)
-    reporter.progress("read", 1.0, f"{volume.shape} voxels of {np.round(volume.spacing, 3).tolist()} mm")
+    scan = scan or read_scan(path, options.series_uid, reporter)
+    source, volume, read_s = scan.source, scan.volume, scan.seconds
     result = segment_volume(volume, model, options, reporter)
     result.timings = {"read": read_s, **result.timings}
     for warning in result.warnings:
