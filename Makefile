@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)
-	$(PY) scripts/benchmark_segment.py
+	$(PY) scripts/benchmark_segment.py --fov both --baseline
 	$(PY) scripts/benchmark_train.py
 
 model: $(STAMP)

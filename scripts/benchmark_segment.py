@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/benchmark_segment.py                       # realistic crop phantom
     .venv/bin/python scripts/benchmark_segment.py --fov head            # ~600x600x450 head at 0.25 mm
+    .venv/bin/python scripts/benchmark_segment.py --fov both --baseline # issue 17's checks in one run
     .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
 
 The networks have the shipped architecture (the default model when it exists, else freshly
@@ -239,7 +240,7 @@ def child(args: argparse.Namespace) -> None:
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fov", choices=("crop", "head"), default="crop")
+    parser.add_argument("--fov", choices=("crop", "head", "both"), default="crop", help="both: crop, then head")
     parser.add_argument("--synthetic", action="store_true", help="bright ellipsoids instead of a phantom")
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="synthetic volume shape")
     parser.add_argument("--spacing", type=float, default=None, help="mm (phantom's own for crop, 0.25 for head)")
@@ -253,22 +254,42 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--variant", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--truth", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    args.shape = args.shape or ([160, 130, 100] if args.fov == "crop" else [600, 600, 450])
-    if args.spacing is None and (args.fov == "head" or args.synthetic):
-        args.spacing = 0.4 if args.fov == "crop" else 0.25
+    return parser.parse_args()
+
+
+def for_fov(args: argparse.Namespace, fov: str) -> argparse.Namespace:
+    """The arguments of one field of view, with its default shape and spacing."""
+    args = argparse.Namespace(**{**vars(args), "fov": fov})
+    args.shape = args.shape or ([160, 130, 100] if fov == "crop" else [600, 600, 450])
+    if args.spacing is None and (fov == "head" or args.synthetic):
+        args.spacing = 0.4 if fov == "crop" else 0.25
     return args
 
 
 def main() -> None:
     args = parse()
     if args.variant:
-        return child(args)
+        return child(for_fov(args, args.fov))
+    for fov in ("crop", "head") if args.fov == "both" else (args.fov,):
+        one = for_fov(args, fov)
+        one.baseline = args.baseline and (fov == "crop" or args.fov != "both")  # the aim compares crops
+        rows = run_fov(one)
+        if "baseline" in rows:
+            ratio = rows["pipeline"]["total"] / rows["baseline"]["total"]
+            print(f"pipeline / reference networks: {ratio:.2f} (issue 17's aim: <= 0.5 for a crop with STL)")
+        if fov == "head":
+            row = rows["pipeline"]
+            print(f"whole head: {row['total']:.2f} s, peak {row['peak_rss_mb']:.0f} MB (issue 17's aim: <= 6 s, "
+                  "<= 1500 MB; without the process start)")
+
+
+def run_fov(args: argparse.Namespace) -> dict[str, dict]:
+    """Each variant in its own process (its own peak RSS); prints the stage table; the rows."""
     image, truth = prepare_input(args)
     rows = {}
     for variant in ("pipeline",) + (("baseline",) if args.baseline else ()):
         cmd = [sys.executable, __file__, "--variant", variant, "--image", str(image), "--seed", str(args.seed),
-               "--threads", str(args.threads), "--start-filters", str(args.start_filters)]
+               "--threads", str(args.threads), "--start-filters", str(args.start_filters), "--fov", args.fov]
         cmd += ["--precision", args.precision] + (["--no-stl"] if args.no_stl else [])
         cmd += ["--truth", str(truth)] if truth else []
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -283,9 +304,7 @@ def main() -> None:
               f"threads {row['torch_threads']}  | {stages}")
         extra = {k: row[k] for k in ("teeth", "truth_teeth", "shape", "found", "flops") if k in row}
         print(f"{'':>11}{extra}")
-    if "baseline" in rows:
-        ratio = rows["pipeline"]["total"] / rows["baseline"]["total"]
-        print(f"pipeline / reference networks: {ratio:.2f} (issue 17's aim: <= 0.5 for a crop with STL)")
+    return rows
 
 
 if __name__ == "__main__":
