@@ -12,6 +12,7 @@ from TeethSegmentationLib.instances.mixed import (
     developing_mask,
     is_mixed,
     long_axis_normal,
+    roots_deny_two_jaws,
     split_layers,
 )
 from TeethSegmentationLib.instances.numbering import assign_fdi
@@ -210,6 +211,31 @@ def test_adult_scan_keeps_todays_numbers_and_never_gets_primary_ones():
     prim[[3, 12, 25]] = 0.9
     assert not is_mixed(perm, prim)
     assert assign_teeth(centroids, perm, np.zeros(len(fdis)), primary_probs=prim, extent=extent).fdi.tolist() == fdis
+
+
+def test_an_adult_upper_arch_in_two_layers_is_not_a_childs_two_jaws():
+    """Network slips can make an adult's upper-only scan look like a child's (four or more instances mostly
+    primary), and its crowns and parted roots like two jaws. Every tooth's roots point up, so the lower "jaw"
+    is denied and the adults' numbering decides: no primary numbers."""
+    fdis, centroids, perm, extent = _adult()
+    upper = [i for i, n in enumerate(fdis) if n // 10 in (1, 2)]
+    layers = np.vstack([centroids[upper], centroids[upper] + [0.0, 0.0, 12.0]])  # crowns, and roots above them
+    perm = np.vstack([perm[upper], perm[upper]])
+    extent = np.vstack([extent[upper], extent[upper] + 12.0])
+    prim = np.full((len(layers), 5), 0.01)
+    prim[[2, 5, 10, 20, 26]] = 0.3  # five slips: primary probabilities 1.5 against permanent 1
+    roots_up = np.full(len(layers), 0.6)
+    assert is_mixed(perm, prim) and roots_deny_two_jaws(layers[:, 2] > 16.0, roots_up)
+    result = assign_teeth(layers, perm, roots_up, primary_probs=prim, extent=extent)
+    assert result.developing is None and not any(is_primary(n) for n in result.fdi)
+
+
+def test_a_childs_jaws_stand_when_the_lower_roots_point_down():
+    """The phantoms' children: the lower jaw's teeth with clear roots point down (2-14 of them), a few up."""
+    upper = np.array([True] * 6 + [False] * 6)
+    skew = np.array([0.5, 0.4, 0.1, -0.3, 0.6, 0.0, -0.5, -0.4, 0.3, -0.6, 0.0, 0.1])
+    assert not roots_deny_two_jaws(upper, skew)
+    assert roots_deny_two_jaws(upper, -skew)  # each jaw's roots the other jaw's way
 
 
 def test_developing_mask_uses_each_jaws_own_level():
