@@ -12,10 +12,9 @@ from TeethSegmentationLib.instances.mixed import (
     developing_mask,
     is_mixed,
     long_axis_normal,
-    roots_deny_two_jaws,
     split_layers,
 )
-from TeethSegmentationLib.instances.numbering import assign_fdi
+from TeethSegmentationLib.instances.numbering import assign_fdi, roots_contradict
 
 # Mesio-distal crown widths (mm): permanent types 1..8, primary types 1..5 (Wheeler's tables, rounded).
 PERMANENT = {True: (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5), False: (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)}
@@ -225,17 +224,17 @@ def test_an_adult_upper_arch_in_two_layers_is_not_a_childs_two_jaws():
     prim = np.full((len(layers), 5), 0.01)
     prim[[2, 5, 10, 20, 26]] = 0.3  # five slips: primary probabilities 1.5 against permanent 1
     roots_up = np.full(len(layers), 0.6)
-    assert is_mixed(perm, prim) and roots_deny_two_jaws(layers[:, 2] > 16.0, roots_up)
+    assert is_mixed(perm, prim) and roots_contradict(roots_up, layers[:, 2] > 16.0)
     result = assign_teeth(layers, perm, roots_up, primary_probs=prim, extent=extent)
     assert result.developing is None and not any(is_primary(n) for n in result.fdi)
 
 
-def test_a_childs_jaws_stand_when_the_lower_roots_point_down():
-    """The phantoms' children: the lower jaw's teeth with clear roots point down (2-14 of them), a few up."""
-    upper = np.array([True] * 6 + [False] * 6)
-    skew = np.array([0.5, 0.4, 0.1, -0.3, 0.6, 0.0, -0.5, -0.4, 0.3, -0.6, 0.0, 0.1])
-    assert not roots_deny_two_jaws(upper, skew)
-    assert roots_deny_two_jaws(upper, -skew)  # each jaw's roots the other jaw's way
+def test_a_childs_jaws_stand_when_their_roots_point_apart():
+    """The phantoms' children: median apex skew +0.03..+0.42 in the upper jaw, -0.01..-0.48 in the lower."""
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    skew = np.where(centroids[:, 2] > 0, 0.3, -0.3)
+    result = assign_teeth(centroids, perm, skew, primary_probs=prim, extent=extent)
+    assert result.developing is not None and result.fdi.tolist() == truth.tolist()
 
 
 def test_developing_mask_uses_each_jaws_own_level():

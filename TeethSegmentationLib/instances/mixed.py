@@ -5,7 +5,8 @@ developing in their crypts, from per-instance summaries (like :mod:`numbering`).
 given), when at least ``MIN_PRIMARY`` instances are mostly primary or there are more instances than an adult
 has teeth (``MIXED_COUNT``); otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an
 adult scan keeps today's labels and never gets a 5x-8x number. The adults' numbering also decides when the
-roots deny the two jaws the mixed rules found (:func:`roots_deny_two_jaws`: one arch in two layers).
+teeth's roots deny the two jaws the mixed rules found (``numbering.roots_contradict``: one arch in two
+layers, as when network slips make an adult's upper-only scan look like a child's).
 
 1. Jaws: the occlusal normal comes from the teeth's long axes (:func:`long_axis_normal`; refitted to the
    primary teeth when there are ``MIN_LAYER`` of them), and the plane lies in the widest, most even gap between
@@ -42,7 +43,6 @@ from TeethSegmentationLib.instances.regions import label_sums
 # Instances mostly primary before the scan is read as a child's: an adult family-B upper-only scan had three
 # (a 12-year-old with two primary teeth left is numbered as an adult, those two as permanent ones).
 MIN_PRIMARY = 4
-ROOTS_CLEAR = 0.2  # an apex skew beyond this says which way a tooth's roots point
 MIN_LAYER = 8  # primary teeth that can refit the plane's tilt on their own (fewer: the long axes' tilt stands)
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
@@ -82,19 +82,9 @@ def assign_teeth(
     if extent is None or not is_mixed(type_probs, primary_probs):
         return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, plane)
     found = assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane, axis_normal)
-    if found.two_arches and roots_deny_two_jaws(found.upper, apex_skew):
-        return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, None)
+    if found.upper.any() and not found.upper.all() and numbering.roots_contradict(np.asarray(apex_skew), found.upper):
+        return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, None)  # one arch, two layers
     return found
-
-
-def roots_deny_two_jaws(upper: np.ndarray, apex_skew: np.ndarray, clear: float = ROOTS_CLEAR) -> bool:
-    """Whether a child's two jaws are one arch in two layers: more teeth of the lower jaw have roots that
-    clearly point up (apex skew > ``clear``) than down, or of the upper jaw down than up. In the phantoms'
-    children the lower jaw has 0-2 teeth with roots up against 2-14 down; an adult's upper-only scan, read as
-    a child's by a few network slips, had 5 up and 1 down. The adults' numbering then finds the jaw."""
-    skew = np.asarray(apex_skew, dtype=np.float64)
-    lower, up = skew[~upper], skew[upper]
-    return bool((lower > clear).sum() > (lower < -clear).sum() or (up < -clear).sum() > (up > clear).sum())
 
 
 def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
