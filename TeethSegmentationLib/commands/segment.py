@@ -45,13 +45,16 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     reporter.progress("load", 0.0, "loading torch and the model")  # the user sees work start in well under 0.5 s
     pool = ThreadPoolExecutor(1)  # torch and the model load while the first scan is read: ~0.6 s less on a head
     try:
-        loading = pool.submit(_load_engine, args.model)
+        loading = pool.submit(_load_model, args.model)
         first = read_scan(args.inputs[0], args.series, reporter)
-        segment_file, options_type, model = loading.result()
+        model = loading.result()
     finally:
         pool.shutdown(wait=False)
+    from TeethSegmentationLib.inference.outputs import segment_file  # loaded by the worker: instant now
+    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+
     _set_threads(args.threads, reporter)
-    options = options_type(
+    options = SegmentOptions(
         device=args.device,
         precision=args.precision,
         tta=args.tta,
@@ -78,13 +81,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     return {"output": str(args.output), "inputs": summaries}
 
 
-def _load_engine(model_path: str | None) -> tuple[Any, Any, Any]:
-    """(segment_file, SegmentOptions, the model): everything that needs torch."""
-    from TeethSegmentationLib.inference.outputs import segment_file
-    from TeethSegmentationLib.inference.pipeline import SegmentOptions
+def _load_model(model_path: str | None) -> Any:
+    """The model, with torch and the segment pipeline imported on the way (the worker's share of start-up)."""
+    from TeethSegmentationLib.inference import outputs  # noqa: F401 -- imported here, beside the read
     from TeethSegmentationLib.nets.model_file import load_model
 
-    return segment_file, SegmentOptions, load_model(model_path)
+    return load_model(model_path)
 
 
 def _set_threads(threads: int | None, reporter: Reporter) -> None:
