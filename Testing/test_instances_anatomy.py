@@ -184,3 +184,57 @@ def test_a_crown_larger_than_its_numbered_root_joins_it_when_together_they_are_o
     joined_labels, joined = join_pieces(labels, sparse, assignment)
     assert joined == joins
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
+def _stacked_case(root_box: tuple[slice, slice, slice], fdi: tuple[int, int, int], upper: bool = True):
+    """A crown (numbered ``fdi[0]``), a piece touching it in ``root_box`` (``fdi[1]``) and a whole molar apart
+    (``fdi[2]``); z is the occlusal normal. Returns (labels, sparse, RAS points, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+
+    mask = np.zeros((50, 24, 40), bool)
+    crown = (slice(4, 14), slice(4, 14), slice(14, 24) if upper else slice(16, 26))
+    mask[crown] = True  # 1000 voxels
+    mask[root_box] = True
+    mask[30:42, 4:16, 14:25] = True  # the molar: 1584 voxels
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    in_crown = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(crown)], axis=0)
+    labels = np.where(ijk[:, 0] >= 30, 3, np.where(in_crown, 1, 2)).astype(np.int32)
+    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
+    assignment = Assignment(np.array(fdi), np.full(3, upper), np.array([20.0, 20.5, 35.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    return labels, sparse, ras, assignment
+
+
+@pytest.mark.parametrize("upper", [True, False])
+def test_a_numbered_root_stacked_on_its_crown_joins_it(upper):
+    """A single arch: a crown parted from its roots got one number and the roots the next (every tooth behind
+    them then moves up one). Roots on top of the crown (above it in the upper jaw, below it in the lower one),
+    at its place along the arch, are that tooth."""
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    roots = (slice(6, 12), slice(6, 12), slice(24, 36) if upper else slice(4, 16))
+    labels, sparse, ras, assignment = _stacked_case(roots, (13, 14, 16) if upper else (43, 44, 46), upper)
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined
+    assert len(np.unique(joined_labels)) == 2
+    assert (joined_labels == joined_labels[labels == 1][0]).sum() == (labels <= 2).sum()
+
+
+def test_a_numbered_tooth_beside_another_is_not_stacked():
+    """The next tooth along or across the arch touches the crown at its side: it keeps its number."""
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    beside = (slice(14, 22), slice(4, 14), slice(14, 24))
+    labels, sparse, ras, assignment = _stacked_case(beside, (13, 14, 16))
+    assert join_stacked(labels, sparse, ras, assignment) == (labels, False)
+
+
+def test_a_child_s_tooth_beneath_its_predecessor_is_not_stacked():
+    """In a mixed dentition a developing successor lies under its primary predecessor: two teeth."""
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    roots = (slice(6, 12), slice(6, 12), slice(24, 36))
+    labels, sparse, ras, assignment = _stacked_case(roots, (53, 13, 16))
+    assert join_stacked(labels, sparse, ras, assignment) == (labels, False)

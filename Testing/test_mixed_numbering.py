@@ -259,3 +259,29 @@ def test_long_axis_normal_follows_the_teeth_not_their_layers():
     normal = long_axis_normal(np.concatenate(labels), np.concatenate(points), np.array([0.0, 0.0, 1.0]))
     expected = rotation @ np.array([0.0, 0.0, 1.0])
     assert np.degrees(np.arccos(min(1.0, float(normal @ expected)))) < 1.0
+
+
+def test_a_child_plane_is_not_drawn_through_one_arch_whose_roots_are_parted():
+    """An adult upper-only scan whose teeth the type boundary cut in two (crowns with the lower roots, and the
+    upper roots), and whose front crowns voted primary types: the child's plane between the two layers would
+    make the crowns a lower jaw. Both layers have their roots pointing up, so the adults' plane stands."""
+    from synthetic_arch import make_arch
+
+    from TeethSegmentationLib.instances.mixed import child_plane
+    from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+
+    arch = make_arch(spacing=0.5, jaws=("upper",), missing=(18, 28))
+    flat = np.flatnonzero(arch.labels)
+    fdi = arch.labels.ravel()[flat].astype(int)
+    ijk = np.stack(np.unravel_index(flat, arch.labels.shape), axis=1)
+    ras = ijk @ arch.ijk_to_ras[:3, :3].T + arch.ijk_to_ras[:3, 3]
+    labels, primary = np.zeros(len(flat), np.int32), np.zeros(len(flat), bool)
+    for n, tooth in enumerate(fdi == f for f in np.unique(fdi)):
+        z = ras[tooth, 2]
+        upper_root = z > z.min() + 0.55 * (z.max() - z.min())
+        labels[tooth] = np.where(upper_root, 2 * n + 2, 2 * n + 1)
+        primary[tooth] = ~upper_root & (fdi[tooth] % 10 <= 3)
+    types = np.zeros((len(flat), 13))
+    types[~primary, 0], types[primary, 8] = 1.0, 1.0
+    adults = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, False)
+    assert child_plane(adults, labels, ras, types) is adults

@@ -37,7 +37,7 @@ import numpy as np
 from TeethSegmentationLib.fdi import PRIMARY_TYPES
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.numbering import Assignment
-from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane, roots_deny
 from TeethSegmentationLib.instances.regions import label_sums
 
 # Instances mostly primary before the scan is read as a child's: an adult family-B upper-only scan had three
@@ -166,7 +166,8 @@ def _balanced_gap(heights: np.ndarray) -> float:
 def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types: np.ndarray) -> OcclusalPlane:
     """The occlusal plane for the merges and cuts of a child's scan: with primary teeth among the split regions
     (``types``: (N, 13) permanent + primary probabilities per voxel), its height comes from the regions'
-    centroid layers (:func:`split_layers`), not from the voxels' profile; otherwise ``plane`` as it is."""
+    centroid layers (:func:`split_layers`), not from the voxels' profile, unless the regions' roots deny those
+    layers (one arch in two layers); otherwise ``plane`` as it is."""
     count = int(labels.max()) + 1
     size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
     sums = label_sums(labels, types, count)[1:]
@@ -174,8 +175,11 @@ def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types
         return plane
     centroids = label_sums(labels, ras, count)[1:] / size
     primary = sums[:, 8:].sum(axis=1) > sums[:, :8].sum(axis=1)
-    normal = long_axis_normal(labels, ras, plane.normal)
-    return OcclusalPlane(*occlusal_layers(centroids, primary, normal, tilt_known=True), True)
+    normal, height = occlusal_layers(centroids, primary, long_axis_normal(labels, ras, plane.normal), tilt_known=True)
+    above = centroids @ normal > height
+    if above.any() and not above.all() and roots_deny(labels, ras @ normal, above):
+        return plane  # one arch whose crowns and parted roots look like two layers: the adults' plane stands
+    return OcclusalPlane(normal, height, True)
 
 
 def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:

@@ -59,11 +59,17 @@ def _one_arch(labels: np.ndarray, heights: np.ndarray, peak: np.ndarray, above: 
     thin regions: the median deepest point of one layer under ``THIN_LAYER`` x the other's)."""
     if above.all() or not above.any():
         return False  # the plane does not part the regions: nothing to judge them by
-    every = SKEW_STRIDE  # a sample of the voxels is plenty for a skew, and 4x cheaper
-    if numbering.roots_contradict(height_skew(labels[::every], heights[::every], len(above)), above):
+    if roots_deny(labels, heights, above):
         return True
     layers = sorted(float(np.median(peak[side])) for side in (above, ~above))
     return layers[0] < THIN_LAYER * layers[1]
+
+
+def roots_deny(labels: np.ndarray, heights: np.ndarray, above: np.ndarray) -> bool:
+    """Whether the regions' own roots deny that the regions ``above`` the plane and those below are an upper
+    and a lower arch (``numbering.roots_contradict``); ``heights``: each voxel's along the normal."""
+    every = SKEW_STRIDE  # a sample of the voxels is plenty for a skew, and 4x cheaper
+    return numbering.roots_contradict(height_skew(labels[::every], heights[::every], len(above)), above)
 
 
 def _refit_between_jaws(

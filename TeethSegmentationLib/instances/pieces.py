@@ -9,6 +9,13 @@ joins the numbered tooth when it touches it broadly, lies within ``SAME_PLACE`` 
 of it along the arch, and either is clearly the smaller of the two or, together with it, is no bigger than
 a whole tooth of that jaw (``WHOLE_TOOTH`` x the largest other numbered one): a crown cut from its roots, or
 one half of a molar, can be the larger part.
+
+A piece can also take a number of its own: a crown parted from its roots in a single arch (no second jaw to
+set the layers apart) gets one number and its roots the next, and every tooth behind them moves up one.
+Two numbered instances of one jaw that touch, lie at the same place along the arch (``STACK_PLACE``) and on
+top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a whole tooth, are one tooth:
+the root-ward one joins the crown (:func:`join_stacked`). A child's developing tooth beneath its
+predecessor is stacked too, so scans with primary or developing teeth are left as they are.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import numpy as np
 
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.foreground import SparseForeground
-from TeethSegmentationLib.instances.merge import adjacency
+from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.regions import label_sums
 
 # Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
 # piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
@@ -27,6 +35,7 @@ PIECE_SHARE = 0.6  # the piece holds at most this share of the tooth's voxels
 CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as contact faces
 WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw (a second
 # molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
+STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart along the arch; neighbours ~0.7-1
 
 
 def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
@@ -78,3 +87,58 @@ def _largest(t: int, size: np.ndarray, assignment: Assignment) -> int:
     others = (assignment.fdi > 0) & (assignment.upper == assignment.upper[t])
     others[t] = False
     return int(size[1:][others].max()) if others.any() else 0
+
+
+def join_stacked(
+    labels: np.ndarray, sparse: SparseForeground, ras: np.ndarray, assignment: Assignment
+) -> tuple[np.ndarray, bool]:
+    """Compact labels with each numbered piece stacked on a numbered tooth of its jaw joined to it (module
+    docstring); whether any joined. ``ras``: the compact voxels' positions (mm)."""
+    fdi = assignment.fdi
+    if (fdi > 50).any() or (assignment.developing is not None and assignment.developing.any()):
+        return labels, False
+    count = len(fdi) + 1
+    size = np.bincount(labels, minlength=count).astype(np.float64)
+    position = label_sums(labels, ras, count)  # each group's sum of voxel positions
+    owner = np.arange(count)
+    joined = False
+    for (a, b), (faces, _saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
+        a, b = int(owner[a]), int(owner[b])
+        if a == b or not _stacked_piece(a, b, faces, size, position, assignment):
+            continue
+        crown, piece = _crown_first(a, b, position / np.maximum(size, 1)[:, None], assignment)
+        owner[owner == piece] = crown
+        size[crown], position[crown] = size[crown] + size[piece], position[crown] + position[piece]
+        size[piece], position[piece] = 0, 0
+        joined = True
+    if joined:
+        labels = (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
+    return labels, joined
+
+
+def _stacked_piece(
+    a: int, b: int, faces: int, size: np.ndarray, position: np.ndarray, assignment: Assignment
+) -> bool:
+    i, j = a - 1, b - 1
+    if not assignment.fdi[i] or not assignment.fdi[j] or assignment.upper[i] != assignment.upper[j]:
+        return False
+    if faces < CONTACT_SHARE * min(size[a], size[b]):
+        return False
+    jaw = assignment.fdi > 0
+    jaw &= assignment.upper == assignment.upper[i]
+    jaw[[i, j]] = False
+    if not jaw.any() or size[a] + size[b] > WHOLE_TOOTH * size[1:][jaw].max():
+        return False
+    arch = assignment.arch_position_mm
+    width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
+    if abs(arch[i] - arch[j]) > STACK_PLACE * width:
+        return False
+    offset = position[a] / size[a] - position[b] / size[b]
+    along = float(offset @ assignment.normal)
+    return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
+
+
+def _crown_first(a: int, b: int, centroid: np.ndarray, assignment: Assignment) -> tuple[int, int]:
+    """(crown, root-ward piece): the crown lies nearer the occlusal plane (below its jaw's roots when upper)."""
+    below = float((centroid[a] - centroid[b]) @ assignment.normal) < 0
+    return (a, b) if below == bool(assignment.upper[a - 1]) else (b, a)

@@ -53,7 +53,7 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.pieces import join_pieces
+from TeethSegmentationLib.instances.pieces import join_pieces, join_stacked
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers
 
@@ -158,6 +158,9 @@ def label_teeth(
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
     if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    labels, joined = join_stacked(labels, sparse, ras, assignment)
+    if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, joined = join_pieces(labels, sparse, assignment)
     if joined:
