@@ -117,3 +117,22 @@ def test_one_pass_surfaces_are_the_per_tooth_ones(matrix: np.ndarray) -> None:
                                       vtk_to_numpy(poly.GetPoints().GetData()))
         np.testing.assert_array_equal(vtk_to_numpy(got[value].GetPolys().GetConnectivityArray()),
                                       vtk_to_numpy(poly.GetPolys().GetConnectivityArray()))
+
+
+def test_tooth_boxes_are_find_objects_on_the_whole_map() -> None:
+    """Only the labelled box is visited: the boxes are still those of the whole map, teeth only (not the
+    background or values that are no tooth), whatever the labels' dtype."""
+    from scipy import ndimage
+
+    from TeethSegmentationLib.io.stl import tooth_boxes
+
+    rng = np.random.default_rng(3)
+    array = np.zeros((60, 50, 40), np.uint8)
+    for value in (11, 36, 48, 100):
+        lo = rng.integers(5, 30, 3)
+        array[tuple(slice(int(a), int(a) + 6) for a in lo)] = value
+    array[40:45, 2:4, 30:33] = 99  # not a tooth label
+    whole = ndimage.find_objects(array)
+    for dtype in (np.uint8, np.uint16, np.int32):
+        assert tooth_boxes(array.astype(dtype)) == {v: whole[v - 1] for v in (11, 36, 48, 100)}
+    assert tooth_boxes(np.zeros((4, 4, 4), np.uint8)) == {}

@@ -19,7 +19,7 @@ from scipy import ndimage
 from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
-from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, translation
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, bounding_box, translation
 
 SPACES = ("LPS", "RAS")
 
@@ -109,11 +109,21 @@ def label_surfaces(fdi_volume: Volume, smoothing: float = 0.5, space: str = "LPS
 
 
 def tooth_boxes(array: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    """{label: its bounding box} of every tooth label in an integer label map, from one pass over it."""
+    """{label: its bounding box} of every tooth label in an integer label map, from one pass over its labelled
+    box (a whole head's grid has 100+ M voxels, its teeth a few M: three fast reductions find that box)."""
     if array.dtype.kind not in "iu" or array.dtype.itemsize > 8:
         array = array.astype(np.int64)
-    boxes = ndimage.find_objects(array)  # one pass; None for values absent
-    return {value: box for value, box in enumerate(boxes, start=1) if box is not None and labels.is_tooth_label(value)}
+    found = bounding_box(array)
+    if found is None:
+        return {}
+    offset = found[0]
+    part = array[tuple(slice(int(a), int(b)) for a, b in zip(*found, strict=True))]
+    boxes = ndimage.find_objects(part)  # None for values absent
+    return {
+        value: tuple(slice(int(s.start + o), int(s.stop + o)) for s, o in zip(box, offset, strict=True))
+        for value, box in enumerate(boxes, start=1)
+        if box is not None and labels.is_tooth_label(value)
+    }
 
 
 def write_stl(polydata: Any, path: str | os.PathLike) -> Path:
