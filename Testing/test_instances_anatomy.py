@@ -238,3 +238,39 @@ def test_a_child_s_tooth_beneath_its_predecessor_is_not_stacked():
     roots = (slice(6, 12), slice(6, 12), slice(24, 36))
     labels, sparse, ras, assignment = _stacked_case(roots, (53, 13, 16))
     assert join_stacked(labels, sparse, ras, assignment) == (labels, False)
+
+
+def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):
+    """A 10 mm molar whose upper corner (an eighth, beside and above the rest: not stacked) carries a number of
+    its own, and a whole tooth apart. Returns (labels, sparse, RAS points, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+
+    mask = np.zeros((50, 24, 24), bool)
+    mask[2:22, 2:22, 2:22] = True  # the molar: 8000 voxels
+    mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    corner = np.all(ijk >= [12, 12, 12], axis=1) & (ijk[:, 0] < 22)
+    labels = np.where(ijk[:, 0] >= 28, 3, np.where(corner, 2, 1)).astype(np.int32)
+    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
+    assignment = Assignment(np.array(fdi), np.full(3, True), np.array([30.0, 30.0 + along_mm, 42.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    return labels, sparse, ras, assignment
+
+
+@pytest.mark.parametrize(("fdi", "along_mm", "joins"), [
+    ((26, 27, 28), 1.5, True),  # a molar's numbered corner, at the molar's place: one tooth
+    ((26, 27, 28), 6.0, False),  # the same contact, but a tooth's width further along the arch
+    ((11, 12, 13), 1.5, False),  # crowded incisors overlap at one place: two teeth
+])
+def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
+    """The type boundary can cut a premolar or molar into numbered parts side by side (buccal and palatal); the
+    part then takes the next number and every tooth behind it moves up one. Parts at the tooth's place along
+    the arch that touch over a broad face deep inside it are one tooth; incisors are not joined so."""
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    labels, sparse, ras, assignment = _cut_molar(fdi, along_mm)
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)

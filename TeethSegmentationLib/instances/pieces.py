@@ -14,8 +14,11 @@ A piece can also take a number of its own: a crown parted from its roots in a si
 set the layers apart) gets one number and its roots the next, and every tooth behind them moves up one.
 Two numbered instances of one jaw that touch, lie at the same place along the arch (``STACK_PLACE``) and on
 top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a whole tooth, are one tooth:
-the root-ward one joins the crown (:func:`join_stacked`). A child's developing tooth beneath its
-predecessor is stacked too, so scans with primary or developing teeth are left as they are.
+the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
+side by side (buccal and palatal, or a corner) that lie closer still along the arch (``SIDE_PLACE``) and touch
+over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``); not incisors or canines, which
+crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so scans
+with primary or developing teeth are left as they are.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as
 WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw (a second
 # molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
 STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart along the arch; neighbours ~0.7-1
+# A premolar or molar cut into numbered parts beside each other (buccal and palatal, or a corner): its parts lie
+# at most this x the width apart along the arch and touch over a broad face deep inside the tooth. Neighbouring
+# teeth lie 0.6-1 x apart and touch at contacts at most ~2 mm deep, over under 15 % of the smaller one's voxels.
+SIDE_PLACE = 0.35
+SIDE_SHARE = 0.25
+SIDE_SADDLE_MM = 2.5
 
 
 def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
@@ -102,9 +111,9 @@ def join_stacked(
     position = label_sums(labels, ras, count)  # each group's sum of voxel positions
     owner = np.arange(count)
     joined = False
-    for (a, b), (faces, _saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
+    for (a, b), (faces, saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
         a, b = int(owner[a]), int(owner[b])
-        if a == b or not _stacked_piece(a, b, faces, size, position, assignment):
+        if a == b or not _one_tooth(a, b, faces, saddle, size, position, assignment):
             continue
         crown, piece = _crown_first(a, b, position / np.maximum(size, 1)[:, None], assignment)
         owner[owner == piece] = crown
@@ -116,9 +125,28 @@ def join_stacked(
     return labels, joined
 
 
-def _stacked_piece(
-    a: int, b: int, faces: int, size: np.ndarray, position: np.ndarray, assignment: Assignment
+def _one_tooth(
+    a: int, b: int, faces: int, saddle: float, size: np.ndarray, position: np.ndarray, assignment: Assignment
 ) -> bool:
+    """Numbered instances ``a`` and ``b`` are parts of one tooth: stacked, or side by side in a premolar or molar."""
+    if not _parts_of_a_tooth(a, b, faces, size, assignment):
+        return False
+    i, j = a - 1, b - 1
+    arch = assignment.arch_position_mm
+    width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
+    apart = abs(arch[i] - arch[j]) / width
+    if apart > STACK_PLACE:
+        return False
+    posterior = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
+    if posterior and apart <= SIDE_PLACE and saddle >= SIDE_SADDLE_MM and faces >= SIDE_SHARE * min(size[a], size[b]):
+        return True
+    offset = position[a] / size[a] - position[b] / size[b]
+    along = float(offset @ assignment.normal)
+    return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
+
+
+def _parts_of_a_tooth(a: int, b: int, faces: int, size: np.ndarray, assignment: Assignment) -> bool:
+    """Both numbered, one jaw, touching, and together no bigger than a whole tooth of that jaw."""
     i, j = a - 1, b - 1
     if not assignment.fdi[i] or not assignment.fdi[j] or assignment.upper[i] != assignment.upper[j]:
         return False
@@ -127,15 +155,7 @@ def _stacked_piece(
     jaw = assignment.fdi > 0
     jaw &= assignment.upper == assignment.upper[i]
     jaw[[i, j]] = False
-    if not jaw.any() or size[a] + size[b] > WHOLE_TOOTH * size[1:][jaw].max():
-        return False
-    arch = assignment.arch_position_mm
-    width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
-    if abs(arch[i] - arch[j]) > STACK_PLACE * width:
-        return False
-    offset = position[a] / size[a] - position[b] / size[b]
-    along = float(offset @ assignment.normal)
-    return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
+    return bool(jaw.any() and size[a] + size[b] <= WHOLE_TOOTH * size[1:][jaw].max())
 
 
 def _crown_first(a: int, b: int, centroid: np.ndarray, assignment: Assignment) -> tuple[int, int]:
