@@ -40,8 +40,9 @@ WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other num
 # molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
 STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart along the arch; neighbours ~0.7-1
 # A premolar or molar cut into numbered parts beside each other (buccal and palatal, or a corner): its parts lie
-# at most this x the width apart along the arch and touch over a broad face deep inside the tooth. Neighbouring
-# teeth lie 0.6-1 x apart and touch at contacts at most ~2 mm deep, over under 15 % of the smaller one's voxels.
+# at most this x the width apart along the arch and touch over a broad face deep inside the tooth. On 38 dev
+# scans (1,332 pairs of touching numbered teeth) two different premolars or molars lay >= 0.58 x apart, and
+# neighbours' contacts were at most 3.6 mm deep and 25 % of the smaller one's voxels, never both this close.
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
