@@ -16,11 +16,11 @@ import numpy as np
 FEATURES = ("type_logit", "type_margin", "foreground_logit", "volume_oddness", "root_agreement")
 SIGNS = (1.0, 1.0, 1.0, -1.0, 1.0)  # the confidence falls with the oddness and rises with the others
 # Fitted by scripts/calibrate_confidence.py --model <the shipped model> --fit-cases 3 --check-cases 2 (families A
-# and B; crop, lower, upper; 352 fit teeth, 91.8 % right). Held-out check (242 teeth, 96.3 % right): confidence
-# >= 0.8 for 227 teeth, 99.1 % of them right; bins 0-0.2 / 0.2-0.4 / 0.4-0.6 / 0.6-0.8 / 0.8-0.9 / 0.9-1
-# right 0 / 33 / 50 / 75 / 93 / 99.5 % (2 / 3 / 2 / 8 / 15 / 212 teeth).
-WEIGHTS = (0.528, 0.7609, 3.4439, -0.9507, 1.4423)
-BIAS = -10.0418
+# and B; crop, lower, upper; 350 fit teeth, 92.9 % right) with the instance rules of 2026-12-02 (pieces.join_stacked).
+# Held-out check (242 teeth, 95.9 % right): confidence >= 0.8 for 226 teeth, 99.1 % of them right; bins 0-0.2 /
+# 0.2-0.4 / 0.4-0.6 / 0.6-0.8 / 0.8-0.9 / 0.9-1 right 0 / 0 / 67 / 67 / 100 / 99.0 % (3 / 1 / 3 / 9 / 21 / 205 teeth).
+WEIGHTS = (0.5583, 0.0, 3.2102, -2.0154, 1.1778)
+BIAS = -8.7145
 EPS = 1e-4
 
 
