@@ -72,9 +72,7 @@ def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assign
                     passing = True
                     break
     joined = len(unnumbered) < int(np.sum(assignment.fdi == 0))
-    if joined:  # compact again: 1..n
-        labels = (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
-    return labels, joined
+    return (_compact(labels, owner) if joined else labels), joined
 
 
 def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:
@@ -84,7 +82,7 @@ def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: A
         return False
     if faces < CONTACT_SHARE * size[piece]:
         return False
-    whole = size[piece] + size[tooth] <= WHOLE_TOOTH * _largest(t, size, assignment)
+    whole = size[piece] + size[tooth] <= WHOLE_TOOTH * _largest([t], size, assignment)
     if size[piece] > PIECE_SHARE * size[tooth] and not whole:
         return False
     position = assignment.arch_position_mm
@@ -92,11 +90,17 @@ def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: A
     return abs(position[p] - position[t]) <= SAME_PLACE * width
 
 
-def _largest(t: int, size: np.ndarray, assignment: Assignment) -> int:
-    """Voxels of the largest numbered tooth of tooth ``t``'s jaw other than ``t`` (0 when there is none)."""
-    others = (assignment.fdi > 0) & (assignment.upper == assignment.upper[t])
-    others[t] = False
+def _largest(teeth: list[int], size: np.ndarray, assignment: Assignment) -> int:
+    """Voxels of the largest numbered tooth of the jaw of ``teeth`` (instance indices) other than them (0 when
+    there is none)."""
+    others = (assignment.fdi > 0) & (assignment.upper == assignment.upper[teeth[0]])
+    others[teeth] = False
     return int(size[1:][others].max()) if others.any() else 0
+
+
+def _compact(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Labels after the joins (``owner``: each region's tooth), numbered 1..n again."""
+    return (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
 
 
 def join_stacked(
@@ -121,9 +125,7 @@ def join_stacked(
         size[crown], position[crown] = size[crown] + size[piece], position[crown] + position[piece]
         size[piece], position[piece] = 0, 0
         joined = True
-    if joined:
-        labels = (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
-    return labels, joined
+    return (_compact(labels, owner) if joined else labels), joined
 
 
 def _one_tooth(
@@ -153,10 +155,7 @@ def _parts_of_a_tooth(a: int, b: int, faces: int, size: np.ndarray, assignment: 
         return False
     if faces < CONTACT_SHARE * min(size[a], size[b]):
         return False
-    jaw = assignment.fdi > 0
-    jaw &= assignment.upper == assignment.upper[i]
-    jaw[[i, j]] = False
-    return bool(jaw.any() and size[a] + size[b] <= WHOLE_TOOTH * size[1:][jaw].max())
+    return bool(size[a] + size[b] <= WHOLE_TOOTH * _largest([i, j], size, assignment))
 
 
 def _crown_first(a: int, b: int, centroid: np.ndarray, assignment: Assignment) -> tuple[int, int]:
