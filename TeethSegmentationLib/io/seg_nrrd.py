@@ -19,7 +19,8 @@ import numpy as np
 
 from TeethSegmentationLib import fdi as labels
 from TeethSegmentationLib.atomic import atomic_path
-from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume, bounding_box
+from TeethSegmentationLib.io.stl import tooth_boxes
+from TeethSegmentationLib.io.volume import RAS_TO_LPS, Volume
 
 CONVERSION_PARAMETERS = (
     "Collapse labelmaps|1|Merge the labelmaps into as few shared labelmaps as possible"
@@ -48,19 +49,6 @@ CONVERSION_PARAMETERS = (
 def _extent(mask_box: tuple[np.ndarray, np.ndarray]) -> str:
     lo, hi = mask_box
     return " ".join(f"{int(a)} {int(b)}" for a, b in zip(lo, hi, strict=True))
-
-
-def _label_boxes(array: np.ndarray, values: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Inclusive ijk bounding box of each label value present."""
-    from scipy import ndimage
-
-    found = ndimage.find_objects(np.where(np.isin(array, values), array, 0).astype(np.int32))
-    boxes = {}
-    for value in values:
-        sl = found[value - 1] if value - 1 < len(found) else None
-        if sl is not None:
-            boxes[value] = (np.array([s.start for s in sl]), np.array([s.stop - 1 for s in sl]))
-    return boxes
 
 
 def segment_fields(index: int, fdi: int, extent: str, developing: bool = False) -> dict[str, str]:
@@ -111,14 +99,12 @@ def write_segmentation(
     """Write the FDI label map as a ``.seg.nrrd`` (atomically); returns the label values written as segments
     (FDI numbers, then unnumbered teeth)."""
     array = np.asarray(fdi_volume.array)
-    # Scan only the labelled box: a whole-head grid has 100+ M voxels, the teeth a few M.
-    found = bounding_box(array)
-    teeth, boxes = [], {}
-    if found is not None:
-        offset, end = found
-        part = array[tuple(slice(int(a), int(b)) for a, b in zip(offset, end, strict=True))]
-        teeth = [int(v) for v in np.unique(part) if labels.is_tooth_label(int(v))]
-        boxes = {t: (lo + offset, hi + offset) for t, (lo, hi) in _label_boxes(part, teeth).items()}
+    # tooth_boxes scans only the labelled box: a whole-head grid has 100+ M voxels, the teeth a few M.
+    boxes = {
+        t: (np.array([s.start for s in box]), np.array([s.stop - 1 for s in box]))
+        for t, box in tooth_boxes(array).items()
+    }
+    teeth = sorted(boxes)
     if teeth:
         lo = np.min([boxes[t][0] for t in teeth], axis=0)
         hi = np.max([boxes[t][1] for t in teeth], axis=0)
