@@ -9,7 +9,8 @@ teeth's roots deny the two jaws the mixed rules found (``numbering.roots_contrad
 layers, as when network slips make an adult's upper-only scan look like a child's).
 
 1. Jaws: the occlusal normal comes from the teeth's long axes (:func:`long_axis_normal`; refitted to the
-   primary teeth when there are ``MIN_LAYER`` of them), and the plane lies in the widest, most even gap between
+   primary teeth when there are ``MIN_LAYER`` of them, unless for the numbering that turns it by more than
+   ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap between
    the centroids of the primary teeth (always erupted), else of all teeth (:func:`split_layers`); the same
    rule places the plane for the merges and cuts (:func:`child_plane`).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
@@ -44,6 +45,10 @@ from TeethSegmentationLib.instances.regions import label_sums
 # (a 12-year-old with two primary teeth left is numbered as an adult, those two as permanent ones).
 MIN_PRIMARY = 4
 MIN_LAYER = 8  # primary teeth that can refit the plane's tilt on their own (fewer: the long axes' tilt stands)
+# The long axes give the normal within 2-11 degrees in the phantoms' children. A refit to the primary teeth that
+# turns it further has fitted a few teeth's heights, not the bite: 4 + 5 primary teeth of dev 6-year-olds
+# turned it 27-38 degrees and sent the back of the lower arch to the upper jaw.
+MAX_REFIT_TURN_DEG = 12.0
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 LEVEL_QUANTILE = 0.25
@@ -105,20 +110,30 @@ def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
 
 
 def occlusal_layers(
-    centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray, tilt_known: bool = False
+    centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray, tilt_known: bool = False,
+    max_turn_deg: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
     erupted layer (the primary teeth, each jaw centred on itself), twice. With fewer than ``MIN_LAYER`` primary
     teeth (two per jaw leave the tilt free) the normal stays as given when ``tilt_known`` (the teeth's long
     axes gave it: :func:`long_axis_normal`), else it is refitted to all teeth. The forming teeth's layers tilt a
-    normal fitted to the voxels' profile or to all centroids (by up to 40 degrees in the phantoms)."""
+    normal fitted to the voxels' profile or to all centroids (by up to 40 degrees in the phantoms). A known
+    tilt also stands when the refit turns it by more than ``max_turn_deg``."""
+    given = np.asarray(normal, dtype=np.float64)
     rich = primary.sum() >= MIN_LAYER
     if rich or not tilt_known:
         layer = primary if rich else np.ones(len(centroids), dtype=bool)
         for _ in range(2):
             upper = centroids @ normal > split_layers(centroids @ normal, primary)
             normal = numbering.occlusal_normal(centroids[layer], upper[layer])
+    if tilt_known and max_turn_deg is not None and _turn_deg(normal, given) > max_turn_deg:
+        normal = given
     return normal, split_layers(centroids @ normal, primary)
+
+
+def _turn_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two unit normals, whichever way each points (degrees)."""
+    return float(np.degrees(np.arccos(min(1.0, abs(float(np.dot(a, b)))))))
 
 
 def long_axis_normal(labels: np.ndarray, ras: np.ndarray, reference: np.ndarray, min_voxels: int = 200) -> np.ndarray:
@@ -215,7 +230,11 @@ def assign_mixed(
         normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
     extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
     primary = prim.sum(axis=1) > perm.sum(axis=1)
-    normal, offset = occlusal_layers(centroids, primary, normal, tilt_known=axis_normal is not None)
+    # The guard holds for the numbering's jaws only: the merges' plane (child_plane) refitted freely splits the
+    # regions better on the dev children, and guarding it too wrecked one scan (identification 0.77 -> 0.17).
+    normal, offset = occlusal_layers(
+        centroids, primary, normal, tilt_known=axis_normal is not None, max_turn_deg=MAX_REFIT_TURN_DEG
+    )
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
     # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
