@@ -12,6 +12,7 @@ from TeethSegmentationLib.instances.mixed import (
     developing_mask,
     is_mixed,
     long_axis_normal,
+    second_molars_first,
     split_layers,
 )
 from TeethSegmentationLib.instances.numbering import assign_fdi, roots_contradict
@@ -300,3 +301,23 @@ def test_a_few_primary_teeth_do_not_turn_the_long_axes_normal():
     )
     assert result.normal[2] > np.cos(np.radians(12.0))
     assert result.fdi.tolist() == truth.tolist()
+
+
+def test_a_forming_molar_that_looks_like_a_third_molar_is_the_second_when_none_stands_before_it():
+    # Third molars start to calcify at 7-10 years, after the second molars' crowns are complete; the network
+    # reads a 6-year-old's forming second molars as third molars.
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    seconds = np.isin(truth, [17, 27, 37, 47])
+    _looks(perm, prim, seconds, permanent_type=8)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+    # Behind an erupted second molar, a forming third molar keeps its number.
+    age_13 = ({True: {1, 2, 3, 4, 5, 6, 7}, False: {1, 2, 3, 4, 5, 6, 7}}, {True: {8}, False: {8}})
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*age_13)
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert sorted(result.fdi[deep].tolist()) == [18, 28, 38, 48]
+
+
+def test_second_molars_first_keeps_a_third_molar_behind_a_second():
+    assert second_molars_first(np.array([18, 28, 0, 15]), {16, 26, 27, 55}).tolist() == [17, 28, 0, 15]
+    assert second_molars_first(np.array([17, 18]), {16, 17, 18}).tolist() == [17, 18]

@@ -24,7 +24,8 @@ layers, as when network slips make an adult's upper-only scan look like a child'
    molar, which looks like a permanent molar.
 4. Developing layer: projected onto the same arch and aligned to the permanent places that no erupted
    molar holds, by the place along the arch and the types: a premolar under a primary molar, a canine above
-   or below the primary canine, a second molar behind the first. Depth separates them from the erupted teeth
+   or below the primary canine, a second molar behind the first. A forming "third molar" with no second
+   molar in front of it is the second molar (:func:`second_molars_first`). Depth separates them from the erupted teeth
    above them, the place along the arch numbers them.
 5. Primary or permanent: an erupted tooth at places 1-5 is primary when a forming tooth shares its place
    (its successor beneath it) or when its primary probability outweighs the permanent one. The successor
@@ -211,6 +212,20 @@ def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEV
     return out
 
 
+def second_molars_first(forming_fdi: np.ndarray, taken: set[int]) -> np.ndarray:
+    """Forming teeth numbered as third molars where their side of the jaw has no second molar (``taken``: the
+    numbers of the jaw) are the second molars. A third molar starts to calcify at 7-10 years, when the second
+    molar's crown is complete (Logan and Kronfeld, as modified by McCall and Schour: see
+    :mod:`phantom.children`), so no third molar forms without a second molar in front of it; the types
+    network reads a forming second molar's crown, behind the erupted first molar, as a third molar's."""
+    out = np.asarray(forming_fdi).copy()
+    for i, number in enumerate(out):
+        if number and number % 10 == 8 and number - 1 not in taken:
+            out[i] = number - 1
+            taken = taken | {int(number) - 1}
+    return out
+
+
 def assign_mixed(
     centroids: np.ndarray,
     type_probs: np.ndarray,
@@ -261,6 +276,7 @@ def assign_mixed(
         molars = {int(n) for n in fdi[erupted] if n % 10 > len(PRIMARY_TYPES)}
         if len(forming):
             fdi[forming] = numbering.align_arch(perm[forming], positions[forming], jaw, side_sigma_mm, blocked=molars)
+            fdi[forming] = second_molars_first(fdi[forming], {int(n) for n in fdi[members] if n})
         successors = {int(n) for n in fdi[forming] if n}
         for i in erupted:
             place = fdi[i] % 10
