@@ -243,21 +243,42 @@ def test_label_maps_round_trip_exactly(tmp_path, suffix, dtype):
     assert again.array.dtype.kind in "iu"
 
 
-@pytest.mark.parametrize("box", [None, (slice(3, 9), slice(2, 5), slice(0, 7))])
-def test_a_sparse_label_map_writes_the_bytes_pynrrd_writes(tmp_path, box):
-    """Only the non-zero box of a label map is put in NRRD's (Fortran) order before pynrrd writes it: the
-    data bytes are those of pynrrd's own reordering of the whole array, empty maps included."""
-    from TeethSegmentationLib.io.nrrd_file import fortran_ordered
+@pytest.mark.parametrize(
+    "box", [None, (slice(3, 9), slice(2, 5), slice(0, 7)), (slice(0, 12), slice(8, 9), slice(7, 8))]
+)
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint32"])
+def test_a_label_map_file_holds_its_voxels_in_nrrd_order_with_pynrrds_header(tmp_path, monkeypatch, box, dtype):
+    """Label maps are written by io.nrrd_labels (zeros neither reordered nor deflated, runs of them as one
+    repeated deflate segment): the file's data are exactly the voxels in Fortran order, one gzip member, and
+    pynrrd reads the same header fields and voxels as from its own file."""
+    import gzip
 
-    labels = np.zeros((12, 9, 8), np.uint16)
+    import nrrd
+
+    from TeethSegmentationLib.io import nrrd_labels
+    from TeethSegmentationLib.io.nrrd_file import fortran_ordered, nrrd_header
+
+    monkeypatch.setattr(nrrd_labels, "ZERO_SEGMENT", 64)  # tiny maps then hold many whole segments of zeros
+    labels = np.zeros((12, 9, 8), dtype)
     if box is not None:
-        labels[box] = (np.arange(6 * 3 * 7).reshape(6, 3, 7) % 7).astype(np.uint16)
-    ordered = fortran_ordered(labels)
-    assert ordered.flags.f_contiguous and ordered.tobytes(order="F") == labels.tobytes(order="F")
-    again = read_volume(write_volume(Volume(labels, np.eye(4)), tmp_path / "labels.nrrd"))
-    np.testing.assert_array_equal(again.array, labels)
+        shape = tuple(s.stop - s.start for s in box)
+        labels[box] = (np.arange(np.prod(shape)).reshape(shape) % 7 - 3).astype(dtype)
+    volume = Volume(labels, make_matrix(rotation(0, 0, 90), [0.25, 0.3, 0.5], [10.5, -3, 7]))
+    ours = write_volume(volume, tmp_path / "ours.nrrd")
+    nrrd.write(str(tmp_path / "pynrrd.nrrd"), labels, nrrd_header(volume, "LPS", True), index_order="F")
+    data, header = nrrd.read(str(ours))
+    _, expected = nrrd.read(str(tmp_path / "pynrrd.nrrd"))
+    np.testing.assert_array_equal(data, labels)
+    assert header.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(header[key], value)
+    raw = ours.read_bytes()
+    assert gzip.decompress(raw[raw.index(b"\n\n") + 2 :]) == labels.astype(labels.dtype.newbyteorder("<")).tobytes("F")
+    np.testing.assert_array_equal(read_volume(ours).array, labels)
+    raw_file = write_volume(volume, tmp_path / "raw.nrrd", compress=False)
+    np.testing.assert_array_equal(read_volume(raw_file).array, labels)
     image = np.random.default_rng(0).random((4, 5, 6)).astype(np.float32)
-    assert fortran_ordered(image) is image  # images are left to pynrrd
+    assert fortran_ordered(image) is image  # raw writes and images go through pynrrd
 
 
 def test_write_is_atomic_and_leaves_no_temporary(tmp_path):

@@ -10,6 +10,7 @@ import nrrd
 import numpy as np
 
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.io import nrrd_labels
 from TeethSegmentationLib.io.format_checks import (
     NOT_A_VOLUME,
     check_plausible_geometry,
@@ -184,9 +185,12 @@ def write_nrrd(volume: Volume, path: Path, space: str, compress: bool) -> None:
     array = writable(volume.array)
     if array.ndim != 3:
         raise ValueError(f"only 3D volumes can be written, not shape {array.shape}")
+    header = nrrd_header(volume, space, compress)
+    if compress and nrrd_labels.can_write(array):  # a label map: its zeros are neither reordered nor deflated
+        nrrd_labels.write_labels_nrrd(path, array, header, level=1)
+        return
     # Level 1: several times faster than 9 on a 300 M voxel scan, files barely bigger.
-    nrrd.write(str(path), fortran_ordered(array), nrrd_header(volume, space, compress), compression_level=1,
-               index_order="F")
+    nrrd.write(str(path), fortran_ordered(array), header, compression_level=1, index_order="F")
 
 
 def fortran_ordered(array: np.ndarray) -> np.ndarray:
