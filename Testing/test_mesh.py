@@ -96,10 +96,12 @@ def _surface_per_tooth_by_full_passes(volume: Volume, space: str) -> dict:
     return result
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("matrix", [np.diag([0.4, 0.4, 0.4, 1.0]), _oblique_matrix()], ids=["axis", "oblique"])
-def test_one_pass_surfaces_are_the_per_tooth_ones(matrix: np.ndarray) -> None:
+def test_one_pass_surfaces_are_the_per_tooth_ones(matrix: np.ndarray, workers: int) -> None:
     """A phantom's teeth, an unnumbered tooth and a non-tooth value: each tooth's mesh (vertex and triangle
-    counts, coordinates, triangles) is the one a full pass per tooth gives, and the non-tooth value has none."""
+    counts, coordinates, triangles) is the one a full pass per tooth gives, made in one thread or several, and
+    the non-tooth value has none."""
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     from TeethSegmentationLib.phantom import make_phantom
@@ -108,7 +110,7 @@ def test_one_pass_surfaces_are_the_per_tooth_ones(matrix: np.ndarray) -> None:
     array[:3, :3, :3] = 100  # an unnumbered tooth
     array[-2:, -2:, -2:] = 9  # not a tooth label
     volume = Volume(array, matrix, space="LPS")
-    got, want = label_surfaces(volume, space="RAS"), _surface_per_tooth_by_full_passes(volume, "RAS")
+    got, want = label_surfaces(volume, space="RAS", workers=workers), _surface_per_tooth_by_full_passes(volume, "RAS")
     assert sorted(got) == sorted(want) and 100 in got and 9 not in got and len(got) > 20
     for value, poly in want.items():
         assert got[value].GetNumberOfPoints() == poly.GetNumberOfPoints() > 0

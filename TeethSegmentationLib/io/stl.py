@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -95,17 +96,26 @@ def surface(mask: np.ndarray, matrix: np.ndarray, smoothing: float = 0.5) -> Any
     return normals.GetOutput()
 
 
-def label_surfaces(fdi_volume: Volume, smoothing: float = 0.5, space: str = "LPS") -> dict[int, Any]:
-    """One vtkPolyData per FDI label present, in ``space`` ("LPS" or "RAS") millimetres."""
+def label_surfaces(
+    fdi_volume: Volume, smoothing: float = 0.5, space: str = "LPS", workers: int | None = None
+) -> dict[int, Any]:
+    """One vtkPolyData per FDI label present, in ``space`` ("LPS" or "RAS") millimetres; ``workers`` threads
+    (default: one per core, at most 4) make the teeth's surfaces side by side, each the mesh one thread makes."""
     if space not in SPACES:
         raise InputError(f"Unknown STL space {space!r}; use LPS or RAS.")
     array = np.asarray(fdi_volume.array)
-    surfaces = {}
-    for fdi, box in tooth_boxes(array).items():
+
+    def tooth(item: tuple[int, tuple[slice, ...]]) -> tuple[int, Any]:
+        fdi, box = item
         lo = np.array([s.start for s in box]) - 1  # one voxel of background around the tooth
-        mask = np.pad(array[box] == fdi, 1)
-        surfaces[fdi] = surface(mask, _world_matrix(fdi_volume, lo, space), smoothing)
-    return surfaces
+        return fdi, surface(np.pad(array[box] == fdi, 1), _world_matrix(fdi_volume, lo, space), smoothing)
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:  # VTK lets go of the GIL: 2 cores, half the time
+        return dict(pool.map(tooth, tooth_boxes(array).items()))
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def tooth_boxes(array: np.ndarray) -> dict[int, tuple[slice, ...]]:
@@ -141,12 +151,13 @@ def write_stl(polydata: Any, path: str | os.PathLike) -> Path:
 
 
 def write_stl_per_tooth(
-    fdi_volume: Volume, folder: str | os.PathLike, space: str = "LPS", smoothing: float = 0.5
+    fdi_volume: Volume, folder: str | os.PathLike, space: str = "LPS", smoothing: float = 0.5,
+    workers: int | None = None,
 ) -> list[Path]:
     """``folder/tooth_<FDI>.stl`` for each tooth in the label map (``unnumbered_tooth_<k>.stl`` for unnumbered
-    tooth k); returns the paths written."""
+    tooth k), the surfaces made by ``workers`` threads (:func:`label_surfaces`); returns the paths written."""
     folder = Path(folder)
-    surfaces = label_surfaces(fdi_volume, smoothing=smoothing, space=space)
+    surfaces = label_surfaces(fdi_volume, smoothing=smoothing, space=space, workers=workers)
     return [write_stl(poly, folder / _stl_name(value)) for value, poly in sorted(surfaces.items())]
 
 
