@@ -94,6 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(writer, f"Internal error: {_one_sentence(error)} See the log for details.", ExitCode.FAILED)
 
 
+def console_main() -> None:
+    """The ``teethseg`` command: :func:`main`, then :func:`exit_now`."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` once the streams and log handlers are flushed, without the interpreter's
+    teardown: torch's alone takes 0.55-0.6 s (``import torch``, then exit, on 2 cores), after every output
+    has been written and published. Only the command line ends this way; ``main`` returns as before."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code)
+
+
 def _fail(writer: JsonEventWriter | None, message: str, code: ExitCode) -> int:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()

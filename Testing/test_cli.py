@@ -77,3 +77,23 @@ segment.run(parser.parse_args([{str(source)!r}, "-o", {str(tmp_path / "out")!r}]
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["load", "False"]
+
+
+def test_the_command_line_ends_with_every_event_flushed_and_its_exit_code(tmp_path):
+    """`python -m TeethSegmentationLib` and `teethseg` end through cli.exit_now (os._exit: torch's teardown
+    takes half a second): every JSON line still reaches the pipe, the last one is the result or the error,
+    and the exit code is the command's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    engine = [sys.executable, "-m", "TeethSegmentationLib"]
+    ok = subprocess.run([*engine, "phantom", str(tmp_path / "out"), "--size", "tiny", "--events"],
+                        capture_output=True, text=True, env=env, timeout=120)
+    records = [json.loads(line) for line in ok.stdout.splitlines()]
+    assert ok.returncode == 0 and records[0]["event"] == "start" and records[-1]["event"] == "result", ok.stderr
+    bad = subprocess.run([*engine, "segment", str(tmp_path / "none.nrrd"), "-o", str(tmp_path / "o"), "--events"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and json.loads(bad.stdout.splitlines()[-1])["code"] == 2
+    assert bad.stderr.strip().endswith(".")
+    script = "import sys; sys.argv = ['teethseg', '--version']; from TeethSegmentationLib.cli import console_main\n"
+    version = subprocess.run([sys.executable, "-c", script + "console_main()"], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert version.returncode == 0 and version.stdout.strip() == f"teethseg {__version__}"
