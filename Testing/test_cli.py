@@ -97,3 +97,12 @@ def test_the_command_line_ends_with_every_event_flushed_and_its_exit_code(tmp_pa
     version = subprocess.run([sys.executable, "-c", script + "console_main()"], capture_output=True, text=True,
                              env=env, timeout=120)
     assert version.returncode == 0 and version.stdout.strip() == f"teethseg {__version__}"
+
+
+def test_under_a_profiler_the_command_line_exits_the_usual_way(tmp_path):
+    """cli.exit_now leaves the exit to the interpreter under cProfile (or coverage), which then writes its file."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    profile = tmp_path / "version.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "TeethSegmentationLib",
+                           "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and profile.stat().st_size > 0, done.stderr
