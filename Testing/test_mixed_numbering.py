@@ -158,12 +158,15 @@ def test_a_scan_with_more_teeth_than_an_adult_is_read_as_mixed_even_when_no_toot
     assert result.fdi.tolist() == truth.tolist()
 
 
-def test_an_erupted_tooth_that_looks_like_a_third_molar_is_a_primary_second_molar():
-    # A primary second molar has a permanent first molar's likeness on short roots; no third molar has erupted
-    # in a child's mouth.
-    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
-    second = np.isin(truth, [55, 65, 75, 85])
-    _looks(perm, prim, second, permanent_type=8)
+@pytest.mark.parametrize(
+    ("age", "teeth"), [(AGE_9, [55, 65, 75, 85]), (AGE_6, [17, 27, 37, 47])], ids=["erupted", "forming"]
+)
+def test_a_childs_tooth_that_looks_like_a_third_molar_is_the_second_molar_of_its_set(age, teeth):
+    # Erupted: a primary second molar has a permanent first molar's likeness on short roots, and no third molar
+    # has erupted in a child's mouth. Forming: third molars start to calcify at 7-10 years, after the second
+    # molars' crowns are complete, and the network reads a 6-year-old's forming second molars as third molars.
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*age)
+    _looks(perm, prim, np.isin(truth, teeth), permanent_type=8)
     result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
     assert result.fdi.tolist() == truth.tolist()
 
@@ -303,15 +306,7 @@ def test_a_few_primary_teeth_do_not_turn_the_long_axes_normal():
     assert result.fdi.tolist() == truth.tolist()
 
 
-def test_a_forming_molar_that_looks_like_a_third_molar_is_the_second_when_none_stands_before_it():
-    # Third molars start to calcify at 7-10 years, after the second molars' crowns are complete; the network
-    # reads a 6-year-old's forming second molars as third molars.
-    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
-    seconds = np.isin(truth, [17, 27, 37, 47])
-    _looks(perm, prim, seconds, permanent_type=8)
-    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
-    assert result.fdi.tolist() == truth.tolist()
-    # Behind an erupted second molar, a forming third molar keeps its number.
+def test_a_forming_third_molar_behind_an_erupted_second_molar_keeps_its_number():
     age_13 = ({True: {1, 2, 3, 4, 5, 6, 7}, False: {1, 2, 3, 4, 5, 6, 7}}, {True: {8}, False: {8}})
     truth, deep, centroids, perm, prim, extent = mixed_arch(*age_13)
     result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
