@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nrrd
@@ -336,9 +336,29 @@ def test_skip_mask_is_the_grown_teeth_on_the_fine_grid() -> None:
     mask[10, 10, 10] = True
     fine = Volume(np.zeros((40, 40, 40), np.float32), np.diag([0.5, 0.5, 0.5, 1.0]))
     fine.ijk_to_ras[:3, 3] = -0.25
-    skip = segment_module._skip_mask(coarse, mask, fine, margin_mm=2.0)
+    skip = segment_module._skip_mask(coarse, mask, fine, SegmentOptions(margin_mm=2.0))
     assert skip.shape == fine.shape and skip.dtype == bool
     assert skip[20, 20, 20] and skip[20, 20, 24] and not skip[20, 20, 30] and not skip[0, 0, 0]
+
+
+def test_stage_2_also_looks_at_the_specks_near_the_teeth() -> None:
+    """Stage-1 parts too small to keep (a third molar's first cusps) are looked at by stage 2 when they lie
+    within the margin of the kept teeth and hold at least ``speck_mm3``; single voxels and far specks are not."""
+    coarse = Volume(np.zeros((30, 30, 30), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    mask = np.zeros(coarse.shape, bool)
+    mask[10:13, 10:13, 10:13] = True  # the kept teeth
+    coarse.array[mask] = 0.9
+    coarse.array[16:18, 11:13, 11] = 0.9  # a 4 mm3 speck 3 mm beyond them: looked at
+    coarse.array[11, 11, 15] = 0.9  # one voxel within the margin: noise
+    coarse.array[25:27, 25:27, 25] = 0.9  # 4 mm3, far away
+    fine = Volume(np.zeros((60, 60, 60), np.float32), np.diag([0.5, 0.5, 0.5, 1.0]))
+    fine.ijk_to_ras[:3, 3] = -0.25
+    options = SegmentOptions(margin_mm=4.0)
+    skip = segment_module._skip_mask(coarse, mask, fine, options)
+    assert skip[2 * 21, 2 * 12, 2 * 11]  # 4 mm beyond the speck, 8 mm beyond the teeth
+    assert not skip[2 * 11, 2 * 11, 2 * 19] and not skip[2 * 26, 2 * 26, 2 * 25]  # 4 mm beyond each
+    without = segment_module._skip_mask(coarse, mask, fine, replace(options, speck_mm3=1e9))
+    assert not without[2 * 21, 2 * 12, 2 * 11] and (skip | ~without).all()
 
 
 def test_dentition_reach_in_the_teeth_box_equals_the_whole_grid() -> None:

@@ -52,6 +52,9 @@ class SegmentOptions:
     dentition_gap_mm: float = 26.0
     dentition_rise_mm: float = 15.0
     margin_mm: float = TYPES_MARGIN_MM  # around the teeth box before the fine stage
+    # Stage-1 specks of at least this size within margin_mm of the kept teeth are looked at by stage 2 too: a
+    # third molar's first cusps at 10-12 years are 4-20 mm3 on the 1 mm grid, too small to keep on their own.
+    speck_mm3: float = 3.0
     stl: bool = False
     stl_space: str = "LPS"
     nine_class: bool = False
@@ -211,11 +214,28 @@ def run_teeth_stage(
     return prob, _teeth_mask(prob, options)
 
 
-def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, margin_mm: float) -> np.ndarray:
-    """Stage-1 teeth grown by ``margin_mm`` (on the coarse grid), on the fine grid: where stage 2 must run."""
-    steps = int(np.ceil(margin_mm / float(np.min(prob.spacing))))
+def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, options: SegmentOptions) -> np.ndarray:
+    """Stage-1 teeth and the specks near them (:func:`_near_specks`) grown by ``margin_mm`` (on the coarse
+    grid), on the fine grid: where stage 2 must run, and what it is asked about."""
+    steps = int(np.ceil(options.margin_mm / float(np.min(prob.spacing))))
     grown = ndimage.binary_dilation(mask, iterations=steps) if steps > 0 else mask
+    specks = _near_specks(prob, mask, grown, options)
+    if specks.any():
+        grown = grown | (ndimage.binary_dilation(specks, iterations=steps) if steps > 0 else specks)
     return resample_to_reference(prob.with_array(grown.view(np.uint8)), fine, order=0).array.astype(bool)
+
+
+def _near_specks(prob: Volume, mask: np.ndarray, near: np.ndarray, options: SegmentOptions) -> np.ndarray:
+    """Stage-1 parts outside ``mask`` of at least ``speck_mm3`` that reach into ``near`` (the teeth grown by
+    the margin). The teeth box stays the teeth's: a moved box would shift every stage-2 window."""
+    components, count = ndimage.label((prob.array > options.teeth_threshold) & ~mask)
+    if count == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    voxel_mm3 = float(abs(np.linalg.det(prob.ijk_to_ras[:3, :3])))
+    keep = np.bincount(components.ravel(), minlength=count + 1) * voxel_mm3 >= options.speck_mm3
+    keep &= np.bincount(components[near], minlength=count + 1) > 0
+    keep[0] = False
+    return keep[components]
 
 
 def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +254,7 @@ def run_types_stage(
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
     teeth_up = resample_to_reference(prob, fine, order=1).array if model.types_input == "image+teeth" else None
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
-    near = _skip_mask(prob, mask, fine, options.margin_mm)
+    near = _skip_mask(prob, mask, fine, options)
     probs = predict_types(
         model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near,
         dtype=dtype,
