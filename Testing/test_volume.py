@@ -425,14 +425,16 @@ def test_label_slabs_match(monkeypatch):
 
 def test_nearest_by_axes_is_scipys_order_0_zoom_shift():
     """The axis-aligned label resampling gathers per axis; it picks the voxels scipy's affine_transform picks
-    (order 0, mode nearest), on grids where a voxel centre falls exactly half-way (ties) and on random ones."""
+    (order 0, mode nearest), on grids where a voxel centre falls exactly half-way (ties), flipped or not, and on
+    random ones."""
     from scipy import ndimage
 
     rng = np.random.default_rng(0)
     for _ in range(800):
         src = rng.integers(0, 50, tuple(rng.integers(1, 10, 3))).astype(np.uint8)
         scale = rng.choice([0.5, 0.8, 1.25, 2.0, 0.4, 1.0, 0.625, 1 / 3, 0.1 * rng.integers(1, 30)], 3)
-        offset = rng.choice([0.0, -0.25, 0.25, 0.5, -0.5, 1.5], 3) + rng.choice([0.0, 0.0, rng.normal()], 3)
+        scale *= rng.choice([1, 1, -1], 3)  # flipped axes too
+        offset = rng.choice([0.0, -0.25, 0.25, 0.5, -0.5, 1.5, 8.5], 3) + rng.choice([0.0, 0.0, rng.normal()], 3)
         shape = tuple(int(n) for n in rng.integers(1, 16, 3))
         want = np.empty(shape, np.uint8)
         ndimage.affine_transform(src, scale, offset, output=want, order=0, mode="nearest", prefilter=False)
