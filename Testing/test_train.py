@@ -113,15 +113,17 @@ def test_the_architectures_have_the_published_parameter_counts():
     assert count_parameters(UNet(1, 9, n_blocks=3, start_filters=9)) == 107_982
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
-def test_one_step_lowers_the_loss_on_the_same_batch(cases, optimizer):
+@pytest.mark.parametrize(("optimizer", "cpu_dtype"), [("adam", torch.float32), ("rmsprop", torch.float32),
+                                                      ("adam", torch.bfloat16)])
+def test_one_step_lowers_the_loss_on_the_same_batch(cases, optimizer, cpu_dtype):
     torch.manual_seed(0)
     net = UNet(1, 9, 3, 4)
     ds = dataset.PatchDataset(cases[:1], dataset.SamplingParams(patch=24, augment=NO_AUGMENTATION), 2, 2, seed=1)
     images, targets = _batch(ds, 0)
     opt = make_optimizer(optimizer, net.parameters(), 1e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    before = train_step(net, opt, scaler, images, targets, with_ce=True)
+    before = train_step(net, opt, scaler, images, targets, with_ce=True, cpu_dtype=cpu_dtype)
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # bf16 autocast keeps float32 weights
     with torch.no_grad():
         after = float(stage_loss(net(images), targets, with_ce=True))
     assert after < before
@@ -210,7 +212,8 @@ def test_sigterm_saves_a_checkpoint_and_cancels(data_dir, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
-def test_fine_tuning_stage_2_keeps_the_init_stage_1(data_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_fine_tuning_stage_2_keeps_the_init_stage_1(data_dir, tmp_path, precision):
     base = new_model(types_input="image+teeth", teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4})
     base.training = {"note": "base"}
     save_model(base, tmp_path / "base.pt")
@@ -221,6 +224,7 @@ def test_fine_tuning_stage_2_keeps_the_init_stage_1(data_dir, tmp_path):
             data_dir=str(data_dir),
             stages=["types"],
             init=str(tmp_path / "base.pt"),
+            precision=precision,
             **{**TINY, "epochs": 1},
         )
     )
@@ -341,3 +345,11 @@ def test_the_model_file_keeps_the_best_validation_weights(straight_run):
     kept = load_checkpoint(checkpoint_path(config.output))["best_weights"]["types"]
     saved = load_model(config.output).types_net.state_dict()
     assert all(torch.equal(saved[k], kept[k]) for k in kept)
+
+
+def test_the_training_precisions_are_the_networks_ones():
+    """training.config spells out nets.devices.PRECISIONS (importing it would import torch for --help)."""
+    from TeethSegmentationLib.nets.devices import PRECISIONS
+    from TeethSegmentationLib.training import config
+
+    assert config.PRECISIONS == PRECISIONS

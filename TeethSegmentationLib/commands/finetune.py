@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-norm", action="store_true", help="let batch-norm statistics follow the new cases (default: frozen)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(  # training.config.PRECISIONS
+        "--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+        help="CPU training arithmetic; auto: bfloat16 on CPUs with native bf16, about 1.25x faster (default: auto)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         **({} if args.lr is None else {"lr": args.lr}),
         freeze_norm=not args.train_norm,
         device=args.device,
+        precision=args.precision,
         seed=args.seed,
     )
     return finetune(config, reporter)

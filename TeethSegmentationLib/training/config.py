@@ -23,6 +23,7 @@ LR_SCHEDULES = ("poly", "constant")
 # As nets.model_file's (not imported: the command line stays torch-free). "image+teeth" is kept: model files
 # record it, and it feeds the types network stage 1's probability, the reference method's other variant.
 TYPES_INPUTS = ("image", "image+teeth")
+PRECISIONS = ("auto", "float32", "bfloat16")  # nets.devices.PRECISIONS, spelt out: importing it imports torch
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 TYPES_CLASSES = ("9", "14")  # as fdi.NUM_CLASSES and fdi.NUM_CLASSES_MIXED
 # The shipped model's stage lengths (scripts/train_default_model.py); everything else is TrainConfig's defaults.
@@ -100,6 +101,12 @@ class TrainConfig:
     )
     # running
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option(
+        "float32",
+        "CPU training arithmetic: float32, bfloat16 (autocast), or auto (bfloat16 on CPUs with native bf16); "
+        "CUDA always trains in float16 mixed precision",
+        choices=PRECISIONS,
+    )
     seed: int = option(0, "random seed of the case split, the patches and the initial weights", low=0)
     workers: int = option(0, "DataLoader worker processes", low=0, high=64)
     checkpoint_every: int = option(1, "epochs between checkpoints", low=1)

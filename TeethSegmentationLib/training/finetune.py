@@ -69,6 +69,8 @@ class FinetuneConfig:
     phantom_size: str = "realistic"
     phantom_cache: str | None = None  # where replay phantoms are kept between runs; None: default_cache_dir()
     device: str = "auto"
+    # bf16 autocast on CPUs with native bf16: benchmark_finetune.py 40.4 -> 32.6 s, its figures within 0.0004
+    precision: str = "auto"
     seed: int = 0
 
 
@@ -304,6 +306,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
             batch=config.batch,
             lr=config.lr,
             device=config.device,
+            precision=config.precision,
             init=str(init),
             types_classes=str(parent.num_classes),  # the parent's classes (14 for the shipped model), no warning
             val_fraction=0.0,

@@ -49,14 +49,20 @@ def train_step(
     images: torch.Tensor,
     targets: torch.Tensor,
     with_ce: bool = False,
+    cpu_dtype: torch.dtype = torch.float32,
 ) -> float:
-    """One optimisation step; mixed precision on CUDA (when the scaler is enabled), float32 on the CPU."""
+    """One optimisation step; mixed precision on CUDA (when the scaler is enabled); on the CPU float32, or
+    bf16 autocast with ``cpu_dtype`` bfloat16 (bf16 keeps float32's range: no loss scaling)."""
     device = next(net.parameters()).device
     images = images.to(device, non_blocking=True).contiguous(memory_format=training_layout(device))
     targets = targets.to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        logits = net(images)
+    if device.type == "cpu" and cpu_dtype == torch.bfloat16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = net(images).float()
+    else:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            logits = net(images)
     loss = stage_loss(logits, targets, with_ce)
     scaler.scale(loss).backward()
     scaler.step(optimizer)

@@ -25,7 +25,7 @@ from TeethSegmentationLib.errors import Cancelled, InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, jsonable
 from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
-from TeethSegmentationLib.nets.devices import describe_device, resolve_device
+from TeethSegmentationLib.nets.devices import describe_device, resolve_device, resolve_precision
 from TeethSegmentationLib.nets.mixed_head import widen_to_mixed
 from TeethSegmentationLib.nets.model_file import TeethModel, load_model, new_model, save_model
 from TeethSegmentationLib.training import distributed as ddp
@@ -105,6 +105,7 @@ class Trainer:
         cfg = self.config
         self.device = ddp.setup(self.ctx, resolve_device(cfg.device))
         self.amp = self.device.type == "cuda"
+        self.cpu_dtype = resolve_precision(cfg.precision, self.device) if self.device.type == "cpu" else torch.float32
         self.guard = DivergenceGuard(self.amp)
         self.model = self._build_model()
         self.stages = list(cfg.stages)
@@ -123,6 +124,7 @@ class Trainer:
         self.started = time.monotonic()
         self.reporter.log(
             f"training {' and '.join(self.stages)} on {describe_device(self.device)}"
+            f"{' in bfloat16' if self.cpu_dtype == torch.bfloat16 else ''}"
             f"{f' x {self.ctx.world_size} processes' if self.ctx.enabled else ''}: {len(self.train_cases)} "
             f"training and {len(self.val_cases)} validation cases"
         )
@@ -149,7 +151,8 @@ class Trainer:
         for images, targets in loader:
             self.check_stop()
             loss = train_step(
-                self.wrapped[stage], self.optimizers[stage], self.scalers[stage], images, targets, cfg.cross_entropy
+                self.wrapped[stage], self.optimizers[stage], self.scalers[stage], images, targets, cfg.cross_entropy,
+                self.cpu_dtype,
             )
             self.guard.check_loss(loss, stage)
             self.step += 1
