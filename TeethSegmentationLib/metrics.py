@@ -100,8 +100,12 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> float | No
     return float(np.percentile(distances, 95))
 
 
-def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0, 1.0)) -> dict[str, Any]:
-    """Metrics of one predicted FDI map against the truth FDI map on the same grid (see the module doc)."""
+def evaluate_pair(
+    pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0, 1.0), with_hd95: bool = True
+) -> dict[str, Any]:
+    """Metrics of one predicted FDI map against the truth FDI map on the same grid (see the module doc);
+    ``with_hd95`` False leaves out the surface distance (``hd95_mm`` None), the one costly metric (0.8 s on a
+    crop: two distance maps)."""
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape:
         raise InputError(f"Prediction shape {pred.shape} differs from truth shape {truth.shape}; use the same grid.")
@@ -132,7 +136,7 @@ def evaluate_pair(pred: np.ndarray, truth: np.ndarray, spacing: Any = (1.0, 1.0,
         "dice_per_tooth": float(np.mean(list(per_tooth.values()))) if per_tooth else None,
         "dice_types": float(np.mean([dice(classes_p == t, classes_t == t) for t in types])) if types else 1.0,
         "identification_accuracy": len(identified) / len(truth_ids) if truth_ids else None,
-        "hd95_mm": hd95(pred > 0, truth > 0, spacing),
+        "hd95_mm": hd95(pred > 0, truth > 0, spacing) if with_hd95 else None,
         "truth_teeth": len(truth_ids),
         "predicted_teeth": len(pred_ids),
         "identified": len(identified),

@@ -73,6 +73,15 @@ def test_hd95_of_a_shift():
     assert 0.5 <= m["hd95_mm"] <= 1.0 + 1e-6
 
 
+def test_without_hd95_the_other_metrics_are_the_same():
+    truth = boxes()
+    pred = np.roll(truth, 2, axis=0)
+    pred[pred == 36] = 0
+    full, quick = evaluate_pair(pred, truth, 0.5), evaluate_pair(pred, truth, 0.5, with_hd95=False)
+    assert full["hd95_mm"] > 0 and quick["hd95_mm"] is None
+    assert {k: v for k, v in full.items() if k != "hd95_mm"} == {k: v for k, v in quick.items() if k != "hd95_mm"}
+
+
 def test_shape_mismatch_is_refused():
     with pytest.raises(InputError):
         evaluate_pair(np.zeros((3, 3, 3)), np.zeros((3, 3, 4)))

@@ -229,7 +229,7 @@ def held_back_scores(model: TeethModel, case: UserCase, device: str, predicted: 
     """Per-tooth Dice and identification of ``model`` on the user's own teeth of ``case``."""
     if predicted is None:
         predicted = segment_volume(case.volume, model, SegmentOptions(device=device)).fdi.array
-    scores = evaluate_pair(predicted, corrected_labels.user_teeth_only(case.labels), case.volume.spacing)
+    scores = evaluate_pair(predicted, corrected_labels.user_teeth_only(case.labels), case.volume.spacing, False)
     return {k: scores[k] for k in ("dice_per_tooth", "identification_accuracy", "dice_binary", "truth_teeth")}
 
 
