@@ -353,3 +353,14 @@ def test_the_training_precisions_are_the_networks_ones():
     from TeethSegmentationLib.training import config
 
     assert config.PRECISIONS == PRECISIONS
+
+
+def test_the_optimisers_imports_can_be_made_aside():
+    """Fine-tuning imports what torch's first optimiser needs in a thread while it reads the cases."""
+    import sys
+
+    from TeethSegmentationLib.training.steps import import_optimizer_support_aside
+
+    thread = import_optimizer_support_aside()
+    thread.join(120)
+    assert not thread.is_alive() and "torch._dynamo" in sys.modules

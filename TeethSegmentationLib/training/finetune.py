@@ -41,6 +41,7 @@ from TeethSegmentationLib.training import corrected_labels
 from TeethSegmentationLib.training.dataset import Case, find_cases
 from TeethSegmentationLib.training.lineage import finetuned_training, save_with_card
 from TeethSegmentationLib.training.replay import default_cache_dir, replay_phantoms
+from TeethSegmentationLib.training.steps import import_optimizer_support_aside
 from TeethSegmentationLib.training.trainer import TrainConfig, Trainer
 
 UNLABELLED = ("model", "background")
@@ -281,6 +282,7 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
     reporter = reporter or NullReporter()
     _check(config)
     started = time.monotonic()
+    import_optimizer_support_aside()  # while the cases are read and segmented
     init = Path(config.init) if config.init else DEFAULT_MODEL_PATH
     parent = load_model(init)
     cases = find_user_cases(config.data_dir)
