@@ -16,6 +16,7 @@ import argparse
 from typing import Any
 
 from TeethSegmentationLib.events import Reporter
+from TeethSegmentationLib.training.config import PRECISIONS  # torch-free, like the command's --help
 
 NAME = "finetune"
 HELP = "fine-tune the model on a few corrected scans (about 40 s on a 2-core CPU for two)"
@@ -50,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-norm", action="store_true", help="let batch-norm statistics follow the new cases (default: frozen)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument(  # training.config.PRECISIONS
-        "--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
         help="CPU training arithmetic; auto: bfloat16 on CPUs with native bf16, about 1.25x faster (default: auto)",
     )
     parser.add_argument("--seed", type=int, default=0)
