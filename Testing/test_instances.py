@@ -202,3 +202,28 @@ def test_distance_map_in_a_worker_thread_is_the_same_to_the_bit():
     edt = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing).astype(np.float32)
     np.testing.assert_array_equal(aside.dist, inline.dist)
     np.testing.assert_array_equal(inline.dist, edt.reshape(-1)[inline.flat])
+
+
+@pytest.mark.parametrize("spacing", [(0.5, 0.5, 0.5), (0.3, 0.5, 0.75)])
+def test_smoothed_types_in_tiles_are_the_whole_box_filter_to_the_bit(spacing):
+    """The types are smoothed only in the tiles that hold foreground: each voxel's class is the one a box
+    filter over the foreground's whole box gives (ties to the lower class)."""
+    from TeethSegmentationLib.instances import foreground
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((60, 50, 44), dtype=bool)
+    mask[6:54, 8:20, 5:40] = ndi.binary_opening(rng.random((48, 12, 35)) > 0.3)  # an arm, and a blob far off
+    mask[30:40, 35:46, 10:22] = True
+    logits = ndi.uniform_filter(rng.normal(size=(14, *mask.shape)), (1, 5, 5, 5)) * 40
+    probs = np.exp(logits - logits.max(axis=0))
+    probs = (probs / probs.sum(axis=0)).astype(np.float16)
+    probs[3:5, 30:40, 35:46, 10:22] = 0.5  # exact ties between classes 3 and 4
+    sparse = foreground.sparse_foreground(mask, np.array(spacing))
+    lo, hi = sparse.lo + 1, sparse.lo + np.array(sparse.shape) - 1
+    size = [max(1, int(round(1.5 / s)) | 1) for s in spacing]
+    box = probs[1:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+    smoothed = np.stack([ndi.uniform_filter(channel, size, mode="nearest") for channel in box])
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape)) - 1
+    expected = np.argmax(smoothed[(slice(None), *ijk)], axis=0) + 1
+    assert len(expected) > 1000 and len(np.unique(expected)) > 3
+    np.testing.assert_array_equal(foreground.smoothed_argmax(probs, sparse, np.array(spacing), 1.5), expected)
