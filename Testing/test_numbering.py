@@ -166,3 +166,17 @@ def test_vectorised_alignment_matches_the_loop_bit_for_bit():
         got = _spacing_alignments(score, gap, pos, centres)
         for s in range(3):
             assert got[s] == _loop_alignment(score[s], gap, pos, centres[s])
+
+
+def test_nearest_grid_point_searches_few_points_and_finds_the_whole_grids_argmin():
+    """Each point's foot point on the arch is searched only where it can lie: the index is the argmin over the
+    whole grid to the bit, the first one on ties, for points on, near, far from and beyond the curve."""
+    from TeethSegmentationLib.instances.numbering import nearest_grid_point
+
+    rng = np.random.default_rng(2)
+    grid = -3.0 + np.arange(-80.0, 80.0, 0.25)
+    curve = -0.03 * grid**2 + 0.1 * grid + 2.0
+    uu = np.concatenate([rng.uniform(-40, 40, 3000), grid[100:110] + 0.125, [-85.0, 85.0]])
+    vv = np.concatenate([np.interp(uu[:3000], grid, curve) + rng.normal(0, 6, 3000), np.full(12, 40.0)])
+    whole = np.argmin((uu[:, None] - grid[None]) ** 2 + (vv[:, None] - curve[None]) ** 2, axis=1)
+    np.testing.assert_array_equal(nearest_grid_point(uu, vv, grid, curve), whole)

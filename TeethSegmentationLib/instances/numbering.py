@@ -208,17 +208,34 @@ def arch_positions(points: np.ndarray, fit: ArchFit, midline_fallback: float | N
     steps = np.hypot(np.diff(grid), np.diff(curve))
     arc = np.concatenate([[0.0], np.cumsum(steps)])
     arc -= np.interp(vertex, grid, arc)
-    # Only grid points within reach: any point's nearest curve point lies within its distance to the curve
-    # point above it (+ half a grid step along the curve) of it along u; farther grid points cannot win.
-    if len(uu):
-        reach = float(np.max(np.abs(vv - (a * uu**2 + b * uu + c)))) + 1.0
-        lo, hi = np.searchsorted(grid, [uu.min() - reach, uu.max() + reach])
-        lo, hi = int(max(lo - 1, 0)), int(min(hi + 1, len(grid)))
-    else:
-        lo, hi = 0, len(grid)
-    window = slice(lo, hi)
-    nearest = np.argmin((uu[:, None] - grid[None, window]) ** 2 + (vv[:, None] - curve[None, window]) ** 2, axis=1)
-    return arc[lo + nearest]
+    return arc[nearest_grid_point(uu, vv, grid, curve)]
+
+
+NEAREST_CHUNK = 128  # points searched together (sorted along u, so their windows overlap)
+
+
+def nearest_grid_point(uu: np.ndarray, vv: np.ndarray, grid: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """Index of each point's nearest curve point (grid, curve) (the first on ties), with the same arithmetic as
+    an argmin over the whole grid, so the same index.
+
+    Only grid points that can win are searched: a winner lies no farther from the point along u than the
+    curve point nearest to it along u does in all, and the points go in chunks sorted along u."""
+    nearest = np.zeros(len(uu), dtype=np.intp)
+    if not len(uu):
+        return nearest
+    step = float(grid[1] - grid[0])
+    above = np.clip(np.rint((uu - grid[0]) / step).astype(np.intp), 0, len(grid) - 1)
+    reach = np.sqrt((uu - grid[above]) ** 2 + (vv - curve[above]) ** 2) * (1 + 1e-9) + 1e-9
+    first = np.clip(np.floor((uu - reach - grid[0]) / step).astype(np.intp) - 1, 0, len(grid))
+    stop = np.clip(np.ceil((uu + reach - grid[0]) / step).astype(np.intp) + 2, 0, len(grid))
+    order = np.argsort(uu, kind="stable")
+    for start in range(0, len(order), NEAREST_CHUNK):
+        chunk = order[start : start + NEAREST_CHUNK]
+        lo, hi = int(first[chunk].min()), int(stop[chunk].max())
+        window = slice(lo, hi)
+        distance = (uu[chunk, None] - grid[None, window]) ** 2 + (vv[chunk, None] - curve[None, window]) ** 2
+        nearest[chunk] = lo + np.argmin(distance, axis=1)
+    return nearest
 
 
 def _slots(upper: bool) -> list[int]:
