@@ -41,17 +41,21 @@ class SparseForeground:
 
 
 def foreground_mask(teeth_prob: np.ndarray, threshold: float, min_voxels: int) -> np.ndarray | None:
-    """Probability above ``threshold``, components under ``min_voxels`` dropped; None when nothing is left."""
-    mask = teeth_prob > threshold
-    if not mask.any():
+    """Probability above ``threshold``, components under ``min_voxels`` dropped; None when nothing is left.
+    The components are found within the box of what is above the threshold (the same ones, in less time)."""
+    above = teeth_prob > threshold
+    box = bounding_box(above)
+    if box is None:
         return None
-    components, count = ndi.label(mask)
-    sizes = np.bincount(components.ravel(), minlength=count + 1)
-    keep = sizes >= min_voxels
+    inner = tuple(slice(int(a), int(b)) for a, b in zip(*box, strict=True))
+    components, count = ndi.label(above[inner])
+    keep = np.bincount(components.ravel(), minlength=count + 1) >= min_voxels
     keep[0] = False
     if not keep[1:].any():
         return None
-    return keep[components]
+    mask = np.zeros_like(above)
+    mask[inner] = keep[components]
+    return mask
 
 
 def sparse_foreground(mask: np.ndarray, spacing: np.ndarray, pool: Executor | None = None) -> SparseForeground:
@@ -67,22 +71,41 @@ def sparse_foreground(mask: np.ndarray, spacing: np.ndarray, pool: Executor | No
 
 
 def foreground_depth(crop: np.ndarray, spacing: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """float32 mm to the background of the voxels ``flat`` of ``crop``: ``ndi.distance_transform_edt``'s values,
-    with its distances worked out only there (its feature transform is the same; the rest of the box, some
-    nine tenths of it, is background) by the same arithmetic, so the same to the bit."""
+    """float32 mm to the background of the voxels ``flat`` of ``crop`` (padded by one voxel): the values of
+    ``ndi.distance_transform_edt``, worked out component by component in each one's box grown by a voxel.
+
+    The same values: a voxel's nearest background voxel lies in that box (clamping it into the box brings it no
+    farther), and another component's voxel there is never nearer than some background voxel (every 6-connected
+    path to it, all inside the box the two span, crosses the background). The distances are computed only at
+    the voxels asked for, from scipy's own feature transform, by the same arithmetic."""
     spacing = np.asarray(spacing, dtype=np.float64)
-    nearest = ndi.distance_transform_edt(crop, sampling=spacing, return_distances=False, return_indices=True)
-    ijk = np.unravel_index(flat, crop.shape)
-    offset = np.stack([nearest[axis].reshape(-1)[flat] - ijk[axis] for axis in range(3)]).astype(np.float64)
-    offset *= spacing[:, None]
-    np.multiply(offset, offset, offset)
-    return np.sqrt(np.add.reduce(offset, axis=0)).astype(np.float32)
+    components, _count = ndi.label(crop)
+    owner = components.reshape(-1)[flat]
+    order = np.argsort(owner, kind="stable")
+    starts = np.flatnonzero(np.diff(owner[order], prepend=0))
+    depth = np.empty(len(flat), dtype=np.float32)
+    for label, (first, stop) in enumerate(zip(starts, [*starts[1:], len(order)], strict=True), start=1):
+        members = order[first:stop]
+        ijk = np.stack(np.unravel_index(flat[members], crop.shape))
+        lo, hi = ijk.min(axis=1) - 1, ijk.max(axis=1) + 2
+        box = components[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == label
+        nearest = ndi.distance_transform_edt(box, sampling=spacing, return_distances=False, return_indices=True)
+        local = tuple(ijk - lo[:, None])
+        offset = np.stack([nearest[axis][local] - local[axis] for axis in range(3)]).astype(np.float64)
+        offset *= spacing[:, None]
+        np.multiply(offset, offset, offset)
+        depth[members] = np.sqrt(np.add.reduce(offset, axis=0))
+    return depth
 
 
 def gather_types(type_probs: np.ndarray, sparse: SparseForeground, first: int = 1, stop: int = 9) -> np.ndarray:
-    """(N, stop - first) probabilities of classes first..stop-1 (default the types 1..8) of the compact voxels."""
+    """(N, stop - first) probabilities of classes first..stop-1 (default the types 1..8) of the compact voxels,
+    one contiguous column a class (Fortran order): the per-region sums (``regions.label_sums``) read columns."""
     index = sparse.input_flat(type_probs.shape[1:])
-    return np.stack([type_probs[c].reshape(-1)[index] for c in range(first, stop)], axis=1).astype(np.float32)
+    columns = np.empty((len(index), stop - first), dtype=np.float32, order="F")
+    for c in range(first, stop):
+        columns[:, c - first] = type_probs[c].reshape(-1)[index]
+    return columns
 
 
 def smoothed_argmax(
@@ -94,7 +117,9 @@ def smoothed_argmax(
     ``ndi.uniform_filter(..., mode="nearest")`` over the foreground's box, worked out only in the tiles of
     ``SMOOTH_TILE`` voxels that hold foreground (about half of the box), each with a halo of half the filter:
     the filter keeps a running sum in double precision, exact for these values, so a line's sums do not depend
-    on where it starts and each voxel gets the whole box's value to the bit."""
+    on where it starts and each voxel gets the whole box's value to the bit. In a tile, a class whose largest
+    probability there is below the likeliest class's smallest mean at the tile's voxels cannot win (a mean is
+    no larger than the largest value it averages) and is left out: most tiles lie inside one tooth."""
     size = tuple(max(1, int(round(smooth_mm / s)) | 1) for s in spacing)
     halo = np.array(size) // 2
     shape = np.array(sparse.shape) - 2
@@ -110,13 +135,40 @@ def smoothed_argmax(
         lo = np.maximum(tile[members[0]] * SMOOTH_TILE - halo, 0)
         hi = np.minimum((tile[members[0]] + 1) * SMOOTH_TILE + halo, shape)
         window = (slice(1, None),) + tuple(slice(int(a), int(b)) for a, b in zip(origin + lo, origin + hi, strict=True))
-        block = as_float32(type_probs[window])
-        for axis, n in enumerate(size, start=1):
-            if n > 1:
-                ndi.uniform_filter1d(block, n, axis, output=block, mode="nearest")
-        at = tuple((inner[members] - lo).T)
-        result[members] = np.argmax(block[(slice(None), *at)], axis=0) + 1
+        result[members] = _tile_argmax(type_probs[window], size, tuple((inner[members] - lo).T)) + 1
     return result
+
+
+def _tile_argmax(raw: np.ndarray, size: tuple[int, ...], at: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Index of the largest box-filtered class (the first on ties) at the voxels ``at`` of one tile's classes."""
+    bound = _class_maxima(raw)
+    likeliest = int(np.argmax(bound))
+    best = _box_filtered(raw[likeliest : likeliest + 1], size)[(0, *at)]
+    rivals = np.flatnonzero(bound >= best.min())
+    rivals = rivals[rivals != likeliest]
+    if not len(rivals):
+        return np.full(len(best), likeliest)
+    values = _box_filtered(raw[rivals], size)[(slice(None), *at)]
+    classes = np.append(rivals, likeliest)
+    rank = np.argsort(classes)
+    return classes[rank][np.argmax(np.vstack([values, best])[rank], axis=0)]
+
+
+def _class_maxima(raw: np.ndarray) -> np.ndarray:
+    """Each class's largest value in a block, as float32 (an upper bound, never below it). Non-negative halves
+    order as their bits do (a negative one's bits are larger still: the bound only grows)."""
+    if raw.dtype != np.float16:
+        return raw.max(axis=(1, 2, 3)).astype(np.float32)
+    return _half_to_single()[raw.view(np.uint16).max(axis=(1, 2, 3))]
+
+
+def _box_filtered(raw: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``ndi.uniform_filter1d`` along the three spatial axes of a (classes, i, j, k) block, as float32."""
+    block = as_float32(raw)
+    for axis, n in enumerate(size, start=1):
+        if n > 1:
+            ndi.uniform_filter1d(block, n, axis, output=block, mode="nearest")
+    return block
 
 
 SMOOTH_TILE = 12  # voxels a side: smaller tiles leave out more empty box, but each costs a few calls
