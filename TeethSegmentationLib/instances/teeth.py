@@ -55,7 +55,7 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.pieces import join_pieces, join_stacked
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
-from TeethSegmentationLib.instances.watershed import drain, markers
+from TeethSegmentationLib.instances.watershed import drain, markers, steepest_ascent
 
 # With a 14-class model: a resorbed lower primary incisor holds 40-50 mm3, a fifth of a child's median tooth.
 CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
@@ -101,6 +101,7 @@ class _Voxels:
     ras: np.ndarray  # (N, 3) RAS mm
     permanent: np.ndarray | None = None  # (N, 8) and (N, 5): a 14-class model's permanent and primary types
     primary: np.ndarray | None = None
+    both: np.ndarray | None = None  # (N, 13): permanent and primary side by side
 
 
 def label_teeth(
@@ -129,13 +130,17 @@ def label_teeth(
     mask = foreground_mask(teeth_prob, opts.threshold, _voxels(opts.min_speck_mm3, voxel_mm3))
     if mask is None:
         return _empty(teeth_prob.shape, ["No teeth were found (no foreground above the threshold)."])
-    with ThreadPoolExecutor(1) as pool:  # the distance map beside the types: both are scipy/numpy, GIL released
+    # A worker works out the distance map and the ascent on it while this thread gathers and smooths the types
+    # and then finds the markers (scipy and numpy let go of the GIL): the two take about as long.
+    with ThreadPoolExecutor(1) as pool:
         sparse = sparse_foreground(mask, spacing, pool)
+        ascent = pool.submit(steepest_ascent, sparse, spacing)
         timings["foreground"] = _lap(clock)
         reporter.progress("instances", 0.1, "splitting touching teeth")
         types, permanent, primary, merge_types = _voxel_types(type_probs, sparse)
         smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
-    labels = drain(sparse, markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3)), spacing)
+        marker_labels = markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3))
+        labels = drain(sparse, marker_labels, spacing, ascent.result())
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
 
@@ -146,7 +151,7 @@ def label_teeth(
         plane = mixed.child_plane(plane, labels, ras, merge_types)
     labels = merge_regions(labels, sparse, merge_types, ras, plane, opts, voxel_mm3, spacing, peak)
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
-    voxels = _Voxels(types, fg, ras, permanent, primary)
+    voxels = _Voxels(types, fg, ras, permanent, primary, merge_types)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
     stats, assignment = _number(labels, voxels, plane, opts)
@@ -175,16 +180,17 @@ def label_teeth(
 
 
 def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
-    """(types, permanent, primary, merge_types) of the compact voxels. A 14-class model's splits and merges
-    tell a primary tooth from its successor beneath it (13 types); the statistics see each place's type
-    (permanent + primary); the numbering both sets (instances.mixed)."""
-    types = gather_types(type_probs, sparse)
+    """(types, permanent, primary, both) of the compact voxels. A 14-class model's splits and merges tell a
+    primary tooth from its successor beneath it (``both``: 13 types); the statistics see each place's type
+    (permanent + primary); the numbering both sets (instances.mixed). Columns are contiguous (gather_types)."""
     if len(type_probs) != NUM_CLASSES_MIXED:
+        types = gather_types(type_probs, sparse)
         return types, None, None, types
-    permanent, primary = types, gather_types(type_probs, sparse, PRIMARY_CLASS_OFFSET + 1, NUM_CLASSES_MIXED)
-    merged = permanent.copy()
+    both = gather_types(type_probs, sparse, 1, NUM_CLASSES_MIXED)
+    permanent, primary = both[:, :PRIMARY_CLASS_OFFSET], both[:, PRIMARY_CLASS_OFFSET:]
+    merged = permanent.copy(order="F")
     merged[:, : primary.shape[1]] += primary
-    return merged, permanent, primary, np.hstack([permanent, primary])
+    return merged, permanent, primary, both
 
 
 def _number(
@@ -197,7 +203,7 @@ def _number(
     if voxels.primary is None:
         return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
     n = len(stats.count) + 1
-    sums = label_sums(labels, np.hstack([voxels.permanent, voxels.primary]), n)[1:]
+    sums = label_sums(labels, voxels.both, n)[1:]
     sums /= np.maximum(sums.sum(axis=1, keepdims=True), 1e-6)
     perm, prim = sums[:, :8], sums[:, 8:]
     extent = mixed.extents(labels, voxels.ras, plane.normal)

@@ -77,8 +77,9 @@ def _split_by_necks(
     return [part]
 
 
-def drain(sparse: SparseForeground, marker_labels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Watershed by steepest ascent of the distance map; marker voxels are sinks. Compact labels."""
+def steepest_ascent(sparse: SparseForeground, spacing: np.ndarray) -> np.ndarray:
+    """Each compact voxel's steepest uphill neighbour on the distance map (itself where none rises). It needs
+    only the distance map, so the instance step works it out in the distance map's worker, beside the markers."""
     n = len(sparse.flat)
     parent = np.arange(n, dtype=np.int64)
     slope = np.zeros(n, dtype=np.float32)
@@ -91,6 +92,15 @@ def drain(sparse: SparseForeground, marker_labels: np.ndarray, spacing: np.ndarr
         rise = (depth[around] - sparse.dist) / length
         better = np.flatnonzero(rise > slope)
         slope[better], parent[better] = rise[better], sparse.lookup[around[better]]
+    return parent
+
+
+def drain(
+    sparse: SparseForeground, marker_labels: np.ndarray, spacing: np.ndarray, ascent: np.ndarray | None = None
+) -> np.ndarray:
+    """Watershed by steepest ascent of the distance map (``ascent``, from :func:`steepest_ascent` unless
+    given; it is changed in place); marker voxels are sinks. Compact labels."""
+    parent = steepest_ascent(sparse, spacing) if ascent is None else ascent
     is_marker = marker_labels > 0
     parent[is_marker] = np.flatnonzero(is_marker)
     for _ in range(64):  # pointer jumping: each round doubles the path followed
