@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from TeethSegmentationLib.instances.depth import foreground_depth
 from TeethSegmentationLib.io.volume import bounding_box
 
 
@@ -68,34 +69,6 @@ def sparse_foreground(mask: np.ndarray, spacing: np.ndarray, pool: Executor | No
     lookup[flat] = np.arange(len(flat), dtype=np.int32)
     depth = pool.submit(foreground_depth, crop, spacing, flat) if pool else foreground_depth(crop, spacing, flat)
     return SparseForeground(crop.shape, lo - 1, flat, lookup, depth)
-
-
-def foreground_depth(crop: np.ndarray, spacing: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """float32 mm to the background of the voxels ``flat`` of ``crop`` (padded by one voxel): the values of
-    ``ndi.distance_transform_edt``, worked out component by component in each one's box grown by a voxel.
-
-    The same values: a voxel's nearest background voxel lies in that box (clamping it into the box brings it no
-    farther), and another component's voxel there is never nearer than some background voxel (every 6-connected
-    path to it, all inside the box the two span, crosses the background). The distances are computed only at
-    the voxels asked for, from scipy's own feature transform, by the same arithmetic."""
-    spacing = np.asarray(spacing, dtype=np.float64)
-    components, _count = ndi.label(crop)
-    owner = components.reshape(-1)[flat]
-    order = np.argsort(owner, kind="stable")
-    starts = np.flatnonzero(np.diff(owner[order], prepend=0))
-    depth = np.empty(len(flat), dtype=np.float32)
-    for label, (first, stop) in enumerate(zip(starts, [*starts[1:], len(order)], strict=True), start=1):
-        members = order[first:stop]
-        ijk = np.stack(np.unravel_index(flat[members], crop.shape))
-        lo, hi = ijk.min(axis=1) - 1, ijk.max(axis=1) + 2
-        box = components[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == label
-        nearest = ndi.distance_transform_edt(box, sampling=spacing, return_distances=False, return_indices=True)
-        local = tuple(ijk - lo[:, None])
-        offset = np.stack([nearest[axis][local] - local[axis] for axis in range(3)]).astype(np.float64)
-        offset *= spacing[:, None]
-        np.multiply(offset, offset, offset)
-        depth[members] = np.sqrt(np.add.reduce(offset, axis=0))
-    return depth
 
 
 def gather_types(type_probs: np.ndarray, sparse: SparseForeground, first: int = 1, stop: int = 9) -> np.ndarray:
