@@ -73,3 +73,21 @@ def test_stage2_loss_rewards_the_right_foreground_even_with_wrong_types():
     no_teeth = torch.full((1, 9, 4, 4, 4), -5.0)
     no_teeth[:, 0] = 5.0
     assert stage_loss(wrong_type, target) < stage_loss(no_teeth, target)
+
+
+def test_multiclass_dice_is_the_one_hot_formula_with_its_gradient():
+    """The intersection summed per true class equals the one-hot product, in value and gradient; a class
+    absent from the target counts in neither."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 5, 4, 3, generator=generator, requires_grad=True)
+    target = torch.randint(0, 5, (2, 5, 4, 3), generator=generator)  # class 5 absent
+    loss = soft_dice_multiclass(logits, target)
+    (grad,) = torch.autograd.grad(loss, logits)
+
+    prob = torch.softmax(logits, dim=1).transpose(0, 1).reshape(6, -1)
+    onehot = torch.nn.functional.one_hot(target.flatten(), 6).T.float()
+    dice = (2 * (prob * onehot).sum(1) + 1) / (prob.sum(1) + onehot.sum(1) + 1)
+    expected = 1 - dice[1:5].mean()
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad, expected_grad)
