@@ -48,9 +48,13 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise InputError(f"Unknown optimizer {name!r}; use adam or rmsprop.")
 
 
-def training_layout(device: torch.device) -> torch.memory_format:
-    """Channels-last 3-D on the CPU: about 1.5x faster steps of these small networks; default elsewhere."""
-    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+def training_layout(device: torch.device, cpu_dtype: torch.dtype = torch.float32) -> torch.memory_format:
+    """Channels-last 3-D for float32 on the CPU (steps of these small networks 1.3x faster); the default layout
+    elsewhere, and for bf16 on the CPU, where batch norm's backward pass is slow in channels-last (a step
+    0.23 -> 0.14 s, patch 48, batch 2)."""
+    if device.type == "cpu" and cpu_dtype == torch.float32:
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 def train_step(
@@ -65,7 +69,7 @@ def train_step(
     """One optimisation step; mixed precision on CUDA (when the scaler is enabled); on the CPU float32, or
     bf16 autocast with ``cpu_dtype`` bfloat16 (bf16 keeps float32's range: no loss scaling)."""
     device = next(net.parameters()).device
-    images = images.to(device, non_blocking=True).contiguous(memory_format=training_layout(device))
+    images = images.to(device, non_blocking=True).contiguous(memory_format=training_layout(device, cpu_dtype))
     targets = targets.to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     if device.type == "cpu" and cpu_dtype == torch.bfloat16:

@@ -114,7 +114,7 @@ class Trainer:
         self.cases = self._find_cases()
         self.train_cases, self.val_cases = split_cases(self.cases, cfg.val_fraction, cfg.seed)
         self.total_epochs = cfg.epochs * len(self.stages)
-        layout = training_layout(self.device)
+        layout = training_layout(self.device, self.cpu_dtype)
         self.nets = {s: self.net(s).to(self.device, memory_format=layout) for s in self.stages}
         self.wrapped = {s: ddp.wrap(net, self.ctx, self.device) for s, net in self.nets.items()}
         self.optimizers = {s: make_optimizer(cfg.optimizer, net.parameters(), cfg.lr) for s, net in self.nets.items()}
@@ -218,7 +218,8 @@ class Trainer:
             return {}
         margin = self.types_margin() if stage == "types" else None
         scores = validation_dice(self.model, val_cases, stage, self.device, margin)
-        self.nets[stage].to(self.device, memory_format=training_layout(self.device))  # the predictor's may differ
+        # The predictor's layout may differ from training's.
+        self.nets[stage].to(self.device, memory_format=training_layout(self.device, self.cpu_dtype))
         self.val_dice[stage] = scores
         ddp.barrier(self.ctx)
         return scores
