@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,10 +53,17 @@ class LibraryCase:
 
 def new_case_id() -> str:
     """A neutral id that sorts by time to the millisecond (never the patient's or the volume's name): two cases
-    added within one second still list in the order they were added, and the newest is the held-back one."""
-    now = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return f"case-{stamp}-{int(now * 1000) % 1000:03d}-{uuid.uuid4().hex[:6]}"
+    added within one second still list in the order they were added, and the newest is the held-back one. Ids
+    made within one millisecond by this process take the next millisecond, so they too keep their order."""
+    global _last_ms
+    with _id_lock:
+        ms = _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ms / 1000))
+    return f"case-{stamp}-{ms % 1000:03d}-{uuid.uuid4().hex[:6]}"
+
+
+_last_ms = 0
+_id_lock = threading.Lock()
 
 
 def is_library(folder: str | os.PathLike) -> bool:

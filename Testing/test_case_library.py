@@ -104,3 +104,13 @@ def test_add_files_remove_unknown_and_user_default(tmp_path):
     default.write_bytes(b"model")
     revert_to_shipped(library.root)
     assert not default.exists()
+
+
+def test_case_ids_made_within_one_millisecond_keep_their_order():
+    """The newest case is the held-back one: ids made in a burst (a script adding cases) still sort in the
+    order they were made, and stay neutral (no name in them)."""
+    from TeethSegmentationLib.case_library import new_case_id
+
+    ids = [new_case_id() for _ in range(300)]
+    assert sorted(ids) == ids and len(set(ids)) == 300
+    assert all(len(i) == len(ids[0]) and i.startswith("case-") for i in ids)
