@@ -1,11 +1,11 @@
 """The foreground's distance map (mm to the background), exact, worked out component by component.
 
 The values are ``ndi.distance_transform_edt``'s at the foreground voxels, to the bit, from scipy's own feature
-transform on each component's box grown by one voxel (a fifth to a third less than the whole foreground's box
-on most scans), because a voxel's nearest background voxel always lies in that box: clamping it into the box
-brings it no farther, and another component's voxel there is never nearer than some background voxel (every
-6-connected path to it, all inside the box the two span, crosses the background), so the other components can
-count as background.
+transform on each component's box grown by one voxel (a fifth to two fifths less than the whole foreground's
+box on most crops; nothing less where the teeth are one component). A voxel's nearest background voxel always
+lies in that box: clamping it into the box brings it no farther, and another component's voxel there is never
+nearer than some background voxel (every 6-connected path to it, all inside the box the two span, crosses the
+background), so the other components can count as background.
 """
 
 from __future__ import annotations
