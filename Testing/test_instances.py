@@ -243,3 +243,11 @@ def test_smoothed_types_in_tiles_are_the_whole_box_filter_to_the_bit(spacing, ki
     expected = np.argmax(smoothed[(slice(None), *ijk)], axis=0) + 1
     assert len(expected) > 1000 and len(np.unique(expected)) >= 2
     np.testing.assert_array_equal(foreground.smoothed_argmax(probs, sparse, np.array(spacing), 1.5), expected)
+
+
+def test_index_groups_gathers_equal_keys_in_key_order():
+    from TeethSegmentationLib.instances.regions import index_groups
+
+    groups = index_groups(np.array([5, 2, 5, 0, 2, 2], dtype=np.uint8))
+    assert [g.tolist() for g in groups] == [[3], [1, 4, 5], [0, 2]]
+    assert index_groups(np.array([], dtype=np.int64)) == []

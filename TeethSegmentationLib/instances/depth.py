@@ -13,17 +13,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from TeethSegmentationLib.instances.regions import index_groups
+
 
 def foreground_depth(crop: np.ndarray, spacing: np.ndarray, flat: np.ndarray) -> np.ndarray:
     """float32 mm to the background of the voxels ``flat`` of ``crop`` (a mask padded by one voxel)."""
     spacing = np.asarray(spacing, dtype=np.float64)
     components, _count = ndi.label(crop)
     owner = components.reshape(-1)[flat]
-    order = np.argsort(owner, kind="stable")
-    starts = np.flatnonzero(np.diff(owner[order], prepend=0))
     depth = np.empty(len(flat), dtype=np.float32)
-    for label, (first, stop) in enumerate(zip(starts, [*starts[1:], len(order)], strict=True), start=1):
-        members = order[first:stop]
+    for members in index_groups(owner):
+        label = owner[members[0]]
         ijk = np.stack(np.unravel_index(flat[members], crop.shape))
         lo, hi = ijk.min(axis=1) - 1, ijk.max(axis=1) + 2
         depth[members] = _distances(components[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == label,

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from TeethSegmentationLib.instances.depth import foreground_depth
+from TeethSegmentationLib.instances.regions import index_groups
 from TeethSegmentationLib.io.volume import bounding_box
 
 
@@ -100,11 +101,8 @@ def smoothed_argmax(
     inner = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) - 1
     tile = inner // SMOOTH_TILE
     tile_id = np.ravel_multi_index(tuple(tile.T), tuple(-(-shape // SMOOTH_TILE)))
-    order = np.argsort(tile_id, kind="stable")
-    starts = np.flatnonzero(np.diff(tile_id[order], prepend=-1))
     result = np.zeros(len(sparse.flat), dtype=np.uint8)
-    for first, stop in zip(starts, [*starts[1:], len(order)], strict=True):
-        members = order[first:stop]
+    for members in index_groups(tile_id):
         lo = np.maximum(tile[members[0]] * SMOOTH_TILE - halo, 0)
         hi = np.minimum((tile[members[0]] + 1) * SMOOTH_TILE + halo, shape)
         window = (slice(1, None),) + tuple(slice(int(a), int(b)) for a, b in zip(origin + lo, origin + hi, strict=True))

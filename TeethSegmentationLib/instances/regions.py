@@ -22,6 +22,16 @@ class RegionStats:
         return int(np.argmax(self.types[row]))
 
 
+def index_groups(keys: np.ndarray) -> list[np.ndarray]:
+    """The indices of equal ``keys``, one array per distinct key, in increasing key order (indices ascending)."""
+    if not len(keys):
+        return []
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    return [order[a:b] for a, b in zip(starts, [*starts[1:], len(order)], strict=True)]
+
+
 def label_sums(labels: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
     """(count, columns) sums of the columns of ``values`` (N, columns) over each label 0..count-1."""
     return np.stack([np.bincount(labels, weights=values[:, c], minlength=count) for c in range(values.shape[1])], 1)
