@@ -99,9 +99,7 @@ class _Voxels:
     types: np.ndarray  # (N, 8) type probabilities (with a 14-class model: permanent + primary of each place)
     fg: np.ndarray  # (N,) foreground probability
     ras: np.ndarray  # (N, 3) RAS mm
-    permanent: np.ndarray | None = None  # (N, 8) and (N, 5): a 14-class model's permanent and primary types
-    primary: np.ndarray | None = None
-    both: np.ndarray | None = None  # (N, 13): permanent and primary side by side
+    both: np.ndarray | None = None  # (N, 13): a 14-class model's permanent and primary types side by side
 
 
 def label_teeth(
@@ -137,7 +135,7 @@ def label_teeth(
         ascent = pool.submit(steepest_ascent, sparse, spacing)
         timings["foreground"] = _lap(clock)
         reporter.progress("instances", 0.1, "splitting touching teeth")
-        types, permanent, primary, merge_types = _voxel_types(type_probs, sparse)
+        types, both = _voxel_types(type_probs, sparse)
         smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
         marker_labels = markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3))
         labels = drain(sparse, marker_labels, spacing, ascent.result())
@@ -147,11 +145,11 @@ def label_teeth(
     ras = sparse.ras_points(affine)
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
-    if primary is not None:
-        plane = mixed.child_plane(plane, labels, ras, merge_types)
-    labels = merge_regions(labels, sparse, merge_types, ras, plane, opts, voxel_mm3, spacing, peak)
+    if both is not None:
+        plane = mixed.child_plane(plane, labels, ras, both)
+    labels = merge_regions(labels, sparse, types if both is None else both, ras, plane, opts, voxel_mm3, spacing, peak)
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
-    voxels = _Voxels(types, fg, ras, permanent, primary, merge_types)
+    voxels = _Voxels(types, fg, ras, both)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
     stats, assignment = _number(labels, voxels, plane, opts)
@@ -180,17 +178,15 @@ def label_teeth(
 
 
 def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
-    """(types, permanent, primary, both) of the compact voxels. A 14-class model's splits and merges tell a
-    primary tooth from its successor beneath it (``both``: 13 types); the statistics see each place's type
-    (permanent + primary); the numbering both sets (instances.mixed). Columns are contiguous (gather_types)."""
+    """(types, both) of the compact voxels: the statistics see each place's type (a 14-class model's permanent +
+    primary); ``both`` (None with 9 classes) keeps its 13 types apart, for the splits and merges (a primary tooth
+    and its successor beneath it) and the numbering (instances.mixed). Columns are contiguous (gather_types)."""
     if len(type_probs) != NUM_CLASSES_MIXED:
-        types = gather_types(type_probs, sparse)
-        return types, None, None, types
+        return gather_types(type_probs, sparse), None
     both = gather_types(type_probs, sparse, 1, NUM_CLASSES_MIXED)
-    permanent, primary = both[:, :PRIMARY_CLASS_OFFSET], both[:, PRIMARY_CLASS_OFFSET:]
-    merged = permanent.copy(order="F")
-    merged[:, : primary.shape[1]] += primary
-    return merged, permanent, primary, both
+    merged = both[:, :PRIMARY_CLASS_OFFSET].copy(order="F")
+    merged[:, : NUM_CLASSES_MIXED - 1 - PRIMARY_CLASS_OFFSET] += both[:, PRIMARY_CLASS_OFFSET:]
+    return merged, both
 
 
 def _number(
@@ -200,7 +196,7 @@ def _number(
     stats = region_stats(labels, voxels.types, voxels.fg, voxels.ras)
     stats.skew = apex_skew(labels, voxels.ras, plane.normal)
     skew = stats.skew
-    if voxels.primary is None:
+    if voxels.both is None:
         return stats, numbering.assign_fdi(stats.centroid, stats.types, skew, opts.side_sigma_mm, plane.known())
     n = len(stats.count) + 1
     sums = label_sums(labels, voxels.both, n)[1:]
