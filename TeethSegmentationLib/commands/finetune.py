@@ -19,7 +19,7 @@ from TeethSegmentationLib.events import Reporter
 from TeethSegmentationLib.training.config import PRECISIONS  # torch-free, like the command's --help
 
 NAME = "finetune"
-HELP = "fine-tune the model on a few corrected scans (about 40 s on a 2-core CPU for two)"
+HELP = "fine-tune the model on a few corrected scans (20-40 s on a 2-core CPU for two)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="CPU training arithmetic; auto: bfloat16 on CPUs with native bf16, about 1.25x faster (default: auto)",
+        help="CPU training arithmetic; auto: bfloat16 on CPUs with native bf16, about 2x faster (default: auto)",
     )
     parser.add_argument("--seed", type=int, default=0)
 

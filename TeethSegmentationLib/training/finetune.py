@@ -70,7 +70,8 @@ class FinetuneConfig:
     phantom_size: str = "realistic"
     phantom_cache: str | None = None  # where replay phantoms are kept between runs; None: default_cache_dir()
     device: str = "auto"
-    # bf16 autocast on CPUs with native bf16: benchmark_finetune.py 40.4 -> 32.6 s, its figures within 0.0004
+    # bf16 autocast on CPUs with native bf16: benchmark_finetune.py 33.5-40.4 s (float32) -> 17.5-19.5 s, its
+    # figures equal on average over 8 seeds (README)
     precision: str = "auto"
     seed: int = 0
 
@@ -83,9 +84,9 @@ class Recipe:
 
 
 def recipe(train_cases: int) -> Recipe:
-    """About 40 s on a 2-core CPU for two scans (one trains, one is held back), growing gently with more
-    cases: more epochs (the teeth stage half as many as the types stage), and two replay phantoms plus one for
-    every two cases.
+    """About 20 s on a 2-core CPU with native bf16 (35-40 s in float32) for two scans (one trains, one is held
+    back), growing gently with more cases: more epochs (the teeth stage half as many as the types stage), and
+    two replay phantoms plus one for every two cases.
 
     scripts/benchmark_finetune.py (one family-B training scan, lr 2e-4): 2 types epochs and 1 teeth epoch gave
     the held-back scan, the other family-B scans and the in-family phantoms the figures of 4 + 4 epochs at
