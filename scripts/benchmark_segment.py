@@ -5,12 +5,13 @@
     .venv/bin/python scripts/benchmark_segment.py --fov both --baseline # issue 17's checks in one run
     .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
 
-The networks have the shipped architecture (the default model when it exists, else freshly
-initialised with 9 start filters in both stages; ``--start-filters 18`` for the top of the reference method's range). An
-untrained network finds nothing, so each stage's real network runs (its cost is what is timed) and
-its probabilities are then replaced by an oracle: the phantom's truth, smoothed, with noise
-(realistic input for the instance step). The oracle's own seconds are taken off its stage. Without
-truth (``--synthetic``) the networks answer 'bright is tooth, type 1'. Phantoms are cached on disk
+With the shipped default model the pipeline runs as a user runs it, the real networks' output feeding the
+instance step, and a phantom's result is scored against its truth (per-tooth Dice, identification). Without
+it (or with ``--start-filters``, 18 for the top of the reference method's range) the networks are freshly
+initialised and find nothing, so each stage's real network runs (its cost is what is timed) and its
+probabilities are then replaced by an oracle: the phantom's truth, smoothed, with noise. The oracle's own
+seconds are taken off its stage. Without truth (``--synthetic``) untrained networks answer 'bright is tooth,
+type 1'. Phantoms are cached on disk
 (``--cache``): a head phantom takes a minute or two to generate. Each variant runs in its own
 process so that the peak RSS is its own. For a head phantom it also times ``teethseg segment`` as a user runs it:
 the default model's real networks, from process start to exit.
@@ -153,19 +154,33 @@ def load_truth(path: Path) -> Volume:
     return Volume(data["labels"], data["ijk_to_ras"], str(data["space"]))
 
 
-def bench_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
-    model = None
-    if DEFAULT_MODEL_PATH.exists() and not args.start_filters:
-        try:
-            model = load_model(DEFAULT_MODEL_PATH)
-        except InputError as e:  # being written by a training run, say
-            print(f"default model not usable ({e}); a fresh one instead", file=sys.stderr)
-    if model is None:
-        model = new_model(teeth_arch={"start_filters": args.start_filters or 9})
+def trained_model(args: argparse.Namespace) -> TeethModel | None:
+    """The shipped default model, unless ``--start-filters`` asks for fresh networks or it cannot be read."""
+    if not DEFAULT_MODEL_PATH.exists() or args.start_filters:
+        return None
+    try:
+        return load_model(DEFAULT_MODEL_PATH).eval()
+    except InputError as e:  # being written by a training run, say
+        print(f"default model not usable ({e}); fresh networks instead", file=sys.stderr)
+        return None
+
+
+def fresh_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
+    model = new_model(teeth_arch={"start_filters": args.start_filters or 9})
     if not oracle:
         model.teeth_net = TimedThreshold(model.teeth_net)
         model.types_net = TimedThreshold(model.types_net)
     return model.eval()
+
+
+def scored(report: dict, truth: Path) -> dict:
+    """The result against the phantom's truth, scored like ``evaluate``."""
+    from TeethSegmentationLib.io.read_write import read_volume
+    from TeethSegmentationLib.metrics import evaluate_pair
+
+    found = read_volume(report["outputs"]["teeth"])
+    scores = evaluate_pair(found.array, load_truth(truth).array, found.spacing)
+    return {k: round(float(scores[k]), 3) for k in ("dice_binary", "dice_per_tooth", "identification_accuracy")}
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
@@ -175,25 +190,28 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     from TeethSegmentationLib.inference.pipeline import SegmentOptions
 
     source, truth = Path(args.image), Path(args.truth) if args.truth else None
-    oracle = Oracle(load_truth(truth), args.seed) if truth else None
+    model = trained_model(args)
+    oracle = Oracle(load_truth(truth), args.seed) if truth and model is None else None
     if oracle:
         use_oracle(oracle)
-    model = bench_model(args, oracle is not None)
+    model = model or fresh_model(args, oracle is not None)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         options = SegmentOptions(device="cpu", precision=args.precision, stl=not args.no_stl)
         report = segment_file(source, Path(tmp) / "out", model, options)
         total = time.perf_counter() - start
+        scores = scored(report, truth) if truth and not oracle else {}
     timings = dict(report["timings_s"])
     if oracle:
         for stage, seconds in oracle.seconds.items():
             timings[stage] = round(timings[stage] - seconds, 3)
             total -= seconds
     row = {"timings": timings, "total": total, "teeth": report["tooth_count"], "shape": report["input_shape"],
-           "oracle": bool(oracle)}
-    if oracle:
+           "networks": "oracle" if oracle else ("fresh" if isinstance(model.teeth_net, TimedThreshold) else "shipped"),
+           **scores}
+    if truth:
         row["found"] = sorted(t["fdi"] for t in report["teeth"])
-        row["truth_teeth"] = int(len(set(np.unique(oracle.truth.array)) - {0}))
+        row["truth_teeth"] = int(len(set(np.unique(load_truth(truth).array)) - {0}))
     return row
 
 
@@ -331,7 +349,9 @@ def run_fov(args: argparse.Namespace) -> dict[str, dict]:
         stages = "  ".join(f"{k} {v:.2f}s" for k, v in row["timings"].items())
         print(f"{variant:>9}: total {row['total']:6.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
               f"threads {row['torch_threads']}  | {stages}")
-        extra = {k: row[k] for k in ("teeth", "truth_teeth", "shape", "found", "flops") if k in row}
+        keys = ("networks", "dice_binary", "dice_per_tooth", "identification_accuracy", "teeth", "truth_teeth", "shape",
+                "found", "flops")
+        extra = {k: row[k] for k in keys if k in row}
         print(f"{'':>11}{extra}")
     return rows
 
