@@ -90,16 +90,19 @@ def main() -> int:
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--in-family", type=int, default=3)
     parser.add_argument("--options", default="{}", help="FinetuneConfig fields as JSON, to try other recipes")
+    parser.add_argument("--far-seed", type=int, default=FAR_SEED,
+                        help="first far-family seed (training scans; test scans from +100): others to try recipes on")
+    parser.add_argument("--in-family-seed", type=int, default=IN_FAMILY_SEED)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = far_settings()
     data = args.work / "corrected"
     data.mkdir(parents=True, exist_ok=True)
-    for i, (image, truth) in enumerate(phantoms(args.work / "far_train", FAR_SEED, 2, settings)):
+    for i, (image, truth) in enumerate(phantoms(args.work / "far_train", args.far_seed, 2, settings)):
         write_volume(image, data / f"scan{i}.nrrd")
         write_segmentation(truth, data / f"scan{i}.seg.nrrd")
-    tests = phantoms(args.work / "far_test", FAR_SEED + 100, args.test_cases, settings)
-    in_family = phantoms(args.work / "in_family", IN_FAMILY_SEED, args.in_family, {"fov": "crop"})
+    tests = phantoms(args.work / "far_test", args.far_seed + 100, args.test_cases, settings)
+    in_family = phantoms(args.work / "in_family", args.in_family_seed, args.in_family, {"fov": "crop"})
     output = args.work / "finetuned.pt"
     start, cpu = time.perf_counter(), time.process_time()
     config = FinetuneConfig(data_dir=str(data), output=str(output), device="cpu", **json.loads(args.options))
