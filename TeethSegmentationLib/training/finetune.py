@@ -245,12 +245,23 @@ def figure_sentence(before: dict | None, after: dict | None) -> str:
     )
 
 
+# On one scan a per-tooth Dice change under this is noise: the instance step turns weight changes at the level of
+# rounding into 0.01-0.03 on other scans. A fine-tuned model 0.0006 "better" on its held-back scan had lost 0.03
+# on four other scans of that family and 0.10 on the in-family ones (benchmark_finetune.py --far-seed 71000, seed 0).
+MIN_DICE_GAIN = 0.01
+
+
 def is_better(before: dict | None, after: dict | None) -> bool | None:
-    """True when the new model does better on the held-back scan (per-tooth Dice, ties by identification)."""
+    """True when the new model does clearly better on the held-back scan: per-tooth Dice up by at least
+    ``MIN_DICE_GAIN`` with no tooth fewer identified, or more teeth identified with per-tooth Dice down by less
+    than ``MIN_DICE_GAIN``. None without a held-back scan."""
     if before is None or after is None:
         return None
-    key = ("dice_per_tooth", "identification_accuracy")
-    return tuple(after[k] or 0.0 for k in key) > tuple(before[k] or 0.0 for k in key)
+    dice = (after["dice_per_tooth"] or 0.0) - (before["dice_per_tooth"] or 0.0)
+    identified = (after["identification_accuracy"] or 0.0) - (before["identification_accuracy"] or 0.0)
+    if identified < 0:
+        return False
+    return dice >= MIN_DICE_GAIN or (identified > 0 and dice > -MIN_DICE_GAIN)
 
 
 # --- the run
