@@ -361,6 +361,58 @@ def test_stage_2_also_looks_at_the_specks_near_the_teeth() -> None:
     assert not without[2 * 21, 2 * 12, 2 * 11] and (skip | ~without).all()
 
 
+def _typed(shape: tuple[int, ...], blocks: list[tuple[tuple[slice, ...], int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, 14-class probabilities) with each block sure of its class, background elsewhere."""
+    probs = np.zeros((14, *shape), np.float16)
+    probs[0] = 1
+    for where, cls in blocks:
+        probs[(slice(None), *where)] = 0
+        probs[(cls, *where)] = 1
+    return 1.0 - probs[0].astype(np.float32), probs
+
+
+def test_a_forming_third_molar_past_the_margin_is_asked_about_whole() -> None:
+    """Stage 2's third molar reaching past ``near`` (a crypt behind the second molar) is added where it touches
+    the foreground inside; other types past it (bone taken for incisors), and third molars that do not touch,
+    are not."""
+    shape = (40, 30, 30)
+    near = np.zeros(shape, bool)
+    near[:20] = True
+    bud, incisor, apart = (slice(15, 26), slice(5, 10), slice(5, 10)), (slice(15, 26), slice(15, 20), slice(5, 10)), (
+        slice(30, 35), slice(20, 25), slice(20, 25))
+    grazing = (slice(20, 25), slice(22, 27), slice(20, 25))  # on the margin, where nothing inside is foreground
+    foreground, probs = _typed(shape, [(bud, 8), (incisor, 1), (apart, 8), (grazing, 8)])
+    grown = segment_module.with_forming_third_molars(near, foreground, probs, 0.5)
+    assert grown[bud].all() and not grown[20:26, 15:20, 5:10].any() and not grown[apart].any()
+    assert not grown[grazing].any()
+    assert (grown & ~near).sum() == 6 * 5 * 5 and not near[20:26].any()  # the caller's array is left as it was
+    foreground, probs = _typed(shape, [(bud, 7), (apart, 8)])  # a second molar: only a third molar goes on
+    assert np.array_equal(segment_module.with_forming_third_molars(near, foreground, probs, 0.5), near)
+
+
+def test_a_third_molar_half_past_the_margin_is_one_whole_tooth() -> None:
+    """Through the instance step: cut at the margin, a forming 48 is a third of itself (counted as missed); asked
+    about whole, it is one tooth with its number."""
+    from synthetic_arch import make_arch, probabilities
+
+    from TeethSegmentationLib.instances.teeth import label_teeth
+
+    arch = make_arch(spacing=0.6)
+    tooth = arch.labels == 48
+    teeth_prob, type_probs = probabilities(arch.labels)
+    i = np.arange(tooth.shape[0])[:, None, None]
+    first = np.flatnonzero(tooth.any(axis=(1, 2)))
+    near = ndimage.binary_dilation(arch.labels > 0, iterations=3) & ~(tooth & (i >= first[0] + 0.35 * len(first)))
+    near &= ~(ndimage.binary_dilation(tooth, iterations=3) & ~tooth)  # no margin of 48 either
+    assert 0.2 < (near & tooth).mean() / tooth.mean() < 0.5
+    grown = segment_module.with_forming_third_molars(near, teeth_prob, type_probs, 0.5)
+    cut = label_teeth(teeth_prob * near, type_probs, arch.ijk_to_ras)
+    whole = label_teeth(teeth_prob * grown, type_probs, arch.ijk_to_ras)
+    assert (cut.fdi_map[tooth] == 48).mean() < 0.5
+    assert (whole.fdi_map[tooth] == 48).mean() > 0.9
+    assert {t.fdi for t in whole.teeth} == {t.fdi for t in cut.teeth} | {48}
+
+
 def test_dentition_reach_in_the_teeth_box_equals_the_whole_grid() -> None:
     """The distance map around the kept components only (their box grown by the gap) reaches the same ones as
     one over the whole grid, with anisotropic voxels."""
