@@ -74,20 +74,34 @@ class Assignment:
     developing: np.ndarray | None = None  # bool, permanent teeth still in their crypts (mixed dentition only)
 
 
-def occlusal_normal(centroids: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray:
+def occlusal_normal(
+    centroids: np.ndarray, upper: np.ndarray | None = None, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Least-spread direction of the centroids, pointing superior; +z where that is ill-defined.
 
     With ``upper`` (a first split into jaws), each jaw is centred on its own mean first: the gap between
-    the arches then does not tilt the normal where one jaw lacks teeth the other has (missing molars)."""
+    the arches then does not tilt the normal where one jaw lacks teeth the other has (missing molars). With
+    ``weights`` (the regions' sizes) each centroid counts that much (see ``occlusal.find_occlusal_plane``)."""
     z = np.array([0.0, 0.0, 1.0])
     if len(centroids) < 4:
         return z
+    if weights is not None:
+        return _weighted_normal(centroids, np.asarray(weights, dtype=np.float64).reshape(-1), z)
     centred = centroids - centroids.mean(axis=0)
     if upper is not None and upper.any() and (~upper).any():
         centred = centroids.copy()
         for jaw in (upper, ~upper):
             centred[jaw] -= centroids[jaw].mean(axis=0)
-    values, vectors = np.linalg.eigh(centred.T @ centred)
+    return _superior_least_spread(centred.T @ centred, z)
+
+
+def _weighted_normal(centroids: np.ndarray, weights: np.ndarray, z: np.ndarray) -> np.ndarray:
+    centred = centroids - np.average(centroids, axis=0, weights=weights)
+    return _superior_least_spread((centred * weights[:, None]).T @ centred, z)
+
+
+def _superior_least_spread(scatter: np.ndarray, z: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(scatter)
     normal = vectors[:, 0]
     if normal[2] < 0:
         normal = -normal

@@ -33,7 +33,9 @@ def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, peak: np.ndarray) -
     count = int(labels.max()) + 1
     size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
     centroids = label_sums(labels, ras, count)[1:] / size
-    normal = numbering.occlusal_normal(centroids)
+    # Each centroid counts with its region's size: two 23-41 mm3 false finds 35 mm above a crop's teeth tilted a
+    # plane of equal votes 30 degrees, and the upper molars were numbered as lower ones.
+    normal = numbering.occlusal_normal(centroids, weights=size)
     heights = ras @ normal
     height, two = numbering.occlusal_plane(heights)
     if not two:
