@@ -200,6 +200,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
         options = SegmentOptions(device="cpu", precision=args.precision, stl=not args.no_stl)
         report = segment_file(source, Path(tmp) / "out", model, options)
         total = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before scoring (a head's truth: 1-3 GB)
         scores = scored(report, truth) if truth and not oracle else {}
     timings = dict(report["timings_s"])
     if oracle:
@@ -208,7 +209,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
             total -= seconds
     row = {"timings": timings, "total": total, "teeth": report["tooth_count"], "shape": report["input_shape"],
            "networks": "oracle" if oracle else ("fresh" if isinstance(model.teeth_net, TimedThreshold) else "shipped"),
-           **scores}
+           "peak_rss_mb": round(peak, 1), **scores}
     if truth:
         row["found"] = sorted(t["fdi"] for t in report["teeth"])
         row["truth_teeth"] = int(len(set(np.unique(load_truth(truth).array)) - {0}))
@@ -254,7 +255,7 @@ def child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_pipeline(args) if args.variant == "pipeline" else run_baseline(args)
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result.setdefault("peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     result["torch_threads"] = torch.get_num_threads()
     print(json.dumps(result))
 
