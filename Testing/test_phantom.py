@@ -101,8 +101,11 @@ def test_each_tooth_one_component_with_plausible_volume(identity_cases):
         voxel = float(np.prod(case.labels.spacing))
         for n in case.info["present"]:
             mask = lab == n
-            _, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-            assert count == 1, f"tooth {n} of seed {case.info['seed']} is in {count} pieces"
+            pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+            # A root tip thinner than a voxel may leave one voxel of its own: where depends on the CPU's last bits
+            # (tooth 17 of seed 0 on an AVX2-only machine, not on an AVX-512 one). Pieces of 1-2 voxels are that.
+            sizes = np.bincount(pieces.ravel())[1:]
+            assert (sizes > 2).sum() == 1, f"tooth {n} of seed {case.info['seed']} is in pieces of {sorted(sizes)}"
             if n in case.info["cut_teeth"] or n in case.info["impacted"]:
                 continue
             volume = mask.sum() * voxel
