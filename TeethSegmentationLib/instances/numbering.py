@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -85,23 +86,18 @@ def occlusal_normal(
     z = np.array([0.0, 0.0, 1.0])
     if len(centroids) < 4:
         return z
-    if weights is not None:
-        return _weighted_normal(centroids, np.asarray(weights, dtype=np.float64).reshape(-1), z)
-    centred = centroids - centroids.mean(axis=0)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+
+    def mean(rows: Any) -> np.ndarray:
+        part = centroids[rows]
+        return part.mean(axis=0) if w is None else np.average(part, axis=0, weights=w[rows])
+
+    centred = centroids - mean(slice(None))
     if upper is not None and upper.any() and (~upper).any():
         centred = centroids.copy()
         for jaw in (upper, ~upper):
-            centred[jaw] -= centroids[jaw].mean(axis=0)
-    return _superior_least_spread(centred.T @ centred, z)
-
-
-def _weighted_normal(centroids: np.ndarray, weights: np.ndarray, z: np.ndarray) -> np.ndarray:
-    centred = centroids - np.average(centroids, axis=0, weights=weights)
-    return _superior_least_spread((centred * weights[:, None]).T @ centred, z)
-
-
-def _superior_least_spread(scatter: np.ndarray, z: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh(scatter)
+            centred[jaw] -= mean(jaw)
+    values, vectors = np.linalg.eigh(centred.T @ centred if w is None else (centred * w[:, None]).T @ centred)
     normal = vectors[:, 0]
     if normal[2] < 0:
         normal = -normal
