@@ -173,13 +173,14 @@ def fresh_model(args: argparse.Namespace, oracle: bool) -> TeethModel:
     return model.eval()
 
 
-def scored(report: dict, truth: Path) -> dict:
-    """The result against the phantom's truth, scored like ``evaluate``."""
+def scored(report: dict, truth: Volume) -> dict:
+    """The result against the phantom's truth, scored like ``evaluate`` (without the surface distance: two
+    distance maps of a whole head)."""
     from TeethSegmentationLib.io.read_write import read_volume
     from TeethSegmentationLib.metrics import evaluate_pair
 
     found = read_volume(report["outputs"]["teeth"])
-    scores = evaluate_pair(found.array, load_truth(truth).array, found.spacing)
+    scores = evaluate_pair(found.array, truth.array, found.spacing, with_hd95=False)
     return {k: round(float(scores[k]), 3) for k in ("dice_binary", "dice_per_tooth", "identification_accuracy")}
 
 
@@ -201,7 +202,8 @@ def run_pipeline(args: argparse.Namespace) -> dict:
         report = segment_file(source, Path(tmp) / "out", model, options)
         total = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before scoring (a head's truth: 1-3 GB)
-        scores = scored(report, truth) if truth and not oracle else {}
+        known = (oracle.truth if oracle else load_truth(truth)) if truth else None
+        scores = scored(report, known) if known is not None and not oracle else {}
     timings = dict(report["timings_s"])
     if oracle:
         for stage, seconds in oracle.seconds.items():
@@ -212,7 +214,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
            "peak_rss_mb": round(peak, 1), **scores}
     if truth:
         row["found"] = sorted(t["fdi"] for t in report["teeth"])
-        row["truth_teeth"] = int(len(set(np.unique(load_truth(truth).array)) - {0}))
+        row["truth_teeth"] = int(len(set(np.unique(known.array)) - {0}))
     return row
 
 
