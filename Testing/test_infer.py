@@ -125,6 +125,23 @@ def test_channels_last_on_the_cpu_gives_the_same_values_and_restores_the_weights
     assert all(p.is_contiguous() for p in net.parameters())
 
 
+def test_a_prediction_leaves_the_weights_trainable() -> None:
+    """Training validates through the predictor between epochs; a bf16 step and the weight check must still work.
+    (The channels-last switch once ran inside inference mode and left the weights as inference tensors.)"""
+    from TeethSegmentationLib.training.steps import DivergenceGuard, train_step
+
+    torch.manual_seed(0)
+    model = new_model(teeth_arch={"start_filters": 4}, types_arch={"start_filters": 4}, patch_size=16)
+    predict_teeth(model, _image((16, 16, 16)), "cpu")
+    net = model.teeth_net.train()
+    assert not any(t.is_inference() for t in [*net.parameters(), *net.buffers()])
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    images, targets = torch.randn(1, 1, 16, 16, 16), (torch.rand(1, 16, 16, 16) > 0.7).long()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    assert np.isfinite(train_step(net, optimizer, scaler, images, targets, True, torch.bfloat16))
+    DivergenceGuard.check_weights(net, "teeth")
+
+
 def test_bfloat16_gives_float32_probabilities_close_to_float32(tiny) -> None:
     image = _image((24, 20, 16))
     exact = predict_types(tiny, image, device="cpu", out_dtype=np.float32)

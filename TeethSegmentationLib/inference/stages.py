@@ -132,7 +132,9 @@ def _run(
     net = net.to(device).eval()
     while True:
         try:
-            with torch.inference_mode(), fast_layout(net, device) as memory_format:
+            # The layout changes outside inference mode: weights converted inside it become inference tensors,
+            # which a later training step (validation during training) cannot update or check.
+            with fast_layout(net, device) as memory_format, torch.inference_mode():
                 return sliding_window_predict(
                     array,
                     make_predictor(net, activation, tta, memory_format, dtype),
