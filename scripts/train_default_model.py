@@ -39,6 +39,8 @@ TRAIN_SEED = 100
 VAL_SEED = 10_000
 VAL_FOVS = ("crop", "jaws", "head")  # fixes each field of view's validation seeds (10000, 11000, 12000)
 CHILD_SEED, CHILD_AGES = 5_000, (6.0, 14.0)  # training children: ages spread evenly over 6-14
+# Extra young children (6-9 years, seeds 5100...): the only ages with primary incisors, which stage 2 confuses
+YOUNG_SEED, YOUNG_AGES = 5_100, (6.0, 9.0)
 VAL_CHILD_SEED = 20_000  # + 100 x age: each validation age's own seeds
 
 
@@ -64,12 +66,14 @@ def write_cases(
     return names
 
 
-def write_children(folder: Path, count: int, seed: int, size: str, ages: tuple[float, float] | float) -> list[str]:
+def write_children(
+    folder: Path, count: int, seed: int, size: str, ages: tuple[float, float] | float, prefix: str = "child"
+) -> list[str]:
     """Mixed-dentition phantoms ``child000``... (crop and jaws alternately), of one age or spread over a range."""
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for n in range(count):
-        name = f"child{n:03d}"
+        name = f"{prefix}{n:03d}"
         if not (folder / f"{name}.labels.nrrd").exists():
             age = ages if isinstance(ages, float) else ages[0] + (ages[1] - ages[0]) * (n + 0.5) / count
             fov = ("crop", "jaws")[n % 2]
@@ -115,10 +119,13 @@ def main() -> int:
     parser.add_argument("--train-cases", type=int, default=40)
     parser.add_argument("--val-cases", type=int, default=5)
     parser.add_argument("--fovs", nargs="+", default=["crop", "jaws", "crop", "head", "lower", "upper"])
-    parser.add_argument("--val-fovs", nargs="+", default=["crop", "jaws", "head"])
+    parser.add_argument("--val-fovs", nargs="*", default=["crop", "jaws", "head"])
     parser.add_argument("--head-spacing", type=float, default=0.6, help="grid of the head training phantoms (mm)")
     parser.add_argument("--size", default="realistic")
     parser.add_argument("--children", type=int, default=20, help="mixed-dentition training phantoms (ages 6-14)")
+    parser.add_argument(
+        "--young-children", type=int, default=0, help="extra training children of 6-9 years (primary incisors)"
+    )
     parser.add_argument("--types-classes", choices=("9", "14"), default="14", help="14: primary types as own classes")
     parser.add_argument(
         "--val-ages", nargs="*", type=float, default=[6, 8, 10, 12], help="validate on children of these ages"
@@ -133,6 +140,9 @@ def main() -> int:
     parser.add_argument("--filters", type=int, default=None, help="start filters of both stages (default: 9)")
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--precision", default="float32", choices=("auto", "float32", "bfloat16"), help="CPU training arithmetic"
+    )
     parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
@@ -152,6 +162,7 @@ def main() -> int:
     if not args.skip_training:
         write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing)
         write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES)
+        write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, prefix="young")
         common = dict(
             output=str(args.output),
             data_dir=str(train_dir),
@@ -159,6 +170,7 @@ def main() -> int:
             batch=args.batch,
             lr=args.lr,
             workers=args.workers,
+            precision=args.precision,
             filters_teeth=args.filters,
             filters_types=args.filters,
             types_classes=args.types_classes,
