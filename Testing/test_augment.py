@@ -93,6 +93,26 @@ def test_gamma_keeps_the_patch_range():
     assert out.min() == pytest.approx(image.min(), abs=1e-5) and out.max() == pytest.approx(image.max(), abs=1e-5)
 
 
+def test_tissue_curve_is_increasing_and_changes_the_ratios_between_tissues():
+    image = np.linspace(-0.3, 1.4, 400, dtype=np.float32).reshape(4, 10, 10)
+    curves = [augment.tissue_curve(image, np.random.default_rng(seed)) for seed in range(20)]
+    for out in curves:
+        assert np.all(np.diff(out.ravel()) > 0)  # never reorders grey values, also outside [0, 1]
+        assert out.ravel()[np.searchsorted(image.ravel(), 0.0)] == pytest.approx(0.0, abs=0.01)
+    # two tissues (0.5 and 0.8): their ratio moves, which a gain, an offset or a gamma on [0, 1] could not all do
+    ratios = [np.interp(0.8, image.ravel(), out.ravel()) / np.interp(0.5, image.ravel(), out.ravel()) for out in curves]
+    assert np.ptp(ratios) > 0.1
+
+
+def test_signal_noise_grows_with_the_grey_value():
+    image = np.zeros((24, 24, 24), dtype=np.float32)
+    image[12:] = 1.0
+    rng = np.random.default_rng(0)
+    diffs = [augment.signal_noise(image, rng, max_grain=0.0) - image for _ in range(10)]
+    dark, bright = np.std([d[:12] for d in diffs]), np.std([d[12:] for d in diffs])
+    assert bright > 3 * dark > 0
+
+
 def test_augment_intensity_with_no_augmentation_is_the_identity():
     image = np.random.default_rng(3).normal(size=(6, 6, 6)).astype(np.float32)
     out = augment.augment_intensity(image, np.random.default_rng(0), augment.NO_AUGMENTATION)

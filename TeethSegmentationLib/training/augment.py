@@ -8,7 +8,7 @@ with just the margin the affine needs. A left-right flip swaps the FDI quadrants
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
@@ -30,9 +30,13 @@ class AugmentParams:
     p_blur: float = 0.15
     p_low_contrast: float = 0.1
     p_8bit: float = 0.15
+    # Another scanner: its own contrast between tissues (dentin against cortical bone), and grain that grows
+    # with the signal. Drawn last, from each patch's own generator, so the other draws are unchanged.
+    p_tissue_curve: float = 0.25
+    p_signal_noise: float = 0.15
 
 
-NO_AUGMENTATION = AugmentParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+NO_AUGMENTATION = AugmentParams(**{f.name: 0 for f in fields(AugmentParams)})
 
 
 # --- Spatial.
@@ -161,6 +165,33 @@ def eight_bit_export(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip((levels - new_lo) / (new_hi - new_lo), -0.5, 2.0).astype(np.float32)
 
 
+def tissue_curve(image: np.ndarray, rng: np.random.Generator, knots: int = 6, spread: float = 0.6) -> np.ndarray:
+    """A random smooth, increasing grey transfer over [0, 1] (values outside continue linearly), so each tissue's
+    grey value moves and the ratios between tissues change, not only the overall gain or gamma."""
+    grid = np.linspace(0.0, 1.0, knots + 1)
+    steps = rng.uniform(1.0 - spread, 1.0 + spread, knots)
+    curve = np.concatenate([[0.0], np.cumsum(steps) / steps.sum()])
+    image = image.astype(np.float32)
+    out = np.interp(image, grid, curve).astype(np.float32)
+    below, above = image < 0.0, image > 1.0  # outside the knots, the end slopes continue
+    out[below] = image[below] * (curve[1] / grid[1])
+    out[above] = 1.0 + (image[above] - 1.0) * ((1.0 - curve[-2]) / (1.0 - grid[-2]))
+    return out
+
+
+def signal_noise(
+    image: np.ndarray, rng: np.random.Generator, max_sigma: float = 0.06, max_grain: float = 1.0
+) -> np.ndarray:
+    """Noise whose strength grows with the grey value (photon-limited), with a coarse grain (correlated)."""
+    field = rng.normal(0.0, 1.0, image.shape).astype(np.float32)
+    grain = rng.uniform(0.0, max_grain)
+    if grain > 0.3:
+        field = ndimage.gaussian_filter(field, grain)
+        field /= max(float(field.std()), 1e-6)
+    strength = np.sqrt(np.clip(image, 0.0, None) + 0.05).astype(np.float32)
+    return (image + rng.uniform(0.0, max_sigma) * strength * field).astype(np.float32)
+
+
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: AugmentParams) -> np.ndarray:
     steps = (
         (params.p_8bit, eight_bit_export),
@@ -169,6 +200,8 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, params: Augme
         (params.p_low_contrast, low_contrast),
         (params.p_blur, blur),
         (params.p_noise, noise),
+        (params.p_tissue_curve, tissue_curve),
+        (params.p_signal_noise, signal_noise),
     )
     for probability, step in steps:
         if rng.random() < probability:
