@@ -19,14 +19,16 @@ from TeethSegmentationLib.phantom.family import family
 # adult anatomy of the children's commit: the mixed dentition must not change an adult phantom. They were SHA-256
 # digests of the bytes, but floating point differs in its last bits between CPUs (the digests taken on an AVX-512
 # machine failed on an AVX2-only one with the same code), so the grey values and voxel counts are compared to
-# 0.5 %. Update these only with a deliberate change of the adult anatomy (and say so in the commit).
+# 0.5 %. (3, "jaws") was retaken when Grid.around stopped letting the last bits choose a tiny grid's size: it
+# had 62 voxels along x on AVX2 and 61 on AVX-512, and with them every later draw, its grey kind among them.
+# Update these only with a deliberate change of the adult anatomy (and say so in the commit).
 ADULT_FINGERPRINTS = {
     (0, "crop"): ([11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25, 26, 27, 31, 32, 33, 34, 35, 36, 37, 38, 41, 42, 43, 44,
                    45, 46, 47, 48], 4508, 232.008, 1152.284,
                   [[0.0, -1.56, 0.0, 47.8325], [1.56, 0.0, 0.0, -57.1831], [0.0, 0.0, -1.56, 28.6416]]),
     (3, "jaws"): ([11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 31, 32, 33, 35, 36, 37, 38, 41, 42, 43,
-                   44, 45, 46, 47, 48], 1634, -166.538, 614.982,
-                  [[0.0, 0.0, 2.0422, -58.2032], [-2.0422, 0.0, 0.0, 27.0178], [0.0, 2.0422, 0.0, -46.2476]]),
+                   44, 45, 46, 47, 48], 1639, 49.617, 53.028,
+                  [[0.0, 0.0, 2.0422, -58.2032], [-2.0422, 0.0, 0.0, 25.9967], [0.0, 2.0422, 0.0, -46.2476]]),
 }
 
 

@@ -26,6 +26,18 @@ def _ras_centroid(case, mask: np.ndarray) -> np.ndarray:
     return case.labels.ijk_to_ras_points(np.argwhere(mask).mean(axis=0))[0]
 
 
+@pytest.mark.parametrize("last_bits", [-1, 0, 1])
+def test_grid_size_does_not_hang_on_the_last_bits(last_bits):
+    # A tiny phantom's spacing is its extent / n: the side is n steps give or take a rounding error of the CPU.
+    from TeethSegmentationLib.phantom.grid import Grid
+
+    extent = 123.456
+    spacing = extent / 60
+    hi = np.array([extent, 10.0, 10.0])
+    hi[0] = np.nextafter(hi[0], hi[0] + last_bits) if last_bits else hi[0]
+    assert Grid.around(np.zeros(3), hi, np.full(3, spacing)).shape[0] == 61
+
+
 def test_deterministic_per_seed():
     a, b = make_phantom(7, size="tiny"), make_phantom(7, size="tiny")
     np.testing.assert_array_equal(a.image.array, b.image.array)

@@ -22,7 +22,10 @@ class Grid:
     def around(cls, lo: np.ndarray, hi: np.ndarray, spacing: np.ndarray) -> Grid:
         """The smallest grid with this spacing covering the RAS box [lo, hi], centred on it."""
         spacing = np.asarray(spacing, dtype=np.float64)
-        shape = np.maximum(np.ceil((np.asarray(hi) - lo) / spacing).astype(int) + 1, 2)
+        # A spacing drawn as extent / n puts the longest side exactly on an integer, where the CPU's last bits
+        # (AVX2 against AVX-512 trigonometry) decided between n and n + 1 voxels and every later random draw.
+        steps = (np.asarray(hi) - lo) / spacing
+        shape = np.maximum(np.ceil(steps - 1e-6).astype(int) + 1, 2)
         centre = (np.asarray(lo) + hi) / 2
         origin = centre - (shape - 1) / 2 * spacing
         return cls(origin, spacing, tuple(int(n) for n in shape))
