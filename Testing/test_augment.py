@@ -119,6 +119,17 @@ def test_augment_intensity_with_no_augmentation_is_the_identity():
     assert np.array_equal(out, image)
 
 
+def test_augment_params_all_none_or_all_but_other_scanners():
+    assert augment.augment_params(False) == augment.NO_AUGMENTATION
+    assert augment.augment_params(True) == augment.AugmentParams()
+    own = augment.augment_params(True, other_scanners=False)
+    assert own.p_tissue_curve == own.p_signal_noise == 0 and min(own.p_rotate, own.p_8bit, own.p_noise) > 0
+    image = np.random.default_rng(3).random((8, 8, 8)).astype(np.float32)
+    only_scanner = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_tissue_curve": 1.0,
+                                            "p_signal_noise": 1.0})
+    assert not np.array_equal(augment.augment_intensity(image, np.random.default_rng(0), only_scanner), image)
+
+
 def test_teeth_channel_is_a_noisy_smooth_mask_in_unit_range():
     mask = np.zeros((16, 16, 16), dtype=bool)
     mask[4:12, 4:12, 4:12] = True

@@ -116,6 +116,7 @@ def test_lineage_records_parent_cases_date_and_no_patient_names(tiny_run, tiny_m
     tuned = training["finetune"]
     assert tuned["parent"] == {"name": "tiny-parent.pt", "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest()}
     assert tuned["cases"] == 3 and tuned["date"].startswith("20")
+    assert training["augment"] and not training["scanner_augment"]  # the user's own scanner is the target
     text = json.dumps(training) + card_path(out).read_text()
     for name in ("Doe_Jane", "Roe_Rick", "Poe_Paula", "Zz_unusable", str(out.parent)):
         assert name not in text

@@ -8,7 +8,7 @@ with just the margin the affine needs. A left-right flip swaps the FDI quadrants
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +37,13 @@ class AugmentParams:
 
 
 NO_AUGMENTATION = AugmentParams(**{f.name: 0 for f in fields(AugmentParams)})
+
+
+def augment_params(augment: bool, other_scanners: bool = True) -> AugmentParams:
+    """The training options' augmentation: all, none, or all but another scanner's grey values."""
+    if not augment:
+        return NO_AUGMENTATION
+    return AugmentParams() if other_scanners else replace(AugmentParams(), p_tissue_curve=0.0, p_signal_noise=0.0)
 
 
 # --- Spatial.

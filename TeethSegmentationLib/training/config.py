@@ -80,6 +80,9 @@ class TrainConfig:
     )
     cross_entropy: bool = option(True, "add (binary) cross-entropy to the Dice loss: steadier early training")
     augment: bool = option(True, "augment the patches (rotation, scale, flips, grey values, noise, blur)")
+    scanner_augment: bool = option(
+        True, "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
+    )
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
     # networks and grids (None: the init model's, else the new model's defaults)
     teeth_spacing_mm: float | None = option(

@@ -30,7 +30,7 @@ from TeethSegmentationLib.nets.mixed_head import widen_to_mixed
 from TeethSegmentationLib.nets.model_file import TeethModel, load_model, new_model, save_model
 from TeethSegmentationLib.training import distributed as ddp
 from TeethSegmentationLib.training import resume
-from TeethSegmentationLib.training.augment import NO_AUGMENTATION, AugmentParams
+from TeethSegmentationLib.training.augment import augment_params
 from TeethSegmentationLib.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from TeethSegmentationLib.training.config import TrainConfig, check_config, summary_settings
 from TeethSegmentationLib.training.dataset import (
@@ -263,7 +263,7 @@ class Trainer:
         return SamplingParams(
             patch=self._patch(stage),
             foreground_fraction=self.config.foreground_fraction,
-            augment=AugmentParams() if self.config.augment else NO_AUGMENTATION,
+            augment=augment_params(self.config.augment, self.config.scanner_augment),
             teeth_channel=self.teeth_channel(stage),
             background_margin=self.types_margin() if stage == "types" else None,
             classes=self.model.num_classes,
