@@ -1,0 +1,35 @@
+"""scripts/train_default_model.py's training phantoms: the extra young children are 6-9-year-olds of their own
+names and seeds, with primary teeth (what the option is for)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from TeethSegmentationLib import fdi
+from TeethSegmentationLib.io.read_write import read_volume
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_default_model.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_default_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_young_children_are_named_apart_and_have_primary_teeth(tmp_path):
+    script = _script()
+    young = script.write_children(tmp_path, 2, script.YOUNG_SEED, "tiny", script.YOUNG_AGES, prefix="young")
+    older = script.write_children(tmp_path, 1, script.CHILD_SEED, "tiny", script.CHILD_AGES)
+    assert young == ["young000", "young001"] and older == ["child000"]
+    assert 6.0 <= script.YOUNG_AGES[0] < script.YOUNG_AGES[1] <= 9.0
+    for name in young:
+        labels = read_volume(tmp_path / f"{name}.labels.nrrd").array
+        assert any(fdi.is_primary(int(n)) for n in np.unique(labels) if n), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}{suffix}" for n in young + older for suffix in (".nrrd", ".labels.nrrd")
+    )
