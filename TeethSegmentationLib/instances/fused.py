@@ -13,6 +13,10 @@ from TeethSegmentationLib.instances.regions import RegionStats
 
 MIN_HALF_SHARE = 0.3  # a central incisor is cut at the midline when the smaller side holds this share of it
 MIN_PART_SHARE = 0.25  # each part of a wide instance cut along the arch holds at least this share of it
+# ... in a mixed dentition: a resorbing primary incisor fused to the teeth beside it holds 15-25 % of them (the
+# dev children, seeds 46000+).
+MIN_PART_SHARE_MIXED = 0.15
+BITE_WINDOW_MM = 3.0  # a child's cut across the bite lies this near the occlusal plane
 SPAN_SAMPLE = 2000  # voxels a tooth enough for the span's percentiles (the arc foot points are costly)
 
 
@@ -45,20 +49,25 @@ def split_fused_central_incisors(
     voxel_mm3: float,
     opts: InstanceOptions,
 ) -> tuple[np.ndarray, bool]:
-    """An arch whose only central incisor lies across the midline holds both, fused: cut it at the midline."""
+    """An arch whose only central incisor lies across the midline holds both, fused: cut it at the midline.
+    In a mixed dentition each layer (erupted, developing) is an arch of its own: the two permanent central
+    incisors forming side by side above or below the primary ones fuse as the erupted pair does."""
     changed = False
     for jaw, fit in assignment.fits.items():
         members = np.flatnonzero(assignment.upper == jaw)
-        incisors = [i for i in members if stats.main_type(i) == 0]
-        if len(incisors) != 1 or abs(assignment.arch_position_mm[incisors[0]]) > opts.side_sigma_mm:
-            continue
-        voxels = np.flatnonzero(labels == incisors[0] + 1)
-        side = numbering.arch_positions(ras[voxels], fit) > 0
-        smaller = min(side.sum(), (~side).sum())
-        if smaller >= MIN_HALF_SHARE * len(voxels) and smaller * voxel_mm3 >= opts.min_tooth_mm3:
-            labels = labels.copy() if not changed else labels
-            labels[voxels[side]] = labels.max() + 1
-            changed = True
+        layers = [members] if assignment.developing is None else [members[assignment.developing[members] == d]
+                                                                    for d in (False, True)]
+        for layer in layers:
+            incisors = [i for i in layer if stats.main_type(i) == 0]
+            if len(incisors) != 1 or abs(assignment.arch_position_mm[incisors[0]]) > opts.side_sigma_mm:
+                continue
+            voxels = np.flatnonzero(labels == incisors[0] + 1)
+            side = numbering.arch_positions(ras[voxels], fit) > 0
+            smaller = min(side.sum(), (~side).sum())
+            if smaller >= MIN_HALF_SHARE * len(voxels) and smaller * voxel_mm3 >= opts.min_tooth_mm3:
+                labels = labels.copy() if not changed else labels
+                labels[voxels[side]] = labels.max() + 1
+                changed = True
     return labels, changed
 
 
@@ -71,6 +80,7 @@ def split_wide_instances(
     Width = the span of the voxels' arc positions; "a tooth at their place" = the typical crown width
     there, times the jaw's median ratio of the two (the patient's size and the span's own bias)."""
     changed = False
+    mixed = assignment.developing is not None
     next_label = int(labels.max()) + 1
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(next_label + 1))
@@ -93,7 +103,8 @@ def split_wide_instances(
             arc = numbering.arch_positions(ras[member_voxels], fit)
             parts = cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), dip)
             sizes = np.bincount(parts)
-            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, MIN_PART_SHARE * len(arc)):
+            share = MIN_PART_SHARE_MIXED if mixed else MIN_PART_SHARE
+            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, share * len(arc)):
                 continue
             labels = labels if changed else labels.copy()
             for part in range(1, len(sizes)):
@@ -101,6 +112,54 @@ def split_wide_instances(
                 next_label += 1
             changed = True
     return labels, changed
+
+
+def split_across_bite(
+    labels: np.ndarray, ras: np.ndarray, assignment: Assignment, voxel_mm3: float, opts: InstanceOptions
+) -> tuple[np.ndarray, bool]:
+    """A child's scan only (mixed numbering ran): cut an instance at a neck across the bite, within
+    ``BITE_WINDOW_MM`` of the occlusal plane, where a tooth of each jaw (each at least ``min_tooth_mm3``) are
+    fused. A resorbing upper primary incisor sits on the plane, on the tip of the lower incisor that
+    overlaps it, too near the plane and too small for :func:`cut_straddling`."""
+    if assignment.developing is None:
+        return labels, False
+    height = ras @ assignment.normal - assignment.plane_offset
+    smallest = opts.min_tooth_mm3 / voxel_mm3
+    changed, next_label = False, int(labels.max()) + 1
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(next_label + 1))
+    for m in range(next_label - 1):
+        voxels = order[bounds[m + 1] : bounds[m + 2]]
+        h = height[voxels]
+        if len(h) < 2 * smallest or h.max() <= 0 or h.min() >= 0:
+            continue
+        cut = neck_across(h, opts.contact_dip)
+        if cut is None or min((h > cut).sum(), (h < cut).sum()) < smallest:
+            continue
+        if np.median(h[h > cut]) <= 0 or np.median(h[h < cut]) >= 0:
+            continue  # both parts in one jaw: a crown and its root, not two teeth
+        labels = labels if changed else labels.copy()
+        # The part on the far side of the plane from the instance's bulk is the other jaw's tooth.
+        far = h > cut if assignment.upper[m] == False else h < cut  # noqa: E712 (numpy bool)
+        labels[voxels[far]] = next_label
+        next_label += 1
+        changed = True
+    return labels, changed
+
+
+def neck_across(height: np.ndarray, dip: float, bin_mm: float = 0.25) -> float | None:
+    """The height of the deepest neck (local minimum of the voxels per height bin, at most ``dip`` x the
+    peaks on both sides) within ``BITE_WINDOW_MM`` of the plane (height 0), or None."""
+    edges = np.arange(height.min(), height.max() + 2 * bin_mm, bin_mm)
+    counts = ndi.gaussian_filter1d(np.histogram(height, edges)[0].astype(float), 2.0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    best, where = dip, None
+    for c in range(1, len(counts) - 1):
+        if abs(centres[c]) <= BITE_WINDOW_MM and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
+            depth = counts[c] / max(min(counts[:c].max(), counts[c + 1 :].max()), 1e-6)
+            if depth <= best:
+                best, where = depth, float(centres[c])
+    return where
 
 
 def _span(arc: np.ndarray) -> float:

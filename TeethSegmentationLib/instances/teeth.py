@@ -17,6 +17,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 6. :mod:`numbering` numbers the teeth (jaws, arch, midline, dynamic programme).
 7. Instances far wider along the arch than a tooth at their place (neighbours of one type fused at a
    broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
+   In a child's scan, also a resorbing upper primary incisor fused to the tip of a lower incisor (cut at
+   their neck across the bite) and permanent central incisors fused in their crypts.
 8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
    still has no number is kept as an unnumbered tooth (label 100, 101, ...).
 """
@@ -160,6 +162,9 @@ def label_teeth(
     if split:
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, split = fused.split_wide_instances(labels, ras, assignment, voxel_mm3, opts)
+    if split:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    labels, split = fused.split_across_bite(labels, ras, assignment, voxel_mm3, opts)
     if split:
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, joined = join_stacked(labels, sparse, ras, assignment)
