@@ -13,6 +13,7 @@ from TeethSegmentationLib.instances.mixed import (
     is_mixed,
     long_axis_normal,
     second_molars_first,
+    settle_crowded,
     split_layers,
 )
 from TeethSegmentationLib.instances.numbering import assign_fdi, roots_contradict
@@ -316,3 +317,57 @@ def test_a_forming_third_molar_behind_an_erupted_second_molar_keeps_its_number()
 def test_second_molars_first_keeps_a_third_molar_behind_a_second():
     assert second_molars_first(np.array([18, 28, 0, 15]), {16, 26, 27, 55}).tolist() == [17, 28, 0, 15]
     assert second_molars_first(np.array([17, 18]), {16, 17, 18}).tolist() == [17, 18]
+
+
+def _overbite(truth: np.ndarray, centroids: np.ndarray, extent: np.ndarray, teeth: list[int]) -> None:
+    """Lower ``teeth`` (upper primary incisors) so that their centroids fall 1.5 mm below the plane, as the
+    overbite leaves a resorbing upper primary incisor over the lower incisors' tips."""
+    rows = np.isin(truth, teeth)
+    drop = centroids[rows, 2] + 1.5
+    centroids[rows, 2] -= drop
+    extent[rows] -= drop[:, None]
+
+
+def test_an_upper_primary_incisor_below_the_plane_goes_to_the_jaw_with_room_for_it():
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    _overbite(truth, centroids, extent, [51, 61])
+    upper = centroids[:, 2] > 0  # a plane at height 0: both on the lower jaw's side, on its primary centrals
+    incisors = np.isin(truth, [51, 61])
+    assert not upper[incisors].any()
+    settled = settle_crowded(centroids, upper, deep, np.array([0.0, 0, 1]), 0.0)
+    assert settled[incisors].all() and (settled[~incisors] == upper[~incisors]).all()
+
+
+def test_a_tooth_on_the_plane_with_no_room_in_the_other_jaw_stays():
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    _overbite(truth, centroids, extent, [51])
+    rows = np.isin(truth, [52, 61])  # the upper jaw has no room either: its neighbours crowd 51's place
+    centroids[rows] = centroids[truth == 51] + [0.0, 0.0, 10.0]
+    upper = centroids[:, 2] > 0
+    assert not settle_crowded(centroids, upper, deep, np.array([0.0, 0, 1]), 0.0)[truth == 51].any()
+
+
+def _retained_canines(look_primary: bool, impacted: bool = True):
+    """An adult's summaries with two more upper canines at the occlusal level, labial to and below the
+    permanent canines (``impacted``: those high in the maxilla, else beside them at the occlusal level)."""
+    fdis, centroids, perm, extent = _adult()
+    canines = [fdis.index(13), fdis.index(23)]
+    centroids = np.vstack([centroids, centroids[canines] + [0.0, 1.0, -1.0]])
+    extent = np.vstack([extent, extent[canines] - 1.0])
+    if impacted:
+        centroids[canines, 2] += 8.0
+        extent[canines] += 8.0
+    prim = np.full((len(centroids), 5), 0.01)
+    perm = np.vstack([perm, np.full((2, 8), 0.02)])
+    (prim if look_primary else perm)[-2:, 2] = 0.9
+    return fdis, centroids, perm, prim, extent
+
+
+def test_a_retained_primary_canine_in_an_adults_scan_takes_its_primary_number():
+    """At 12 years or for life. An unnumbered tooth that looks permanent (a supernumerary), or one that looks
+    primary with no successor deeper at its place (a piece of an adult's tooth), stays unnumbered."""
+    for look_primary, impacted, extra in ((True, True, [53, 63]), (False, True, [0, 0]), (True, False, [0, 0])):
+        fdis, centroids, perm, prim, extent = _retained_canines(look_primary, impacted)
+        result = assign_teeth(centroids, perm, np.zeros(len(centroids)), primary_probs=prim, extent=extent)
+        assert result.developing is None
+        assert result.fdi.tolist() == fdis + extra, (look_primary, impacted)

@@ -4,15 +4,19 @@ developing in their crypts, from per-instance summaries (like :mod:`numbering`).
 :func:`assign_teeth` is the entry point. The mixed rules run only with a 14-class model (``primary_probs``
 given), when at least ``MIN_PRIMARY`` instances are mostly primary or there are more instances than an adult
 has teeth (``MIXED_COUNT``); otherwise :func:`numbering.assign_fdi` numbers the teeth exactly as before, so an
-adult scan keeps today's labels and never gets a 5x-8x number. The adults' numbering also decides when the
-teeth's roots deny the two jaws the mixed rules found (``numbering.roots_contradict``: one arch in two
-layers, as when network slips make an adult's upper-only scan look like a child's).
+adult scan keeps today's labels and never gets a 5x-8x number (except a tooth the adults' numbering leaves
+without a number and the network reads as primary: :func:`retained_primary`, a retained primary canine). The
+adults' numbering also decides when the teeth's roots deny the two jaws the mixed rules found
+(``numbering.roots_contradict``: one arch in two layers, as when network slips make an adult's upper-only scan
+look like a child's).
 
 1. Jaws: the occlusal normal comes from the teeth's long axes (:func:`long_axis_normal`; refitted to the
    primary teeth when there are ``MIN_LAYER`` of them, unless for the numbering that turns it by more than
    ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap between
    the centroids of the primary teeth (always erupted), else of all teeth (:func:`split_layers`); the same
-   rule places the plane for the merges and cuts (:func:`child_plane`).
+   rule places the plane for the merges and cuts (:func:`child_plane`). An erupted tooth on the plane that
+   sits on top of an erupted tooth of its jaw goes to the other jaw when that has room there
+   (:func:`settle_crowded`: an upper primary incisor over the lower incisors by its overbite).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
    ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
    the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
@@ -34,9 +38,11 @@ layers, as when network slips make an adult's upper-only scan look like a child'
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from TeethSegmentationLib.fdi import PRIMARY_TYPES
+from TeethSegmentationLib.fdi import PRIMARY_TYPES, fdi_from
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, roots_deny
@@ -52,6 +58,7 @@ MIN_LAYER = 8  # primary teeth that can refit the plane's tilt on their own (few
 MAX_REFIT_TURN_DEG = 12.0
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
+SUCCESSOR_MM = 5.0  # a retained primary tooth and its impacted successor lie this near along the arch
 LEVEL_QUANTILE = 0.25
 
 
@@ -86,11 +93,41 @@ def assign_teeth(
     ``axis_normal``: the occlusal normal from the teeth's long axes (:func:`long_axis_normal`; mixed rules only).
     """
     if extent is None or not is_mixed(type_probs, primary_probs):
-        return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, plane)
+        found = numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, plane)
+        no_primary = primary_probs is None or extent is None
+        return found if no_primary else retained_primary(found, type_probs, primary_probs, extent)
     found = assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane, axis_normal)
     if found.upper.any() and not found.upper.all() and numbering.roots_contradict(np.asarray(apex_skew), found.upper):
         return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, None)  # one arch, two layers
     return found
+
+
+def retained_primary(
+    found: Assignment, type_probs: np.ndarray, primary_probs: np.ndarray, extent: np.ndarray
+) -> Assignment:
+    """A scan numbered as an adult's may keep a primary tooth or two: a retained primary canine over its
+    impacted successor, at 12 years or for life. A tooth the adults' numbering left without a free number takes
+    its primary number (jaw and side from the numbering, place from its primary types) when its primary types
+    outweigh its permanent ones and its successor is numbered at its place (within ``SUCCESSOR_MM`` along the
+    arch) with its crown tip more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw. A piece of an adult's tooth
+    that merely looks primary has no such successor, and :mod:`pieces` joins it to its tooth."""
+    fdi = np.asarray(found.fdi).copy()
+    prim, perm = np.asarray(primary_probs, dtype=np.float64), np.asarray(type_probs, dtype=np.float64)
+    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
+    depth = np.where(found.upper, extent[:, 0], -extent[:, 1])  # of the crown tip into its jaw
+    for i in np.flatnonzero(fdi == 0):
+        if prim[i].sum() <= perm[i].sum():
+            continue
+        side = "right" if found.arch_position_mm[i] >= 0 else "left"
+        number = fdi_from(bool(found.upper[i]), side, int(np.argmax(prim[i])) + 1, primary=True)
+        successor = np.flatnonzero(fdi == number - 40)
+        if number in fdi or not len(successor):
+            continue
+        j = int(successor[0])
+        beside = abs(found.arch_position_mm[j] - found.arch_position_mm[i]) < SUCCESSOR_MM
+        if beside and depth[j] - depth[i] > DEVELOPING_DEPTH_MM:
+            fdi[i] = number
+    return replace(found, fdi=fdi)
 
 
 def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
@@ -226,6 +263,38 @@ def second_molars_first(forming_fdi: np.ndarray, taken: set[int]) -> np.ndarray:
     return out
 
 
+NEAR_PLANE_MM = 2.5  # an erupted tooth whose centroid lies this near the plane may belong to either jaw
+CROWD_MM = 3.0  # two erupted teeth of one jaw are never this near along the arch (a lower primary central: 4 mm)
+
+
+def settle_crowded(
+    centroids: np.ndarray, upper: np.ndarray, deep: np.ndarray, normal: np.ndarray, offset: float
+) -> np.ndarray:
+    """Jaws of the erupted teeth that lie on the plane, by room along the arch: one that sits on top of an
+    erupted tooth of its jaw (nearer than ``CROWD_MM`` along that jaw's arch) while the other jaw has room
+    there belongs to the other jaw. An upper primary incisor overlaps the lower incisors by its overbite, so
+    its centroid falls on either side of a plane placed between the primary teeth's centroids."""
+    height = centroids @ normal - offset
+    erupted = ~np.asarray(deep, dtype=bool)
+    fits = {}
+    for jaw in (True, False):
+        anchors = erupted & (upper == jaw) & (np.abs(height) >= NEAR_PLANE_MM)
+        if anchors.sum() < 5:
+            return upper
+        fits[jaw] = numbering.fit_arch(centroids[anchors], normal)
+    out = upper.copy()
+    for i in np.flatnonzero(erupted & (np.abs(height) < NEAR_PLANE_MM)):
+        gap = {}
+        for jaw, fit in fits.items():
+            others = erupted & (out == jaw)
+            others[i] = False
+            where = numbering.arch_positions(centroids[np.append(np.flatnonzero(others), i)], fit)
+            gap[jaw] = float(np.min(np.abs(where[:-1] - where[-1]))) if len(where) > 1 else np.inf
+        if gap[bool(out[i])] < CROWD_MM <= gap[not out[i]]:
+            out[i] = not out[i]
+    return out
+
+
 def assign_mixed(
     centroids: np.ndarray,
     type_probs: np.ndarray,
@@ -252,6 +321,7 @@ def assign_mixed(
     )
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
+    upper = settle_crowded(centroids, upper, deep, normal, offset)
     # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
     # of a permanent first molar, crown on short roots) that type's probability, so an erupted tooth's is the
     # primary second molar's.
