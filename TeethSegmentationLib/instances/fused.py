@@ -82,9 +82,7 @@ def split_wide_instances(
     changed = False
     mixed = assignment.developing is not None
     next_label = int(labels.max()) + 1
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(next_label + 1))
-    members_voxels = {m: order[bounds[m + 1] : bounds[m + 2]] for m in range(next_label - 1)}  # instance m = label m+1
+    members_voxels = _instance_voxels(labels)
     for jaw, fit in assignment.fits.items():
         members = np.flatnonzero(assignment.upper == jaw)
         if len(members) < 4 or not fit.fitted:
@@ -126,10 +124,7 @@ def split_across_bite(
     height = ras @ assignment.normal - assignment.plane_offset
     smallest = opts.min_tooth_mm3 / voxel_mm3
     changed, next_label = False, int(labels.max()) + 1
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(next_label + 1))
-    for m in range(next_label - 1):
-        voxels = order[bounds[m + 1] : bounds[m + 2]]
+    for m, voxels in enumerate(_instance_voxels(labels)):
         h = height[voxels]
         if len(h) < 2 * smallest or h.max() <= 0 or h.min() >= 0:
             continue
@@ -140,7 +135,7 @@ def split_across_bite(
             continue  # both parts in one jaw: a crown and its root, not two teeth
         labels = labels if changed else labels.copy()
         # The part on the far side of the plane from the instance's bulk is the other jaw's tooth.
-        far = h > cut if assignment.upper[m] == False else h < cut  # noqa: E712 (numpy bool)
+        far = h < cut if assignment.upper[m] else h > cut
         labels[voxels[far]] = next_label
         next_label += 1
         changed = True
@@ -150,16 +145,31 @@ def split_across_bite(
 def neck_across(height: np.ndarray, dip: float, bin_mm: float = 0.25) -> float | None:
     """The height of the deepest neck (local minimum of the voxels per height bin, at most ``dip`` x the
     peaks on both sides) within ``BITE_WINDOW_MM`` of the plane (height 0), or None."""
-    edges = np.arange(height.min(), height.max() + 2 * bin_mm, bin_mm)
-    counts = ndi.gaussian_filter1d(np.histogram(height, edges)[0].astype(float), 2.0)
+    necks = _necks(height, dip, -BITE_WINDOW_MM, BITE_WINDOW_MM, bin_mm)
+    return float(min(necks)[1]) if necks else None
+
+
+def _instance_voxels(labels: np.ndarray) -> list[np.ndarray]:
+    """The voxel indices of each instance: entry m holds label m + 1's."""
+    count = int(labels.max()) + 1
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(count + 1))
+    return [order[bounds[m + 1] : bounds[m + 2]] for m in range(count - 1)]
+
+
+def _necks(values: np.ndarray, dip: float, lo: float, hi: float, bin_mm: float) -> list[tuple[float, float]]:
+    """(depth, centre) of each neck of a 1-D voxel cloud between ``lo`` and ``hi``: a local minimum of the
+    smoothed voxels per bin at most ``dip`` x the peaks on both sides (depth = that ratio)."""
+    edges = np.arange(values.min(), values.max() + 2 * bin_mm, bin_mm)
+    counts = ndi.gaussian_filter1d(np.histogram(values, edges)[0].astype(float), 2.0)
     centres = (edges[:-1] + edges[1:]) / 2
-    best, where = dip, None
+    necks = []
     for c in range(1, len(counts) - 1):
-        if abs(centres[c]) <= BITE_WINDOW_MM and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
+        if lo <= centres[c] <= hi and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
             depth = counts[c] / max(min(counts[:c].max(), counts[c + 1 :].max()), 1e-6)
-            if depth <= best:
-                best, where = depth, float(centres[c])
-    return where
+            if depth <= dip:
+                necks.append((depth, centres[c]))
+    return necks
 
 
 def _span(arc: np.ndarray) -> float:
@@ -171,18 +181,9 @@ def cut_along_arch(arc: np.ndarray, k: int, dip: float, bin_mm: float = 0.25, mi
     """Part index of each voxel, cut at up to k-1 contacts: local minima of the voxels per arc-length bin
     (inside the 12-88 % quantiles) at most ``dip`` x the peaks on both sides, deepest first, ``min_gap_mm``
     apart. All zeros when no contact is seen."""
-    edges = np.arange(arc.min(), arc.max() + 2 * bin_mm, bin_mm)
-    counts = ndi.gaussian_filter1d(np.histogram(arc, edges)[0].astype(float), 2.0)
-    centres = (edges[:-1] + edges[1:]) / 2
     lo, hi = np.quantile(arc, [0.12, 0.88])
-    candidates = []
-    for c in range(1, len(counts) - 1):
-        if lo <= centres[c] <= hi and counts[c] <= counts[c - 1] and counts[c] <= counts[c + 1]:
-            depth = counts[c] / max(min(counts[:c].max(), counts[c + 1 :].max()), 1e-6)
-            if depth <= dip:
-                candidates.append((depth, centres[c]))
     cuts: list[float] = []
-    for _depth, centre in sorted(candidates):
+    for _depth, centre in sorted(_necks(arc, dip, lo, hi, bin_mm)):
         if len(cuts) < k - 1 and all(abs(centre - other) >= min_gap_mm for other in cuts):
             cuts.append(centre)
     return np.digitize(arc, np.sort(cuts)) if cuts else np.zeros(len(arc), dtype=int)
