@@ -5,6 +5,7 @@ permanent central incisors fused in their crypts. An adult's scan (no developing
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.fused import (
@@ -98,26 +99,30 @@ def _arch_fit() -> numbering.ArchFit:
     return numbering.fit_arch(points, UP)
 
 
-# A 6-year-old's upper primary teeth (Wheeler's crown widths, mm): centres along the arch from the midline.
-PRIMARY_UPPER = (6.5, 5.1, 7.0, 7.3, 8.2)
-CENTRES = np.cumsum(PRIMARY_UPPER) - np.array(PRIMARY_UPPER) / 2
+# A 6-year-old's primary teeth (Wheeler's crown widths, mm), central incisor to second molar.
+PRIMARY_WIDTHS = {True: (6.5, 5.1, 7.0, 7.3, 8.2), False: (4.2, 4.1, 5.0, 7.7, 9.9)}
 
 
-def test_three_small_primary_teeth_fused_along_the_arch_are_cut_in_a_child_only():
-    """The patient's left primary canine fused with two resorbing primary incisors of a fifth of the whole
-    each; the right side's primary teeth apart."""
+@pytest.mark.parametrize(("upper", "shares"), [(True, [1000, 1000, 3000]), (False, [1000, 1000, 1600])],
+                         ids=["upper", "lower"])
+def test_three_small_primary_teeth_fused_along_the_arch_are_cut_in_a_child_only(upper, shares):
+    """The patient's left primary canine fused with the two resorbing primary incisors; the right side's primary
+    teeth apart. Upper: each incisor a fifth of the three. Lower: the three are 2.4 x as wide as the permanent
+    tooth the ratio expects there, which rounds to two teeth: a child's ratio is rounded up."""
+    widths = PRIMARY_WIDTHS[upper]
+    centres = np.cumsum(widths) - np.array(widths) / 2
     fit = _arch_fit()
-    right = [_row_on_arch([c], [w], [2000], fit) for c, w in zip(CENTRES, PRIMARY_UPPER, strict=True)]
-    fused = _row_on_arch(list(-CENTRES[:3]), list(PRIMARY_UPPER[:3]), [1000, 1000, 3000], fit)
-    left = [_row_on_arch([-c], [w], [2000], fit) for c, w in zip(CENTRES[3:], PRIMARY_UPPER[3:], strict=True)]
+    right = [_row_on_arch([c], [w], [2000], fit) for c, w in zip(centres, widths, strict=True)]
+    fused = _row_on_arch(list(-centres[:3]), list(widths[:3]), shares, fit)
+    left = [_row_on_arch([-c], [w], [2000], fit) for c, w in zip(centres[3:], widths[3:], strict=True)]
     clouds = [*right, fused, *left]
     ras = np.concatenate(clouds)
     labels = np.repeat(np.arange(1, len(clouds) + 1), [len(c) for c in clouds])
     position = numbering.arch_positions(np.stack([c.mean(axis=0) for c in clouds]), fit)
     n = len(clouds)
-    for developing, teeth in ((np.zeros(n, dtype=bool), n + 2), (None, n)):
-        assignment = Assignment(np.zeros(n, dtype=int), np.ones(n, dtype=bool), position, UP, -6.0, True, [],
-                                {True: fit}, developing)
+    for developing, teeth in ((np.zeros(n, dtype=bool), n + 2), (None, n if upper else n + 1)):
+        assignment = Assignment(np.zeros(n, dtype=int), np.full(n, upper), position, UP, -6.0, True, [],
+                                {upper: fit}, developing)
         cut, _ = split_wide_instances(labels, ras, assignment, 0.125, InstanceOptions())
         assert len(np.unique(cut)) == teeth
 

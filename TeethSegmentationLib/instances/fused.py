@@ -99,7 +99,8 @@ def split_wide_instances(
             # The wider, the surer it is fused: a shallower dip is then taken for the contact.
             dip = min(opts.contact_dip + 0.1 * (r - opts.wide_ratio), 0.9)
             arc = numbering.arch_positions(ras[member_voxels], fit)
-            parts = cut_along_arch(arc, int(np.clip(np.round(r), 2, 3)), dip)
+            # A child's primary teeth are narrower than the permanent widths r is taken against: round up.
+            parts = cut_along_arch(arc, int(np.clip(np.ceil(r) if mixed else np.round(r), 2, 3)), dip)
             sizes = np.bincount(parts)
             share = MIN_PART_SHARE_MIXED if mixed else MIN_PART_SHARE
             if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, share * len(arc)):
