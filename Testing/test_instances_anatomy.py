@@ -276,6 +276,25 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
 
 
+@pytest.mark.parametrize(("developing", "along_mm", "joins"), [
+    ((True, True, False), 1.5, True),  # a forming molar's crown parted in two, at one place: one tooth
+    ((True, True, False), 6.0, False),  # two forming teeth a tooth's width apart
+    ((False, True, False), 1.5, False),  # an erupted tooth and a forming one (its successor): two teeth
+])
+def test_the_parts_of_a_childs_forming_molar_join(developing, along_mm, joins):
+    """In a child's scan only two developing parts at one place along the arch join: a forming molar's crown is
+    a shell of cusps that the watershed can part, and a developing tooth beneath its predecessor is a tooth."""
+    from dataclasses import replace
+
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    labels, sparse, ras, assignment = _cut_molar((27, 28, 16), along_mm)
+    assignment = replace(assignment, developing=np.array(developing))
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
 def test_specks_far_above_the_teeth_do_not_tilt_the_occlusal_plane():
     """Two tooth-like specks (27 and 47 mm3) 28 mm above the upper molars: a plane fitted to every region's
     centroid alike tilted 30 degrees, found one arch in a closed bite, and numbered the upper molars as lower ones

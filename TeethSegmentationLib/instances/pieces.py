@@ -17,8 +17,9 @@ top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a w
 the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
 side by side (buccal and palatal, or a corner) that lie closer still along the arch (``SIDE_PLACE``) and touch
 over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``); not incisors or canines, which
-crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so scans
-with primary or developing teeth are left as they are.
+crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so in
+scans with primary or developing teeth only two developing parts at one place join (:func:`_forming_halves`: a
+forming molar's crown, a shell of cusps, parted in two).
 """
 
 from __future__ import annotations
@@ -109,8 +110,7 @@ def join_stacked(
     """Compact labels with each numbered piece stacked on a numbered tooth of its jaw joined to it (module
     docstring); whether any joined. ``ras``: the compact voxels' positions (mm)."""
     fdi = assignment.fdi
-    if (fdi > 50).any() or (assignment.developing is not None and assignment.developing.any()):
-        return labels, False
+    child = bool((fdi > 50).any() or (assignment.developing is not None and assignment.developing.any()))
     count = len(fdi) + 1
     size = np.bincount(labels, minlength=count).astype(np.float64)
     position = label_sums(labels, ras, count)  # each group's sum of voxel positions
@@ -118,7 +118,8 @@ def join_stacked(
     joined = False
     for (a, b), (faces, saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
         a, b = int(owner[a]), int(owner[b])
-        if a == b or not _one_tooth(a, b, faces, saddle, size, position, assignment):
+        joins = _forming_halves if child else _one_tooth
+        if a == b or not joins(a, b, faces, saddle, size, position, assignment):
             continue
         crown, piece = _crown_first(a, b, position / np.maximum(size, 1)[:, None], assignment)
         owner[owner == piece] = crown
@@ -146,6 +147,24 @@ def _one_tooth(
     offset = position[a] / size[a] - position[b] / size[b]
     along = float(offset @ assignment.normal)
     return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
+
+
+def _forming_halves(
+    a: int, b: int, faces: int, saddle: float, size: np.ndarray, position: np.ndarray, assignment: Assignment
+) -> bool:
+    """In a child's scan: numbered instances ``a`` and ``b`` are two parts of one developing tooth (a forming
+    molar's crown, a shell of cusps, that the watershed parted): both developing, touching, together no bigger
+    than a whole tooth, and at one place along the arch (``SIDE_PLACE``). Stacked pairs are not joined there: a
+    developing tooth lies beneath its primary predecessor."""
+    developing = assignment.developing
+    if developing is None or not (developing[a - 1] and developing[b - 1]):
+        return False
+    if not _parts_of_a_tooth(a, b, faces, size, assignment):
+        return False
+    arch = assignment.arch_position_mm
+    i, j = a - 1, b - 1
+    width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
+    return abs(arch[i] - arch[j]) <= SIDE_PLACE * width
 
 
 def _parts_of_a_tooth(a: int, b: int, faces: int, size: np.ndarray, assignment: Assignment) -> bool:
