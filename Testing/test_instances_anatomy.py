@@ -276,19 +276,22 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
 
 
-@pytest.mark.parametrize(("developing", "along_mm", "joins"), [
-    ((True, True, False), 1.5, True),  # a forming molar's crown parted in two, at one place: one tooth
-    ((True, True, False), 6.0, False),  # two forming teeth a tooth's width apart
-    ((False, True, False), 1.5, False),  # an erupted tooth and a forming one (its successor): two teeth
+@pytest.mark.parametrize(("fdi", "developing", "along_mm", "joins"), [
+    ((27, 28, 16), (True, True, False), 1.5, True),  # a forming molar's crown parted in two, at one place
+    ((27, 28, 16), (True, True, False), 6.0, False),  # two forming teeth a tooth's width apart
+    ((27, 28, 16), (False, True, False), 1.5, False),  # an erupted tooth and a forming one (its successor)
+    ((64, 65, 16), (False, False, False), 1.5, True),  # an erupted primary molar and its corner
+    ((51, 52, 16), (False, False, False), 1.5, False),  # erupted incisors overlap at one place when crowded
 ])
-def test_the_parts_of_a_childs_forming_molar_join(developing, along_mm, joins):
-    """In a child's scan only two developing parts at one place along the arch join: a forming molar's crown is
-    a shell of cusps that the watershed can part, and a developing tooth beneath its predecessor is a tooth."""
+def test_the_parts_of_a_childs_tooth_at_one_place_join(fdi, developing, along_mm, joins):
+    """In a child's scan only two parts side by side at one place along the arch join, both developing or both
+    erupted premolars or molars: a forming molar's crown is a shell of cusps that the watershed can part, and a
+    developing tooth beneath its predecessor is a tooth of its own."""
     from dataclasses import replace
 
     from TeethSegmentationLib.instances.pieces import join_stacked
 
-    labels, sparse, ras, assignment = _cut_molar((27, 28, 16), along_mm)
+    labels, sparse, ras, assignment = _cut_molar(fdi, along_mm)
     assignment = replace(assignment, developing=np.array(developing))
     joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
     assert joined == joins

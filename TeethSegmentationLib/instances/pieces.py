@@ -18,8 +18,8 @@ the root-ward one joins the crown (:func:`join_stacked`). So are two numbered pa
 side by side (buccal and palatal, or a corner) that lie closer still along the arch (``SIDE_PLACE``) and touch
 over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``); not incisors or canines, which
 crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so in
-scans with primary or developing teeth only two developing parts at one place join (:func:`_forming_halves`: a
-forming molar's crown, a shell of cusps, parted in two).
+scans with primary or developing teeth only two parts side by side at one place join (:func:`_child_halves`: a
+forming molar's crown, a shell of cusps, parted in two; a primary molar's corner).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def join_stacked(
     joined = False
     for (a, b), (faces, saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
         a, b = int(owner[a]), int(owner[b])
-        joins = _forming_halves if child else _one_tooth
+        joins = _child_halves if child else _one_tooth
         if a == b or not joins(a, b, faces, saddle, size, position, assignment):
             continue
         crown, piece = _crown_first(a, b, position / np.maximum(size, 1)[:, None], assignment)
@@ -149,20 +149,24 @@ def _one_tooth(
     return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
 
 
-def _forming_halves(
+def _child_halves(
     a: int, b: int, faces: int, saddle: float, size: np.ndarray, position: np.ndarray, assignment: Assignment
 ) -> bool:
-    """In a child's scan: numbered instances ``a`` and ``b`` are two parts of one developing tooth (a forming
-    molar's crown, a shell of cusps, that the watershed parted): both developing, touching, together no bigger
-    than a whole tooth, and at one place along the arch (``SIDE_PLACE``). Stacked pairs are not joined there: a
-    developing tooth lies beneath its primary predecessor."""
+    """In a child's scan: numbered instances ``a`` and ``b`` are two parts of one tooth when both are developing
+    (a forming crown is a shell of cusps that the watershed can part) or both erupted premolars or molars (a
+    primary molar's corner), and they touch, together are no bigger than a whole tooth, and lie at one place
+    along the arch (``SIDE_PLACE``). Stacked pairs are not joined there: a developing tooth lies beneath its
+    predecessor, and neither are incisors, which crowding overlaps."""
     developing = assignment.developing
-    if developing is None or not (developing[a - 1] and developing[b - 1]):
+    if developing is None:
+        return False
+    i, j = a - 1, b - 1
+    back = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
+    if developing[i] != developing[j] or not (developing[i] or back):
         return False
     if not _parts_of_a_tooth(a, b, faces, size, assignment):
         return False
     arch = assignment.arch_position_mm
-    i, j = a - 1, b - 1
     width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
     return abs(arch[i] - arch[j]) <= SIDE_PLACE * width
 
