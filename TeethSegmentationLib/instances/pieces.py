@@ -136,9 +136,7 @@ def _one_tooth(
     if not _parts_of_a_tooth(a, b, faces, size, assignment):
         return False
     i, j = a - 1, b - 1
-    arch = assignment.arch_position_mm
-    width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
-    apart = abs(arch[i] - arch[j]) / width
+    apart = _places_apart(i, j, assignment)
     if apart > STACK_PLACE:
         return False
     posterior = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
@@ -164,11 +162,14 @@ def _child_halves(
     back = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
     if developing[i] != developing[j] or not (developing[i] or back):
         return False
-    if not _parts_of_a_tooth(a, b, faces, size, assignment):
-        return False
+    return _parts_of_a_tooth(a, b, faces, size, assignment) and _places_apart(i, j, assignment) <= SIDE_PLACE
+
+
+def _places_apart(i: int, j: int, assignment: Assignment) -> float:
+    """How far apart instances i and j lie along the arch, in typical crown widths at their place."""
     arch = assignment.arch_position_mm
     width = numbering.expected_width_mm(np.array([0.5 * (arch[i] + arch[j])]), bool(assignment.upper[i]))[0]
-    return abs(arch[i] - arch[j]) <= SIDE_PLACE * width
+    return float(abs(arch[i] - arch[j]) / width)
 
 
 def _parts_of_a_tooth(a: int, b: int, faces: int, size: np.ndarray, assignment: Assignment) -> bool:
