@@ -276,20 +276,19 @@ def settle_crowded(
     its centroid falls on either side of a plane placed between the primary teeth's centroids."""
     height = centroids @ normal - offset
     erupted = ~np.asarray(deep, dtype=bool)
-    fits = {}
+    along = {}  # every tooth's place along each jaw's arch
     for jaw in (True, False):
         anchors = erupted & (upper == jaw) & (np.abs(height) >= NEAR_PLANE_MM)
         if anchors.sum() < 5:
             return upper
-        fits[jaw] = numbering.fit_arch(centroids[anchors], normal)
+        along[jaw] = numbering.arch_positions(centroids, numbering.fit_arch(centroids[anchors], normal))
     out = upper.copy()
     for i in np.flatnonzero(erupted & (np.abs(height) < NEAR_PLANE_MM)):
         gap = {}
-        for jaw, fit in fits.items():
+        for jaw, where in along.items():
             others = erupted & (out == jaw)
             others[i] = False
-            where = numbering.arch_positions(centroids[np.append(np.flatnonzero(others), i)], fit)
-            gap[jaw] = float(np.min(np.abs(where[:-1] - where[-1]))) if len(where) > 1 else np.inf
+            gap[jaw] = float(np.min(np.abs(where[others] - where[i]))) if others.any() else np.inf
         if gap[bool(out[i])] < CROWD_MM <= gap[not out[i]]:
             out[i] = not out[i]
     return out

@@ -111,6 +111,9 @@ def join_stacked(
     docstring); whether any joined. ``ras``: the compact voxels' positions (mm)."""
     fdi = assignment.fdi
     child = bool((fdi > 50).any() or (assignment.developing is not None and assignment.developing.any()))
+    if child and assignment.developing is None:
+        return labels, False  # a retained primary tooth in a scan numbered as an adult's: no child's layers
+    joins = _child_halves if child else _one_tooth
     count = len(fdi) + 1
     size = np.bincount(labels, minlength=count).astype(np.float64)
     position = label_sums(labels, ras, count)  # each group's sum of voxel positions
@@ -118,7 +121,6 @@ def join_stacked(
     joined = False
     for (a, b), (faces, saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
         a, b = int(owner[a]), int(owner[b])
-        joins = _child_halves if child else _one_tooth
         if a == b or not joins(a, b, faces, saddle, size, position, assignment):
             continue
         crown, piece = _crown_first(a, b, position / np.maximum(size, 1)[:, None], assignment)
@@ -156,8 +158,6 @@ def _child_halves(
     along the arch (``SIDE_PLACE``). Stacked pairs are not joined there: a developing tooth lies beneath its
     predecessor, and neither are incisors, which crowding overlaps."""
     developing = assignment.developing
-    if developing is None:
-        return False
     i, j = a - 1, b - 1
     back = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
     if developing[i] != developing[j] or not (developing[i] or back):
