@@ -21,7 +21,8 @@ from torch import nn
 from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE
 from TeethSegmentationLib.inference import pipeline as segment_module
 from TeethSegmentationLib.inference.outputs import segment_file
-from TeethSegmentationLib.inference.pipeline import SegmentOptions, labels_to_input_grid, segment_volume
+from TeethSegmentationLib.inference.paste import labels_to_input_grid
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
 from TeethSegmentationLib.io.read_write import write_volume
 from TeethSegmentationLib.io.volume import Volume
 from TeethSegmentationLib.nets.model_file import TeethModel, new_model, save_model

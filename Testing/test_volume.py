@@ -441,6 +441,43 @@ def test_nearest_by_axes_is_scipys_order_0_zoom_shift():
         np.testing.assert_array_equal(resample.nearest_by_axes(src, scale, offset, shape), want)
 
 
+def test_linear_by_axes_is_scipys_order_1_affine_transform():
+    """The axis-aligned linear interpolation (the paste of probabilities) matches scipy's order-1 affine_transform,
+    mode nearest, within float32 rounding: up- and downsampling, flips, positions past the edges."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        src = rng.random(tuple(rng.integers(1, 10, 3))).astype(np.float32)
+        scale = rng.choice([0.5, 0.8, 1.25, 2.0, 0.4, 1.0], 3) * rng.choice([1, 1, -1], 3)
+        offset = rng.choice([0.0, -0.25, 0.5, -1.5, 8.5], 3) + rng.normal(size=3)
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        want = ndimage.affine_transform(src, scale, offset, output_shape=shape, order=1, mode="nearest",
+                                        prefilter=False)
+        np.testing.assert_allclose(resample.linear_by_axes(src, scale, offset, shape), want, atol=1e-5)
+
+
+def test_interpolate_to_reference_matches_the_general_path(monkeypatch: pytest.MonkeyPatch):
+    """Axis-aligned grids (flipped axes, slabs) give what resample_to_reference(order=1) gives, 0 outside the source;
+    an oblique reference goes the general way."""
+    rng = np.random.default_rng(2)
+    source = Volume(rng.random((12, 10, 9)).astype(np.float32), np.diag([0.5, 0.5, 0.5, 1.0]))
+    flipped = np.diag([-0.3, 0.3, 0.4, 1.0])
+    flipped[:3, 3] = [4.0, -1.0, -0.7]
+    reference = Volume(np.zeros((20, 22, 14), np.uint8), flipped)
+    want = resample_to_reference(source, reference, order=1).array
+    assert (want == 0).any() and (want > 0).any()  # the reference reaches past the source
+    np.testing.assert_allclose(resample.interpolate_to_reference(source, reference).array, want, atol=1e-5)
+    monkeypatch.setattr(resample, "SLAB_VOXELS", 300)
+    np.testing.assert_allclose(resample.interpolate_to_reference(source, reference).array, want, atol=1e-5)
+    tilted = np.eye(4)
+    tilted[:3, :3] = rotation(0.0, 0.0, 20.0) * 0.4
+    oblique = Volume(np.zeros((8, 8, 8), np.uint8), tilted)
+    np.testing.assert_array_equal(
+        resample.interpolate_to_reference(source, oblique).array, resample_to_reference(source, oblique, order=1).array
+    )
+
+
 # --------------------------------------------------------------------------------------------- boxes
 
 

@@ -2,7 +2,8 @@
 
 read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
 -> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9
-classes) -> instances + FDI numbers -> back onto the input grid (``inference/outputs.py`` writes the files).
+classes) -> instances + FDI numbers -> back onto the input grid, surfaces from the interpolated probability
+(``inference/paste.py``; ``inference/outputs.py`` writes the files).
 
 Memory stays bounded on a whole-head scan: the reoriented input is a view (no copy), only the coarse
 grid and the fine teeth box are resampled (slab by slab, from the input's own dtype), stage 2 skips
@@ -31,7 +32,9 @@ from TeethSegmentationLib.fdi import (
     tooth_type,
     unnumbered_name,
 )
+from TeethSegmentationLib.inference.paste import paste_labels, ras_box_to_ijk, voxel_box_to_ras
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
+from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
 from TeethSegmentationLib.io.volume import Volume, bounding_box, crop
@@ -107,48 +110,6 @@ def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: 
     from TeethSegmentationLib.instances.teeth import label_teeth
 
     return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter, log_warnings=False)
-
-
-# --------------------------------------------------------------------------------------------- geometry
-
-
-def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The voxel box (lo inclusive, hi exclusive, clipped) of ``volume`` that covers an RAS box."""
-    corners = np.array([[x, y, z] for x in (ras_lo[0], ras_hi[0]) for y in (ras_lo[1], ras_hi[1])
-                        for z in (ras_lo[2], ras_hi[2])])
-    ijk = volume.ras_to_ijk_points(corners)
-    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, volume.shape)
-    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, volume.shape)
-    return lo, hi
-
-
-def voxel_box_to_ras(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RAS bounds of the voxel box ``lo:hi`` (voxel edges, not centres)."""
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - 0.5
-    ras = volume.ijk_to_ras_points(corners)
-    return ras.min(axis=0), ras.max(axis=0)
-
-
-def labels_to_input_grid(fine: Volume, reference: Volume) -> np.ndarray:
-    """A label map on any grid -> uint8 array on ``reference``'s grid; only the box it covers is resampled."""
-    out = np.zeros(reference.shape, dtype=np.uint8)
-    _paste_labels(fine, reference, out)
-    return out
-
-
-def _paste_labels(fine: Volume, reference: Volume, out: np.ndarray) -> np.ndarray:
-    """Resample ``fine`` into the part of ``out`` (on ``reference``'s grid) it covers; returns that part (a view).
-
-    The paste goes through ``out`` reoriented to RAS (a view): a RAS-aligned ``fine`` then maps onto it
-    axis by axis, scipy's fast path, whatever the input's axis order and flips."""
-    view = reorient_to_ras(Volume(out, reference.ijk_to_ras, reference.space), copy=False)
-    ras_lo, ras_hi = voxel_box_to_ras(fine, np.zeros(3, int), np.array(fine.shape))
-    lo, hi = ras_box_to_ijk(view, ras_lo, ras_hi)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    if np.any(hi <= lo):
-        return view.array[box]
-    view.array[box] = resample_to_reference(fine, crop(view, lo, hi, copy=False), order=0).array
-    return view.array[box]
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -364,7 +325,7 @@ def segment_volume(
         found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
-        pasted = _paste_labels(fdi_fine, volume, fdi_map)
+        pasted = paste_labels(fdi_fine, volume, fdi_map, foreground, InstanceOptions().threshold)
         teeth = _tooth_reports(pasted, volume, [*found.teeth, *found.unassigned])
         reporter.progress("instances", 1.0, f"{len(teeth)} teeth")
     warnings = list(found.warnings)
