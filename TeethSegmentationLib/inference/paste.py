@@ -92,4 +92,5 @@ def _smooth_labels(fine: Volume, foreground: np.ndarray, target: Volume, thresho
     probability = fine.with_array(agreeing_probability(fine.array, foreground, threshold))
     inside = interpolate_to_reference(probability, target).array > threshold
     labels = resample_to_reference(fine.with_array(grown_labels(fine.array)), target, order=0).array
-    return np.where(inside, labels, 0).astype(np.uint8, copy=False)
+    labels[~inside] = 0
+    return labels

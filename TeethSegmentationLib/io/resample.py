@@ -57,15 +57,21 @@ def interpolate_to_reference(volume: Volume, reference: Volume) -> Volume:
 
 def linear_by_axes(src: np.ndarray, scale: np.ndarray, offset: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
     """``ndimage.affine_transform(src, scale, offset, order=1, mode="nearest")`` for a diagonal matrix, in float32,
-    as a gather and a weighted sum per axis: source position k x scale + offset, clamped to the edges."""
-    out = np.asarray(src, dtype=np.float32)
-    for axis in (2, 1, 0):
+    as a gather and a weighted sum per axis: source position k x scale + offset, clamped to the edges. The first
+    axis goes first: a slab of output rows then reads only the source rows it needs."""
+    out = np.asarray(src)
+    for axis in (0, 1, 2):
         size = src.shape[axis]
         position = np.clip(np.arange(out_shape[axis], dtype=np.float64) * scale[axis] + offset[axis], 0, size - 1)
         below = np.floor(position).astype(np.intp)
         above = np.minimum(below + 1, size - 1)
         weight = (position - below).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
-        out = np.take(out, below, axis=axis) * (1 - weight) + np.take(out, above, axis=axis) * weight
+        low = np.take(out, below, axis=axis).astype(np.float32, copy=False)
+        high = np.take(out, above, axis=axis).astype(np.float32, copy=False)
+        high -= low  # low + (high - low) x weight, in place: a head's paste makes arrays of 20 M voxels
+        high *= weight
+        low += high
+        out = low
     return out
 
 
