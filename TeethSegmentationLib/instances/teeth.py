@@ -21,6 +21,10 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
    their neck across the bite) and permanent central incisors fused in their crypts.
 8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
    still has no number is kept as an unnumbered tooth (label 100, 101, ...).
+9. A child's scan (the mixed numbering ran) goes through steps 3-8 once more, with a marker added in each
+   unmarked region of one incisor or canine type: a resorbing primary lateral incisor's core is too small
+   for a marker of its own, and it drained into the teeth beside it. The second pass stands only if it leaves
+   no more instances unnumbered than the first (a new region that gets no number was no tooth).
 """
 
 from __future__ import annotations
@@ -57,10 +61,15 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.pieces import join_pieces, join_stacked
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
-from TeethSegmentationLib.instances.watershed import drain, markers, steepest_ascent
+from TeethSegmentationLib.instances.watershed import drain, markers, steepest_ascent, unmarked_markers
 
 # With a 14-class model: a resorbed lower primary incisor holds 40-50 mm3, a fifth of a child's median tooth.
 CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
+# A child's scan is split again with a marker in each unmarked region of these classes (permanent and primary
+# incisors and canines): small, resorbing anterior teeth too shallow for a core (watershed.unmarked_markers).
+# Molars are left out: their unmarked type regions are corners of bigger teeth (dev children: all 13 classes
+# made 3 of 21 scans worse, these six 1).
+ANTERIOR_CLASSES = (1, 2, 3, PRIMARY_CLASS_OFFSET + 1, PRIMARY_CLASS_OFFSET + 2, PRIMARY_CLASS_OFFSET + 3)
 
 
 @dataclass
@@ -140,24 +149,52 @@ def label_teeth(
         types, both = _voxel_types(type_probs, sparse)
         smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
         marker_labels = markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3))
-        labels = drain(sparse, marker_labels, spacing, ascent.result())
+        ascent = ascent.result()
+    fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
+    voxels = _Voxels(types, fg, sparse.ras_points(affine), both)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
+    labels, stats, assignment = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels, opts,
+                                       voxel_mm3, spacing, reporter)
+    if assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
+        child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
+                                         _voxels(opts.min_tooth_mm3, voxel_mm3))
+        if child_markers.max(initial=0) > marker_labels.max(initial=0):
+            again = _teeth(drain(sparse, child_markers, spacing, ascent), sparse, voxels, opts, voxel_mm3, spacing,
+                           reporter)
+            if _unnumbered(again[2]) <= _unnumbered(assignment):  # a new region left unnumbered was no tooth
+                labels, stats, assignment = again
+    result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
+    timings["number"] = _lap(clock)
+    result.timings = timings
+    for message in result.warnings if log_warnings else []:
+        reporter.log(message, "warning")
+    reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
+    return result
 
-    ras = sparse.ras_points(affine)
+
+def _teeth(
+    labels: np.ndarray,
+    sparse: SparseForeground,
+    voxels: _Voxels,
+    opts: InstanceOptions,
+    voxel_mm3: float,
+    spacing: np.ndarray,
+    reporter: Reporter,
+) -> tuple[np.ndarray, RegionStats, Assignment]:
+    """From the watershed's regions to numbered teeth: merge, cut across the bite, number, cut fused teeth,
+    join parts, numbering again after each change."""
+    ras = voxels.ras
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
-    if both is not None:
-        plane = mixed.child_plane(plane, labels, ras, both)
-    labels = merge_regions(labels, sparse, types if both is None else both, ras, plane, opts, voxel_mm3, spacing, peak)
-    fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
-    voxels = _Voxels(types, fg, ras, both)
+    if voxels.both is not None:
+        plane = mixed.child_plane(plane, labels, ras, voxels.both)
+    types = voxels.types if voxels.both is None else voxels.both
+    labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     if plane.two_arches:
         labels = fused.cut_straddling(labels, ras, plane, opts, voxel_mm3)
     stats, assignment = _number(labels, voxels, plane, opts)
-    timings["merge"] = _lap(clock)
     reporter.progress("instances", 0.8, "numbering")
-
     labels, split = fused.split_fused_central_incisors(labels, ras, stats, assignment, voxel_mm3, opts)
     if split:
         stats, assignment = _number(labels, voxels, plane, opts)
@@ -173,13 +210,7 @@ def label_teeth(
     labels, joined = join_pieces(labels, sparse, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
-    timings["number"] = _lap(clock)
-    result.timings = timings
-    for message in result.warnings if log_warnings else []:
-        reporter.log(message, "warning")
-    reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
-    return result
+    return labels, stats, assignment
 
 
 def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
@@ -210,6 +241,10 @@ def _number(
     extent = mixed.extents(labels, voxels.ras, plane.normal)
     axis = mixed.long_axis_normal(labels, voxels.ras, plane.normal) if mixed.is_mixed(perm, prim) else None
     return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent, axis)
+
+
+def _unnumbered(assignment: Assignment) -> int:
+    return int(np.count_nonzero(np.asarray(assignment.fdi) == 0))
 
 
 def _voxels(mm3: float, voxel_mm3: float) -> int:

@@ -8,6 +8,8 @@ from scipy import ndimage as ndi
 from TeethSegmentationLib.instances.foreground import SparseForeground, neighbour_offsets
 from TeethSegmentationLib.instances.options import InstanceOptions
 
+UNMARKED_PEAK_MM = 0.5  # an unmarked type region's marker: its voxels this near its deepest one
+
 
 def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOptions, min_voxels: int) -> np.ndarray:
     """Compact int32 marker labels (0 = none): connected same-type cores deeper than ``core_mm``, each split
@@ -29,6 +31,35 @@ def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOpt
             for piece in _split_by_necks(part, sparse, opts.core_mm, opts, min_voxels):
                 count += 1
                 result[piece] = count
+    return result
+
+
+def unmarked_markers(
+    sparse: SparseForeground, smooth_type: np.ndarray, marker_labels: np.ndarray, types: tuple[int, ...],
+    min_voxels: int,
+) -> np.ndarray:
+    """``marker_labels`` plus a marker for each connected set of one of ``types`` (smoothed argmax) of at least
+    ``min_voxels`` that holds no marker: its deepest voxels (within 0.5 mm of its peak depth).
+
+    A child's resorbing primary lateral incisor is typed apart from its neighbours, but its core deeper than
+    ``core_mm`` holds 30 voxels, under a marker's 32 (the dev children, seeds 46000+): without a marker it
+    drains into the central incisor and the canine beside it."""
+    result = marker_labels.copy()
+    count = int(result.max(initial=0))
+    for t in types:
+        members = np.flatnonzero(smooth_type == t)
+        if len(members) < min_voxels:
+            continue
+        values, n = _components(sparse.flat[members], sparse.shape)
+        order = np.argsort(values, kind="stable")
+        bounds = np.searchsorted(values[order], np.arange(1, n + 2))
+        for c in range(n):
+            part = members[order[bounds[c] : bounds[c + 1]]]
+            if len(part) < min_voxels or result[part].any():
+                continue
+            depth = sparse.dist[part]
+            count += 1
+            result[part[depth >= depth.max() - UNMARKED_PEAK_MM]] = count
     return result
 
 
