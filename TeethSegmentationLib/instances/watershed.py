@@ -18,14 +18,7 @@ def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOpt
     core = sparse.dist > opts.core_mm
     count = 0
     for t in range(1, int(smooth_type.max(initial=0)) + 1):  # types 1..8, with a 14-class model 1..13
-        members = np.flatnonzero(core & (smooth_type == t))
-        if len(members) == 0:
-            continue
-        values, n = _components(sparse.flat[members], sparse.shape)
-        order = np.argsort(values, kind="stable")
-        bounds = np.searchsorted(values[order], np.arange(1, n + 2))
-        for c in range(n):
-            part = members[order[bounds[c] : bounds[c + 1]]]
+        for part in _connected_parts(np.flatnonzero(core & (smooth_type == t)), sparse):
             if len(part) < min_voxels:
                 continue
             for piece in _split_by_necks(part, sparse, opts.core_mm, opts, min_voxels):
@@ -50,17 +43,23 @@ def unmarked_markers(
         members = np.flatnonzero(smooth_type == t)
         if len(members) < min_voxels:
             continue
-        values, n = _components(sparse.flat[members], sparse.shape)
-        order = np.argsort(values, kind="stable")
-        bounds = np.searchsorted(values[order], np.arange(1, n + 2))
-        for c in range(n):
-            part = members[order[bounds[c] : bounds[c + 1]]]
+        for part in _connected_parts(members, sparse):
             if len(part) < min_voxels or result[part].any():
                 continue
             depth = sparse.dist[part]
             count += 1
             result[part[depth >= depth.max() - UNMARKED_PEAK_MM]] = count
     return result
+
+
+def _connected_parts(members: np.ndarray, sparse: SparseForeground) -> list[np.ndarray]:
+    """The 6-connected parts of the compact voxels ``members``, each as compact indices (none for none)."""
+    if len(members) == 0:
+        return []
+    values, n = _components(sparse.flat[members], sparse.shape)
+    order = np.argsort(values, kind="stable")
+    bounds = np.searchsorted(values[order], np.arange(1, n + 2))
+    return [members[order[bounds[c] : bounds[c + 1]]] for c in range(n)]
 
 
 def _components(flat: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
