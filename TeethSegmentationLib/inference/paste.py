@@ -18,26 +18,9 @@ from scipy import ndimage
 
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import interpolate_to_reference, resample_to_reference
-from TeethSegmentationLib.io.volume import Volume, crop
+from TeethSegmentationLib.io.volume import Volume, crop, ras_box_to_ijk, voxel_box_to_ras
 
 AGREEMENT_MARGIN = 1e-3  # how far a clamped probability sits from the threshold (float32-safe)
-
-
-def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The voxel box (lo inclusive, hi exclusive, clipped) of ``volume`` that covers an RAS box."""
-    corners = np.array([[x, y, z] for x in (ras_lo[0], ras_hi[0]) for y in (ras_lo[1], ras_hi[1])
-                        for z in (ras_lo[2], ras_hi[2])])
-    ijk = volume.ras_to_ijk_points(corners)
-    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, volume.shape)
-    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, volume.shape)
-    return lo, hi
-
-
-def voxel_box_to_ras(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RAS bounds of the voxel box ``lo:hi`` (voxel edges, not centres)."""
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - 0.5
-    ras = volume.ijk_to_ras_points(corners)
-    return ras.min(axis=0), ras.max(axis=0)
 
 
 def agreeing_probability(labels: np.ndarray, foreground: np.ndarray, threshold: float) -> np.ndarray:

@@ -32,12 +32,12 @@ from TeethSegmentationLib.fdi import (
     tooth_type,
     unnumbered_name,
 )
-from TeethSegmentationLib.inference.paste import paste_labels, ras_box_to_ijk, voxel_box_to_ras
+from TeethSegmentationLib.inference.paste import paste_labels
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
-from TeethSegmentationLib.io.volume import Volume, bounding_box, crop
+from TeethSegmentationLib.io.volume import Volume, bounding_box, crop, ras_box_to_ijk, voxel_box_to_ras
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device, resolve_precision
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.normalize import image_content, intensity_window, normalize
