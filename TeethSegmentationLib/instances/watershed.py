@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 
 from TeethSegmentationLib.instances.foreground import SparseForeground, neighbour_offsets
 from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.instances.regions import index_groups
 
 UNMARKED_PEAK_MM = 0.5  # an unmarked type region's marker: its voxels this near its deepest one
 
@@ -56,10 +57,8 @@ def _connected_parts(members: np.ndarray, sparse: SparseForeground) -> list[np.n
     """The 6-connected parts of the compact voxels ``members``, each as compact indices (none for none)."""
     if len(members) == 0:
         return []
-    values, n = _components(sparse.flat[members], sparse.shape)
-    order = np.argsort(values, kind="stable")
-    bounds = np.searchsorted(values[order], np.arange(1, n + 2))
-    return [members[order[bounds[c] : bounds[c + 1]]] for c in range(n)]
+    values, _ = _components(sparse.flat[members], sparse.shape)
+    return [members[group] for group in index_groups(values)]
 
 
 def _components(flat: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
