@@ -17,6 +17,7 @@ from TeethSegmentationLib.instances.mixed import (
     split_layers,
 )
 from TeethSegmentationLib.instances.numbering import assign_fdi, roots_contradict
+from TeethSegmentationLib.instances.options import InstanceOptions
 
 # Mesio-distal crown widths (mm): permanent types 1..8, primary types 1..5 (Wheeler's tables, rounded).
 PERMANENT = {True: (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5), False: (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)}
@@ -289,7 +290,62 @@ def test_a_child_plane_is_not_drawn_through_one_arch_whose_roots_are_parted():
     types = np.zeros((len(flat), 13))
     types[~primary, 0], types[primary, 8] = 1.0, 1.0
     adults = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, False)
-    assert child_plane(adults, labels, ras, types) is adults
+    assert child_plane(adults, labels, ras, types, InstanceOptions(), 0.125) is adults
+
+
+def _box_teeth(boxes: list[tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, ras) of upright 6 x 6 mm boxes on a 0.5 mm grid, one region each: (x centre, z low, z high)."""
+    labels, points = [], []
+    for k, (x, low, high) in enumerate(boxes):
+        grid = np.mgrid[x - 3 : x + 3 : 0.5, -3:3:0.5, low:high:0.5].reshape(3, -1).T
+        points.append(grid)
+        labels.append(np.full(len(grid), k + 1, dtype=np.int32))
+    return np.concatenate(labels), np.concatenate(points)
+
+
+def _adult_in_fragments() -> tuple[np.ndarray, np.ndarray]:
+    """An adult's teeth split into more regions than an adult has teeth: 14 lower teeth, 10 upper ones parted
+    into crown and root, 4 upper ones whole. The centroids' widest gap lies between the upper crowns and roots,
+    so a child's plane drawn from the centroid layers runs through the 4 whole upper teeth."""
+    xs = np.arange(14) * 8.0
+    lower = [(x, -8.0, -0.5) for x in xs]
+    parted = [part for x in xs[:10] for part in ((x, 0.5, 5.0), (x, 6.0, 22.0))]
+    whole = [(x, 0.5, 22.0) for x in xs[10:]]
+    return _box_teeth(lower + parted + whole)
+
+
+def test_crossed_regions_are_the_regions_far_on_both_sides_of_a_plane():
+    from TeethSegmentationLib.instances.occlusal import OcclusalPlane, crossed_regions
+
+    labels, ras = _box_teeth([(0.0, -8.0, -0.5), (8.0, 0.5, 8.0), (16.0, -8.0, 8.0), (24.0, -1.0, 1.0)])
+    opts = InstanceOptions()
+    bite = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, True)
+    assert crossed_regions(labels, ras, bite, opts, 0.125).tolist() == [False, False, True, False]
+    tilted = np.array([0.0, np.sin(0.1), np.cos(0.1)])
+    assert crossed_regions(labels, ras, OcclusalPlane(tilted, 4.0, True), opts, 0.125)[1]
+
+
+def test_an_adults_fragments_keep_the_adults_plane_when_the_childs_runs_through_teeth():
+    """Over-split regions of an adult scan (36+) read as a child's by their count alone. Where the adults' plane
+    found two arches and the child's plane, from the centroids' layers, would run through more regions, the
+    adults' plane stands (a fine-tuned model's crop: a child's plane tilted 6 degrees cut three upper incisors
+    at their edges). Without two arches found, or with primary teeth, the child's plane is drawn."""
+    from TeethSegmentationLib.instances.mixed import MIN_PRIMARY, MIXED_COUNT, child_plane
+    from TeethSegmentationLib.instances.occlusal import OcclusalPlane, crossed_regions
+
+    labels, ras = _adult_in_fragments()
+    assert labels.max() >= MIXED_COUNT
+    types = np.zeros((len(labels), 13))
+    types[:, 0] = 1.0
+    opts = InstanceOptions()
+    adults = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, True)
+    assert child_plane(adults, labels, ras, types, opts, 0.125) is adults
+    single = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, False)
+    drawn = child_plane(single, labels, ras, types, opts, 0.125)
+    assert drawn is not single and crossed_regions(labels, ras, drawn, opts, 0.125).sum() == 4
+    lower_primary = labels <= MIN_PRIMARY
+    types[lower_primary, 0], types[lower_primary, 8] = 0.0, 1.0
+    assert child_plane(adults, labels, ras, types, opts, 0.125) is not adults
 
 
 def test_a_few_primary_teeth_do_not_turn_the_long_axes_normal():

@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.numbering import Assignment
-from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane, crossed_regions
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.regions import RegionStats
 
@@ -24,17 +24,12 @@ def cut_straddling(
     labels: np.ndarray, ras: np.ndarray, plane: OcclusalPlane, opts: InstanceOptions, voxel_mm3: float
 ) -> np.ndarray:
     """Cut instances lying far on both sides of the occlusal plane (upper and lower teeth fused at the bite)."""
-    n = int(labels.max())
-    height = ras @ plane.normal - plane.height
-    count = np.bincount(labels, minlength=n + 1)[1:]
-    above = np.bincount(labels, weights=height > opts.straddle_margin_mm, minlength=n + 1)[1:]
-    below = np.bincount(labels, weights=height < -opts.straddle_margin_mm, minlength=n + 1)[1:]
-    cut = (above >= opts.straddle_fraction * count) & (below >= opts.straddle_fraction * count)
-    cut &= np.minimum(above, below) * voxel_mm3 >= opts.min_tooth_mm3
+    cut = crossed_regions(labels, ras, plane, opts, voxel_mm3)
     if not cut.any():
         return labels
+    height = ras @ plane.normal - plane.height
     labels = labels.copy()
-    next_label = n + 1
+    next_label = len(cut) + 1
     for index in np.flatnonzero(cut):
         labels[(labels == index + 1) & (height < 0)] = next_label
         next_label += 1

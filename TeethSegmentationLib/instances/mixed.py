@@ -45,7 +45,8 @@ import numpy as np
 from TeethSegmentationLib.fdi import PRIMARY_TYPES, fdi_from
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.numbering import Assignment
-from TeethSegmentationLib.instances.occlusal import OcclusalPlane, roots_deny
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane, crossed_regions, roots_deny
+from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.regions import label_sums
 
 # Instances mostly primary before the scan is read as a child's: an adult family-B upper-only scan had three
@@ -216,11 +217,18 @@ def _balanced_gap(heights: np.ndarray) -> float:
     return float(0.5 * (order[best] + order[best + 1]))
 
 
-def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types: np.ndarray) -> OcclusalPlane:
+def child_plane(
+    plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types: np.ndarray, opts: InstanceOptions,
+    voxel_mm3: float,
+) -> OcclusalPlane:
     """The occlusal plane for the merges and cuts of a child's scan: with primary teeth among the split regions
     (``types``: (N, 13) permanent + primary probabilities per voxel), its height comes from the regions'
     centroid layers (:func:`split_layers`), not from the voxels' profile, unless the regions' roots deny those
-    layers (one arch in two layers); otherwise ``plane`` as it is."""
+    layers (one arch in two layers); otherwise ``plane`` as it is. Where only the regions' count reads the scan
+    as a child's (fewer than ``MIN_PRIMARY`` primary: an adult's fragments, or a 12-year-old's forming teeth),
+    the adults' plane stands if it found two arches and the child's would run through more regions
+    (:func:`occlusal.crossed_regions`): the bite passes between teeth. A fine-tuned model's adult crop in 36 regions
+    got a child's plane tilted 6 degrees, which cut three upper incisors at their edges."""
     count = int(labels.max()) + 1
     size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
     sums = label_sums(labels, types, count)[1:]
@@ -232,7 +240,12 @@ def child_plane(plane: OcclusalPlane, labels: np.ndarray, ras: np.ndarray, types
     above = centroids @ normal > height
     if above.any() and not above.all() and roots_deny(labels, ras @ normal, above):
         return plane  # one arch whose crowns and parted roots look like two layers: the adults' plane stands
-    return OcclusalPlane(normal, height, True)
+    child = OcclusalPlane(normal, height, True)
+    if plane.two_arches and primary.sum() < MIN_PRIMARY:
+        crossed = [int(crossed_regions(labels, ras, p, opts, voxel_mm3).sum()) for p in (child, plane)]
+        if crossed[0] > crossed[1]:
+            return plane
+    return child
 
 
 def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:

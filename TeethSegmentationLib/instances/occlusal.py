@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.regions import height_skew, label_sums
 
 # A weak dip in a closed bite still counts as two arches when the regions' centroids form two layers this
@@ -65,6 +66,21 @@ def _one_arch(labels: np.ndarray, heights: np.ndarray, peak: np.ndarray, above: 
         return True
     layers = sorted(float(np.median(peak[side])) for side in (above, ~above))
     return layers[0] < THIN_LAYER * layers[1]
+
+
+def crossed_regions(
+    labels: np.ndarray, ras: np.ndarray, plane: OcclusalPlane, opts: InstanceOptions, voxel_mm3: float
+) -> np.ndarray:
+    """(n,) whether each of labels 1..n lies far on both sides of ``plane``: at least ``straddle_fraction`` of
+    its voxels, and ``min_tooth_mm3``, more than ``straddle_margin_mm`` above it and as many below (upper and
+    lower teeth fused at the bite, or a plane drawn through teeth)."""
+    n = int(labels.max(initial=0))
+    height = ras @ plane.normal - plane.height
+    count = np.bincount(labels, minlength=n + 1)[1:]
+    above = np.bincount(labels, weights=height > opts.straddle_margin_mm, minlength=n + 1)[1:]
+    below = np.bincount(labels, weights=height < -opts.straddle_margin_mm, minlength=n + 1)[1:]
+    both = np.minimum(above, below)
+    return (both >= opts.straddle_fraction * count) & (both * voxel_mm3 >= opts.min_tooth_mm3)
 
 
 def roots_deny(labels: np.ndarray, heights: np.ndarray, above: np.ndarray) -> bool:

@@ -188,7 +188,7 @@ def _teeth(
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
     if voxels.both is not None:
-        plane = mixed.child_plane(plane, labels, ras, voxels.both)
+        plane = mixed.child_plane(plane, labels, ras, voxels.both, opts, voxel_mm3)
     types = voxels.types if voxels.both is None else voxels.both
     labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     if plane.two_arches:
