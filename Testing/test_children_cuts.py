@@ -147,3 +147,29 @@ def test_developing_central_incisors_fused_across_the_midline_are_cut_beside_eru
     assert sorted(np.sign(np.median(h)) for h in halves) == [-1, 1]
     assignment.developing = None  # read as one layer: three central incisors, none cut
     assert not split_fused_central_incisors(labels, ras, stats, assignment, 0.125, InstanceOptions())[1]
+
+
+def test_two_fused_teeth_with_a_sliver_of_a_third_are_cut_in_two():
+    """An adult's lower central incisors fused across the midline together with a sliver of the lateral beside
+    them: the span says three teeth, but a third part would hold under a quarter of the instance. The cut falls
+    back to two parts at the deepest contact, between the central incisors (before: no cut at all)."""
+    widths = (5.0, 5.5, 7.0, 7.0, 7.0)  # lower central incisor .. second premolar
+    centres = np.cumsum(widths) - np.array(widths) / 2
+    fit = _arch_fit()
+    fused = _row_on_arch([centres[0], -centres[0], -centres[1]], [widths[0], widths[0], widths[1]],
+                         [2000, 2000, 700], fit)
+    right = [_row_on_arch([c], [w], [2000], fit) for c, w in zip(centres[1:], widths[1:], strict=True)]
+    left = [_row_on_arch([-c], [w], [2000], fit) for c, w in zip(centres[2:], widths[2:], strict=True)]
+    clouds = [fused, *right, *left]
+    ras = np.concatenate(clouds)
+    labels = np.repeat(np.arange(1, len(clouds) + 1), [len(c) for c in clouds])
+    position = numbering.arch_positions(np.stack([c.mean(axis=0) for c in clouds]), fit)
+    n = len(clouds)
+    assignment = Assignment(np.zeros(n, dtype=int), np.zeros(n, dtype=bool), position, UP, 6.0, True, [],
+                            {False: fit})
+    cut, changed = split_wide_instances(labels, ras, assignment, 0.125, InstanceOptions())
+    assert changed and len(np.unique(cut)) == n + 1
+    arc = numbering.arch_positions(ras[labels == 1], fit)
+    sides = [arc[cut[labels == 1] == value] for value in np.unique(cut[labels == 1])]
+    assert sorted(len(side) for side in sides)[0] >= 1900  # each central incisor whole, the sliver with one
+    assert all(np.all(side > -1.0) or np.all(side < 1.0) for side in sides)  # parted near the midline

@@ -95,11 +95,12 @@ def split_wide_instances(
             dip = min(opts.contact_dip + 0.1 * (r - opts.wide_ratio), 0.9)
             arc = numbering.arch_positions(ras[member_voxels], fit)
             # A child's primary teeth are narrower than the permanent widths r is taken against: round up.
-            parts = cut_along_arch(arc, int(np.clip(np.ceil(r) if mixed else np.round(r), 2, 3)), dip)
-            sizes = np.bincount(parts)
+            most = int(np.clip(np.ceil(r) if mixed else np.round(r), 2, 3))
             share = MIN_PART_SHARE_MIXED if mixed else MIN_PART_SHARE
-            if len(sizes) < 2 or sizes.min() < max(opts.min_tooth_mm3 / voxel_mm3, share * len(arc)):
+            parts = _parts_along_arch(arc, most, dip, max(opts.min_tooth_mm3 / voxel_mm3, share * len(arc)))
+            if parts is None:
                 continue
+            sizes = np.bincount(parts)
             labels = labels if changed else labels.copy()
             for part in range(1, len(sizes)):
                 labels[member_voxels[parts == part]] = next_label
@@ -171,6 +172,17 @@ def _necks(values: np.ndarray, dip: float, lo: float, hi: float, bin_mm: float) 
 def _span(arc: np.ndarray) -> float:
     """Extent along the arch, robust to stray voxels: 3rd to 97th percentile."""
     return float(np.percentile(arc, 97) - np.percentile(arc, 3))
+
+
+def _parts_along_arch(arc: np.ndarray, most: int, dip: float, smallest: float) -> np.ndarray | None:
+    """:func:`cut_along_arch` into ``most`` parts, else fewer (down to 2), the first whose every part holds
+    ``smallest`` voxels: three fused teeth whose third is only a sliver are still two teeth. None: no cut."""
+    for k in range(most, 1, -1):
+        parts = cut_along_arch(arc, k, dip)
+        sizes = np.bincount(parts)
+        if len(sizes) >= 2 and sizes.min() >= smallest:
+            return parts
+    return None
 
 
 def cut_along_arch(arc: np.ndarray, k: int, dip: float, bin_mm: float = 0.25, min_gap_mm: float = 3.0) -> np.ndarray:
