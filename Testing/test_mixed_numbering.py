@@ -325,11 +325,12 @@ def test_crossed_regions_are_the_regions_far_on_both_sides_of_a_plane():
     assert crossed_regions(labels, ras, OcclusalPlane(tilted, 4.0, True), opts, 0.125)[1]
 
 
-def test_an_adults_fragments_keep_the_adults_plane_when_the_childs_runs_through_teeth():
+def test_the_adults_plane_stands_where_a_childs_plane_runs_through_teeth():
     """Over-split regions of an adult scan (36+) read as a child's by their count alone. Where the adults' plane
     found two arches and the child's plane, from the centroids' layers, would run through more regions, the
     adults' plane stands (a fine-tuned model's crop: a child's plane tilted 6 degrees cut three upper incisors
-    at their edges). Without two arches found, or with primary teeth, the child's plane is drawn."""
+    at their edges), with primary teeth among the regions too. Without two arches found, the child's plane is
+    drawn."""
     from TeethSegmentationLib.instances.mixed import MIN_PRIMARY, MIXED_COUNT, child_plane
     from TeethSegmentationLib.instances.occlusal import OcclusalPlane, crossed_regions
 
@@ -345,7 +346,9 @@ def test_an_adults_fragments_keep_the_adults_plane_when_the_childs_runs_through_
     assert drawn is not single and crossed_regions(labels, ras, drawn, opts, 0.125).sum() == 4
     lower_primary = labels <= MIN_PRIMARY
     types[lower_primary, 0], types[lower_primary, 8] = 0.0, 1.0
-    assert child_plane(adults, labels, ras, types, opts, 0.125) is not adults
+    assert child_plane(adults, labels, ras, types, opts, 0.125) is adults
+    through_teeth = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 12.0, True)  # through every upper root and tooth
+    assert child_plane(through_teeth, labels, ras, types, opts, 0.125) is not through_teeth
 
 
 def test_a_few_primary_teeth_do_not_turn_the_long_axes_normal():

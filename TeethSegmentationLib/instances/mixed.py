@@ -224,11 +224,11 @@ def child_plane(
     """The occlusal plane for the merges and cuts of a child's scan: with primary teeth among the split regions
     (``types``: (N, 13) permanent + primary probabilities per voxel), its height comes from the regions'
     centroid layers (:func:`split_layers`), not from the voxels' profile, unless the regions' roots deny those
-    layers (one arch in two layers); otherwise ``plane`` as it is. Where only the regions' count reads the scan
-    as a child's (fewer than ``MIN_PRIMARY`` primary: an adult's fragments, or a 12-year-old's forming teeth),
-    the adults' plane stands if it found two arches and the child's would run through more regions
-    (:func:`occlusal.crossed_regions`): the bite passes between teeth. A fine-tuned model's adult crop in 36 regions
-    got a child's plane tilted 6 degrees, which cut three upper incisors at their edges."""
+    layers (one arch in two layers); otherwise ``plane`` as it is. Where the adults' plane found two arches and
+    the child's would run through more regions (:func:`occlusal.crossed_regions`), the adults' plane stands: the
+    bite passes between teeth. A fine-tuned model's adult crop in 36 regions (read as a child's by their count)
+    got a child's plane tilted 6 degrees, which cut three upper incisors at their edges; in dev children the
+    centroids' layers ran through erupted teeth."""
     count = int(labels.max()) + 1
     size = np.maximum(np.bincount(labels, minlength=count), 1)[1:, None]
     sums = label_sums(labels, types, count)[1:]
@@ -241,7 +241,7 @@ def child_plane(
     if above.any() and not above.all() and roots_deny(labels, ras @ normal, above):
         return plane  # one arch whose crowns and parted roots look like two layers: the adults' plane stands
     child = OcclusalPlane(normal, height, True)
-    if plane.two_arches and primary.sum() < MIN_PRIMARY:
+    if plane.two_arches:
         crossed = [int(crossed_regions(labels, ras, p, opts, voxel_mm3).sum()) for p in (child, plane)]
         if crossed[0] > crossed[1]:
             return plane
