@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,7 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[np.ndarray, np.ndar
 
 def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The voxel box (lo inclusive, hi exclusive, clipped) of ``volume`` that covers an RAS box."""
-    corners = np.array([[x, y, z] for x in (ras_lo[0], ras_hi[0]) for y in (ras_lo[1], ras_hi[1])
-                        for z in (ras_lo[2], ras_hi[2])])
-    ijk = volume.ras_to_ijk_points(corners)
+    ijk = volume.ras_to_ijk_points(_box_corners(ras_lo, ras_hi))
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, volume.shape)
     hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, volume.shape)
     return lo, hi
@@ -111,9 +110,13 @@ def ras_box_to_ijk(volume: Volume, ras_lo: np.ndarray, ras_hi: np.ndarray) -> tu
 
 def voxel_box_to_ras(volume: Volume, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """RAS bounds of the voxel box ``lo:hi`` (voxel edges, not centres)."""
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - 0.5
-    ras = volume.ijk_to_ras_points(corners)
+    ras = volume.ijk_to_ras_points(_box_corners(lo, hi) - 0.5)
     return ras.min(axis=0), ras.max(axis=0)
+
+
+def _box_corners(lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
+    """(8, 3) corners of the axis-aligned box ``lo``-``hi``."""
+    return np.array(list(product(*zip(lo, hi, strict=True))), dtype=np.float64)
 
 
 def crop(volume: Volume, lo_ijk: Sequence[int], hi_ijk: Sequence[int], copy: bool = True) -> Volume:
