@@ -143,6 +143,10 @@ def main() -> int:
     parser.add_argument(
         "--precision", default="float32", choices=("auto", "float32", "bfloat16"), help="CPU training arithmetic"
     )
+    parser.add_argument(
+        "--no-scanner-augment", dest="scanner_augment", action="store_false",
+        help="leave out the other scanners' grey values (tissue curve, signal noise), as before 2026-12-02",
+    )
     parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
@@ -171,6 +175,7 @@ def main() -> int:
             lr=args.lr,
             workers=args.workers,
             precision=args.precision,
+            scanner_augment=args.scanner_augment,
             filters_teeth=args.filters,
             filters_types=args.filters,
             types_classes=args.types_classes,
