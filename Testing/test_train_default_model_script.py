@@ -1,5 +1,6 @@
 """scripts/train_default_model.py's training phantoms: the extra young children are 6-9-year-olds of their own
-names and seeds, with primary teeth (what the option is for)."""
+names and seeds, with primary teeth (what the option is for); the other
+scanners' grey values can be left out of the recipe."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from TeethSegmentationLib import fdi
 from TeethSegmentationLib.io.read_write import read_volume
+from TeethSegmentationLib.training.config import TrainConfig
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_default_model.py"
 
@@ -33,3 +35,11 @@ def test_young_children_are_named_apart_and_have_primary_teeth(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{n}{suffix}" for n in young + older for suffix in (".nrrd", ".labels.nrrd")
     )
+
+
+def test_the_scanner_augmentation_is_on_unless_left_out(tmp_path):
+    script = _script()
+    on = script.common_options(script.parse_args([]), tmp_path)
+    off = script.common_options(script.parse_args(["--no-scanner-augment"]), tmp_path)
+    assert on["scanner_augment"] is True and off["scanner_augment"] is False
+    assert TrainConfig(**off).scanner_augment is False and TrainConfig(**on).scanner_augment is True

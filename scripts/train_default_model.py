@@ -112,7 +112,7 @@ def validate(
     return results
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "default_model")
@@ -152,7 +152,28 @@ def main() -> int:
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def common_options(args: argparse.Namespace, train_dir: Path) -> dict:
+    """TrainConfig fields both stages share."""
+    return dict(
+        output=str(args.output),
+        data_dir=str(train_dir),
+        patch=args.patch,
+        batch=args.batch,
+        lr=args.lr,
+        workers=args.workers,
+        precision=args.precision,
+        scanner_augment=args.scanner_augment,
+        filters_teeth=args.filters,
+        filters_types=args.filters,
+        types_classes=args.types_classes,
+    )
+
+
+def main() -> int:
+    args = parse_args()
     if args.quick:
         args.train_cases, args.val_cases = 4, 2
         args.children, args.val_ages = min(args.children, 2), args.val_ages[:1]
@@ -167,19 +188,7 @@ def main() -> int:
         write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing)
         write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES)
         write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, prefix="young")
-        common = dict(
-            output=str(args.output),
-            data_dir=str(train_dir),
-            patch=args.patch,
-            batch=args.batch,
-            lr=args.lr,
-            workers=args.workers,
-            precision=args.precision,
-            scanner_augment=args.scanner_augment,
-            filters_teeth=args.filters,
-            filters_types=args.filters,
-            types_classes=args.types_classes,
-        )
+        common = common_options(args, train_dir)
         lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
         for n, stage in enumerate(s for s in STAGES if s in args.stages):
             epochs, steps = lengths[stage]
