@@ -1,6 +1,5 @@
-"""scripts/train_default_model.py's training phantoms: the extra young children are 6-9-year-olds of their own
-names and seeds, with primary teeth (what the option is for); the other
-scanners' grey values can be left out of the recipe."""
+"""scripts/train_default_model.py: the extra young children are 6-9-year-olds of their own names and seeds, with
+primary teeth (what the option is for); the other scanners' grey values can be left out of the recipe."""
 
 from __future__ import annotations
 
