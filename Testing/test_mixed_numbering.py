@@ -9,6 +9,7 @@ import pytest
 from TeethSegmentationLib.fdi import FDI_NUMBERS, is_primary
 from TeethSegmentationLib.instances.mixed import (
     assign_teeth,
+    beneath_another,
     developing_mask,
     is_mixed,
     long_axis_normal,
@@ -149,6 +150,30 @@ def test_an_erupted_tooth_over_its_forming_successor_is_primary_whatever_it_look
     _looks(perm, prim, incisors)
     result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
     assert result.fdi.tolist() == truth.tolist()
+
+
+def test_a_successor_erupting_behind_its_primary_incisor_is_told_apart_from_it():
+    # A dev 8-year-old: the upper permanent centrals halfway out (crown tips 3 mm beyond the jaw's level, short
+    # of the developing depth) behind the primary centrals, which hang 2 mm below the other crowns and look
+    # permanent to the network. Both sat in the erupted layer and fought for one place: one became 11, the
+    # other no number.
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
+    for predecessor, successor in ((51, 11), (61, 21)):
+        i, j = int(np.flatnonzero(truth == predecessor)[0]), int(np.flatnonzero(truth == successor)[0])
+        extent[i], centroids[i, 2] = (-2.0, 18.0), 7.0
+        extent[j], centroids[j, 2] = (4.0, 14.0), 9.0
+    _looks(perm, prim, np.isin(truth, [51, 61]))
+    assert not developing_mask(extent, centroids[:, 2] > 0)[np.isin(truth, [11, 21])].any()
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+    assert result.developing.tolist() == deep.tolist()
+
+
+def test_beneath_another_marks_the_deeper_of_two_teeth_at_one_place():
+    positions = np.array([3.8, 3.6, 9.0, 14.0])
+    tips = np.array([6.8, -1.6, 12.0, 0.0])  # an erupting 11 behind 51; 12 forming 5 mm away; 53
+    assert beneath_another(positions, tips).tolist() == [True, False, False, False]
+    assert not beneath_another(positions, np.array([2.0, -1.6, 12.0, 0.0])).any()  # 3.6 mm apart: neighbours
 
 
 def test_a_scan_with_more_teeth_than_an_adult_is_read_as_mixed_even_when_no_tooth_looks_primary():

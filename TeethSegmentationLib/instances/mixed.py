@@ -20,7 +20,9 @@ look like a child's).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than
    ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
    the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
-   forming; an erupting tooth (tip a few mm short of the level) counts as erupted.
+   forming; an erupting tooth (tip a few mm short of the level) counts as erupted, unless it erupts beneath
+   another erupted tooth of its jaw at the same place (:func:`beneath_another`) and the network reads it as
+   permanent: a successor still behind its predecessor. (Read as primary, it is rather a piece of that tooth.)
 3. Erupted layer: the arch is fitted through the erupted teeth, which the adults' dynamic programme
    aligns to the 16 places with each place's probability = its permanent + its primary type's (a primary
    second molar holds the second premolar's place, in front of the first permanent molar). No third molar
@@ -307,6 +309,17 @@ def settle_crowded(
     return out
 
 
+def beneath_another(positions: np.ndarray, tip_depth: np.ndarray) -> np.ndarray:
+    """Teeth of one jaw that lie beneath another one: nearer than ``CROWD_MM`` along the arch (``positions``),
+    with the crown tip more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw (``tip_depth``). Two erupted teeth of
+    one jaw never share a place, so the deeper one is a successor erupting under its predecessor: a permanent
+    central incisor halfway out, its crown tip 3 mm short of the developing depth, behind the primary incisor it
+    replaces (dev 8-year-olds), which otherwise competed with it for one place in the erupted layer."""
+    near = np.abs(positions[:, None] - positions[None, :]) < CROWD_MM
+    deeper = tip_depth[:, None] - tip_depth[None, :] > DEVELOPING_DEPTH_MM
+    return (near & deeper).any(axis=1)
+
+
 def assign_mixed(
     centroids: np.ndarray,
     type_probs: np.ndarray,
@@ -334,6 +347,7 @@ def assign_mixed(
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
     upper = settle_crowded(centroids, upper, deep, normal, offset)
+    tip = np.where(upper, extent[:, 0], -extent[:, 1])
     # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
     # of a permanent first molar, crown on short roots) that type's probability, so an erupted tooth's is the
     # primary second molar's.
@@ -349,9 +363,11 @@ def assign_mixed(
         members = np.flatnonzero(upper == jaw)
         if len(members) == 0:
             continue
-        erupted, forming = members[~deep[members]], members[deep[members]]
+        erupted = members[~deep[members]]
         fits[jaw] = numbering.fit_arch(centroids[erupted if len(erupted) >= 5 else members], normal)
         positions[members] = numbering.arch_positions(centroids[members], fits[jaw])
+        deep[erupted] |= beneath_another(positions[erupted], tip[erupted]) & ~primary[erupted]
+        erupted, forming = members[~deep[members]], members[deep[members]]
         fdi[erupted] = numbering.align_arch(by_place[erupted], positions[erupted], jaw, side_sigma_mm)
         # A forming tooth may share a place 1-5 with the erupted tooth above it: its predecessor. Molars have
         # none, so their places are taken.
