@@ -144,6 +144,37 @@ def test_primary_teeth_are_sampled_as_their_own_classes():
     assert near_primary > 80  # a third of the draws (lumped with the forming 15, a fifth)
 
 
+def test_a_share_of_a_childs_patches_is_drawn_on_its_primary_incisors():
+    # Permanent incisors and molars beside two small primary incisors (51, 52): drawn as two types in six, the
+    # primary incisors get a third of the draws; with a share of 0.5, half plus a third of the rest.
+    labels = np.zeros((60, 20, 20), dtype=np.uint8)
+    for k, fdi in enumerate((11, 12, 13, 16)):
+        labels[2 + 10 * k : 10 + 10 * k, 2:18, 2:18] = fdi
+    labels[44:47, 8:11, 8:11] = 51
+    labels[52:55, 8:11, 8:11] = 52
+    groups = dataset.foreground_groups(labels, "fdi")
+    assert set(dataset.PRIMARY_INCISOR_CLASSES) <= set(groups)
+    case = dataset.PreparedCase("child", np.zeros(labels.shape, np.float16), labels, "fdi", 0.0, groups)
+
+    def share_on_incisors(share: float) -> float:
+        params = dataset.SamplingParams(
+            patch=4, foreground_fraction=1.0, augment=NO_AUGMENTATION, primary_incisor_share=share
+        )
+        centres = [dataset.choose_center(case, dataset.item_rng(0, 0, 0, i), params) for i in range(600)]
+        return float(np.mean([c[0] >= 42 for c in centres]))  # the two primary incisors, give or take the jitter
+
+    assert 0.25 < share_on_incisors(0.0) < 0.42
+    assert 0.58 < share_on_incisors(0.5) < 0.75
+    assert share_on_incisors(1.0) == 1.0
+    adult = dataset.PreparedCase("adult", case.image, np.where(labels > 50, 0, labels).astype(np.uint8), "fdi", 0.0)
+    adult.groups = dataset.foreground_groups(adult.labels, "fdi")
+    params = dataset.SamplingParams(
+        patch=4, foreground_fraction=1.0, augment=NO_AUGMENTATION, primary_incisor_share=1.0
+    )
+    centres = [dataset.choose_center(adult, dataset.item_rng(0, 0, 0, i), params) for i in range(50)]
+    assert all(c[0] < 42 for c in centres)  # no primary incisors: the share draws nothing
+
+
 def test_stage_2_background_patches_stay_near_the_teeth(prepared):
     """Stage 2 sees only the teeth box plus a margin at inference; its background patches come from there."""
     lo, hi = map(np.asarray, prepared.box)

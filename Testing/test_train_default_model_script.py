@@ -42,3 +42,16 @@ def test_the_scanner_augmentation_is_on_unless_left_out(tmp_path):
     off = script.common_options(script.parse_args(["--no-scanner-augment"]), tmp_path)
     assert on["scanner_augment"] is True and off["scanner_augment"] is False
     assert TrainConfig(**off).scanner_augment is False and TrainConfig(**on).scanner_augment is True
+
+
+def test_the_primary_incisor_share_reaches_stage_2s_sampling_only(tmp_path):
+    from TeethSegmentationLib.training.trainer import Trainer
+
+    script = _script()
+    argv = ["--primary-incisor-share", "0.25", "--types-classes", "14"]
+    options = script.common_options(script.parse_args(argv), tmp_path)
+    assert script.common_options(script.parse_args([]), tmp_path)["primary_incisor_share"] == 0.0
+    trainer = Trainer(TrainConfig(**options))
+    trainer.model = trainer._build_model()
+    assert trainer.sampling_params("types").primary_incisor_share == 0.25
+    assert trainer.sampling_params("teeth").primary_incisor_share == 0.0

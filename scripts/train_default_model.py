@@ -147,6 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-scanner-augment", dest="scanner_augment", action="store_false",
         help="leave out the other scanners' grey values (tissue curve, signal noise), as before 2026-12-02",
     )
+    parser.add_argument(
+        "--primary-incisor-share", type=float, default=0.0,
+        help="share of a child's tooth-centred stage-2 patches drawn on its primary incisors",
+    )
     parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
@@ -166,6 +170,7 @@ def common_options(args: argparse.Namespace, train_dir: Path) -> dict:
         workers=args.workers,
         precision=args.precision,
         scanner_augment=args.scanner_augment,
+        primary_incisor_share=args.primary_incisor_share,
         filters_teeth=args.filters,
         filters_types=args.filters,
         types_classes=args.types_classes,

@@ -84,6 +84,13 @@ class TrainConfig:
         True, "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
     )
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
+    primary_incisor_share: float = option(
+        0.0,
+        "share of a child's tooth-centred patches drawn on its primary incisors (tiny, resorbing: drawn as one type "
+        "in 13, a 14-class network never told them from permanent incisors)",
+        low=0.0,
+        high=1.0,
+    )
     # networks and grids (None: the init model's, else the new model's defaults)
     teeth_spacing_mm: float | None = option(
         None, "stage 1 (teeth) voxel size in mm (default 1.0)", low=0.25, high=4.0, flag="--teeth-spacing"

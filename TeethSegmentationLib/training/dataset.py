@@ -21,7 +21,13 @@ import torch
 
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import NullReporter, Reporter
-from TeethSegmentationLib.fdi import ALL_FDI_NUMBERS, NUM_CLASSES, NUM_CLASSES_MIXED, fdi_map_to_classes
+from TeethSegmentationLib.fdi import (
+    ALL_FDI_NUMBERS,
+    NUM_CLASSES,
+    NUM_CLASSES_MIXED,
+    PRIMARY_CLASS_OFFSET,
+    fdi_map_to_classes,
+)
 from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
@@ -243,6 +249,8 @@ def prepare_cases(
 
 # --- Patches.
 
+PRIMARY_INCISOR_CLASSES = (PRIMARY_CLASS_OFFSET + 1, PRIMARY_CLASS_OFFSET + 2)  # their groups (14-class ids)
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -254,13 +262,19 @@ class SamplingParams:
     # inference); None: from anywhere in the volume (stage 1 must learn the whole head).
     background_margin: int | None = None
     classes: int = NUM_CLASSES  # of the types network: 9, or 14 with the primary types
+    # Share of the tooth-centred patches of a case with primary incisors that are drawn on them.
+    primary_incisor_share: float = 0.0
 
 
 def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
     """A tooth voxel of a type drawn uniformly among those present (with jitter), or any voxel of the
-    volume (or of the teeth box grown by ``background_margin``)."""
+    volume (or of the teeth box grown by ``background_margin``). A case with primary incisors has
+    ``primary_incisor_share`` of its tooth-centred patches drawn on them."""
     if case.groups and rng.random() < params.foreground_fraction:
         types = sorted(case.groups)
+        incisors = [t for t in PRIMARY_INCISOR_CLASSES if t in case.groups]
+        if incisors and params.primary_incisor_share > 0 and rng.random() < params.primary_incisor_share:
+            types = incisors
         voxels = case.groups[types[rng.integers(len(types))]]
         center = np.array(np.unravel_index(int(voxels[rng.integers(len(voxels))]), case.image.shape))
         return center + rng.integers(-(params.patch // 4), params.patch // 4 + 1, 3)

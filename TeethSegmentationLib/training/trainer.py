@@ -267,6 +267,7 @@ class Trainer:
             teeth_channel=self.teeth_channel(stage),
             background_margin=self.types_margin() if stage == "types" else None,
             classes=self.model.num_classes,
+            primary_incisor_share=self.config.primary_incisor_share if stage == "types" else 0.0,
         )
 
     def types_margin(self) -> int:
