@@ -86,8 +86,8 @@ class TrainConfig:
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
     primary_incisor_share: float = option(
         0.0,
-        "share of a child's tooth-centred patches drawn on its primary incisors (tiny, resorbing: drawn as one type "
-        "in 13, a 14-class network never told them from permanent incisors)",
+        "share of a child's tooth-centred patches drawn on its primary incisors (tiny remnants, otherwise drawn as "
+        "one type in 13)",
         low=0.0,
         high=1.0,
     )

@@ -273,6 +273,7 @@ def choose_center(case: PreparedCase, rng: np.random.Generator, params: Sampling
     if case.groups and rng.random() < params.foreground_fraction:
         types = sorted(case.groups)
         incisors = [t for t in PRIMARY_INCISOR_CLASSES if t in case.groups]
+        # No draw at a share of 0: the patches of every earlier recipe stay the same.
         if incisors and params.primary_incisor_share > 0 and rng.random() < params.primary_incisor_share:
             types = incisors
         voxels = case.groups[types[rng.integers(len(types))]]
