@@ -1,5 +1,6 @@
 """scripts/train_default_model.py: the extra young children are 6-9-year-olds of their own names and seeds, with
-primary teeth (what the option is for); the other scanners' grey values can be left out of the recipe."""
+primary teeth (what the option is for); the other scanners' grey values can be left out of the recipe, and a
+share of stage 2's patches drawn on the primary incisors reaches stage 2 alone."""
 
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave out the other scanners' grey values (tissue curve, signal noise), as before 2026-12-02",
     )
     parser.add_argument(
-        "--primary-incisor-share", type=float, default=0.0,
+        "--primary-incisor-share", type=float, default=defaults.primary_incisor_share,
         help="share of a child's tooth-centred stage-2 patches drawn on its primary incisors",
     )
     parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")

@@ -116,8 +116,7 @@ def retained_primary(
     that merely looks primary has no such successor, and :mod:`pieces` joins it to its tooth."""
     fdi = np.asarray(found.fdi).copy()
     prim, perm = np.asarray(primary_probs, dtype=np.float64), np.asarray(type_probs, dtype=np.float64)
-    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
-    depth = np.where(found.upper, extent[:, 0], -extent[:, 1])  # of the crown tip into its jaw
+    depth = tip_depths(extent, found.upper)
     for i in np.flatnonzero(fdi == 0):
         if prim[i].sum() <= perm[i].sum():
             continue
@@ -250,12 +249,17 @@ def child_plane(
     return child
 
 
+def tip_depths(extent: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """How deep in its jaw each tooth's occlusal end (crown tip) lies, along the normal (mm): upper crowns point
+    down (their lowest voxel), lower ones up (their highest, negated)."""
+    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
+    return np.where(upper, extent[:, 0], -extent[:, 1])
+
+
 def developing_mask(extent: np.ndarray, upper: np.ndarray, depth_mm: float = DEVELOPING_DEPTH_MM) -> np.ndarray:
     """Teeth whose crown tip lies more than ``depth_mm`` deeper in their jaw than the jaw's occlusal level."""
-    extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
-    # Depth into the jaw of each occlusal end: upper crowns point down (their lowest voxel), lower ones up.
-    depth = np.where(upper, extent[:, 0], -extent[:, 1])
-    out = np.zeros(len(extent), dtype=bool)
+    depth = tip_depths(extent, upper)
+    out = np.zeros(len(depth), dtype=bool)
     for jaw in (True, False):
         members = upper == jaw
         if members.sum() >= 3:
@@ -347,7 +351,7 @@ def assign_mixed(
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
     upper = settle_crowded(centroids, upper, deep, normal, offset)
-    tip = np.where(upper, extent[:, 0], -extent[:, 1])
+    tip = tip_depths(extent, upper)
     # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
     # of a permanent first molar, crown on short roots) that type's probability, so an erupted tooth's is the
     # primary second molar's.
