@@ -240,6 +240,62 @@ def test_a_child_s_tooth_beneath_its_predecessor_is_not_stacked():
     assert join_stacked(labels, sparse, ras, assignment) == (labels, False)
 
 
+def _parted_root_case(piece_box: tuple[slice, slice, slice], upper: bool = True, number: int = 0):
+    """A numbered primary canine's crown (10 x 10 x 10 voxels of 0.5 mm: 2.5 mm deep at its centre), a piece in
+    ``piece_box`` numbered ``number`` (0: none) and a numbered molar apart; z is the occlusal normal. Returns
+    (labels, sparse, RAS points, spacing, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+
+    mask = np.zeros((50, 24, 50), bool)
+    crown = (slice(4, 14), slice(4, 14), slice(20, 30))
+    mask[crown] = True
+    mask[piece_box] = True
+    mask[30:42, 4:16, 20:31] = True  # the molar: 1584 voxels
+    spacing = np.full(3, 0.5)
+    sparse = sparse_foreground(mask, spacing)
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    in_crown = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(crown)], axis=0)
+    labels = np.where(ijk[:, 0] >= 30, 3, np.where(in_crown, 1, 2)).astype(np.int32)
+    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
+    fdi = (63, number, 65) if upper else (73, number, 75)
+    assignment = Assignment(np.array(fdi), np.full(3, upper), np.array([-15.0, -15.0, -28.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, True)
+    return labels, sparse, ras, spacing, assignment
+
+
+@pytest.mark.parametrize(("upper", "piece", "joins"), [
+    (True, (slice(6, 12), slice(6, 12), slice(32, 46)), True),  # a root 1 mm above the upper crown
+    (False, (slice(6, 12), slice(6, 12), slice(4, 18)), True),  # and below the lower one
+    (True, (slice(6, 12), slice(6, 12), slice(35, 49)), False),  # 2.5 mm away: further than a thin gap
+    (True, (slice(5, 14), slice(5, 14), slice(32, 41)), False),  # a germ as thick as the crown: a tooth
+    (True, (slice(6, 12), slice(6, 12), slice(4, 18)), False),  # below an upper crown: the occlusal side
+    (True, (slice(16, 28), slice(6, 12), slice(20, 30)), False),  # beside it along the arch, not on its axis
+])
+def test_an_unnumbered_root_parted_by_a_thin_gap_joins_its_numbered_tooth(upper, piece, joins):
+    """A primary canine's root parted from its crown by a dark gap, as deep as 0.7-0.8 x its short crown, stays
+    apart through the merges and gets no number once its successor has its place: it joins the crown whose axis
+    it continues on the apical side. A germ as thick as the crown, a piece beyond a thin gap, on the occlusal
+    side or beside the tooth, stays apart."""
+    from TeethSegmentationLib.instances.pieces import join_parted_roots
+
+    labels, sparse, ras, spacing, assignment = _parted_root_case(piece, upper)
+    joined_labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)
+    if joins:
+        assert np.all(joined_labels[labels == 2] == joined_labels[labels == 1][0])
+
+
+def test_a_numbered_piece_beyond_a_thin_gap_keeps_its_number():
+    """Only pieces left without a number join: a numbered one (a successor beneath its predecessor) stays."""
+    from TeethSegmentationLib.instances.pieces import join_parted_roots
+
+    labels, sparse, ras, spacing, assignment = _parted_root_case((slice(6, 12), slice(6, 12), slice(32, 46)),
+                                                                 number=23)
+    assert join_parted_roots(labels, sparse, ras, spacing, assignment) == (labels, False)
+
+
 def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):
     """A 10 mm molar whose upper corner (an eighth, beside and above the rest: not stacked) carries a number of
     its own, and a whole tooth apart. Returns (labels, sparse, RAS points, assignment)."""

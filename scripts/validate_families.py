@@ -124,6 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     tag = f"pred_{args.model.stem}_{args.precision}"
     out_path = args.out or args.work / "validation.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     log = logging.getLogger("validate_families")
     model = load_model(args.model)

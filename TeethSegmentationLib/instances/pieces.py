@@ -20,6 +20,13 @@ over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``); no
 crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so in
 scans with primary or developing teeth only two parts side by side at one place join (:func:`_child_halves`: a
 forming molar's crown, a shell of cusps, parted in two; a primary molar's corner).
+
+A piece still without a number that touches nothing it belongs to may be a root parted from its numbered tooth
+by a thin dark gap that the merges left (:func:`join_parted_roots`): once the numbering has given every forming
+tooth its place, a leftover that continues a numbered tooth's axis on its apical side, across at most
+``roots.ROOT_GAP_MM``, and is smaller and thinner than it, is that tooth's root. Before the numbering, the merges'
+thinness test (``roots.ROOT_THINNER``) must also keep germs and small primary incisors apart from the teeth
+beside them; a primary canine's root, 0.7-0.8 x as deep as its short crown, failed it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.foreground import SparseForeground
 from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
-from TeethSegmentationLib.instances.regions import label_sums
+from TeethSegmentationLib.instances.regions import label_sums, region_peaks
+from TeethSegmentationLib.instances.roots import ROOT_GAP_MM, ROOT_SIZE_SHARE, ROOT_STACKED_SLOPE, neighbours_within
 
 # Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
 # piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
@@ -47,6 +55,10 @@ STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart a
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
+# A leftover piece joins a numbered tooth's crown only when at most this x as deep (its deepest point inside the
+# foreground): a germ left without a number is as thick as its predecessor's crown or thicker (dev children's
+# forming canines and premolars 1.0-1.5 x the primary crown above them), a primary canine's parted root 0.7-0.8 x.
+PARTED_THINNER = 0.9
 
 
 def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
@@ -74,6 +86,47 @@ def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assign
                     break
     joined = len(unnumbered) < int(np.sum(assignment.fdi == 0))
     return (_compact(labels, owner) if joined else labels), joined
+
+
+def join_parted_roots(
+    labels: np.ndarray, sparse: SparseForeground, ras: np.ndarray, spacing: np.ndarray, assignment: Assignment
+) -> tuple[np.ndarray, bool]:
+    """Compact labels with each unnumbered piece that is a root parted from a numbered tooth of its jaw (module
+    docstring) joined to it; whether any joined. ``ras``: the compact voxels' positions (mm)."""
+    fdi = np.asarray(assignment.fdi)
+    count = len(fdi) + 1
+    size = np.bincount(labels, minlength=count).astype(np.float64)
+    loose = [r for r in np.argsort(size, kind="stable") if r > 0 and size[r] and not fdi[r - 1]]
+    if not loose:
+        return labels, False
+    centroid = label_sums(labels, ras, count) / np.maximum(size, 1)[:, None]
+    peak = region_peaks(labels, sparse.dist)
+    steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
+    owner = np.arange(count)
+    for r in loose:
+        crowns = []
+        for c, step in neighbours_within(labels, sparse, r, steps).items():
+            if _root_of(r, c, size, centroid, peak, assignment):
+                offset = centroid[r] - centroid[c]
+                across = float(np.linalg.norm(offset - (offset @ assignment.normal) * assignment.normal))
+                crowns.append((step, across, c))
+        if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
+            owner[r] = min(crowns)[2]
+    joined = bool((owner != np.arange(count)).any())
+    return (_compact(labels, owner) if joined else labels), joined
+
+
+def _root_of(r: int, c: int, size: np.ndarray, centroid: np.ndarray, peak: np.ndarray, assignment: Assignment) -> bool:
+    """Whether unnumbered piece r continues numbered tooth c's axis apically, smaller and thinner than it."""
+    if c == 0 or c == r or not assignment.fdi[c - 1] or assignment.upper[r - 1] != assignment.upper[c - 1]:
+        return False
+    if size[r] > ROOT_SIZE_SHARE * size[c] or peak[r] > PARTED_THINNER * peak[c]:
+        return False
+    offset = centroid[r] - centroid[c]
+    along = float(offset @ assignment.normal)
+    across = float(np.linalg.norm(offset - along * assignment.normal))
+    apical = 1.0 if assignment.upper[c - 1] else -1.0  # upper roots point up, along the normal
+    return along * apical > 0 and ROOT_STACKED_SLOPE * abs(along) > across
 
 
 def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:

@@ -61,7 +61,7 @@ def parted_roots(
         ]
         if not crowns:
             continue
-        near = _neighbours_within(labels, sparse, r, steps)
+        near = neighbours_within(labels, sparse, r, steps)
         reached = [(near[c], _across(r, c, centroid, plane.normal), c) for c in crowns if c in near]
         if reached:  # the nearest crown; of crowns as near, the one whose axis the root continues best
             best = min(reached)[2]
@@ -99,7 +99,7 @@ def _join(keep: int, gone: int, size: np.ndarray, centroid: np.ndarray) -> None:
     size[keep], size[gone] = total, 0
 
 
-def _neighbours_within(labels: np.ndarray, sparse: SparseForeground, r: int, steps: int) -> dict[int, int]:
+def neighbours_within(labels: np.ndarray, sparse: SparseForeground, r: int, steps: int) -> dict[int, int]:
     """{other label: smallest dilation step (voxels) that reaches it} of region r, within ``steps`` voxels."""
     members = np.flatnonzero(labels == r)
     ijk = np.stack(np.unravel_index(sparse.flat[members], sparse.shape), axis=1)

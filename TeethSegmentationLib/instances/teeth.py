@@ -19,8 +19,9 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
    broad contact) are cut at their thinnest cross-sections (:mod:`fused`), and the teeth are numbered again.
    In a child's scan, also a resorbing upper primary incisor fused to the tip of a lower incisor (cut at
    their neck across the bite) and permanent central incisors fused in their crypts.
-8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`); what
-   still has no number is kept as an unnumbered tooth (label 100, 101, ...).
+8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`), and so
+   do roots parted from a numbered tooth by a thin gap; what still has no number is kept as an unnumbered
+   tooth (label 100, 101, ...).
 9. A child's scan (the mixed numbering ran) goes through steps 3-8 once more, with a marker added in each
    unmarked region of one incisor or canine type: a resorbing primary lateral incisor's core is too small
    for a marker of its own, and it drained into the teeth beside it. The second pass stands only if it leaves
@@ -59,7 +60,7 @@ from TeethSegmentationLib.instances.merge import merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.pieces import join_pieces, join_stacked
+from TeethSegmentationLib.instances.pieces import join_parted_roots, join_pieces, join_stacked
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
 from TeethSegmentationLib.instances.watershed import drain, markers, steepest_ascent, unmarked_markers
 
@@ -154,16 +155,16 @@ def label_teeth(
     voxels = _Voxels(types, fg, sparse.ras_points(affine), both)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
-    labels, stats, assignment = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels, opts,
-                                       voxel_mm3, spacing, reporter)
+    labels, stats, assignment, loose = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels,
+                                              opts, voxel_mm3, spacing, reporter)
     if assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
         child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
                                          _voxels(opts.min_tooth_mm3, voxel_mm3))
         if child_markers.max(initial=0) > marker_labels.max(initial=0):
             again = _teeth(drain(sparse, child_markers, spacing, ascent), sparse, voxels, opts, voxel_mm3, spacing,
                            reporter)
-            if _unnumbered(again[2]) <= _unnumbered(assignment):  # a new region left unnumbered was no tooth
-                labels, stats, assignment = again
+            if again[3] <= loose:  # a new region left unnumbered was no tooth
+                labels, stats, assignment, loose = again
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
@@ -181,9 +182,11 @@ def _teeth(
     voxel_mm3: float,
     spacing: np.ndarray,
     reporter: Reporter,
-) -> tuple[np.ndarray, RegionStats, Assignment]:
+) -> tuple[np.ndarray, RegionStats, Assignment, int]:
     """From the watershed's regions to numbered teeth: merge, cut across the bite, number, cut fused teeth,
-    join parts, numbering again after each change."""
+    join parts, numbering again after each change. Also returns how many instances were left unnumbered before
+    parted roots joined their teeth: the second pass's guard counts new regions that got no number, and a
+    region that joins a tooth as its root still got none."""
     ras = voxels.ras
     peak = region_peaks(labels, sparse.dist)
     plane = find_occlusal_plane(labels, ras, peak)
@@ -210,7 +213,11 @@ def _teeth(
     labels, joined = join_pieces(labels, sparse, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    return labels, stats, assignment
+    loose = _unnumbered(assignment)
+    labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
+    if joined:
+        stats, assignment = _number(labels, voxels, plane, opts)
+    return labels, stats, assignment, loose
 
 
 def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
