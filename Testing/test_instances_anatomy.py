@@ -339,14 +339,16 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     ((64, 65, 16), (False, False, False), 1.5, True),  # an erupted primary molar and its corner
     ((64, 65, 16), (False, False, False), 3.0, True),  # 0.46 x a premolar's width apart: a primary molar is wider
     ((64, 65, 16), (False, False, False), 4.5, False),  # 0.69 x: the next tooth
-    ((27, 28, 16), (True, True, False), 3.0, False),  # forming molars have the typical widths
+    ((27, 28, 16), (True, True, False), 3.0, True),  # a forming molar's shell of cusps parted in halves
+    ((11, 12, 16), (True, True, False), 3.0, False),  # forming incisors crowd in their crypts: two teeth
     ((51, 52, 16), (False, False, False), 1.5, False),  # erupted incisors overlap at one place when crowded
 ])
 def test_the_parts_of_a_childs_tooth_at_one_place_join(fdi, developing, along_mm, joins):
     """In a child's scan only two parts side by side at one place along the arch join, both developing or both
     erupted premolars or molars: a forming molar's crown is a shell of cusps that the watershed can part, and a
     developing tooth beneath its predecessor is a tooth of its own. Erupted parts touching over a broad face may
-    lie further apart in places: a primary second molar holds a premolar's place and is 1.4 x as wide."""
+    lie further apart in places (a primary second molar holds a premolar's place and is 1.4 x as wide), and so
+    may the halves of a forming premolar or molar (each about a quarter of its width from its centre)."""
     from dataclasses import replace
 
     from TeethSegmentationLib.instances.pieces import join_stacked
