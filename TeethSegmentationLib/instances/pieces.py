@@ -106,9 +106,8 @@ def join_parted_roots(
     for r in loose:
         crowns = []
         for c, step in neighbours_within(labels, sparse, r, steps).items():
-            if _root_of(r, c, size, centroid, peak, assignment):
-                offset = centroid[r] - centroid[c]
-                across = float(np.linalg.norm(offset - (offset @ assignment.normal) * assignment.normal))
+            across = _root_offset(r, c, size, centroid, peak, assignment)
+            if across is not None:
                 crowns.append((step, across, c))
         if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
             owner[r] = min(crowns)[2]
@@ -116,17 +115,20 @@ def join_parted_roots(
     return (_compact(labels, owner) if joined else labels), joined
 
 
-def _root_of(r: int, c: int, size: np.ndarray, centroid: np.ndarray, peak: np.ndarray, assignment: Assignment) -> bool:
-    """Whether unnumbered piece r continues numbered tooth c's axis apically, smaller and thinner than it."""
+def _root_offset(
+    r: int, c: int, size: np.ndarray, centroid: np.ndarray, peak: np.ndarray, assignment: Assignment
+) -> float | None:
+    """How far unnumbered piece r lies off numbered tooth c's axis (mm), when r continues that axis apically and
+    is smaller and thinner than c; None otherwise."""
     if c == 0 or c == r or not assignment.fdi[c - 1] or assignment.upper[r - 1] != assignment.upper[c - 1]:
-        return False
+        return None
     if size[r] > ROOT_SIZE_SHARE * size[c] or peak[r] > PARTED_THINNER * peak[c]:
-        return False
+        return None
     offset = centroid[r] - centroid[c]
     along = float(offset @ assignment.normal)
     across = float(np.linalg.norm(offset - along * assignment.normal))
     apical = 1.0 if assignment.upper[c - 1] else -1.0  # upper roots point up, along the normal
-    return along * apical > 0 and ROOT_STACKED_SLOPE * abs(along) > across
+    return across if along * apical > 0 and ROOT_STACKED_SLOPE * abs(along) > across else None
 
 
 def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:
