@@ -37,8 +37,9 @@ from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.foreground import SparseForeground
 from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
+from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.regions import label_sums, region_peaks
-from TeethSegmentationLib.instances.roots import ROOT_GAP_MM, ROOT_SIZE_SHARE, ROOT_STACKED_SLOPE, neighbours_within
+from TeethSegmentationLib.instances.roots import ROOT_GAP_MM, neighbours_within, off_axis_mm, root_of
 
 # Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
 # piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
@@ -101,34 +102,20 @@ def join_parted_roots(
         return labels, False
     centroid = label_sums(labels, ras, count) / np.maximum(size, 1)[:, None]
     peak = region_peaks(labels, sparse.dist)
+    side = np.r_[0.0, np.where(assignment.upper, 1.0, -1.0)]  # upper roots point up, along the normal
+    jaws = OcclusalPlane(assignment.normal, assignment.plane_offset, True)  # each tooth's jaw is known
     steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
     owner = np.arange(count)
     for r in loose:
-        crowns = []
-        for c, step in neighbours_within(labels, sparse, r, steps).items():
-            across = _root_offset(r, c, size, centroid, peak, assignment)
-            if across is not None:
-                crowns.append((step, across, c))
+        crowns = [
+            (step, off_axis_mm(r, c, centroid, assignment.normal), c)
+            for c, step in neighbours_within(labels, sparse, r, steps).items()
+            if c and fdi[c - 1] and root_of(r, c, size, centroid, peak, side, jaws, PARTED_THINNER)
+        ]
         if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
             owner[r] = min(crowns)[2]
     joined = bool((owner != np.arange(count)).any())
     return (_compact(labels, owner) if joined else labels), joined
-
-
-def _root_offset(
-    r: int, c: int, size: np.ndarray, centroid: np.ndarray, peak: np.ndarray, assignment: Assignment
-) -> float | None:
-    """How far unnumbered piece r lies off numbered tooth c's axis (mm), when r continues that axis apically and
-    is smaller and thinner than c; None otherwise."""
-    if c == 0 or c == r or not assignment.fdi[c - 1] or assignment.upper[r - 1] != assignment.upper[c - 1]:
-        return None
-    if size[r] > ROOT_SIZE_SHARE * size[c] or peak[r] > PARTED_THINNER * peak[c]:
-        return None
-    offset = centroid[r] - centroid[c]
-    along = float(offset @ assignment.normal)
-    across = float(np.linalg.norm(offset - along * assignment.normal))
-    apical = 1.0 if assignment.upper[c - 1] else -1.0  # upper roots point up, along the normal
-    return across if along * apical > 0 and ROOT_STACKED_SLOPE * abs(along) > across else None
 
 
 def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:

@@ -57,12 +57,12 @@ def parted_roots(
         if r == 0 or size[r] == 0:
             continue
         crowns = [
-            c for c in range(1, count) if c != r and size[c] and _continues(r, c, size, centroid, depth, side, plane)
+            c for c in range(1, count) if c != r and size[c] and root_of(r, c, size, centroid, depth, side, plane)
         ]
         if not crowns:
             continue
         near = neighbours_within(labels, sparse, r, steps)
-        reached = [(near[c], _across(r, c, centroid, plane.normal), c) for c in crowns if c in near]
+        reached = [(near[c], off_axis_mm(r, c, centroid, plane.normal), c) for c in crowns if c in near]
         if reached:  # the nearest crown; of crowns as near, the one whose axis the root continues best
             best = min(reached)[2]
             labels = np.where(labels == r, best, labels)
@@ -71,23 +71,26 @@ def parted_roots(
     return pairs
 
 
-def _continues(
+def root_of(
     r: int, c: int, size: np.ndarray, centroid: np.ndarray, depth: np.ndarray, side: np.ndarray,
-    plane: OcclusalPlane,
+    plane: OcclusalPlane, thinner: float = ROOT_THINNER,
 ) -> bool:
-    """Whether region r is a root piece that continues region c's tooth apically."""
-    if size[r] > ROOT_SIZE_SHARE * size[c] or depth[r] > ROOT_THINNER * depth[c]:
+    """Whether region r is a root piece that continues region c's tooth apically: smaller, at most ``thinner``
+    x as deep, further along the axis than across it, on c's apical side (``side``: +1 where the roots point
+    along the normal, -1 against it, 0 unknown) and, with two arches, on c's side of the plane."""
+    if size[r] > ROOT_SIZE_SHARE * size[c] or depth[r] > thinner * depth[c]:
         return False
     offset = centroid[r] - centroid[c]
     along = float(offset @ plane.normal)
-    if ROOT_STACKED_SLOPE * abs(along) <= _across(r, c, centroid, plane.normal):
+    if ROOT_STACKED_SLOPE * abs(along) <= off_axis_mm(r, c, centroid, plane.normal):
         return False
     if plane.two_arches and side[r] != side[c]:
         return False
     return side[c] == 0 or along * side[c] > 0
 
 
-def _across(r: int, c: int, centroid: np.ndarray, normal: np.ndarray) -> float:
+def off_axis_mm(r: int, c: int, centroid: np.ndarray, normal: np.ndarray) -> float:
+    """How far region r's centroid lies from region c's across ``normal`` (mm)."""
     offset = centroid[r] - centroid[c]
     return float(np.linalg.norm(offset - (offset @ normal) * normal))
 
