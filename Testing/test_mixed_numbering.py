@@ -176,6 +176,29 @@ def test_beneath_another_marks_the_deeper_of_two_teeth_at_one_place():
     assert not beneath_another(positions, np.array([2.0, -1.6, 12.0, 0.0])).any()  # 3.6 mm apart: neighbours
 
 
+def test_beneath_another_marks_a_germ_that_reaches_the_bite_by_its_centroid():
+    positions, tips = np.array([-30.0, -29.3, -38.8]), np.array([0.2, 1.7, -0.3])  # 65, 25's region, 26
+    assert not beneath_another(positions, tips).any()  # the tips alone: side by side
+    centres = np.array([4.7, 17.2, 7.3])
+    assert beneath_another(positions, tips, centres).tolist() == [False, True, False]
+    crowded = np.array([4.7, 13.2, 7.3])  # 8.5 mm: a permanent lateral incisor crowded onto a primary canine
+    assert not beneath_another(positions, tips, crowded).any()
+
+
+def test_a_germ_whose_region_took_its_predecessors_root_tip_does_not_take_its_place():
+    """A forming 25 whose region reached the bite through a sliver of 65's root, with 65 typed as a permanent
+    second molar (dev 6-9 years): 65 keeps place 5 and 25 is developing beneath it."""
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    germ, predecessor = int(np.flatnonzero(truth == 25)[0]), int(np.flatnonzero(truth == 65)[0])
+    extent[germ, 0] = 1.5
+    centroids[germ, 2], centroids[predecessor, 2] = 17.0, 5.0  # crypt above a crown on resorbing roots
+    perm[predecessor], prim[predecessor] = 0.02, 0.02
+    perm[predecessor, 6], prim[predecessor, 4] = 0.6, 0.15
+    result = assign_teeth(centroids, perm, np.zeros(len(truth)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == truth.tolist()
+    assert result.developing.tolist() == deep.tolist()
+
+
 def test_a_scan_with_more_teeth_than_an_adult_is_read_as_mixed_even_when_no_tooth_looks_primary():
     truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
     assert len(truth) > 36

@@ -21,8 +21,9 @@ look like a child's).
    ``DEVELOPING_DEPTH_MM`` beyond its jaw's occlusal level. The level is a low quantile of the depths of
    the jaw's crown tips, so the erupted teeth set it even at 6 years, when half the teeth are still
    forming; an erupting tooth (tip a few mm short of the level) counts as erupted, unless it erupts beneath
-   another erupted tooth of its jaw at the same place (:func:`beneath_another`) and the network reads it as
-   permanent: a successor still behind its predecessor. (Read as primary, it is rather a piece of that tooth.)
+   another erupted tooth of its jaw at the same place (:func:`beneath_another`: its tip or its centroid much
+   deeper) and the network reads it as permanent: a successor still behind its predecessor, or a germ whose
+   region took a sliver of it. (Read as primary, it is rather a piece of that tooth.)
 3. Erupted layer: the arch is fitted through the erupted teeth, which the adults' dynamic programme
    aligns to the 16 places with each place's probability = its permanent + its primary type's (a primary
    second molar holds the second premolar's place, in front of the first permanent molar). No third molar
@@ -284,6 +285,11 @@ def second_molars_first(forming_fdi: np.ndarray, taken: set[int]) -> np.ndarray:
 
 NEAR_PLANE_MM = 2.5  # an erupted tooth whose centroid lies this near the plane may belong to either jaw
 CROWD_MM = 3.0  # two erupted teeth of one jaw are never this near along the arch (a lower primary central: 4 mm)
+# A germ whose region took a sliver of its predecessor's root or crown reaches the occlusal level, but its centroid
+# stays in its crypt: 12.3-12.7 mm deeper than its predecessor's in the dev children (a forming 25 under 65, a
+# forming 21 under 61). Two erupted teeth at one place lay at most 8.5 mm apart (a permanent lateral incisor
+# crowded onto a primary canine).
+GERM_DEEPER_MM = 10.0
 
 
 def settle_crowded(
@@ -313,14 +319,21 @@ def settle_crowded(
     return out
 
 
-def beneath_another(positions: np.ndarray, tip_depth: np.ndarray) -> np.ndarray:
+def beneath_another(
+    positions: np.ndarray, tip_depth: np.ndarray, centre_depth: np.ndarray | None = None
+) -> np.ndarray:
     """Teeth of one jaw that lie beneath another one: nearer than ``CROWD_MM`` along the arch (``positions``),
     with the crown tip more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw (``tip_depth``). Two erupted teeth of
     one jaw never share a place, so the deeper one is a successor erupting under its predecessor: a permanent
     central incisor halfway out, its crown tip 3 mm short of the developing depth, behind the primary incisor it
-    replaces (dev 8-year-olds), which otherwise competed with it for one place in the erupted layer."""
+    replaces (dev 8-year-olds), which otherwise competed with it for one place in the erupted layer. With
+    ``centre_depth`` (how deep each centroid lies), also a tooth whose centroid lies more than ``GERM_DEEPER_MM``
+    deeper: a germ whose region reached the occlusal level through a sliver of its predecessor (dev: a forming 25
+    took place 5 and pushed 65, 26 and 27 one place on)."""
     near = np.abs(positions[:, None] - positions[None, :]) < CROWD_MM
     deeper = tip_depth[:, None] - tip_depth[None, :] > DEVELOPING_DEPTH_MM
+    if centre_depth is not None:
+        deeper |= centre_depth[:, None] - centre_depth[None, :] > GERM_DEEPER_MM
     return (near & deeper).any(axis=1)
 
 
@@ -352,6 +365,7 @@ def assign_mixed(
     deep = developing_mask(extent, upper)
     upper = settle_crowded(centroids, upper, deep, normal, offset)
     tip = tip_depths(extent, upper)
+    centre = np.where(upper, 1.0, -1.0) * (centroids @ normal - offset)  # how deep in its jaw each centroid lies
     # No third molar has erupted in a child's mouth; the network gives a primary second molar (the likeness
     # of a permanent first molar, crown on short roots) that type's probability, so an erupted tooth's is the
     # primary second molar's.
@@ -370,7 +384,8 @@ def assign_mixed(
         erupted = members[~deep[members]]
         fits[jaw] = numbering.fit_arch(centroids[erupted if len(erupted) >= 5 else members], normal)
         positions[members] = numbering.arch_positions(centroids[members], fits[jaw])
-        deep[erupted] |= beneath_another(positions[erupted], tip[erupted]) & ~primary[erupted]
+        beneath = beneath_another(positions[erupted], tip[erupted], centre[erupted])
+        deep[erupted] |= beneath & ~primary[erupted]
         erupted, forming = members[~deep[members]], members[deep[members]]
         fdi[erupted] = numbering.align_arch(by_place[erupted], positions[erupted], jaw, side_sigma_mm)
         # A forming tooth may share a place 1-5 with the erupted tooth above it: its predecessor. Molars have
