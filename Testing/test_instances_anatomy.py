@@ -240,9 +240,13 @@ def test_a_child_s_tooth_beneath_its_predecessor_is_not_stacked():
     assert join_stacked(labels, sparse, ras, assignment) == (labels, False)
 
 
-def _parted_root_case(piece_box: tuple[slice, slice, slice], upper: bool = True, number: int = 0):
-    """A numbered primary canine's crown (10 x 10 x 10 voxels of 0.5 mm: 2.5 mm deep at its centre), a piece in
-    ``piece_box`` numbered ``number`` (0: none) and a numbered molar apart; z is the occlusal normal. Returns
+def _parted_root_case(
+    piece_box: tuple[slice, slice, slice], upper: bool = True, number: int = 0, crown_fdi: int | None = None,
+    forming: bool | None = None,
+):
+    """A numbered primary canine's crown (10 x 10 x 10 voxels of 0.5 mm: 2.5 mm deep at its centre; or numbered
+    ``crown_fdi``), a piece in ``piece_box`` numbered ``number`` (0: none) and a numbered molar apart; z is the
+    occlusal normal. ``forming``: the mixed numbering ran, and the piece is a forming tooth (or not). Returns
     (labels, sparse, RAS points, spacing, assignment)."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
@@ -258,9 +262,10 @@ def _parted_root_case(piece_box: tuple[slice, slice, slice], upper: bool = True,
     in_crown = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(crown)], axis=0)
     labels = np.where(ijk[:, 0] >= 30, 3, np.where(in_crown, 1, 2)).astype(np.int32)
     ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
-    fdi = (63, number, 65) if upper else (73, number, 75)
+    fdi = (crown_fdi or (63 if upper else 73), number, 65 if upper else 75)
+    developing = None if forming is None else np.array([False, forming, False])
     assignment = Assignment(np.array(fdi), np.full(3, upper), np.array([-15.0, -15.0, -28.0]),
-                            np.array([0.0, 0.0, 1.0]), 0.0, True)
+                            np.array([0.0, 0.0, 1.0]), 0.0, True, developing=developing)
     return labels, sparse, ras, spacing, assignment
 
 
@@ -294,6 +299,28 @@ def test_a_numbered_piece_beyond_a_thin_gap_keeps_its_number():
     labels, sparse, ras, spacing, assignment = _parted_root_case((slice(6, 12), slice(6, 12), slice(32, 46)),
                                                                  number=23)
     assert join_parted_roots(labels, sparse, ras, spacing, assignment) == (labels, False)
+
+
+@pytest.mark.parametrize(("crown_fdi", "piece", "forming", "joins"), [
+    (71, (slice(6, 12), slice(6, 12), slice(8, 20)), True, True),  # a root touching its crown at the neck
+    (71, (slice(6, 12), slice(6, 12), slice(6, 18)), True, False),  # 1 mm apart: a successor in its crypt
+    (71, (slice(4, 14), slice(4, 14), slice(8, 20)), True, False),  # as thick as the crown: a germ
+    (41, (slice(6, 12), slice(6, 12), slice(8, 20)), True, False),  # under a permanent crown: a neighbour's germ
+    (71, (slice(6, 12), slice(6, 12), slice(8, 20)), False, False),  # numbered as erupted: two teeth
+])
+def test_a_forming_tooth_that_is_its_primary_numbered_crowns_own_root_joins_it(crown_fdi, piece, forming, joins):
+    """An erupting lower central incisor cut at its neck: the mixed numbering took its root, deeper in the jaw,
+    for its successor forming beneath it (31) and the crown for the primary predecessor (71). A forming tooth
+    that touches an erupted primary-numbered crown on its apical side, on its axis, smaller and thinner, is
+    that crown's root; one beyond a gap, as thick as the crown, or under a permanent crown stays a tooth."""
+    from TeethSegmentationLib.instances.pieces import join_parted_roots
+
+    labels, sparse, ras, spacing, assignment = _parted_root_case(piece, False, 31, crown_fdi, forming)
+    joined_labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
+    assert joined == joins
+    if joins:
+        assert np.all(joined_labels[labels == 2] == joined_labels[labels == 1][0])
+        assert len(np.unique(joined_labels)) == 2
 
 
 def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):

@@ -26,13 +26,19 @@ by a thin dark gap that the merges left (:func:`join_parted_roots`): once the nu
 tooth its place, a leftover that continues a numbered tooth's axis on its apical side, across at most
 ``roots.ROOT_GAP_MM``, and is smaller and thinner than it, is that tooth's root. Before the numbering, the merges'
 thinness test (``roots.ROOT_THINNER``) must also keep germs and small primary incisors apart from the teeth
-beside them; a primary canine's root, 0.7-0.8 x as deep as its short crown, failed it.
+beside them; a primary canine's root, 0.7-0.8 x as deep as its short crown, failed it. Likewise a forming tooth
+that touches an erupted primary-numbered crown and continues its axis, smaller and thinner: an erupting permanent
+incisor cut at its neck, whose root the mixed numbering took for its successor forming beneath it and whose crown
+for the primary predecessor (31 -> 71 in three of 41 dev children). A successor lies in its own crypt: on those
+children no germ touched a primary-numbered crown while thinner than it (the one that touched was 1.02 x as deep),
+and the germs that touch an erupted permanent crown on its axis (a lateral incisor's beside the central) stay.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from TeethSegmentationLib.fdi import is_primary
 from TeethSegmentationLib.instances import numbering
 from TeethSegmentationLib.instances.foreground import SparseForeground
 from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
@@ -92,30 +98,53 @@ def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assign
 def join_parted_roots(
     labels: np.ndarray, sparse: SparseForeground, ras: np.ndarray, spacing: np.ndarray, assignment: Assignment
 ) -> tuple[np.ndarray, bool]:
-    """Compact labels with each unnumbered piece that is a root parted from a numbered tooth of its jaw (module
-    docstring) joined to it; whether any joined. ``ras``: the compact voxels' positions (mm)."""
+    """Compact labels with each unnumbered piece that is a root parted from a numbered tooth of its jaw, and each
+    forming tooth that is an erupted primary-numbered crown's own root (module docstring), joined to that tooth;
+    whether any joined. ``ras``: the compact voxels' positions (mm)."""
     fdi = np.asarray(assignment.fdi)
     count = len(fdi) + 1
     size = np.bincount(labels, minlength=count).astype(np.float64)
     loose = [r for r in np.argsort(size, kind="stable") if r > 0 and size[r] and not fdi[r - 1]]
-    if not loose:
+    forming = _forming(fdi, size, assignment)
+    if not loose and not forming:
         return labels, False
     centroid = label_sums(labels, ras, count) / np.maximum(size, 1)[:, None]
     peak = region_peaks(labels, sparse.dist)
     side = np.r_[0.0, np.where(assignment.upper, 1.0, -1.0)]  # upper roots point up, along the normal
     jaws = OcclusalPlane(assignment.normal, assignment.plane_offset, True)  # each tooth's jaw is known
+
+    def continues(r: int, c: int) -> bool:
+        return root_of(r, c, size, centroid, peak, side, jaws, PARTED_THINNER)
+
     steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
     owner = np.arange(count)
     for r in loose:
         crowns = [
             (step, off_axis_mm(r, c, centroid, assignment.normal), c)
             for c, step in neighbours_within(labels, sparse, r, steps).items()
-            if c and fdi[c - 1] and root_of(r, c, size, centroid, peak, side, jaws, PARTED_THINNER)
+            if c and fdi[c - 1] and continues(r, c)
         ]
         if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
             owner[r] = min(crowns)[2]
+    for r in forming:
+        crowns = [c for c in neighbours_within(labels, sparse, r, 1) if c and _erupted_primary(c, assignment)]
+        crowns = [c for c in crowns if continues(r, c)]
+        if len(crowns) == 1:
+            owner[r] = crowns[0]
     joined = bool((owner != np.arange(count)).any())
     return (_compact(labels, owner) if joined else labels), joined
+
+
+def _forming(fdi: np.ndarray, size: np.ndarray, assignment: Assignment) -> list[int]:
+    """Regions numbered as forming permanent teeth (a child's scan only)."""
+    if assignment.developing is None:
+        return []
+    return [r for r in range(1, len(fdi) + 1) if size[r] and fdi[r - 1] and assignment.developing[r - 1]
+            and not is_primary(int(fdi[r - 1]))]
+
+
+def _erupted_primary(c: int, assignment: Assignment) -> bool:
+    return is_primary(int(assignment.fdi[c - 1])) and not assignment.developing[c - 1]
 
 
 def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:
