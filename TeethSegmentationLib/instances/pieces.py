@@ -127,8 +127,8 @@ def join_parted_roots(
         if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
             owner[r] = min(crowns)[2]
     for r in forming:
-        crowns = [c for c in neighbours_within(labels, sparse, r, 1) if c and _erupted_primary(c, assignment)]
-        crowns = [c for c in crowns if continues(r, c)]
+        touching = neighbours_within(labels, sparse, r, 1)
+        crowns = [c for c in touching if c and _erupted_primary(c, assignment) and continues(r, c)]
         if len(crowns) == 1:
             owner[r] = crowns[0]
     joined = bool((owner != np.arange(count)).any())
