@@ -478,3 +478,15 @@ def test_a_retained_primary_canine_in_an_adults_scan_takes_its_primary_number():
         result = assign_teeth(centroids, perm, np.zeros(len(centroids)), primary_probs=prim, extent=extent)
         assert result.developing is None
         assert result.fdi.tolist() == fdis + extra, (look_primary, impacted)
+
+
+@pytest.mark.parametrize(("impacted", "extra"), [(True, [53, 63]), (False, [0, 0])])
+def test_a_retained_primary_tooth_read_half_as_permanent_takes_its_successors_place(impacted, extra):
+    """A retained primary tooth that the network reads half as permanent (a 12-year-old's lower primary molars:
+    0.28-0.50 of their type probability primary) takes the primary number of the one successor beneath it;
+    with no successor it stays unnumbered."""
+    fdis, centroids, perm, prim, extent = _retained_canines(False, impacted)
+    prim[-2:, 2], perm[-2:, 2] = 0.35, 0.5
+    result = assign_teeth(centroids, perm, np.zeros(len(centroids)), primary_probs=prim, extent=extent)
+    assert result.developing is None
+    assert result.fdi.tolist() == fdis + extra

@@ -63,6 +63,10 @@ MAX_REFIT_TURN_DEG = 12.0
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 SUCCESSOR_MM = 5.0  # a retained primary tooth and its impacted successor lie this near along the arch
+# A retained primary tooth that the network reads half as permanent still holds this share of its type
+# probability as primary (a 12-year-old dev child's retained lower primary molars: 0.28-0.50); every tooth of
+# the 14 adult dev scans held at most 0.17.
+RETAINED_SHARE = 0.2
 LEVEL_QUANTILE = 0.25
 
 
@@ -113,24 +117,35 @@ def retained_primary(
     impacted successor, at 12 years or for life. A tooth the adults' numbering left without a free number takes
     its primary number (jaw and side from the numbering, place from its primary types) when its primary types
     outweigh its permanent ones and its successor is numbered at its place (within ``SUCCESSOR_MM`` along the
-    arch) with its crown tip more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw. A piece of an adult's tooth
-    that merely looks primary has no such successor, and :mod:`pieces` joins it to its tooth."""
+    arch) with its crown tip more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw. When they do not outweigh them
+    but hold at least ``RETAINED_SHARE`` of its type probability, the place comes from its one successor: a
+    retained primary molar that the network reads half as a permanent molar or premolar. A piece of an adult's
+    tooth that merely looks primary has no such successor, and :mod:`pieces` joins it to its tooth."""
     fdi = np.asarray(found.fdi).copy()
     prim, perm = np.asarray(primary_probs, dtype=np.float64), np.asarray(type_probs, dtype=np.float64)
     depth = tip_depths(extent, found.upper)
     for i in np.flatnonzero(fdi == 0):
-        if prim[i].sum() <= perm[i].sum():
+        successors = {int(fdi[j]) for j in _successors(i, fdi, found, depth)}
+        if prim[i].sum() > perm[i].sum():
+            side = "right" if found.arch_position_mm[i] >= 0 else "left"
+            number = fdi_from(bool(found.upper[i]), side, int(np.argmax(prim[i])) + 1, primary=True)
+        elif prim[i].sum() >= RETAINED_SHARE * (prim[i].sum() + perm[i].sum()) and len(successors) == 1:
+            number = next(iter(successors)) + 40
+        else:
             continue
-        side = "right" if found.arch_position_mm[i] >= 0 else "left"
-        number = fdi_from(bool(found.upper[i]), side, int(np.argmax(prim[i])) + 1, primary=True)
-        successor = np.flatnonzero(fdi == number - 40)
-        if number in fdi or not len(successor):
-            continue
-        j = int(successor[0])
-        beside = abs(found.arch_position_mm[j] - found.arch_position_mm[i]) < SUCCESSOR_MM
-        if beside and depth[j] - depth[i] > DEVELOPING_DEPTH_MM:
+        if number - 40 in successors and number not in fdi:
             fdi[i] = number
     return replace(found, fdi=fdi)
+
+
+def _successors(i: int, fdi: np.ndarray, found: Assignment, depth: np.ndarray) -> np.ndarray:
+    """The numbered permanent teeth of tooth i's jaw at places 1-5 within ``SUCCESSOR_MM`` of it along the arch,
+    with their crown tips more than ``DEVELOPING_DEPTH_MM`` deeper in the jaw: teeth that could succeed it."""
+    position = found.arch_position_mm
+    return np.flatnonzero(
+        (fdi > 0) & (fdi < 50) & (fdi % 10 <= len(PRIMARY_TYPES)) & (found.upper == found.upper[i])
+        & (np.abs(position - position[i]) < SUCCESSOR_MM) & (depth - depth[i] > DEVELOPING_DEPTH_MM)
+    )
 
 
 def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
