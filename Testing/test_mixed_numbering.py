@@ -199,6 +199,24 @@ def test_a_germ_whose_region_took_its_predecessors_root_tip_does_not_take_its_pl
     assert result.developing.tolist() == deep.tolist()
 
 
+def test_a_deep_piece_read_as_a_primary_canine_is_a_root_and_takes_no_forming_number():
+    """A piece of 53's root, deep in the jaw and read as a primary canine (dev 9-year-old): without the rule it
+    took 13, the forming canine took 12 and the erupted 12 became 52. A forming premolar read as a primary molar
+    (its shell of cusps, at 6 years) keeps its number."""
+    truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_9)
+    root = np.full(13, 0.01)
+    root[2], root[8 + 2] = 0.4, 0.5
+    centroids = np.vstack([centroids, centroids[int(np.flatnonzero(truth == 53)[0])] + [0.5, 0.5, 5.0]])
+    extent = np.vstack([extent, [9.8, 17.4]])
+    perm, prim = np.vstack([perm, root[:8]]), np.vstack([prim, root[8:]])
+    premolar = int(np.flatnonzero(truth == 15)[0])
+    perm[premolar], prim[premolar] = 0.02, 0.02
+    perm[premolar, 4], prim[premolar, 3] = 0.35, 0.5
+    result = assign_teeth(centroids, perm, np.zeros(len(centroids)), primary_probs=prim, extent=extent)
+    assert result.fdi.tolist() == [*truth.tolist(), 0]
+    assert not result.developing[-1] and result.developing[premolar]
+
+
 def test_a_scan_with_more_teeth_than_an_adult_is_read_as_mixed_even_when_no_tooth_looks_primary():
     truth, deep, centroids, perm, prim, extent = mixed_arch(*AGE_6)
     assert len(truth) > 36

@@ -33,7 +33,8 @@ look like a child's).
    molar holds, by the place along the arch and the types: a premolar under a primary molar, a canine above
    or below the primary canine, a second molar behind the first. A forming "third molar" with no second
    molar in front of it is the second molar (:func:`second_molars_first`). Depth separates them from the erupted teeth
-   above them, the place along the arch numbers them.
+   above them, the place along the arch numbers them. A deep piece read as a primary incisor or canine is no
+   germ but a primary tooth's root: it gets no number here.
 5. Primary or permanent: an erupted tooth at places 1-5 is primary when a forming tooth shares its place
    (its successor beneath it) or when its primary probability outweighs the permanent one. The successor
    decides where the network cannot: a primary incisor differs from a permanent one mostly in size.
@@ -305,6 +306,7 @@ CROWD_MM = 3.0  # two erupted teeth of one jaw are never this near along the arc
 # forming 21 under 61). Two erupted teeth at one place lay at most 8.5 mm apart (a permanent lateral incisor
 # crowded onto a primary canine).
 GERM_DEEPER_MM = 10.0
+PRIMARY_ANTERIOR = 3  # primary types 1-3: the incisors and the canine
 
 
 def settle_crowded(
@@ -371,6 +373,10 @@ def assign_mixed(
         normal = numbering.occlusal_normal(centroids) if plane is None else np.asarray(plane[0], dtype=np.float64)
     extent = np.asarray(extent, dtype=np.float64).reshape(-1, 2)
     primary = prim.sum(axis=1) > perm.sum(axis=1)
+    # Every primary tooth has erupted by 3 years: a deep piece read as a primary incisor or canine is a primary
+    # tooth's root, not a germ, and gets no forming tooth's number (pieces.join_parted_roots may join it to its
+    # crown). A forming premolar's shell of cusps can read as a primary molar (dev 6-year-olds), so not those.
+    primary_root = primary & (np.argmax(prim, axis=1) < PRIMARY_ANTERIOR)
     # The guard holds for the numbering's jaws only: the merges' plane (child_plane) refitted freely splits the
     # regions better on the dev children, and guarding it too wrecked one scan (identification 0.77 -> 0.17).
     normal, offset = occlusal_layers(
@@ -401,7 +407,7 @@ def assign_mixed(
         positions[members] = numbering.arch_positions(centroids[members], fits[jaw])
         beneath = beneath_another(positions[erupted], tip[erupted], centre[erupted])
         deep[erupted] |= beneath & ~primary[erupted]
-        erupted, forming = members[~deep[members]], members[deep[members]]
+        erupted, forming = members[~deep[members]], members[deep[members] & ~primary_root[members]]
         fdi[erupted] = numbering.align_arch(by_place[erupted], positions[erupted], jaw, side_sigma_mm)
         # A forming tooth may share a place 1-5 with the erupted tooth above it: its predecessor. Molars have
         # none, so their places are taken.
@@ -416,4 +422,4 @@ def assign_mixed(
                 continue
             if fdi[i] in successors or erupted_prim[i, place - 1] > perm[i, place - 1]:
                 fdi[i] += 40  # the primary tooth of that place: 15 -> 55
-    return Assignment(fdi, upper, positions, normal, offset, two, warnings, fits, developing=deep)
+    return Assignment(fdi, upper, positions, normal, offset, two, warnings, fits, developing=deep & ~primary_root)
