@@ -45,7 +45,7 @@ from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.regions import label_sums, region_peaks
-from TeethSegmentationLib.instances.roots import ROOT_GAP_MM, neighbours_within, off_axis_mm, root_of
+from TeethSegmentationLib.instances.roots import gap_steps, nearest_crown, neighbours_within, root_of
 
 # Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
 # piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
@@ -116,16 +116,14 @@ def join_parted_roots(
     def continues(r: int, c: int) -> bool:
         return root_of(r, c, size, centroid, peak, side, jaws, PARTED_THINNER)
 
-    steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
+    steps = gap_steps(spacing)
     owner = np.arange(count)
     for r in loose:
-        crowns = [
-            (step, off_axis_mm(r, c, centroid, assignment.normal), c)
-            for c, step in neighbours_within(labels, sparse, r, steps).items()
-            if c and fdi[c - 1] and continues(r, c)
-        ]
-        if crowns:  # the nearest; of crowns as near, the one whose axis the root continues best
-            owner[r] = min(crowns)[2]
+        near = neighbours_within(labels, sparse, r, steps)
+        crowns = [c for c in near if c and fdi[c - 1] and continues(r, c)]
+        best = nearest_crown(r, crowns, near, centroid, assignment.normal)
+        if best is not None:
+            owner[r] = best
     for r in forming:
         touching = neighbours_within(labels, sparse, r, 1)
         crowns = [c for c in touching if c and _erupted_primary(c, assignment) and continues(r, c)]

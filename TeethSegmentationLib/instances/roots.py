@@ -51,7 +51,7 @@ def parted_roots(
         side = np.where(height > plane.height, 1.0, -1.0)
     else:
         side = np.full(count, float(apical))
-    steps = int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1  # a gap of steps - 1 empty voxels
+    steps = gap_steps(spacing)
     pairs = []
     for r in np.argsort(size, kind="stable"):  # smallest first: root tips before whole roots
         if r == 0 or size[r] == 0:
@@ -61,14 +61,26 @@ def parted_roots(
         ]
         if not crowns:
             continue
-        near = neighbours_within(labels, sparse, r, steps)
-        reached = [(near[c], off_axis_mm(r, c, centroid, plane.normal), c) for c in crowns if c in near]
-        if reached:  # the nearest crown; of crowns as near, the one whose axis the root continues best
-            best = min(reached)[2]
+        best = nearest_crown(r, crowns, neighbours_within(labels, sparse, r, steps), centroid, plane.normal)
+        if best is not None:
             labels = np.where(labels == r, best, labels)
             _join(best, r, size, centroid)
             pairs.append((int(r), int(best)))
     return pairs
+
+
+def gap_steps(spacing: np.ndarray) -> int:
+    """Dilation steps that reach across a gap of ``ROOT_GAP_MM`` (a gap of steps - 1 empty voxels)."""
+    return int(np.ceil(ROOT_GAP_MM / float(np.min(spacing)))) + 1
+
+
+def nearest_crown(
+    r: int, crowns: list[int], near: dict[int, int], centroid: np.ndarray, normal: np.ndarray
+) -> int | None:
+    """Of the ``crowns`` root piece r continues, the nearest one ``near`` reaches (:func:`neighbours_within`); of
+    crowns as near, the one whose axis it continues best. None when none is reached."""
+    reached = [(near[c], off_axis_mm(r, c, centroid, normal), c) for c in crowns if c in near]
+    return min(reached)[2] if reached else None
 
 
 def root_of(
