@@ -180,3 +180,31 @@ def test_nearest_grid_point_searches_few_points_and_finds_the_whole_grids_argmin
     vv = np.concatenate([np.interp(uu[:3000], grid, curve) + rng.normal(0, 6, 3000), np.full(12, 40.0)])
     whole = np.argmin((uu[:, None] - grid[None]) ** 2 + (vv[:, None] - curve[None]) ** 2, axis=1)
     np.testing.assert_array_equal(nearest_grid_point(uu, vv, grid, curve), whole)
+
+
+def closed_bite_with_a_piece_above(piece_voxels: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, ras) of the voxels: ten upper and ten lower box 'teeth' (4x4x8 mm, 0.5 mm voxels) meeting at
+    z = 0, so the height profile has no dip, and a small piece (a root tip, a false find) 30 mm above them."""
+    grid = np.stack(np.meshgrid(*(np.arange(0, 4, 0.5),) * 2, np.arange(0, 8, 0.5), indexing="ij"), -1).reshape(-1, 3)
+    boxes = [grid + [6.0 * n, 0.0, 0.0 if upper else -8.0] for upper in (True, False) for n in range(10)]
+    boxes.append(grid[:piece_voxels] + [20.0, 0.0, 30.0])
+    labels = np.concatenate([np.full(len(box), n + 1) for n, box in enumerate(boxes)])
+    return labels, np.concatenate(boxes)
+
+
+def test_a_small_piece_far_above_a_closed_bite_does_not_make_it_one_arch():
+    """A 2.5 mm3 piece 30 mm above a closed bite drew the jaws' two-means split to itself (it alone 'above'),
+    so the scan was read as a single arch and every upper tooth got a lower number (an in-family crop under
+    bf16 networks, whose watershed cut a canine's root tip off). Each region now counts with its size."""
+    from TeethSegmentationLib.instances.numbering import split_jaws
+    from TeethSegmentationLib.instances.occlusal import find_occlusal_plane
+
+    labels, ras = closed_bite_with_a_piece_above()
+    size = np.bincount(labels)[1:]
+    centroids = np.stack([ras[labels == n].mean(axis=0) for n in range(1, len(size) + 1)])
+    up = np.array([0.0, 0.0, 1.0])
+    assert split_jaws(centroids, np.zeros(len(size)), up)[0].sum() == 1  # unweighted: the piece alone is upper
+    upper, height, two, _ = split_jaws(centroids, np.zeros(len(size)), up, weights=size)
+    assert two and upper[:10].all() and not upper[10:20].any() and -4 < height < 4
+    plane = find_occlusal_plane(labels, ras, np.ones(len(size) + 1))
+    assert plane.two_arches and abs(plane.height) < 4

@@ -129,30 +129,39 @@ def occlusal_plane(heights: np.ndarray, bin_mm: float = 0.5, dip_ratio: float = 
     return lo + (best + 0.5) * bin_mm, bool(score[best] < dip_ratio)
 
 
-def _two_means(values: np.ndarray) -> tuple[int, float, float]:
-    """Best split of sorted values into two groups: (index of the first high value, gap of means, pooled sd)."""
-    v = np.sort(values)
+def _two_means(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Best split of the values into two groups: (gap of their means, pooled sd, midpoint of the means). With
+    ``weights`` each value counts that much (normalised to a mean of 1: all ones is the plain split)."""
+    order = np.argsort(values, kind="stable")
+    v = np.asarray(values, dtype=np.float64)[order]
     n = len(v)
-    best = (1, 0.0, np.inf, 0.0)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)[order]
+    w = w * n / w.sum()
+    best = (0.0, np.inf, 0.0, 0.0)
     for k in range(1, n):
-        low, high = v[:k], v[k:]
-        within = ((low - low.mean()) ** 2).sum() + ((high - high.mean()) ** 2).sum()
-        if within < best[2]:
-            best = (k, float(high.mean() - low.mean()), within, np.sqrt(within / max(n - 2, 1)))
-    return best[0], best[1], best[3]
+        (low, wl), (high, wh) = (v[:k], w[:k]), (v[k:], w[k:])
+        low_mean, high_mean = np.average(low, weights=wl), np.average(high, weights=wh)
+        within = (wl * (low - low_mean) ** 2).sum() + (wh * (high - high_mean) ** 2).sum()
+        if within < best[1]:
+            best = (float(high_mean - low_mean), within, float(np.sqrt(within / max(n - 2, 1))),
+                    float(0.5 * (low_mean + high_mean)))
+    return best[0], best[2], best[3]
 
 
 def split_jaws(
-    centroids: np.ndarray, apex_skew: np.ndarray, normal: np.ndarray, min_gap_mm: float = 6.0
+    centroids: np.ndarray,
+    apex_skew: np.ndarray,
+    normal: np.ndarray,
+    min_gap_mm: float = 6.0,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, bool, list[str]]:
-    """(upper mask, occlusal plane offset along ``normal``, two arches?, warnings)."""
+    """(upper mask, occlusal plane offset along ``normal``, two arches?, warnings); with ``weights`` (the
+    regions' sizes) a small piece far from the rest cannot pull the split to itself."""
     heights = centroids @ normal
     warnings: list[str] = []
     n = len(heights)
     if n >= 2:
-        k, gap, sd = _two_means(heights)
-        order = np.sort(heights)
-        threshold = 0.5 * (order[:k].mean() + order[k:].mean())
+        gap, sd, threshold = _two_means(heights, weights)
         upper = heights > threshold
         if gap >= max(min_gap_mm, 3.0 * sd) and not roots_contradict(apex_skew, upper):
             return upper, float(threshold), True, warnings

@@ -40,7 +40,7 @@ def find_occlusal_plane(labels: np.ndarray, ras: np.ndarray, peak: np.ndarray) -
     heights = ras @ normal
     height, two = numbering.occlusal_plane(heights)
     if not two:
-        upper, threshold, two, _ = numbering.split_jaws(centroids, np.zeros(len(centroids)), normal)
+        upper, threshold, two, _ = numbering.split_jaws(centroids, np.zeros(len(centroids)), normal, weights=size[:, 0])
         bulk = np.array([size[upper].sum(), size[~upper].sum()], dtype=np.float64)
         two = (
             two
