@@ -64,10 +64,10 @@ def phantoms(folder: Path, seed: int, count: int, settings: dict) -> list[tuple[
     return cases
 
 
-def scores(model, cases) -> dict:
+def scores(model, cases, device: str = "cpu") -> dict:
     found = []
     for image, truth in cases:
-        predicted = segment_volume(image, model, SegmentOptions(device="cpu")).fdi.array
+        predicted = segment_volume(image, model, SegmentOptions(device=device)).fdi.array
         found.append(evaluate_pair(predicted, truth.array, image.spacing))
     return {
         key: round(float(np.mean([f[key] for f in found])), 4)
@@ -75,11 +75,11 @@ def scores(model, cases) -> dict:
     }
 
 
-def shipped_scores(work: Path, name: str, cases) -> dict:
-    """The shipped model's scores, computed once per work folder and model file (by digest)."""
-    path = work / f"shipped_{name}_{file_digest(DEFAULT_MODEL_PATH)[:12]}.json"
+def shipped_scores(work: Path, name: str, cases, device: str = "cpu") -> dict:
+    """The shipped model's scores, computed once per work folder, model file (by digest) and device."""
+    path = work / f"shipped_{name}_{file_digest(DEFAULT_MODEL_PATH)[:12]}{'' if device == 'cpu' else '_' + device}.json"
     if not path.exists():
-        path.write_text(json.dumps(scores(load_model(), cases)))
+        path.write_text(json.dumps(scores(load_model(), cases, device)))
     return json.loads(path.read_text())
 
 
@@ -93,6 +93,8 @@ def main() -> int:
     parser.add_argument("--far-seed", type=int, default=FAR_SEED,
                         help="first far-family seed (training scans; test scans from +100): others to try recipes on")
     parser.add_argument("--in-family-seed", type=int, default=IN_FAMILY_SEED)
+    parser.add_argument("--prepare", action="store_true", help="only write the scans into --work")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: fine-tuning and scoring")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = far_settings()
@@ -103,15 +105,18 @@ def main() -> int:
         write_segmentation(truth, data / f"scan{i}.seg.nrrd")
     tests = phantoms(args.work / "far_test", args.far_seed + 100, args.test_cases, settings)
     in_family = phantoms(args.work / "in_family", args.in_family_seed, args.in_family, {"fov": "crop"})
+    if args.prepare:
+        return 0
     output = args.work / "finetuned.pt"
     start, cpu = time.perf_counter(), time.process_time()
-    config = FinetuneConfig(data_dir=str(data), output=str(output), device="cpu", **json.loads(args.options))
+    config = FinetuneConfig(data_dir=str(data), output=str(output), device=args.device, **json.loads(args.options))
     result = finetune(config, TerminalReporter())
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     tuned = load_model(output)
     figures = {
         "far_family": settings,
         "threads": args.threads,
+        "device": args.device,
         "finetune_seconds": round(seconds, 1),
         "finetune_cpu_seconds": round(cpu, 1),  # / threads = the wall time on an idle machine
         "load_average": [round(x, 1) for x in os.getloadavg()],
@@ -119,10 +124,10 @@ def main() -> int:
         "better": result["better"],
         "epochs_run": result["epochs_run"],
         "options": json.loads(args.options),
-        "far_before": shipped_scores(args.work, "far", tests),
-        "far_after": scores(tuned, tests),
-        "in_family_before": shipped_scores(args.work, "in_family", in_family),
-        "in_family_after": scores(tuned, in_family),
+        "far_before": shipped_scores(args.work, "far", tests, args.device),
+        "far_after": scores(tuned, tests, args.device),
+        "in_family_before": shipped_scores(args.work, "in_family", in_family, args.device),
+        "in_family_after": scores(tuned, in_family, args.device),
     }
     figures["in_family_drop"] = round(
         figures["in_family_before"]["dice_per_tooth"] - figures["in_family_after"]["dice_per_tooth"], 4

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/benchmark_segment.py --fov head            # ~600x600x450 head at 0.25 mm
     .venv/bin/python scripts/benchmark_segment.py --fov both --baseline # issue 17's checks in one run
     .venv/bin/python scripts/benchmark_segment.py --fov head --synthetic --shape 600 600 450
+    python scripts/benchmark_segment.py --fov both --baseline --device cuda --warmup  # the GPU path
 
 With the shipped default model the pipeline runs as a user runs it, the real networks' output feeding the
 instance step, and a phantom's result is scored against its truth (per-tooth Dice, identification). Without
@@ -15,6 +16,8 @@ type 1'. Phantoms are cached on disk
 (``--cache``): a head phantom takes a minute or two to generate. Each variant runs in its own
 process so that the peak RSS is its own. For a head phantom it also times ``teethseg segment`` as a user runs it:
 the default model's real networks, from process start to exit.
+On a GPU (``--device cuda``) the first pass of a process also pays for CUDA's start and cuDNN's kernel choice:
+``--warmup`` runs the pipeline once untimed first and reports that cold pass beside the warm one.
 """
 
 from __future__ import annotations
@@ -196,9 +199,14 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     if oracle:
         use_oracle(oracle)
     model = model or fresh_model(args, oracle is not None)
+    options = SegmentOptions(device=args.device, precision=args.precision, stl=not args.no_stl)
     with tempfile.TemporaryDirectory() as tmp:
+        cold = None
+        if args.warmup:
+            start = time.perf_counter()
+            segment_file(source, Path(tmp) / "warmup", model, options)
+            cold = time.perf_counter() - start
         start = time.perf_counter()
-        options = SegmentOptions(device="cpu", precision=args.precision, stl=not args.no_stl)
         report = segment_file(source, Path(tmp) / "out", model, options)
         total = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before scoring (a head's truth: 1-3 GB)
@@ -211,7 +219,9 @@ def run_pipeline(args: argparse.Namespace) -> dict:
             total -= seconds
     row = {"timings": timings, "total": total, "teeth": report["tooth_count"], "shape": report["input_shape"],
            "networks": "oracle" if oracle else ("fresh" if isinstance(model.teeth_net, TimedThreshold) else "shipped"),
-           "peak_rss_mb": round(peak, 1), **scores}
+           "peak_rss_mb": round(peak, 1), "device": report.get("device", args.device), **scores}
+    if cold is not None:
+        row["cold_total"] = round(cold, 3)
     if truth:
         row["found"] = sorted(t["fdi"] for t in report["teeth"])
         row["truth_teeth"] = int(len(set(np.unique(known.array)) - {0}))
@@ -231,25 +241,35 @@ def run_baseline(args: argparse.Namespace) -> dict:
     from TeethSegmentationLib.nets.normalize import normalize
     from TeethSegmentationLib.nets.unet import UNet, pad_to_multiple
 
-    timings, flops = {}, {}
+    timings, flops, untimed = {}, {}, 0.0  # untimed: GPU warm-up passes and FLOP counting
+    device = torch.device(args.device)
     start = time.perf_counter()
     fine = resample_to_spacing(reorient_to_ras(read_volume(args.image)), 0.5, order=1)
-    x = torch.from_numpy(normalize(fine.array))[None, None]
+    x = torch.from_numpy(normalize(fine.array))[None, None].to(device)
     timings["resample"] = time.perf_counter() - start
     nets = {"teeth": UNet(1, 1, start_filters=18), "types": UNet(1, 9, start_filters=9)}
     with torch.inference_mode():
         for name, net in nets.items():
             padded, crop = pad_to_multiple(x, net.eval().divisor)
-            net.to(memory_format=torch.channels_last_3d)  # their fastest float32 layout on the CPU: a fair yardstick
-            padded = padded.contiguous(memory_format=torch.channels_last_3d)
+            net.to(device)
+            if device.type == "cpu":  # their fastest float32 layout on the CPU: a fair yardstick
+                net.to(memory_format=torch.channels_last_3d)
+                padded = padded.contiguous(memory_format=torch.channels_last_3d)
+            else:  # a first pass outside the clock: CUDA's start and cuDNN's choices are not the networks' cost
+                t0 = time.perf_counter()
+                net(padded)
+                torch.cuda.synchronize(device)
+                untimed += time.perf_counter() - t0
             t0 = time.perf_counter()
-            net(padded)[(slice(None), slice(None), *crop)]
+            net(padded)[(slice(None), slice(None), *crop)].cpu()
             timings[name] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             with FlopCounterMode(display=False) as counter:
                 net(padded[..., :32, :32, :32])
             flops[name] = counter.get_total_flops() / 32**3 * padded[0, 0].numel()
+            untimed += time.perf_counter() - t0
     rates = {k: f"{flops[k] / 1e9:.0f} GFLOP at {flops[k] / timings[k] / 1e9:.0f} GFLOP/s" for k in nets}
-    return {"timings": {k: round(v, 3) for k, v in timings.items()}, "total": time.perf_counter() - start,
+    return {"timings": {k: round(v, 3) for k, v in timings.items()}, "total": time.perf_counter() - start - untimed,
             "shape": list(fine.shape), "flops": rates}
 
 
@@ -275,6 +295,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--baseline", action="store_true", help="also time the reference networks' float32 pass")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--no-stl", action="store_true", help="leave the STL surfaces out")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--prepare", action="store_true", help="only generate the inputs into --cache")
+    parser.add_argument("--warmup", action="store_true", help="run the pipeline once untimed first (GPU: CUDA start)")
     parser.add_argument("--variant", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--truth", help=argparse.SUPPRESS)
@@ -296,6 +319,9 @@ def main() -> None:
         return child(for_fov(args, args.fov))
     for fov in ("crop", "head") if args.fov == "both" else (args.fov,):
         one = for_fov(args, fov)
+        if args.prepare:
+            prepare_input(one)
+            continue
         one.baseline = args.baseline and (fov == "crop" or args.fov != "both")  # the aim compares crops
         rows = run_fov(one)
         if "baseline" in rows:
@@ -306,16 +332,18 @@ def main() -> None:
             print(f"whole head: {row['total']:.2f} s, peak {row['peak_rss_mb']:.0f} MB (issue 17's aim: <= 6 s, "
                   "<= 1500 MB; without the process start)")
             if not args.synthetic:
-                cli = command_line_row(prepare_input(one)[0], stl=not args.no_stl)
-                print(f"whole head, `teethseg segment{'' if args.no_stl else ' --stl'}` with the default model, from "
-                      f"start to exit: {cli['seconds']:.2f} s, peak {cli['peak_rss_mb']:.0f} MB")
+                cli = command_line_row(prepare_input(one)[0], stl=not args.no_stl, device=args.device)
+                command = f"teethseg segment{'' if args.no_stl else ' --stl'} --device {args.device}"
+                print(f"whole head, `{command}` with the default model, from start to exit: {cli['seconds']:.2f} s, "
+                      f"peak {cli['peak_rss_mb']:.0f} MB")
 
 
-def command_line_row(image: Path, stl: bool) -> dict:
+def command_line_row(image: Path, stl: bool, device: str = "cpu") -> dict:
     """``teethseg segment`` on ``image`` as a user runs it (the default model's real networks, process start
     and exit included): seconds and peak RSS, measured by a small parent process of its own."""
     out = Path(tempfile.mkdtemp(prefix="teethseg-bench-cli-"))
     cli = [sys.executable, "-m", "TeethSegmentationLib", "segment", str(image), "--output", str(out)]
+    cli += ["--device", device]
     probe = (
         "import json, resource, subprocess, sys, time; start = time.perf_counter(); "
         "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
@@ -340,7 +368,8 @@ def run_fov(args: argparse.Namespace) -> dict[str, dict]:
     for variant in ("pipeline",) + (("baseline",) if args.baseline else ()):
         cmd = [sys.executable, __file__, "--variant", variant, "--image", str(image), "--seed", str(args.seed),
                "--threads", str(args.threads), "--start-filters", str(args.start_filters), "--fov", args.fov]
-        cmd += ["--precision", args.precision] + (["--no-stl"] if args.no_stl else [])
+        cmd += ["--precision", args.precision, "--device", args.device] + (["--no-stl"] if args.no_stl else [])
+        cmd += ["--warmup"] if args.warmup and variant == "pipeline" else []
         cmd += ["--truth", str(truth)] if truth else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
@@ -352,7 +381,8 @@ def run_fov(args: argparse.Namespace) -> dict[str, dict]:
         stages = "  ".join(f"{k} {v:.2f}s" for k, v in row["timings"].items())
         print(f"{variant:>9}: total {row['total']:6.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
               f"threads {row['torch_threads']}  | {stages}")
-        keys = ("networks", "dice_binary", "dice_per_tooth", "identification_accuracy", "teeth", "truth_teeth", "shape",
+        keys = ("networks", "device", "cold_total", "dice_binary", "dice_per_tooth", "identification_accuracy",
+                "teeth", "truth_teeth", "shape",
                 "found", "flops")
         extra = {k: row[k] for k in keys if k in row}
         print(f"{'':>11}{extra}")

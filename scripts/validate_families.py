@@ -58,7 +58,7 @@ def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list
 
 def run_case(
     model, folder: Path, name: str, seed: int, fov: str, family: str, head_spacing, tag: str = "pred",
-    precision: str = "float32",
+    precision: str = "float32", device: str = "cpu",
 ) -> dict:
     truth_dir, pred_dir = folder / "truth", folder / tag  # truth is cached and shared by every model compared
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def run_case(
         write_volume(case.image, image_path)
         write_volume(case.labels, labels_path)
     made = time.perf_counter()
-    segment_file(image_path, pred_dir, model, SegmentOptions(device="cpu", precision=precision), NullReporter())
+    segment_file(image_path, pred_dir, model, SegmentOptions(device=device, precision=precision), NullReporter())
     seconds = time.perf_counter() - made
     pred, truth = read_volume(pred_dir / f"{name}.teeth.nrrd"), read_volume(labels_path)
     metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
@@ -120,9 +120,10 @@ def main() -> int:
     parser.add_argument("--families", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--head-spacing", type=float, default=None, help="mm; default: realistic (0.25-0.35)")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--out", type=Path, default=None, help="figures (JSON); default: --work/validation.json")
     args = parser.parse_args()
-    tag = f"pred_{args.model.stem}_{args.precision}"
+    tag = f"pred_{args.model.stem}_{args.precision}" + ("" if args.device == "cpu" else f"_{args.device}")
     out_path = args.out or args.work / "validation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -137,7 +138,7 @@ def main() -> int:
             for n in range(args.cases):
                 seed = SEED + 1000 * FOVS.index(fov) + n
                 metrics = run_case(
-                    model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing, tag, args.precision
+                    model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing, tag, args.precision, args.device
                 )
                 log.info(
                     f"{fam} {fov} seed {seed}: Dice {metrics['dice_binary']:.3f} tooth {metrics['dice_per_tooth']:.3f} "
@@ -145,10 +146,9 @@ def main() -> int:
                     f"{metrics['lost_fdi']} spurious {metrics['spurious_fdi']} ({metrics['segment_s']} s)"
                 )
                 cases.append(metrics)
-            results[fam][fov] = summarise(cases)
-            per_case[fam][fov] = cases
-            out = {"model": str(args.model), "summary": results, "cases": per_case}
-            out_path.write_text(json.dumps(out, indent=2, default=str))
+                results[fam][fov], per_case[fam][fov] = summarise(cases), cases
+                out = {"model": str(args.model), "device": args.device, "summary": results, "cases": per_case}
+                out_path.write_text(json.dumps(out, indent=2, default=str))  # after each case: a cut-short run keeps it
     print(table(results, args.families, args.fovs))
     return 0
 

@@ -35,7 +35,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
     ``auto`` takes bfloat16 only on CPUs with native bf16 instructions (AVX512-BF16 or AMX), where oneDNN's
     3-D convolutions run about twice as fast; elsewhere bf16 is emulated and slower, so float32. On a GPU
-    ``auto`` stays float32 until the GPU path is measured.
+    ``auto`` is float32: on an H200 bf16 autocast was no faster (the CPU's work sets the pace there) and lost
+    accuracy on the 50 family scans (README, Speed).
     """
     name = (name or "auto").lower()
     if name not in PRECISIONS:
