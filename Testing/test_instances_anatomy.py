@@ -405,3 +405,42 @@ def test_specks_far_above_the_teeth_do_not_tilt_the_occlusal_plane():
     metrics = evaluate_pair(result.fdi_map, truth, (0.6,) * 3)
     assert metrics["identification_accuracy"] == 1.0, metrics["misidentified"]
     assert {t.jaw for t in result.teeth if t.fdi // 10 in (1, 2)} == {"upper"}
+
+
+def _molar_with_a_fragment(fdi: tuple[int, int, int], along_mm: float, thickness: int = 3):
+    """A 10 mm molar with a thin numbered fragment on its side (a cusp the type boundary cut off: 10 x 10 x
+    ``thickness`` voxels, touching the molar over its 10 x 10 face, so the contact is shallow), and a whole tooth
+    further along. Returns (labels, sparse, RAS points, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+
+    mask = np.zeros((60, 24, 24), bool)
+    mask[2:22, 2:22, 2:22] = True  # the molar: 8000 voxels
+    mask[22 : 22 + thickness, 7:17, 7:17] = True  # the fragment on its side
+    mask[36:56, 2:22, 2:19] = True  # the next tooth: 6800 voxels
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    labels = np.digitize(ijk[:, 0], [22, 22 + thickness]).astype(np.int32) + 1
+    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
+    assignment = Assignment(np.array(fdi), np.full(3, False), np.array([30.0, 30.0 + along_mm, 42.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    return labels, sparse, ras, assignment
+
+
+@pytest.mark.parametrize(("fdi", "along_mm", "thickness", "joins"), [
+    ((45, 46, 47), 1.5, 3, True),  # a premolar's numbered cusp at its place: one tooth, and 46 stays 46
+    ((45, 46, 47), 6.0, 3, False),  # the same fragment a tooth's width further along the arch
+    ((45, 46, 47), 1.5, 12, False),  # 1200 voxels touching over 8 % of themselves: a neighbour's contact
+    ((41, 42, 43), 1.5, 3, False),  # incisors: crowding overlaps them at one place
+])
+def test_a_small_numbered_fragment_at_a_back_tooth_s_place_joins_it(fdi, along_mm, thickness, joins):
+    """A 31 mm3 piece of a lower second premolar took number 46, and every molar behind it moved up one (a dev
+    lower-only scan, seed 43004: identification 0.69). A fragment's contact cannot be deep, so the rule for
+    parts side by side (a contact at least 2.5 mm deep) missed it: a numbered piece at most a quarter of a
+    premolar or molar, at its place, touching it over a quarter of its own voxels, joins it."""
+    from TeethSegmentationLib.instances.pieces import join_stacked
+
+    labels, sparse, ras, assignment = _molar_with_a_fragment(fdi, along_mm, thickness)
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)

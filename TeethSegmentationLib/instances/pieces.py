@@ -16,10 +16,12 @@ Two numbered instances of one jaw that touch, lie at the same place along the ar
 top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a whole tooth, are one tooth:
 the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
 side by side (buccal and palatal, or a corner) that lie closer still along the arch (``SIDE_PLACE``) and touch
-over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``); not incisors or canines, which
-crowding can overlap at one place. A child's developing tooth beneath its predecessor is stacked too, so in
-scans with primary or developing teeth only two parts side by side at one place join (:func:`_child_halves`: a
-forming molar's crown, a shell of cusps, parted in two; a primary molar's corner).
+over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``), or a numbered fragment of one
+(``FRAGMENT_SHARE``: a cusp, whose contact cannot be deep) that touches it over ``SIDE_SHARE`` of itself; not
+incisors or canines, which crowding can overlap at one place. A child's developing tooth beneath its
+predecessor is stacked too, so in scans with primary or developing teeth only two parts side by side at one
+place join (:func:`_child_halves`: a forming molar's crown, a shell of cusps, parted in two; a primary molar's
+corner).
 
 A piece still without a number that touches nothing it belongs to may be a root parted from its numbered tooth
 by a thin dark gap that the merges left (:func:`join_parted_roots`): once the numbering has given every forming
@@ -62,6 +64,9 @@ STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart a
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
+# A numbered fragment of a premolar or molar (a cusp the type boundary cut off) is at most this x its tooth: a
+# fragment's contact cannot be deep, but it lies at the tooth's place and touches it over SIDE_SHARE of itself.
+FRAGMENT_SHARE = 0.25
 # A leftover piece joins a numbered tooth's crown only when at most this x as deep (its deepest point inside the
 # foreground): a germ left without a number is as thick as its predecessor's crown or thicker (dev children's
 # forming canines and premolars 1.0-1.5 x the primary crown above them), a primary canine's parted root 0.7-0.8 x.
@@ -211,8 +216,10 @@ def _one_tooth(
     if apart > STACK_PLACE:
         return False
     posterior = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
-    if posterior and apart <= SIDE_PLACE and saddle >= SIDE_SADDLE_MM and faces >= SIDE_SHARE * min(size[a], size[b]):
-        return True
+    small, large = sorted((size[a], size[b]))
+    if posterior and apart <= SIDE_PLACE and faces >= SIDE_SHARE * small:
+        if saddle >= SIDE_SADDLE_MM or small <= FRAGMENT_SHARE * large:
+            return True
     offset = position[a] / size[a] - position[b] / size[b]
     along = float(offset @ assignment.normal)
     return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
