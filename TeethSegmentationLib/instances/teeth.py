@@ -207,6 +207,11 @@ def _teeth(
     labels, split = fused.split_across_bite(labels, ras, assignment, voxel_mm3, opts)
     if split:
         stats, assignment = _number(labels, voxels, plane, opts)
+    # Loose pieces join their teeth before the stacked joins too: a join frees a number, and the renumbering
+    # would give it to a piece still beside its tooth (a premolar's cusp; every tooth behind it moved one).
+    labels, joined = join_pieces(labels, sparse, assignment)
+    if joined:
+        stats, assignment = _number(labels, voxels, plane, opts)
     labels, joined = join_stacked(labels, sparse, ras, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
