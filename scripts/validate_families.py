@@ -120,6 +120,8 @@ def main() -> int:
     parser.add_argument("--families", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--head-spacing", type=float, default=None, help="mm; default: realistic (0.25-0.35)")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--first-seed", type=int, default=SEED,
+                        help="30000: the validation scans; 40000: the scans the instance rules are developed on")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--out", type=Path, default=None, help="figures (JSON); default: --work/validation.json")
     args = parser.parse_args()
@@ -136,7 +138,7 @@ def main() -> int:
             folder = args.work / fam / fov
             cases = []
             for n in range(args.cases):
-                seed = SEED + 1000 * FOVS.index(fov) + n
+                seed = args.first_seed + 1000 * FOVS.index(fov) + n
                 metrics = run_case(
                     model, folder, f"case{n:02d}", seed, fov, fam, args.head_spacing, tag, args.precision, args.device
                 )
