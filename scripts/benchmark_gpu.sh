@@ -15,7 +15,7 @@ set -u
 OUT=${1:-build/benchmark_gpu}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/teethseg-gpu}
-SKIP=${SKIP:-}  # steps to leave out, e.g. SKIP="families finetune"
+SKIP=${SKIP:-}  # steps to leave out: inputs families segment steps finetune train (e.g. SKIP="families")
 TRAIN_WORKERS=${TRAIN_WORKERS:-4}  # the CPU draws and augments the patches: one process cannot feed the GPU
 mkdir -p "$OUT" "$WORK/val"
 export PYTHONUNBUFFERED=1
@@ -31,8 +31,8 @@ step environment
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 
 step "phase 1: inputs and the family scans (float32, then bfloat16, on cuda)"
-limit 150 "$PY" scripts/benchmark_segment.py --fov both --prepare --cache "$WORK/bench" &
-limit 150 "$PY" scripts/benchmark_finetune.py --prepare --work "$WORK/finetune" &
+skipped inputs || limit 150 "$PY" scripts/benchmark_segment.py --fov both --prepare --cache "$WORK/bench" &
+skipped inputs || limit 150 "$PY" scripts/benchmark_finetune.py --prepare --work "$WORK/finetune" &
 skipped families || for fam in A B; do
   for fov in crop jaws head lower upper; do
     (for precision in float32 bfloat16; do
@@ -49,17 +49,17 @@ echo "family runs done: $(grep -c "ident" "$WORK"/val/*.log | awk -F: '{s += $2}
 skipped families || tar czf "$OUT/families.tgz" -C "$WORK" val
 
 step "phase 2a: segment, float32 (cuDNN's default TF32 convolutions), with the reference networks"
-limit 120 "$PY" scripts/benchmark_segment.py --fov both --baseline --device cuda --warmup --cache "$WORK/bench" \
+skipped segment || limit 120 "$PY" scripts/benchmark_segment.py --fov both --baseline --device cuda --warmup --cache "$WORK/bench" \
   "${STL[@]}"
 step "phase 2b: segment, bfloat16 autocast"
-limit 75 "$PY" scripts/benchmark_segment.py --fov both --device cuda --warmup --precision bfloat16 \
+skipped segment || limit 75 "$PY" scripts/benchmark_segment.py --fov both --device cuda --warmup --precision bfloat16 \
   --cache "$WORK/bench" "${STL[@]}"
 step "phase 2c: training steps (mixed precision)"
 skipped steps || limit 45 "$PY" scripts/benchmark_train.py --devices cuda --steps 10 --batch 4
 step "phase 2d: fine-tuning on two corrected scans"
 skipped finetune || limit 120 "$PY" scripts/benchmark_finetune.py --device cuda --threads 8 --work "$WORK/finetune"
 step "phase 2e: train 1 epoch x 40 steps a stage on 4 scans, plain and under torchrun (1 rank: DDP's cost)"
-for launcher in plain torchrun; do
+skipped train || for launcher in plain torchrun; do
   start=$EPOCHREALTIME
   if [ "$launcher" = plain ]; then run=("$PY" -m TeethSegmentationLib); else
     run=("$PY" -m torch.distributed.run --standalone --nproc_per_node=1 -m TeethSegmentationLib); fi
@@ -71,5 +71,5 @@ for launcher in plain torchrun; do
 done
 
 step pack
-tar czf "$OUT/training_logs.tgz" -C "$WORK" $(cd "$WORK" && ls ddp_*.log 2>/dev/null)
+skipped train || tar czf "$OUT/training_logs.tgz" -C "$WORK" $(cd "$WORK" && ls ddp_*.log 2>/dev/null)
 ls -la "$OUT"
