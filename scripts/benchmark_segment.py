@@ -325,7 +325,8 @@ def main() -> None:
             prepare_input(one)
             continue
         one.baseline = args.baseline and (fov == "crop" or args.fov != "both")  # the aim compares crops
-        rows = run_fov(one)
+        image, truth = prepared_apart(one)
+        rows = run_fov(one, image, truth)
         if "baseline" in rows:
             ratio = rows["pipeline"]["total"] / rows["baseline"]["total"]
             print(f"pipeline / reference networks: {ratio:.2f} (issue 17's aim: <= 0.5 for a crop with STL)")
@@ -334,7 +335,7 @@ def main() -> None:
             print(f"whole head: {row['total']:.2f} s, peak {row['peak_rss_mb']:.0f} MB (issue 17's aim: <= 6 s, "
                   "<= 1500 MB; without the process start)")
             if not args.synthetic:
-                cli = command_line_row(prepared_apart(one)[0], stl=not args.no_stl, device=args.device)
+                cli = command_line_row(image, stl=not args.no_stl, device=args.device)
                 command = f"teethseg segment{'' if args.no_stl else ' --stl'} --device {args.device}"
                 print(f"whole head, `{command}` with the default model, from start to exit: {cli['seconds']:.2f} s, "
                       f"peak {cli['peak_rss_mb']:.0f} MB")
@@ -370,9 +371,8 @@ def prepared_apart(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return pool.submit(prepare_input, args).result()
 
 
-def run_fov(args: argparse.Namespace) -> dict[str, dict]:
+def run_fov(args: argparse.Namespace, image: Path, truth: Path | None) -> dict[str, dict]:
     """Each variant in its own process (its own peak RSS); prints the stage table; the rows."""
-    image, truth = prepared_apart(args)
     rows = {}
     for variant in ("pipeline",) + (("baseline",) if args.baseline else ()):
         cmd = [sys.executable, __file__, "--variant", variant, "--image", str(image), "--seed", str(args.seed),
@@ -391,8 +391,7 @@ def run_fov(args: argparse.Namespace) -> dict[str, dict]:
         print(f"{variant:>9}: total {row['total']:6.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
               f"threads {row['torch_threads']}  | {stages}")
         keys = ("networks", "device", "cold_total", "dice_binary", "dice_per_tooth", "identification_accuracy",
-                "teeth", "truth_teeth", "shape",
-                "found", "flops")
+                "teeth", "truth_teeth", "shape", "found", "flops")
         extra = {k: row[k] for k in keys if k in row}
         print(f"{'':>11}{extra}")
     return rows
