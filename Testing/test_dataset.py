@@ -87,6 +87,23 @@ def test_prepare_case_resamples_normalises_and_indexes_teeth_by_type(pairs, prep
         assert np.all(types.flat[voxels] == t)
 
 
+def test_cases_prepared_side_by_side_equal_those_prepared_in_order(tmp_path, pairs):
+    cases = [dataset.Case(f"case{n}", *pair) for n, pair in enumerate(pairs)]
+    in_order = dataset.prepare_cases(cases, 1.0)
+    side_by_side = dataset.prepare_cases(cases, 1.0, processes=2)
+    assert [c.name for c in side_by_side] == ["case0", "case1"]
+    for a, b in zip(in_order, side_by_side, strict=True):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels) and str(a.box) == str(b.box)
+    image, labels = tiny_case(0)
+    write_volume(image, tmp_path / "bad.nrrd")
+    moved = labels.ijk_to_ras.copy()
+    moved[:3, 3] += 5.0
+    write_volume(type(labels)(labels.array, moved, labels.space), tmp_path / "bad.labels.nrrd")  # not on its grid
+    with pytest.raises(InputError, match="does not lie on the grid"):
+        dataset.prepare_cases([*cases, dataset.Case("bad", tmp_path / "bad.nrrd", tmp_path / "bad.labels.nrrd")],
+                              1.0, processes=2)
+
+
 def test_prepare_case_reads_other_label_sources(tmp_path):
     image, labels = tiny_case(1)
     write_volume(image, tmp_path / "i.nrrd")

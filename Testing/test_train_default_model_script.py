@@ -4,6 +4,7 @@ share of stage 2's patches drawn on the primary incisors reaches stage 2 alone."
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -56,3 +57,15 @@ def test_the_primary_incisor_share_reaches_stage_2s_sampling_only(tmp_path):
     trainer.model = trainer._build_model()
     assert trainer.sampling_params("types").primary_incisor_share == 0.25
     assert trainer.sampling_params("teeth").primary_incisor_share == 0.0
+
+
+def test_phantoms_drawn_side_by_side_equal_those_drawn_in_order(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # spawned processes import the script by its name
+    script = importlib.import_module(SCRIPT.stem)
+    in_order = script.write_cases(tmp_path / "a", 2, script.TRAIN_SEED, ["crop", "lower"], "tiny")
+    side_by_side = script.write_cases(tmp_path / "b", 2, script.TRAIN_SEED, ["crop", "lower"], "tiny", jobs=2)
+    assert in_order == side_by_side == ["case000", "case001"]
+    for name in in_order:
+        for suffix in (".nrrd", ".labels.nrrd"):
+            a, b = (read_volume(tmp_path / d / f"{name}{suffix}") for d in "ab")
+            assert np.array_equal(a.array, b.array) and np.allclose(a.ijk_to_ras, b.ijk_to_ras)

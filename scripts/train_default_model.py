@@ -49,39 +49,52 @@ def fov_of(n: int, fovs: list[str]) -> str:
 
 
 def write_cases(
-    folder: Path, count: int, seed: int, fovs: list[str], size: str, head_spacing: float | None = None
+    folder: Path, count: int, seed: int, fovs: list[str], size: str, head_spacing: float | None = None, jobs: int = 1
 ) -> list[str]:
     """Phantoms ``case000``...; head cases on a ``head_spacing`` grid (a 0.25 mm head is 77 s to draw)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
+    tasks = []
     for n in range(count):
-        name = f"case{n:03d}"
-        if not (folder / f"{name}.labels.nrrd").exists():
-            fov = fov_of(n, fovs)
-            spacing = head_spacing if fov == "head" else None
-            case = make_phantom(seed + n, size=size, fov=fov, spacing=spacing, family=TRAIN_FAMILY)
-            write_volume(case.image, folder / f"{name}.nrrd")
-            write_volume(case.labels, folder / f"{name}.labels.nrrd")
-        names.append(name)
-    return names
+        fov = fov_of(n, fovs)
+        spacing = head_spacing if fov == "head" else None
+        tasks.append((folder, f"case{n:03d}", seed + n, dict(size=size, fov=fov, spacing=spacing)))
+    return write_phantoms(tasks, jobs)
 
 
 def write_children(
-    folder: Path, count: int, seed: int, size: str, ages: tuple[float, float] | float, prefix: str = "child"
+    folder: Path, count: int, seed: int, size: str, ages: tuple[float, float] | float, prefix: str = "child",
+    jobs: int = 1,
 ) -> list[str]:
     """Mixed-dentition phantoms ``child000``... (crop and jaws alternately), of one age or spread over a range."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
+    tasks = []
     for n in range(count):
-        name = f"{prefix}{n:03d}"
-        if not (folder / f"{name}.labels.nrrd").exists():
-            age = ages if isinstance(ages, float) else ages[0] + (ages[1] - ages[0]) * (n + 0.5) / count
-            fov = ("crop", "jaws")[n % 2]
-            case = make_phantom(seed + n, size=size, fov=fov, family=TRAIN_FAMILY, dentition="mixed", age=age)
-            write_volume(case.image, folder / f"{name}.nrrd")
-            write_volume(case.labels, folder / f"{name}.labels.nrrd")
-        names.append(name)
-    return names
+        age = ages if isinstance(ages, float) else ages[0] + (ages[1] - ages[0]) * (n + 0.5) / count
+        kwargs = dict(size=size, fov=("crop", "jaws")[n % 2], dentition="mixed", age=age)
+        tasks.append((folder, f"{prefix}{n:03d}", seed + n, kwargs))
+    return write_phantoms(tasks, jobs)
+
+
+def write_phantoms(tasks: list[tuple[Path, str, int, dict]], jobs: int = 1) -> list[str]:
+    """Write each ``(folder, name, seed, make_phantom options)`` not yet on disk; ``jobs`` processes side by side
+    (the phantoms are independent, and a many-core machine draws a training set in a minute)."""
+    missing = [task for task in tasks if not (task[0] / f"{task[1]}.labels.nrrd").exists()]
+    for folder in {task[0] for task in missing}:
+        folder.mkdir(parents=True, exist_ok=True)
+    if jobs > 1 and len(missing) > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(min(jobs, len(missing))) as pool:
+            pool.map(_write_phantom, missing, chunksize=1)
+    else:
+        for task in missing:
+            _write_phantom(task)
+    return [task[1] for task in tasks]
+
+
+def _write_phantom(task: tuple[Path, str, int, dict]) -> None:
+    folder, name, seed, options = task
+    case = make_phantom(seed, family=TRAIN_FAMILY, **options)
+    write_volume(case.image, folder / f"{name}.nrrd")
+    write_volume(case.labels, folder / f"{name}.labels.nrrd")  # last: its presence marks the case done
 
 
 def _segment_and_score(model, truth: Path, pred: Path, names: list[str], reporter) -> dict:
@@ -151,7 +164,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--primary-incisor-share", type=float, default=defaults.primary_incisor_share,
         help="share of a child's tooth-centred stage-2 patches drawn on its primary incisors",
     )
-    parser.add_argument("--workers", type=int, default=0, help="patches cost ms: workers only compete for the cores")
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="patch and case-reading processes; patches cost ms, so on 2 cores they only compete (a GPU needs them)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="phantoms drawn side by side")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
@@ -190,9 +207,9 @@ def main() -> int:
     reporter = TerminalReporter()
     train_dir = args.work / "train"
     if not args.skip_training:
-        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing)
-        write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES)
-        write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, prefix="young")
+        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing, args.jobs)
+        write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES, jobs=args.jobs)
+        write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, "young", args.jobs)
         common = common_options(args, train_dir)
         lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
         for n, stage in enumerate(s for s in STAGES if s in args.stages):

@@ -118,7 +118,7 @@ class TrainConfig:
         choices=PRECISIONS,
     )
     seed: int = option(0, "random seed of the case split, the patches and the initial weights", low=0)
-    workers: int = option(0, "DataLoader worker processes", low=0, high=64)
+    workers: int = option(0, "DataLoader worker processes; they also read and prepare the cases", low=0, high=64)
     checkpoint_every: int = option(1, "epochs between checkpoints", low=1)
 
     def to_dict(self) -> dict[str, Any]:

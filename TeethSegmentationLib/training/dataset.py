@@ -235,16 +235,36 @@ def prepare_cases(
     label_table: str | None = None,
     reporter: Reporter | None = None,
     stage_name: str = "prepare",
+    processes: int = 0,
 ) -> list[PreparedCase]:
+    """Each case read and prepared, in order; ``processes`` > 1 prepares them side by side (a GPU machine's
+    many cores: hundreds of cases take 0.5-1 s each on one core)."""
     if not cases:
         return []
     reporter = reporter or NullReporter()
+    args = (spacing, normalization, label_kind, label_table)
+    if processes > 1 and len(cases) > 1:
+        return _prepare_in_processes(cases, args, min(processes, len(cases)), reporter, stage_name)
     out = []
     for i, case in enumerate(cases):
         reporter.progress(stage_name, i / len(cases), f"reading {case.name}")
-        out.append(prepare_case(case, spacing, normalization, label_kind, label_table))
+        out.append(prepare_case(case, *args))
     reporter.progress(stage_name, 1.0, f"{len(cases)} cases at {spacing:g} mm")
     return out
+
+
+def _prepare_in_processes(
+    cases: list[Case], args: tuple, processes: int, reporter: Reporter, stage_name: str
+) -> list[PreparedCase]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    out: list[PreparedCase | None] = [None] * len(cases)
+    with ProcessPoolExecutor(processes) as pool:
+        futures = {pool.submit(prepare_case, case, *args): i for i, case in enumerate(cases)}
+        for done, future in enumerate(as_completed(futures), 1):
+            out[futures[future]] = future.result()  # a bad case raises its InputError here, as in order
+            reporter.progress(stage_name, done / len(cases), f"{done} of {len(cases)} cases read")
+    return [case for case in out if case is not None]
 
 
 # --- Patches.

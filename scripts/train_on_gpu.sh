@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A candidate default model trained on a machine with a CUDA GPU and many cores: the shipped model's stage 2
+# continued on three times the training phantoms for ten times the patches of a CPU continuation, then its
+# stage 1 continued too (two candidates, judged apart on the CPU with scripts/validate_families.py).
+#
+#     scripts/train_on_gpu.sh [OUT_DIR]    # OUT_DIR: build/gpu_candidate; PYTHON (python3), WORK, JOBS, WORKERS
+#
+# The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
+# workers (--workers): one process cannot feed the GPU. Training is mixed precision (CUDA's float16 autocast).
+# Each step has a time limit; whatever finished lies in OUT_DIR with its log. Run from the repository root.
+set -u
+OUT=${1:-build/gpu_candidate}
+PY=${PYTHON:-python3}
+WORK=${WORK:-/tmp/teethseg-gpu-train}
+JOBS=${JOBS:-$(nproc)}
+WORKERS=${WORKERS:-12}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+step() { echo "== $1 ($(date +%T))"; }
+limit() { local s=$1; shift; timeout --kill-after=5 "$s" "$@" || echo "!! exit $? from: $*"; }
+# The training set: adults (seeds 100-219, every field of view), children of 6-14 (5000-5047) and of 6-9
+# (5100-5111); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
+DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children 12 --types-classes 14 --jobs "$JOBS"
+      --workers "$WORKERS" --val-fovs --val-ages)
+
+step environment
+"$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')"
+
+step "stage 2 (types) from the shipped model: 5 x 2000 steps of 8 patches"
+limit 420 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/types.pt" --stages types \
+  --init Resources/Models/teethseg-default.pt --types-epochs 5 --types-steps 2000 --batch 8 --lr 0.001 \
+  2>&1 | grep -v "step [0-9]*/" | tee "$OUT/types.log"
+
+step "stage 1 (teeth) from that candidate: 3 x 1000 steps of 8 patches"
+[ -f "$OUT/types.pt" ] && limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/both.pt" \
+  --stages teeth --init "$OUT/types.pt" --teeth-epochs 3 --teeth-steps 1000 --batch 8 --lr 0.001 \
+  2>&1 | grep -v "step [0-9]*/" | tee "$OUT/teeth.log"
+step done
+ls -la "$OUT"
