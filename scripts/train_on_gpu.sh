@@ -5,6 +5,10 @@
 #
 #     scripts/train_on_gpu.sh [OUT_DIR]    # OUT_DIR: build/gpu_candidate; PYTHON (python3), WORK, JOBS, WORKERS
 #
+# INIT is the model to continue (default: the shipped file); LR, YOUNG (children of 6-9), TYPES_EPOCHS and
+# TEETH_EPOCHS set the recipe. The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
+# defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
+#
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
 # workers (--workers): one process cannot feed the GPU. Training is mixed precision (CUDA's float16 autocast).
 # Each step has a time limit; whatever finished lies in OUT_DIR with its log. Run from the repository root.
@@ -14,26 +18,31 @@ PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/teethseg-gpu-train}
 JOBS=${JOBS:-$(nproc)}
 WORKERS=${WORKERS:-12}
+INIT=${INIT:-Resources/Models/teethseg-default.pt}
+LR=${LR:-0.001}
+YOUNG=${YOUNG:-12}
+TYPES_EPOCHS=${TYPES_EPOCHS:-5}
+TEETH_EPOCHS=${TEETH_EPOCHS:-3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 step() { echo "== $1 ($(date +%T))"; }
 limit() { local s=$1; shift; timeout --kill-after=5 "$s" "$@" || echo "!! exit $? from: $*"; }
 # The training set: adults (seeds 100-219, every field of view), children of 6-14 (5000-5047) and of 6-9
-# (5100-5111); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
-DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children 12 --types-classes 14 --jobs "$JOBS"
+# (5100-5111 with YOUNG=12); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
+DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children "$YOUNG" --types-classes 14 --jobs "$JOBS"
       --workers "$WORKERS" --val-fovs --val-ages)
 
 step environment
 "$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')"
 
-step "stage 2 (types) from the shipped model: 5 x 2000 steps of 8 patches"
+step "stage 2 (types) from $INIT: $TYPES_EPOCHS x 2000 steps of 8 patches"
 limit 420 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/types.pt" --stages types \
-  --init Resources/Models/teethseg-default.pt --types-epochs 5 --types-steps 2000 --batch 8 --lr 0.001 \
+  --init "$INIT" --types-epochs "$TYPES_EPOCHS" --types-steps 2000 --batch 8 --lr "$LR" \
   2>&1 | grep -v "step [0-9]*/" | tee "$OUT/types.log"
 
-step "stage 1 (teeth) from that candidate: 3 x 1000 steps of 8 patches"
+step "stage 1 (teeth) from that candidate: $TEETH_EPOCHS x 1000 steps of 8 patches"
 [ -f "$OUT/types.pt" ] && limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/both.pt" \
-  --stages teeth --init "$OUT/types.pt" --teeth-epochs 3 --teeth-steps 1000 --batch 8 --lr 0.001 \
+  --stages teeth --init "$OUT/types.pt" --teeth-epochs "$TEETH_EPOCHS" --teeth-steps 1000 --batch 8 --lr "$LR" \
   2>&1 | grep -v "step [0-9]*/" | tee "$OUT/teeth.log"
 step done
 ls -la "$OUT"

@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from TeethSegmentationLib import fdi  # noqa: E402
 from TeethSegmentationLib.events import NullReporter  # noqa: E402
 from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
@@ -77,10 +78,16 @@ def run_case(
     split, lost = split_and_lost(pred.array, truth.array)
     metrics.update(split=len(split), lost=len(lost), split_fdi=split, lost_fdi=lost)
     if fov in ("lower", "upper"):  # teeth of the jaw the scan does not hold
-        other = [n for n in np.unique(pred.array).astype(int) if n and (n // 10 in (1, 2)) != (fov == "upper")]
+        other = [n for n in np.unique(pred.array).astype(int) if other_jaw(n, fov)]
         metrics.update(other_jaw=len(other), other_jaw_fdi=other)
     metrics.update(segment_s=round(seconds, 1), phantom_s=round(made - start, 1), seed=seed)
     return metrics
+
+
+def other_jaw(label: int, fov: str) -> bool:
+    """An FDI number, permanent or primary, of the jaw a single-arch scan does not hold (an unnumbered tooth's
+    label has no jaw)."""
+    return fdi.is_fdi(label) and fdi.is_upper(label) != (fov == "upper")
 
 
 def summarise(cases: list[dict]) -> dict:
