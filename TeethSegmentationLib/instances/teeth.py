@@ -158,13 +158,19 @@ def label_teeth(
     labels, stats, assignment, loose = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels,
                                               opts, voxel_mm3, spacing, reporter)
     if assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
-        child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
-                                         _voxels(opts.min_tooth_mm3, voxel_mm3))
-        if child_markers.max(initial=0) > marker_labels.max(initial=0):
-            again = _teeth(drain(sparse, child_markers, spacing, ascent), sparse, voxels, opts, voxel_mm3, spacing,
-                           reporter)
+        # First with each jaw's type regions apart (upper and lower primary incisors touch across the bite), then,
+        # if that leaves more unnumbered, with the regions whole: the first pass that passes the guard stands.
+        upper = voxels.ras @ assignment.normal > assignment.plane_offset
+        for jaw in (upper, None):
+            child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
+                                             _voxels(opts.min_tooth_mm3, voxel_mm3), jaw)
+            if child_markers.max(initial=0) == marker_labels.max(initial=0):
+                continue
+            again = _teeth(drain(sparse, child_markers, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3,
+                           spacing, reporter)
             if again[3] <= loose:  # a new region left unnumbered was no tooth
                 labels, stats, assignment, loose = again
+                break
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
