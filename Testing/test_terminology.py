@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from script_modules import load_script
 
 from TeethSegmentationLib.fdi import (
     ALL_FDI_NUMBERS,
@@ -21,10 +22,7 @@ TERM_FILE = ROOT / "Resources" / "Terminology" / "TeethSegmentation.term.json"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_terminology", ROOT / "scripts" / "make_terminology.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_terminology")
 
 
 def _types() -> list[dict]:

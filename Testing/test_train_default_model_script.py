@@ -5,23 +5,17 @@ share of stage 2's patches drawn on the primary incisors reaches stage 2 alone."
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
+from script_modules import SCRIPTS, load_script
 
 from TeethSegmentationLib import fdi
 from TeethSegmentationLib.io.read_write import read_volume
 from TeethSegmentationLib.training.config import TrainConfig
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_default_model.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_default_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_default_model")
 
 
 def test_young_children_are_named_apart_and_have_primary_teeth(tmp_path):
@@ -60,8 +54,8 @@ def test_the_primary_incisor_share_reaches_stage_2s_sampling_only(tmp_path):
 
 
 def test_phantoms_drawn_side_by_side_equal_those_drawn_in_order(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # spawned processes import the script by its name
-    script = importlib.import_module(SCRIPT.stem)
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # spawned processes import the script by its name
+    script = importlib.import_module("train_default_model")
     in_order = script.write_cases(tmp_path / "a", 2, script.TRAIN_SEED, ["crop", "lower"], "tiny")
     side_by_side = script.write_cases(tmp_path / "b", 2, script.TRAIN_SEED, ["crop", "lower"], "tiny", jobs=2)
     assert in_order == side_by_side == ["case000", "case001"]

@@ -3,20 +3,10 @@ hold; an unnumbered tooth's label (100+) and a primary number of the scan's own 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "validate_families.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("validate_families", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_modules import load_script
 
 
 def test_other_jaw_counts_numbers_of_the_missing_jaw_only():
-    other_jaw = _script().other_jaw
+    other_jaw = load_script("validate_families").other_jaw
     assert [n for n in (11, 27, 31, 48, 55, 63, 75, 84, 100, 101) if other_jaw(n, "upper")] == [31, 48, 75, 84]
     assert [n for n in (11, 27, 31, 48, 55, 63, 75, 84, 100, 101) if other_jaw(n, "lower")] == [11, 27, 55, 63]
