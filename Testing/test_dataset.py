@@ -87,10 +87,14 @@ def test_prepare_case_resamples_normalises_and_indexes_teeth_by_type(pairs, prep
         assert np.all(types.flat[voxels] == t)
 
 
-def test_cases_prepared_side_by_side_equal_those_prepared_in_order(tmp_path, pairs):
+def test_cases_prepared_side_by_side_equal_those_prepared_in_order(tmp_path, pairs, monkeypatch):
     cases = [dataset.Case(f"case{n}", *pair) for n, pair in enumerate(pairs)]
     in_order = dataset.prepare_cases(cases, 1.0)
+    pools = []
+    real = dataset._prepare_in_processes
+    monkeypatch.setattr(dataset, "_prepare_in_processes", lambda *a: pools.append(a[2]) or real(*a))
     side_by_side = dataset.prepare_cases(cases, 1.0, processes=2)
+    assert pools == [2]  # the processes really ran
     assert [c.name for c in side_by_side] == ["case0", "case1"]
     for a, b in zip(in_order, side_by_side, strict=True):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels) and str(a.box) == str(b.box)

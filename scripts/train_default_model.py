@@ -82,12 +82,19 @@ def write_phantoms(tasks: list[tuple[Path, str, int, dict]], jobs: int = 1) -> l
     if jobs > 1 and len(missing) > 1:
         from multiprocessing import get_context
 
-        with get_context("spawn").Pool(min(jobs, len(missing))) as pool:
+        with get_context("spawn").Pool(min(jobs, len(missing)), initializer=_one_thread) as pool:
             pool.map(_write_phantom, missing, chunksize=1)
     else:
         for task in missing:
             _write_phantom(task)
     return [task[1] for task in tasks]
+
+
+def _one_thread() -> None:
+    """A phantom-drawing process uses one core: ``jobs`` of them share the machine."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _write_phantom(task: tuple[Path, str, int, dict]) -> None:

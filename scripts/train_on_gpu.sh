@@ -11,7 +11,9 @@
 #
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
 # workers (--workers): one process cannot feed the GPU. Training is mixed precision (CUDA's float16 autocast).
-# Each step has a time limit; whatever finished lies in OUT_DIR with its log. Run from the repository root.
+# Each step has a time limit (570 s in all, under a 600 s device call); whatever finished lies in OUT_DIR with its
+# log, and the exit status is the first failing step's. The phantoms in WORK are drawn afresh (KEEP_PHANTOMS=1
+# keeps them: drawing takes about a minute on 16 cores). Run from the repository root.
 set -u
 OUT=${1:-build/gpu_candidate}
 PY=${PYTHON:-python3}
@@ -24,25 +26,41 @@ YOUNG=${YOUNG:-12}
 TYPES_EPOCHS=${TYPES_EPOCHS:-5}
 TEETH_EPOCHS=${TEETH_EPOCHS:-3}
 mkdir -p "$OUT"
+rm -f "$OUT"/types.pt* "$OUT"/both.pt*  # stage 1 must never continue a stage 2 left by an earlier run
+[ "${KEEP_PHANTOMS:-0}" = 1 ] || rm -rf "$WORK/train"  # the trainer takes every case in the folder
 export PYTHONUNBUFFERED=1
+STATUS=0
 step() { echo "== $1 ($(date +%T))"; }
-limit() { local s=$1; shift; timeout --kill-after=5 "$s" "$@" || echo "!! exit $? from: $*"; }
+limit() {
+  local s=$1; shift
+  timeout --kill-after=5 "$s" "$@"
+  local rc=$?
+  [ $rc -eq 0 ] || echo "!! exit $rc from: $*"
+  return $rc
+}
+record() { [ "$1" -eq 0 ] || [ "$STATUS" -ne 0 ] || STATUS=$1; }  # a step in a pipeline runs in a subshell
 # The training set: adults (seeds 100-219, every field of view), children of 6-14 (5000-5047) and of 6-9
 # (5100-5111 with YOUNG=12); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
 DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children "$YOUNG" --types-classes 14 --jobs "$JOBS"
       --workers "$WORKERS" --val-fovs --val-ages)
 
 step environment
-"$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')"
+"$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')" \
+  || { echo "!! no CUDA GPU in this Python: stopping"; exit 1; }
 
 step "stage 2 (types) from $INIT: $TYPES_EPOCHS x 2000 steps of 8 patches"
 limit 420 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/types.pt" --stages types \
   --init "$INIT" --types-epochs "$TYPES_EPOCHS" --types-steps 2000 --batch 8 --lr "$LR" \
-  2>&1 | grep -v "step [0-9]*/" | tee "$OUT/types.log"
+  2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$OUT/types.log"
+record "${PIPESTATUS[0]}"
 
 step "stage 1 (teeth) from that candidate: $TEETH_EPOCHS x 1000 steps of 8 patches"
-[ -f "$OUT/types.pt" ] && limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/both.pt" \
+if [ ! -f "$OUT/types.pt" ]; then echo "!! no stage 2 from this run: stage 1 skipped"; record 1; else
+limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/both.pt" \
   --stages teeth --init "$OUT/types.pt" --teeth-epochs "$TEETH_EPOCHS" --teeth-steps 1000 --batch 8 --lr "$LR" \
-  2>&1 | grep -v "step [0-9]*/" | tee "$OUT/teeth.log"
+  2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$OUT/teeth.log"
+record "${PIPESTATUS[0]}"
+fi
 step done
 ls -la "$OUT"
+exit $STATUS

@@ -158,19 +158,10 @@ def label_teeth(
     labels, stats, assignment, loose = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels,
                                               opts, voxel_mm3, spacing, reporter)
     if assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
-        # First with each jaw's type regions apart (upper and lower primary incisors touch across the bite), then,
-        # if that leaves more unnumbered, with the regions whole: the first pass that passes the guard stands.
-        upper = voxels.ras @ assignment.normal > assignment.plane_offset
-        for jaw in (upper, None):
-            child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
-                                             _voxels(opts.min_tooth_mm3, voxel_mm3), jaw)
-            if child_markers.max(initial=0) == marker_labels.max(initial=0):
-                continue
-            again = _teeth(drain(sparse, child_markers, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3,
-                           spacing, reporter)
-            if again[3] <= loose:  # a new region left unnumbered was no tooth
-                labels, stats, assignment, loose = again
-                break
+        labels, stats, assignment, loose = _child_pass(
+            labels, stats, assignment, loose, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3,
+            spacing, reporter,
+        )
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
@@ -178,6 +169,28 @@ def label_teeth(
         reporter.log(message, "warning")
     reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
     return result
+
+
+def _child_pass(
+    labels: np.ndarray, stats: RegionStats, assignment: Assignment, loose: int, sparse: SparseForeground,
+    smooth_type: np.ndarray, marker_labels: np.ndarray, ascent: np.ndarray, voxels: _Voxels, opts: InstanceOptions,
+    voxel_mm3: float, spacing: np.ndarray, reporter: Reporter,
+) -> tuple[np.ndarray, RegionStats, Assignment, int]:
+    """A child's scan split and numbered again with a marker in each unmarked anterior type region: first with
+    each jaw's regions apart (upper and lower primary lateral incisors touch across the bite, are typed alike and
+    only the upper one has a core), where two arches were found; then, if that leaves more instances unnumbered
+    than the first pass, with the regions whole. The first pass that does not stands; else the first one."""
+    upper = voxels.ras @ assignment.normal > assignment.plane_offset
+    for jaw in (upper, None) if assignment.two_arches else (None,):
+        child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
+                                         _voxels(opts.min_tooth_mm3, voxel_mm3), jaw)
+        if child_markers.max(initial=0) == marker_labels.max(initial=0):
+            continue
+        again = _teeth(drain(sparse, child_markers, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
+                       reporter)
+        if again[3] <= loose:  # a new region left unnumbered was no tooth
+            return again
+    return labels, stats, assignment, loose
 
 
 def _teeth(

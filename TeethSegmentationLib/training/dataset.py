@@ -256,15 +256,21 @@ def prepare_cases(
 def _prepare_in_processes(
     cases: list[Case], args: tuple, processes: int, reporter: Reporter, stage_name: str
 ) -> list[PreparedCase]:
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """The cases in order; the first bad one (in case order) raises its error, and the cases not started yet
+    are dropped rather than awaited."""
+    from concurrent.futures import ProcessPoolExecutor
 
-    out: list[PreparedCase | None] = [None] * len(cases)
-    with ProcessPoolExecutor(processes) as pool:
-        futures = {pool.submit(prepare_case, case, *args): i for i, case in enumerate(cases)}
-        for done, future in enumerate(as_completed(futures), 1):
-            out[futures[future]] = future.result()  # a bad case raises its InputError here, as in order
-            reporter.progress(stage_name, done / len(cases), f"{done} of {len(cases)} cases read")
-    return [case for case in out if case is not None]
+    pool = ProcessPoolExecutor(processes)
+    try:
+        futures = [pool.submit(prepare_case, case, *args) for case in cases]
+        out = []
+        for future in futures:
+            out.append(future.result())
+            reporter.progress(stage_name, len(out) / len(cases), f"{len(out)} of {len(cases)} cases read")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    reporter.progress(stage_name, 1.0, f"{len(cases)} cases at {args[0]:g} mm")
+    return out
 
 
 # --- Patches.
