@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(  # nets.devices.PRECISIONS, spelt out: importing it would import torch before a bad input
-        "--precision", choices=("auto", "float32", "bfloat16"), default="float32",
-        help="the networks' arithmetic; auto: bfloat16 on CPUs with native bf16 (default: float32)",
+        "--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+        help="the networks' arithmetic; auto (default): bfloat16 on CPUs with native bf16, else float32",
     )
     parser.add_argument("--tta", action="store_true", help="average over axis flips (8x slower, a bit more robust)")
     parser.add_argument("--stl", action="store_true", help="also write one STL surface per tooth")
