@@ -44,3 +44,15 @@ def test_primary_lateral_incisors_touching_across_the_bite_each_get_their_number
     monkeypatch.setattr(teeth, "unmarked_markers", lambda *args: whole(*args[:5]))  # the jaws not taken apart
     before = teeth.label_teeth(foreground, types, affine, log_warnings=False)
     assert _numbered_as(labels, np.asarray(before.fdi_map)) != {fdi: fdi for fdi in LATERALS}
+
+
+def test_the_second_pass_keeps_the_first_plane_only_where_its_own_moved_far():
+    from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+
+    ras = np.array([[0.0, 0.0, -10.0], [0.0, 0.0, 10.0], [20.0, 30.0, 0.0]])  # centre height 0
+    first = OcclusalPlane(np.array([0.0, 0.0, 1.0]), 0.0, True)
+    tilted = np.array([0.0, np.sin(0.2), np.cos(0.2)])
+    for height, moved in ((1.0, False), (-2.9, False), (3.5, True), (-6.0, True)):
+        found = OcclusalPlane(tilted, float(ras.mean(axis=0) @ tilted) + height, True)
+        assert teeth._moved(first, found, ras) is moved, height
+    assert teeth.PLANE_SHIFT_MM == 3.0

@@ -71,6 +71,10 @@ CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
 # Molars are left out: their unmarked type regions are corners of bigger teeth (dev children: all 13 classes
 # made 3 of 21 scans worse, these six 1).
 ANTERIOR_CLASSES = (1, 2, 3, PRIMARY_CLASS_OFFSET + 1, PRIMARY_CLASS_OFFSET + 2, PRIMARY_CLASS_OFFSET + 3)
+# The second pass keeps the first pass's occlusal plane when its own regions move it more than this at the teeth's
+# centre: new small regions in the bite moved two 6-year-olds' by 5-6 mm (dev seeds 46003, 46006), while where the
+# new plane was the better one it had moved under 1 mm (dev seed 46012, 8.5 years).
+PLANE_SHIFT_MM = 3.0
 
 
 @dataclass
@@ -155,13 +159,12 @@ def label_teeth(
     voxels = _Voxels(types, fg, sparse.ras_points(affine), both)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
-    labels, stats, assignment, loose = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels,
-                                              opts, voxel_mm3, spacing, reporter)
-    if assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
-        labels, stats, assignment, loose = _child_pass(
-            labels, stats, assignment, loose, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3,
-            spacing, reporter,
-        )
+    first = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
+                   reporter)
+    if first[2].developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
+        first = _child_pass(first, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3, spacing,
+                            reporter)
+    labels, stats, assignment, _, _ = first
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
@@ -172,14 +175,16 @@ def label_teeth(
 
 
 def _child_pass(
-    labels: np.ndarray, stats: RegionStats, assignment: Assignment, loose: int, sparse: SparseForeground,
-    smooth_type: np.ndarray, marker_labels: np.ndarray, ascent: np.ndarray, voxels: _Voxels, opts: InstanceOptions,
-    voxel_mm3: float, spacing: np.ndarray, reporter: Reporter,
-) -> tuple[np.ndarray, RegionStats, Assignment, int]:
+    first: tuple, sparse: SparseForeground, smooth_type: np.ndarray, marker_labels: np.ndarray, ascent: np.ndarray,
+    voxels: _Voxels, opts: InstanceOptions, voxel_mm3: float, spacing: np.ndarray, reporter: Reporter,
+) -> tuple[np.ndarray, RegionStats, Assignment, int, OcclusalPlane]:
     """A child's scan split and numbered again with a marker in each unmarked anterior type region: first with
     each jaw's regions apart (upper and lower primary lateral incisors touch across the bite, are typed alike and
     only the upper one has a core), where two arches were found; then, if that leaves more instances unnumbered
-    than the first pass, with the regions whole. The first pass that does not stands; else the first one."""
+    than the first pass (``first``, what :func:`_teeth` returned), with the regions whole. The first of these
+    that does not stands; else ``first``. Both keep the first pass's occlusal plane where theirs moved far
+    (PLANE_SHIFT_MM)."""
+    _, _, assignment, loose, plane = first
     upper = voxels.ras @ assignment.normal > assignment.plane_offset
     for jaw in (upper, None) if assignment.two_arches else (None,):
         child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
@@ -187,10 +192,10 @@ def _child_pass(
         if child_markers.max(initial=0) == marker_labels.max(initial=0):
             continue
         again = _teeth(drain(sparse, child_markers, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
-                       reporter)
+                       reporter, plane)
         if again[3] <= loose:  # a new region left unnumbered was no tooth
             return again
-    return labels, stats, assignment, loose
+    return first
 
 
 def _teeth(
@@ -201,16 +206,20 @@ def _teeth(
     voxel_mm3: float,
     spacing: np.ndarray,
     reporter: Reporter,
-) -> tuple[np.ndarray, RegionStats, Assignment, int]:
+    plane: OcclusalPlane | None = None,
+) -> tuple[np.ndarray, RegionStats, Assignment, int, OcclusalPlane]:
     """From the watershed's regions to numbered teeth: merge, cut across the bite, number, cut fused teeth,
     join parts, numbering again after each change. Also returns how many instances were left unnumbered before
-    parted roots joined their teeth: the second pass's guard counts new regions that got no number, and a
-    region that joins a tooth as its root still got none."""
+    parted roots joined their teeth (the second pass's guard counts new regions that got no number, and a
+    region that joins a tooth as its root still got none) and the occlusal plane, found from the regions
+    unless ``plane`` is given (the first pass's) and the regions' own moved more than ``PLANE_SHIFT_MM`` at the
+    teeth's centre."""
     ras = voxels.ras
     peak = region_peaks(labels, sparse.dist)
-    plane = find_occlusal_plane(labels, ras, peak)
+    found = find_occlusal_plane(labels, ras, peak)
     if voxels.both is not None:
-        plane = mixed.child_plane(plane, labels, ras, voxels.both, opts, voxel_mm3)
+        found = mixed.child_plane(found, labels, ras, voxels.both, opts, voxel_mm3)
+    plane = found if plane is None or not _moved(plane, found, ras) else plane
     types = voxels.types if voxels.both is None else voxels.both
     labels = merge_regions(labels, sparse, types, ras, plane, opts, voxel_mm3, spacing, peak)
     if plane.two_arches:
@@ -241,7 +250,13 @@ def _teeth(
     labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    return labels, stats, assignment, loose
+    return labels, stats, assignment, loose, plane
+
+
+def _moved(plane: OcclusalPlane, found: OcclusalPlane, ras: np.ndarray) -> bool:
+    """Whether ``found`` lies more than PLANE_SHIFT_MM from ``plane`` at the teeth's centre."""
+    centre = ras.mean(axis=0)
+    return bool(abs((centre @ found.normal - found.height) - (centre @ plane.normal - plane.height)) > PLANE_SHIFT_MM)
 
 
 def _voxel_types(type_probs: np.ndarray, sparse: SparseForeground) -> tuple:
