@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -108,6 +108,16 @@ class InstanceResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class _Pass(NamedTuple):
+    """One pass from the watershed's regions to numbered teeth (:func:`_teeth`)."""
+
+    labels: np.ndarray
+    stats: RegionStats
+    assignment: Assignment
+    loose: int  # instances left unnumbered before parted roots joined their teeth (the second pass's guard)
+    plane: OcclusalPlane
+
+
 @dataclass
 class _Voxels:
     """What the numbering needs of the compact foreground voxels."""
@@ -161,10 +171,10 @@ def label_teeth(
     reporter.progress("instances", 0.5, "merging fragments")
     first = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
                    reporter)
-    if first[2].developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
+    if first.assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
         first = _child_pass(first, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3, spacing,
                             reporter)
-    labels, stats, assignment, _, _ = first
+    labels, stats, assignment = first.labels, first.stats, first.assignment
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
     result.timings = timings
@@ -175,16 +185,16 @@ def label_teeth(
 
 
 def _child_pass(
-    first: tuple, sparse: SparseForeground, smooth_type: np.ndarray, marker_labels: np.ndarray, ascent: np.ndarray,
+    first: _Pass, sparse: SparseForeground, smooth_type: np.ndarray, marker_labels: np.ndarray, ascent: np.ndarray,
     voxels: _Voxels, opts: InstanceOptions, voxel_mm3: float, spacing: np.ndarray, reporter: Reporter,
-) -> tuple[np.ndarray, RegionStats, Assignment, int, OcclusalPlane]:
+) -> _Pass:
     """A child's scan split and numbered again with a marker in each unmarked anterior type region: first with
     each jaw's regions apart (upper and lower primary lateral incisors touch across the bite, are typed alike and
     only the upper one has a core), where two arches were found; then, if that leaves more instances unnumbered
     than the first pass (``first``, what :func:`_teeth` returned), with the regions whole. The first of these
     that does not stands; else ``first``. Both keep the first pass's occlusal plane where theirs moved far
     (PLANE_SHIFT_MM)."""
-    _, _, assignment, loose, plane = first
+    assignment = first.assignment
     upper = voxels.ras @ assignment.normal > assignment.plane_offset
     for jaw in (upper, None) if assignment.two_arches else (None,):
         child_markers = unmarked_markers(sparse, smooth_type, marker_labels, ANTERIOR_CLASSES,
@@ -192,8 +202,8 @@ def _child_pass(
         if child_markers.max(initial=0) == marker_labels.max(initial=0):
             continue
         again = _teeth(drain(sparse, child_markers, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
-                       reporter, plane)
-        if again[3] <= loose:  # a new region left unnumbered was no tooth
+                       reporter, first.plane)
+        if again.loose <= first.loose:  # a new region left unnumbered was no tooth
             return again
     return first
 
@@ -207,7 +217,7 @@ def _teeth(
     spacing: np.ndarray,
     reporter: Reporter,
     plane: OcclusalPlane | None = None,
-) -> tuple[np.ndarray, RegionStats, Assignment, int, OcclusalPlane]:
+) -> _Pass:
     """From the watershed's regions to numbered teeth: merge, cut across the bite, number, cut fused teeth,
     join parts, numbering again after each change. Also returns how many instances were left unnumbered before
     parted roots joined their teeth (the second pass's guard counts new regions that got no number, and a
@@ -250,7 +260,7 @@ def _teeth(
     labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    return labels, stats, assignment, loose, plane
+    return _Pass(labels, stats, assignment, loose, plane)
 
 
 def _moved(plane: OcclusalPlane, found: OcclusalPlane, ras: np.ndarray) -> bool:
