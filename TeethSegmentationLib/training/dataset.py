@@ -244,11 +244,12 @@ def prepare_cases(
     reporter = reporter or NullReporter()
     args = (spacing, normalization, label_kind, label_table)
     if processes > 1 and len(cases) > 1:
-        return _prepare_in_processes(cases, args, min(processes, len(cases)), reporter, stage_name)
-    out = []
-    for i, case in enumerate(cases):
-        reporter.progress(stage_name, i / len(cases), f"reading {case.name}")
-        out.append(prepare_case(case, *args))
+        out = _prepare_in_processes(cases, args, min(processes, len(cases)), reporter, stage_name)
+    else:
+        out = []
+        for i, case in enumerate(cases):
+            reporter.progress(stage_name, i / len(cases), f"reading {case.name}")
+            out.append(prepare_case(case, *args))
     reporter.progress(stage_name, 1.0, f"{len(cases)} cases at {spacing:g} mm")
     return out
 
@@ -269,7 +270,6 @@ def _prepare_in_processes(
             reporter.progress(stage_name, len(out) / len(cases), f"{len(out)} of {len(cases)} cases read")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    reporter.progress(stage_name, 1.0, f"{len(cases)} cases at {args[0]:g} mm")
     return out
 
 

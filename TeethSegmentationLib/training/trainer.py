@@ -283,8 +283,10 @@ class Trainer:
             cfg = self.config
             spacing = self.model.teeth_spacing_mm if stage == "teeth" else self.model.spacing_mm
             args = (spacing, self.model.normalization, cfg.label_kind, cfg.label_table, self.reporter)
-            train = prepare_cases(self.train_cases, *args, stage_name=f"prepare {stage}", processes=cfg.workers)
-            val = prepare_cases(self.val_cases, *args, stage_name=f"prepare {stage}", processes=cfg.workers)
+            # One call for both: with workers, one process pool (each pool's processes import the engine again).
+            both = prepare_cases(self.train_cases + self.val_cases, *args, stage_name=f"prepare {stage}",
+                                 processes=cfg.workers)
+            train, val = both[: len(self.train_cases)], both[len(self.train_cases) :]
             if stage == "types":
                 for case in train + val:
                     stage_target(case.labels[:1, :1, :1], case.kind, "types")  # binary labels cannot train types
