@@ -57,9 +57,7 @@ def phantoms(folder: Path, seed: int, count: int, settings: dict) -> list[tuple[
     for i in range(count):
         image, truth = folder / f"case{seed + i}.nrrd", folder / f"case{seed + i}.labels.nrrd"
         if not truth.exists():
-            case = make_phantom(seed + i, size="realistic", **settings)
-            write_volume(case.image, image)
-            write_volume(case.labels, truth)
+            make_phantom(seed + i, size="realistic", **settings).write(image, truth)
         cases.append((read_volume(image), read_volume(truth)))
     return cases
 

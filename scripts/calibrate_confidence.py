@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from TeethSegmentationLib.inference import pipeline  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume  # noqa: E402
 from TeethSegmentationLib.instances import confidence  # noqa: E402
-from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
+from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
 from TeethSegmentationLib.training.lineage import file_digest  # noqa: E402
@@ -44,9 +44,7 @@ BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0001)
 def phantom_files(work: Path, family: str, fov: str, seed: int) -> tuple[Path, Path]:
     image, labels = work / f"{family}_{fov}_{seed}.nrrd", work / f"{family}_{fov}_{seed}.labels.nrrd"
     if not labels.exists():
-        case = make_phantom(seed, size="realistic", fov=fov, family=family)
-        write_volume(case.image, image)
-        write_volume(case.labels, labels)
+        make_phantom(seed, size="realistic", fov=fov, family=family).write(image, labels)
     return image, labels
 
 

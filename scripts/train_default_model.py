@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from TeethSegmentationLib.events import TerminalReporter  # noqa: E402
 from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
-from TeethSegmentationLib.io.read_write import write_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_dirs  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
@@ -99,9 +98,7 @@ def _one_thread() -> None:
 
 def _write_phantom(task: tuple[Path, str, int, dict]) -> None:
     folder, name, seed, options = task
-    case = make_phantom(seed, family=TRAIN_FAMILY, **options)
-    write_volume(case.image, folder / f"{name}.nrrd")
-    write_volume(case.labels, folder / f"{name}.labels.nrrd")  # last: its presence marks the case done
+    make_phantom(seed, family=TRAIN_FAMILY, **options).write(folder / f"{name}.nrrd", folder / f"{name}.labels.nrrd")
 
 
 def _segment_and_score(model, truth: Path, pred: Path, names: list[str], reporter) -> dict:

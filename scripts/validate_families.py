@@ -31,7 +31,7 @@ from TeethSegmentationLib import fdi  # noqa: E402
 from TeethSegmentationLib.events import NullReporter  # noqa: E402
 from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
-from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
+from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
 from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
@@ -67,9 +67,7 @@ def run_case(
     start = time.perf_counter()
     if not labels_path.exists():
         spacing = head_spacing if fov == "head" else None
-        case = make_phantom(seed, size="realistic", fov=fov, family=family, spacing=spacing)
-        write_volume(case.image, image_path)
-        write_volume(case.labels, labels_path)
+        make_phantom(seed, size="realistic", fov=fov, family=family, spacing=spacing).write(image_path, labels_path)
     made = time.perf_counter()
     segment_file(image_path, pred_dir, model, SegmentOptions(device=device, precision=precision), NullReporter())
     seconds = time.perf_counter() - made

@@ -31,6 +31,13 @@ class PhantomCase:
     labels: Volume  # uint8 FDI label map on the same grid
     info: dict  # JSON-able description: seed, sizes, present/missing teeth, metal, grey mapping...
 
+    def write(self, image: str | Path, labels: str | Path) -> tuple[Path, Path]:
+        """Both files as NRRD (each write atomic), the labels last: a case whose labels file exists is whole,
+        which is how the scripts' and the replay cache tell a finished case from one cut off."""
+        from TeethSegmentationLib.io.read_write import write_volume
+
+        return write_volume(self.image, image), write_volume(self.labels, labels)
+
 
 def _check(size: str, fov: str, grey: str, convention: str) -> None:
     for name, value, allowed in (
@@ -250,8 +257,6 @@ def write_phantoms(
     ``picture(image, labels, path, title)``, when given, also draws OUTDIR/caseNN.png (the command passes
     the slice renderer: pictures sit in a layer above the phantoms).
     """
-    from TeethSegmentationLib.io.read_write import write_volume
-
     if cases < 1:
         raise InputError(f"The number of phantom cases must be at least 1, not {cases}.")
     reporter = reporter or NullReporter()
@@ -262,10 +267,8 @@ def write_phantoms(
     for n in range(cases):
         case = make_phantom(seed + n, size=size, fov=fov, grey=grey, **kw)
         stem = f"case{n:0{width}d}"
-        files = {
-            "image": str(write_volume(case.image, out / f"{stem}.nrrd")),
-            "labels": str(write_volume(case.labels, out / f"{stem}.labels.nrrd")),
-        }
+        image, labels = case.write(out / f"{stem}.nrrd", out / f"{stem}.labels.nrrd")
+        files = {"image": str(image), "labels": str(labels)}
         if picture is not None:
             title = f"{stem} (seed {seed + n}, {fov}, {case.info['grey']})"
             files["preview"] = str(picture(case.image, case.labels, out / f"{stem}.png", title))

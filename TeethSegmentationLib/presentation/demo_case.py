@@ -11,7 +11,7 @@ import numpy as np
 
 from TeethSegmentationLib.atomic import save_figure
 from TeethSegmentationLib.events import NullReporter, Reporter, StageReporter
-from TeethSegmentationLib.io.read_write import read_volume, write_volume
+from TeethSegmentationLib.io.read_write import read_volume
 from TeethSegmentationLib.metrics import evaluate_pair
 from TeethSegmentationLib.nets.model_file import load_model
 
@@ -19,10 +19,7 @@ from TeethSegmentationLib.nets.model_file import load_model
 def write_demo_case(folder: Path, seed: int) -> tuple[Path, Path]:
     from TeethSegmentationLib.phantom import make_phantom
 
-    case = make_phantom(seed, size="realistic", fov="crop")
-    image = write_volume(case.image, folder / "demo.nrrd")
-    truth = write_volume(case.labels, folder / "demo.labels.nrrd")
-    return image, truth
+    return make_phantom(seed, size="realistic", fov="crop").write(folder / "demo.nrrd", folder / "demo.labels.nrrd")
 
 
 def render_picture(image_path: Path, labels_path: Path, output: Path, title: str) -> dict[str, str]:

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from TeethSegmentationLib.events import Reporter
-from TeethSegmentationLib.io.read_write import write_volume
 
 CACHE_ENV = "TEETHSEG_CACHE_DIR"
 REPLAY_SEED = 900_000  # phantom seeds far from the default model's training (100+) and validation (10000+)
@@ -77,7 +76,4 @@ def _phantom(seed: int, size: str, work: Path, cache: Path | None) -> tuple[Path
 def _generate(seed: int, size: str, image: Path, label: Path) -> tuple[Path, Path]:
     from TeethSegmentationLib.phantom import make_phantom
 
-    phantom = make_phantom(seed, size=size, fov="crop")
-    write_volume(phantom.labels, label)  # each write is atomic; the image last, so a pair is whole or regenerated
-    write_volume(phantom.image, image)
-    return image, label
+    return make_phantom(seed, size=size, fov="crop").write(image, label)  # a pair is whole or regenerated
