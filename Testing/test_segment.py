@@ -199,6 +199,17 @@ def test_fine_blob_goes_back_to_the_right_input_voxels() -> None:
     assert (out[distance > 5.5] == 0).all()
 
 
+def test_an_instance_observer_sees_the_instance_steps_inputs_and_result() -> None:
+    seen = []
+    result = segment_volume(
+        phantom("oblique"), threshold_model(), SegmentOptions(device="cpu"), on_instances=lambda *a: seen.append(a)
+    )
+    (foreground, probs, ijk_to_ras, found), = seen
+    assert foreground.ndim == 3 and probs.shape == (9, *foreground.shape) and ijk_to_ras.shape == (4, 4)
+    assert np.allclose(np.abs(np.linalg.det(ijk_to_ras[:3, :3])), 0.5**3)  # the fine grid
+    assert sorted(t.fdi for t in found.teeth) == sorted(t.fdi for t in result.teeth) != []
+
+
 def test_no_teeth_gives_an_empty_result_with_a_warning() -> None:
     volume = phantom("RAS")
     volume.array[:] = 200

@@ -26,7 +26,6 @@ from scipy.optimize import minimize
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from TeethSegmentationLib.inference import pipeline  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume  # noqa: E402
 from TeethSegmentationLib.instances import confidence  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
@@ -51,12 +50,9 @@ def phantom_files(work: Path, family: str, fov: str, seed: int) -> tuple[Path, P
 def case_rows(model, image: Path, labels: Path) -> list[dict]:
     """One row per numbered tooth: its features, old confidence and whether it is right."""
     found = []
-    original = pipeline.label_instances
-    pipeline.label_instances = lambda *a: found.append(original(*a)) or found[-1]
-    try:
-        result = segment_volume(read_volume(image), model, SegmentOptions(device="cpu"))
-    finally:
-        pipeline.label_instances = original
+    result = segment_volume(
+        read_volume(image), model, SegmentOptions(device="cpu"), on_instances=lambda *seen: found.append(seen[-1])
+    )
     pred, truth = result.fdi.array.astype(np.int64), read_volume(labels).array.astype(np.int64)
     table = np.bincount(truth.ravel() * 256 + pred.ravel(), minlength=256 * 256).reshape(256, 256)
     rows = []

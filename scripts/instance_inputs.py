@@ -23,7 +23,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from TeethSegmentationLib.inference import pipeline  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume  # noqa: E402
 from TeethSegmentationLib.instances.teeth import label_teeth  # noqa: E402
 from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
@@ -47,17 +46,11 @@ def phantom_of(spec: str, size: str):
 def instance_inputs(case, model) -> dict:
     """What the pipeline hands the instance step for ``case`` (float32 networks), and the truth on that grid."""
     got: dict = {}
-    original = pipeline.label_instances
 
-    def keep(foreground, probs, affine, reporter):
+    def keep(foreground, probs, affine, _found) -> None:
         got.update(foreground=foreground.astype(np.float16), probs=probs.astype(np.float16), affine=affine)
-        return original(foreground, probs, affine, reporter)
 
-    pipeline.label_instances = keep
-    try:
-        segment_volume(case.image, model, SegmentOptions(device="cpu", precision="float32"))
-    finally:
-        pipeline.label_instances = original
+    segment_volume(case.image, model, SegmentOptions(device="cpu", precision="float32"), on_instances=keep)
     grid = Volume(np.zeros(got["foreground"].shape, np.uint8), got["affine"])
     got["truth"] = np.asarray(resample_to_reference(case.labels, grid, order=0).array).astype(np.uint8)
     return got

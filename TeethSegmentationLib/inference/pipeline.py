@@ -14,7 +14,7 @@ output, through a reoriented view of it (an axis-aligned, fast resampling).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,10 +296,17 @@ def _empty_result(volume: Volume, timings: dict, device: torch.device, message: 
     return SegmentResult(fdi, [], timings, [message], describe_device(device))
 
 
+# What the instance step received and returned: (foreground [i,j,k], class softmax [C,i,j,k], fine grid ijk->RAS,
+# the instance step's result). The scripts that develop and calibrate the instance step read it.
+InstanceObserver = Callable[[np.ndarray, np.ndarray, np.ndarray, Any], None]
+
+
 def segment_volume(
-    volume: Volume, model: TeethModel, options: SegmentOptions | None = None, reporter: Reporter | None = None
+    volume: Volume, model: TeethModel, options: SegmentOptions | None = None, reporter: Reporter | None = None,
+    on_instances: InstanceObserver | None = None,
 ) -> SegmentResult:
-    """Segment and number the teeth of ``volume``; the label map lies exactly on ``volume``'s grid."""
+    """Segment and number the teeth of ``volume``; the label map lies exactly on ``volume``'s grid.
+    ``on_instances``, when given, sees the instance step's inputs and result (:data:`InstanceObserver`)."""
     options = options or SegmentOptions()
     reporter = reporter or NullReporter()
     device = resolve_device(options.device)
@@ -323,6 +330,8 @@ def segment_volume(
         reporter.progress("types", 1.0)
     with _timed(timings, "instances"):
         found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
+        if on_instances is not None:
+            on_instances(foreground, probs, fine.ijk_to_ras, found)
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
         pasted = paste_labels(fdi_fine, volume, fdi_map, foreground, InstanceOptions().threshold)
