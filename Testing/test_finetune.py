@@ -115,11 +115,25 @@ def test_lineage_records_parent_cases_date_and_no_patient_names(tiny_run, tiny_m
     training = load_model(out).training
     tuned = training["finetune"]
     assert tuned["parent"] == {"name": "tiny-parent.pt", "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest()}
-    assert tuned["cases"] == 3 and tuned["date"].startswith("20")
+    assert tuned["cases"] == 3 and tuned["date"].startswith("20") and tuned["mix"] == 0.5
     assert training["augment"] and not training["scanner_augment"]  # the user's own scanner is the target
     text = json.dumps(training) + card_path(out).read_text()
     for name in ("Doe_Jane", "Roe_Rick", "Poe_Paula", "Zz_unusable", str(out.parent)):
         assert name not in text
+
+
+def test_with_no_fine_tuned_share_the_new_model_holds_the_parents_weights(patient_cases, tiny_model, tmp_path):
+    out = tmp_path / "m.pt"
+    config = FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(tiny_model), mix=0.0, **TINY)
+    result = finetune(config)
+    parent, new = load_model(tiny_model), load_model(out)
+    for stage in ("teeth_net", "types_net"):
+        for name, value in getattr(parent, stage).state_dict().items():
+            if value.is_floating_point():
+                assert torch.equal(getattr(new, stage).state_dict()[name], value), (stage, name)
+    assert result["held_back"]["before"] == result["held_back"]["after"]  # the same weights segment alike
+    with pytest.raises(InputError, match="--mix"):
+        finetune(FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(tiny_model), mix=2.0))
 
 
 def test_better_means_clearly_better_on_the_held_back_scan():

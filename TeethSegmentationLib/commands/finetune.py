@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-norm", action="store_true", help="let batch-norm statistics follow the new cases (default: frozen)"
     )
+    parser.add_argument(
+        "--mix", type=float, default=None,
+        help="fine-tuned share of the weights, the rest the parent's (default 0.5; 1: the model as trained)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         replay_phantoms=args.replay_phantoms,
         phantom_cache=args.phantom_cache,
         **({} if args.lr is None else {"lr": args.lr}),
+        **({} if args.mix is None else {"mix": args.mix}),
         freeze_norm=not args.train_norm,
         device=args.device,
         precision=args.precision,
