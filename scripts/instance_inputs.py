@@ -1,10 +1,11 @@
 """Cache the instance step's inputs of dev phantoms once, then score instance rules on them in seconds (not a test).
 
-    python scripts/instance_inputs.py cache DIR 46000:6.0 46001:6.5 ...   # children: SEED:AGE; adults: SEED:FOV
+    python scripts/instance_inputs.py cache DIR 46000:6.0 46001:6.5 ...   # children: SEED:AGE; adults: SEED:FOV[:B]
     python scripts/instance_inputs.py score DIR                          # the instance step on each cached case
 
-`cache` segments each phantom (family A; a child's crop or jaws by the seed's parity) with the model and keeps
-what `instances.teeth.label_teeth` receives (foreground, type probabilities, grid) and the truth on that grid.
+`cache` segments each phantom (family A, or B where an adult's spec ends in :B; a child's crop or jaws by the
+seed's parity) with the model and keeps what `instances.teeth.label_teeth` receives (foreground, type
+probabilities, grid) and the truth on that grid.
 `score` runs today's instance step on them and prints, per case, the misnumbered and missed teeth, then the
 totals: a rule change is judged on such dev seeds (never the validation seeds of the model card) before it is
 measured once on validation. The figures are on the instance step's 0.5 mm grid, close to but not the same as
@@ -35,10 +36,11 @@ FOVS = ("crop", "jaws", "head", "lower", "upper")
 
 
 def phantom_of(spec: str, size: str):
-    """``SEED:AGE`` (a child, crop or jaws by the seed's parity) or ``SEED:FOV`` (an adult)."""
-    seed, what = spec.split(":")
+    """``SEED:AGE`` (a child, crop or jaws by the seed's parity) or ``SEED:FOV`` (an adult), of family A; an
+    adult of family B as ``SEED:FOV:B`` (dev seeds only: the model card's validation seeds are 30000-34999)."""
+    seed, what, *family = spec.split(":")
     if what in FOVS:
-        return make_phantom(int(seed), size=size, fov=what, family="A")
+        return make_phantom(int(seed), size=size, fov=what, family=family[0] if family else "A")
     fov = ("crop", "jaws")[int(seed) % 2]
     return make_phantom(int(seed), size=size, fov=fov, family="A", dentition="mixed", age=float(what))
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("cache", help="segment dev phantoms and keep the instance step's inputs")
     make.add_argument("folder", type=Path)
-    make.add_argument("specs", nargs="+", metavar="SEED:AGE|SEED:FOV")
+    make.add_argument("specs", nargs="+", metavar="SEED:AGE|SEED:FOV[:B]")
     make.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     make.add_argument("--size", default="realistic")
     run = sub.add_parser("score", help="today's instance step on the cached cases")
