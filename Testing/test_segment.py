@@ -20,6 +20,7 @@ from torch import nn
 
 from TeethSegmentationLib.fdi import UNNUMBERED_LABEL_BASE
 from TeethSegmentationLib.inference import pipeline as segment_module
+from TeethSegmentationLib.inference.forming_molars import with_forming_third_molars
 from TeethSegmentationLib.inference.outputs import segment_file
 from TeethSegmentationLib.inference.paste import labels_to_input_grid
 from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
@@ -394,12 +395,12 @@ def test_a_forming_third_molar_past_the_margin_is_asked_about_whole() -> None:
         slice(30, 35), slice(20, 25), slice(20, 25))
     grazing = (slice(20, 25), slice(22, 27), slice(20, 25))  # on the margin, where nothing inside is foreground
     foreground, probs = _typed(shape, [(bud, 8), (incisor, 1), (apart, 8), (grazing, 8)])
-    grown = segment_module.with_forming_third_molars(near, foreground, probs, 0.5)
+    grown = with_forming_third_molars(near, foreground, probs, 0.5)
     assert grown[bud].all() and not grown[20:26, 15:20, 5:10].any() and not grown[apart].any()
     assert not grown[grazing].any()
     assert (grown & ~near).sum() == 6 * 5 * 5 and not near[20:26].any()  # the caller's array is left as it was
     foreground, probs = _typed(shape, [(bud, 7), (apart, 8)])  # a second molar: only a third molar goes on
-    assert np.array_equal(segment_module.with_forming_third_molars(near, foreground, probs, 0.5), near)
+    assert np.array_equal(with_forming_third_molars(near, foreground, probs, 0.5), near)
 
 
 def test_a_third_molar_half_past_the_margin_is_one_whole_tooth() -> None:
@@ -417,7 +418,7 @@ def test_a_third_molar_half_past_the_margin_is_one_whole_tooth() -> None:
     near = ndimage.binary_dilation(arch.labels > 0, iterations=3) & ~(tooth & (i >= first[0] + 0.35 * len(first)))
     near &= ~(ndimage.binary_dilation(tooth, iterations=3) & ~tooth)  # no margin of 48 either
     assert 0.2 < (near & tooth).mean() / tooth.mean() < 0.5
-    grown = segment_module.with_forming_third_molars(near, teeth_prob, type_probs, 0.5)
+    grown = with_forming_third_molars(near, teeth_prob, type_probs, 0.5)
     cut = label_teeth(teeth_prob * near, type_probs, arch.ijk_to_ras)
     whole = label_teeth(teeth_prob * grown, type_probs, arch.ijk_to_ras)
     assert (cut.fdi_map[tooth] == 48).mean() < 0.5

@@ -1,9 +1,10 @@
 """The segmentation pipeline: a CBCT volume in, an FDI label map on the input's own grid out.
 
 read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
--> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9
-classes) -> instances + FDI numbers -> back onto the input grid, surfaces from the interpolated probability
-(``inference/paste.py``; ``inference/outputs.py`` writes the files).
+-> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9 or 14
+classes) -> forming third molars kept whole (``inference/forming_molars.py``) -> instances + FDI numbers
+-> back onto the input grid, surfaces from the interpolated probability (``inference/paste.py``;
+``inference/outputs.py`` writes the files).
 
 Memory stays bounded on a whole-head scan: the reoriented input is a view (no copy), only the coarse
 grid and the fine teeth box are resampled (slab by slab, from the input's own dtype), stage 2 skips
@@ -32,6 +33,7 @@ from TeethSegmentationLib.fdi import (
     tooth_type,
     unnumbered_name,
 )
+from TeethSegmentationLib.inference.forming_molars import forming_third_molars
 from TeethSegmentationLib.inference.paste import paste_labels
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
 from TeethSegmentationLib.instances.options import InstanceOptions
@@ -186,46 +188,6 @@ def _skip_mask(prob: Volume, mask: np.ndarray, fine: Volume, options: SegmentOpt
     return resample_to_reference(prob.with_array(grown.view(np.uint8)), fine, order=0).array.astype(bool)
 
 
-THIRD_MOLAR = 8  # the stage-2 class of the third molars (9 and 14 classes alike)
-_FACES = [(axis, step) for axis in range(3) for step in (-1, 1)]
-
-
-def with_forming_third_molars(
-    near: np.ndarray, foreground: np.ndarray, probs: np.ndarray, threshold: float
-) -> np.ndarray:
-    """``near`` (what stage 2 is asked about: the teeth stage 1 found, grown by the margin, not the rest of its
-    windows) and the foreground beyond it that stage 2 calls a third molar, in pieces that touch the foreground
-    inside it.
-
-    A third molar forming in its crypt behind the second molar (10-12 years) lies partly past the margin: stage 2
-    sees 56-86 % of it, of which the margin kept 16-49 %, too little to count as found (dev children, seeds
-    47100+). Only third molars: what stage 2 finds past the margin of an adult's head is mostly bone it took for
-    incisors, premolars or other molars (validation B head 32000, read as a child's scan when kept). Only the few
-    voxels beyond ``near`` are labelled, in their own box (a whole-grid pass would take a crop 50-90 ms)."""
-    beyond = np.flatnonzero((foreground > threshold) & ~near)
-    if not len(beyond):
-        return near
-    tooth_class = np.argmax(probs.reshape(len(probs), -1)[1:, beyond], axis=0) + 1
-    molar = np.stack(np.unravel_index(beyond[tooth_class == THIRD_MOLAR], near.shape), axis=1)
-    if not len(molar):
-        return near
-    lo = molar.min(axis=0)
-    box = np.zeros(molar.max(axis=0) - lo + 1, dtype=bool)
-    box[tuple((molar - lo).T)] = True
-    pieces, count = ndimage.label(box)
-    piece = pieces[tuple((molar - lo).T)]
-    touching = np.zeros(count + 1, dtype=bool)
-    for axis, step in _FACES:
-        beside = molar.copy()
-        beside[:, axis] += step
-        inside_grid = (beside[:, axis] >= 0) & (beside[:, axis] < near.shape[axis])
-        at = tuple(beside[inside_grid].T)
-        touching[piece[inside_grid][near[at] & (foreground[at] > threshold)]] = True
-    grown = near.copy()
-    grown[tuple(molar[touching[piece]].T)] = True
-    return grown
-
-
 def _near_specks(prob: Volume, mask: np.ndarray, near: np.ndarray, options: SegmentOptions) -> np.ndarray:
     """Stage-1 parts outside ``mask`` of at least ``speck_mm3`` that reach into ``near`` (the teeth grown by
     the margin). The teeth box stays the teeth's: a moved box would shift every stage-2 window."""
@@ -326,7 +288,7 @@ def segment_volume(
         teeth_part = crop(ras, lo, hi, copy=False)
         fine, probs, near = run_types_stage(teeth_part, window, prob, mask, model, device, dtype, options, reporter)
         foreground = 1.0 - probs[0].astype(np.float32)
-        foreground *= with_forming_third_molars(near, foreground, probs, options.teeth_threshold)
+        forming_third_molars(near, foreground, probs, fine.spacing, options.teeth_threshold)
         reporter.progress("types", 1.0)
     with _timed(timings, "instances"):
         found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
