@@ -41,9 +41,8 @@ def forming_third_molars(
     ``near`` and the forming third molars beyond it, with the gaps between a forming crown's cusps raised just
     above ``threshold``."""
     gate = with_forming_third_molars(near, foreground, probs, threshold)
-    bridges = bridged_cusps(foreground, probs, gate, spacing, threshold)
-    if bridges is not None and not holds_primary_teeth(foreground, probs, spacing, threshold):
-        bridges = None
+    child = holds_primary_teeth(foreground, probs, spacing, threshold)  # ~10 ms; an adult's scan stops here
+    bridges = bridged_cusps(foreground, probs, gate, spacing, threshold) if child else None
     if bridges is not None:
         gate |= bridges
         gap = bridges & (foreground <= threshold)
