@@ -105,7 +105,7 @@ def test_held_back_figure_is_in_the_result_and_the_card(tiny_run):
     assert result["figure"].startswith("On your held-back scan: per-tooth Dice")
     assert result["better"] is is_better(before, after)
     card = json.loads(card_path(out).read_text())
-    assert card["figure"] == result["figure"] and card["better"] == result["better"]
+    assert card["figure"] == result["figure"] and card["better"] == result["better"] and card["mix"] == 0.5
 
 
 def test_lineage_records_parent_cases_date_and_no_patient_names(tiny_run, tiny_model):

@@ -9,6 +9,7 @@ from synthetic_arch import make_arch, probabilities
 
 from TeethSegmentationLib.inference.forming_molars import (
     CUSP_GAP_MM,
+    _closing,
     bridged_cusps,
     forming_third_molars,
     holds_primary_teeth,
@@ -66,9 +67,10 @@ def test_only_a_childs_scan_has_its_cusps_bridged() -> None:
     adult = _typed({8: cusps}, shape)
     child = _typed({8: cusps, 12: primary}, shape)
     tiny = _typed({8: cusps, 12: primary & (np.indices(shape)[0] < 48)}, shape)  # 37 mm3 typed primary
-    assert holds_primary_teeth(*child, spacing, 0.5) and not holds_primary_teeth(*adult, spacing, 0.5)
-    assert not holds_primary_teeth(*tiny, spacing, 0.5)
     gate = np.ones(shape, bool)
+    assert holds_primary_teeth(*child, gate, spacing, 0.5) and not holds_primary_teeth(*adult, gate, spacing, 0.5)
+    assert not holds_primary_teeth(*tiny, gate, spacing, 0.5)
+    assert not holds_primary_teeth(*child, ~primary, spacing, 0.5)  # primary-typed only past the margin: bone
     for case, pieces in ((adult, 2), (tiny, 2), (child, 1)):
         kept = forming_third_molars(gate, case[0].copy(), case[1], spacing, 0.5)
         assert ndimage.label(kept[:40] > 0.5)[1] == pieces  # the two cusps, apart or bridged
@@ -99,3 +101,15 @@ def test_a_third_molar_in_cusp_tips_each_under_the_speck_size_is_found_as_one_to
     assert 48 not in {t.fdi for t in cut.teeth}
     assert (joined.fdi_map[cusps] == 48).mean() > 0.9
     assert {t.fdi for t in joined.teeth} == {t.fdi for t in cut.teeth} | {48}
+
+
+def test_the_closing_at_the_edge_of_the_grid_is_the_closing_of_the_pieces_alone() -> None:
+    """Outside the array is background: two cusps cut by the grid's edge are closed as if nothing lay beyond."""
+    spacing = np.array([0.5, 0.5, 0.6])
+    mask = _balls((20, 24, 18), [(1, 6, 8), (1, 15, 8)], 3.0)  # both cut by the first face
+    reach = np.ceil(CUSP_GAP_MM / spacing).astype(int) + 1
+    wide = np.pad(mask, 15)
+    ball = np.linalg.norm((np.indices((13, 13, 11)).T - [6, 6, 5]).T * spacing[:, None, None, None], axis=0)
+    reference = ndimage.binary_closing(wide, structure=ball <= CUSP_GAP_MM)[15:-15, 15:-15, 15:-15]
+    closed = _closing(mask, spacing, reach)
+    assert np.array_equal(closed, reference | mask) and (closed & ~mask).any()

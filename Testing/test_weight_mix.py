@@ -25,6 +25,9 @@ def _pair():
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_each_weight_lies_at_its_share_between_parent_and_fine_tuned(share: float) -> None:
     parent, tuned = _pair()
+    for value in tuned.types_net.state_dict().values():
+        if not value.is_floating_point():
+            value.fill_(7)  # the fine-tuned model's step counters differ from the parent's
     before = {k: v.clone() for k, v in tuned.types_net.state_dict().items()}
     mixed = mixed_state(parent.types_net.state_dict(), before, share)
     for name, value in mixed.items():
@@ -32,7 +35,7 @@ def test_each_weight_lies_at_its_share_between_parent_and_fine_tuned(share: floa
         if value.is_floating_point():
             assert torch.allclose(value, old + share * (before[name] - old), atol=1e-6), name
         else:
-            assert torch.equal(value, before[name]), name  # step counters are the fine-tuned model's
+            assert torch.equal(value, before[name]) and not torch.equal(value, old), name  # the fine-tuned model's
 
 
 def test_a_mixed_model_holds_the_weights_half_way_and_runs() -> None:
@@ -55,3 +58,14 @@ def test_models_of_different_layers_or_shares_outside_0_1_are_refused() -> None:
     fourteen = new_model(types_arch={"out_channels": 14})
     with pytest.raises(ValueError, match="shape"):
         mixed_state(fourteen.types_net.state_dict(), state, 0.5)
+
+
+def test_a_parent_in_another_dtype_or_on_another_device_is_brought_to_the_fine_tuned_one() -> None:
+    parent, tuned = _pair()
+    parent.teeth_net.double()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        parent.teeth_net.to(device)
+        mixed = mixed_state(parent.teeth_net.state_dict(), tuned.teeth_net.state_dict(), 0.5)
+        for name, value in mixed.items():
+            assert value.device.type == "cpu" and value.dtype == tuned.teeth_net.state_dict()[name].dtype, name

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mix", type=float, default=None,
-        help="fine-tuned share of the weights, the rest the parent's (default 0.5; 1: the model as trained)",
+        help="share of the fine-tuned weights, the rest the parent's (default 0.5; 1.0: no mixing)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(

@@ -6,15 +6,20 @@ Two things part a forming third molar from the rest of the teeth between stage 2
   adds what stage 2 calls a third molar beyond it, in pieces that touch the foreground inside.
 - Its first crown is a few separate cusp tips, each smaller than the instance step's speck filter (20 mm3) and
   so dropped, although together they are a tooth. :func:`bridged_cusps` joins small third-molar pieces that lie
-  within ``CUSP_GAP_MM`` of one another (a closing), where the group touches the kept foreground. Only in a
-  child's scan (:func:`holds_primary_teeth`): in an adult's, small third-molar pieces are fragments or bone, and
-  closing them made a tooth of them (a spurious 38 in a lower-only scan).
+  within ``CUSP_GAP_MM`` of one another (a closing), where the group holds kept foreground (inside ``near``, or
+  a third molar added beyond it; a group wholly past the margin stays out). Only in a child's scan
+  (:func:`holds_primary_teeth`): in an adult's, small third-molar pieces are fragments or bone, and closing them
+  made a tooth of them (a spurious 38 in a lower-only scan).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from TeethSegmentationLib.instances.options import InstanceOptions
 
 THIRD_MOLAR = 8  # the stage-2 class of the third molars (9 and 14 classes alike)
 _FACES = [(axis, step) for axis in range(3) for step in (-1, 1)]
@@ -39,23 +44,27 @@ def forming_third_molars(
 ) -> np.ndarray:
     """The foreground handed to the instance step: ``foreground`` (modified in place and returned) kept inside
     ``near`` and the forming third molars beyond it, with the gaps between a forming crown's cusps raised just
-    above ``threshold``."""
+    above ``threshold`` and the instance step's own threshold."""
     gate = with_forming_third_molars(near, foreground, probs, threshold)
-    child = holds_primary_teeth(foreground, probs, spacing, threshold)  # ~10 ms; an adult's scan stops here
+    child = holds_primary_teeth(foreground, probs, gate, spacing, threshold)  # ~10 ms; an adult's scan stops here
     bridges = bridged_cusps(foreground, probs, gate, spacing, threshold) if child else None
     if bridges is not None:
         gate |= bridges
-        gap = bridges & (foreground <= threshold)
-        foreground[gap] = np.float32(threshold + 0.01)
+        level = max(threshold, InstanceOptions().threshold) + 0.01
+        gap = bridges & (foreground < level)
+        foreground[gap] = np.float32(level)
     foreground *= gate
     return foreground
 
 
-def holds_primary_teeth(foreground: np.ndarray, probs: np.ndarray, spacing: np.ndarray, threshold: float) -> bool:
-    """Whether stage 2 types at least ``PRIMARY_MM3`` of the foreground as primary teeth (a 14-class model)."""
+def holds_primary_teeth(
+    foreground: np.ndarray, probs: np.ndarray, gate: np.ndarray, spacing: np.ndarray, threshold: float
+) -> bool:
+    """Whether stage 2 types at least ``PRIMARY_MM3`` of the foreground kept inside ``gate`` as primary teeth (a
+    14-class model). Not what lies past the margin: there stage 2 takes an adult's bone for teeth too."""
     if len(probs) <= FIRST_PRIMARY:
         return False
-    teeth = np.flatnonzero(foreground > threshold)
+    teeth = np.flatnonzero((foreground > threshold) & gate)
     classes = np.argmax(probs.reshape(len(probs), -1)[1:, teeth], axis=0) + 1
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=np.float64)))
     return bool(np.count_nonzero(classes >= FIRST_PRIMARY) * voxel_mm3 >= PRIMARY_MM3)
@@ -101,8 +110,9 @@ def bridged_cusps(
     foreground: np.ndarray, probs: np.ndarray, gate: np.ndarray, spacing: np.ndarray, threshold: float
 ) -> np.ndarray | None:
     """The closing (radius ``CUSP_GAP_MM``) of the small third-molar pieces (up to ``CUSP_PIECE_MM3``), in groups
-    that touch the foreground inside ``gate``; None when there is none. Each cluster of pieces (boxes within reach
-    of one another: a crypt's cusps) is closed in its own small box, with two distance maps."""
+    that hold foreground inside ``gate`` (a group wholly outside stays out); None when there is none. Each cluster
+    of pieces within reach of one another (a crypt's cusps) is closed in its own small box, with two distance
+    maps."""
     spacing = np.asarray(spacing, dtype=np.float64)
     found = _small_third_molar_pieces(foreground, probs, spacing, threshold)
     if found is None:
@@ -110,12 +120,12 @@ def bridged_cusps(
     pieces, lo = found
     reach = np.ceil(CUSP_GAP_MM / spacing).astype(int) + 1
     bridges = np.zeros(foreground.shape, dtype=bool)
-    for start, stop in _clusters(ndimage.find_objects(pieces), reach):
+    for start, stop in _clusters(pieces, reach):
         start, stop = np.maximum(start + lo, 0), np.minimum(stop + lo, foreground.shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
         local = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(start, stop, lo, strict=True))
         inside = _window(pieces, local) > 0
-        closed = _closing(inside, spacing)
+        closed = _closing(inside, spacing, reach)
         groups, count = ndimage.label(closed)
         kept = np.zeros(count + 1, dtype=bool)
         kept[np.unique(groups[gate[box] & (foreground[box] > threshold)])] = True
@@ -124,25 +134,15 @@ def bridged_cusps(
     return bridges if bridges.any() else None
 
 
-def _clusters(boxes: list, reach: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, stop) of the pieces' boxes grown by ``reach``, merged wherever they overlap."""
-    grown = [
-        (np.array([s.start for s in b]) - reach, np.array([s.stop for s in b]) + reach) for b in boxes if b is not None
-    ]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(grown)):
-            for j in range(i + 1, len(grown)):
-                (a0, a1), (b0, b1) = grown[i], grown[j]
-                if np.all(a0 < b1) and np.all(b0 < a1):
-                    grown[i] = (np.minimum(a0, b0), np.maximum(a1, b1))
-                    del grown[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return grown
+def _clusters(pieces: np.ndarray, reach: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(start, stop) of each cluster of pieces: their boxes grown by ``reach`` voxels, merged wherever they overlap
+    (connected components of the overlap graph: pairwise, vectorised)."""
+    boxes = [b for b in ndimage.find_objects(pieces) if b is not None]
+    lo = np.array([[s.start for s in b] for b in boxes]) - reach
+    hi = np.array([[s.stop for s in b] for b in boxes]) + reach
+    overlap = np.all((lo[:, None] < hi[None]) & (lo[None] < hi[:, None]), axis=2)
+    count, member = connected_components(csr_matrix(overlap), directed=False)
+    return [(lo[member == c].min(axis=0), hi[member == c].max(axis=0)) for c in range(count)]
 
 
 def _window(array: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
@@ -154,12 +154,15 @@ def _window(array: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     return out
 
 
-def _closing(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Binary closing of ``mask`` by a ball of radius ``CUSP_GAP_MM`` (outside the array is background)."""
-    padded = np.pad(mask, 1)
+def _closing(mask: np.ndarray, spacing: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Binary closing of ``mask`` by a ball of radius ``CUSP_GAP_MM`` (outside the array is background: the array
+    is padded by ``reach`` voxels, at least the radius, so that the dilation never meets its edge)."""
+    pad = [(int(r) + 1, int(r) + 1) for r in reach]
+    padded = np.pad(mask, pad)
     grown = ndimage.distance_transform_edt(~padded, sampling=spacing) <= CUSP_GAP_MM
     closed = ndimage.distance_transform_edt(grown, sampling=spacing) > CUSP_GAP_MM
-    return (closed | padded)[1:-1, 1:-1, 1:-1]
+    inner = tuple(slice(a, n - b) for (a, b), n in zip(pad, padded.shape, strict=True))
+    return (closed | padded)[inner]
 
 
 def _small_third_molar_pieces(

@@ -72,6 +72,7 @@ def card(model: TeethModel) -> dict[str, Any]:
         "figure": tuned.get("figure"),
         "better": tuned.get("better"),
         "held_back": tuned.get("held_back"),
+        "mix": tuned.get("mix", 1.0),  # the fine-tuned share of the weights, the rest the parent's
     }
 
 

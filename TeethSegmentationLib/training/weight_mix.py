@@ -4,8 +4,10 @@
 Fine-tuning on one or two scans moves the weights towards those scans; part of that move fits them, part is noise
 that costs other scans. Half-way between parent and child kept what fine-tuning gained and lost less elsewhere
 (``scripts/benchmark_finetune.py`` on its dev seeds, README). Both models share one architecture and, with the
-batch-norm layers frozen during fine-tuning, one set of normalisation statistics, so the mix is a model of the same
-kind. Integer buffers (batch-norm step counters) are the fine-tuned model's.
+batch-norm layers frozen during fine-tuning (the default), one set of normalisation statistics, so the mix is a
+model of the same kind; with ``--train-norm`` the running statistics are mixed like the weights. Integer buffers
+(batch-norm step counters) are the fine-tuned model's. The parent may sit on another device (segmenting the user's
+cases moved it there): each of its tensors goes to the fine-tuned one's device and dtype first.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def mixed_state(
         if before.shape != value.shape:
             raise ValueError(f"Layer {name} has shape {tuple(value.shape)}, its parent's {tuple(before.shape)}.")
         if value.is_floating_point():
-            mixed[name] = torch.lerp(before.to(value.dtype), value, share)
+            mixed[name] = torch.lerp(before.to(device=value.device, dtype=value.dtype), value, share)
         else:
             mixed[name] = value.clone()
     return mixed
