@@ -14,6 +14,8 @@ Two things part a forming third molar from the rest of the teeth between stage 2
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import csr_matrix
@@ -34,9 +36,6 @@ CUSP_PIECE_MM3 = 60.0
 # is 100-200 mm3): 400-3,000 mm3 in 12 dev children of 8.5-12 years, at most 11 mm3 in 10 dev adults.
 PRIMARY_MM3 = 100.0
 FIRST_PRIMARY = 9  # the primary classes of a 14-class model: 9-13
-# Prefilter before the exact argmax: where the foreground is above 0.5, a class below this share of the
-# probability cannot be the most likely of the 13 tooth classes in practice (0.5 / 13 = 0.038).
-_THIRD_MOLAR_FLOOR = 0.05
 
 
 def forming_third_molars(
@@ -46,8 +45,11 @@ def forming_third_molars(
     ``near`` and the forming third molars beyond it, with the gaps between a forming crown's cusps raised just
     above ``threshold`` and the instance step's own threshold."""
     gate = with_forming_third_molars(near, foreground, probs, threshold)
-    child = holds_primary_teeth(foreground, probs, gate, spacing, threshold)  # ~10 ms; an adult's scan stops here
-    bridges = bridged_cusps(foreground, probs, gate, spacing, threshold) if child else None
+    bridges = None
+    if len(probs) > FIRST_PRIMARY:  # only a 14-class model reads a scan as a child's
+        typed = _typed(foreground, probs, threshold)  # ~10 ms, once: the child test and the cusps both read it
+        if _holds_primary(typed, gate, spacing):  # an adult's scan stops here
+            bridges = _bridged(typed, foreground, gate, spacing, threshold)
     if bridges is not None:
         gate |= bridges
         level = max(threshold, InstanceOptions().threshold) + 0.01
@@ -57,17 +59,35 @@ def forming_third_molars(
     return foreground
 
 
+class _Typed(NamedTuple):
+    """The foreground's voxels above the threshold (flat indices) and the tooth class (1..) stage 2 gives each."""
+
+    flat: np.ndarray
+    classes: np.ndarray
+
+
+def _typed(foreground: np.ndarray, probs: np.ndarray, threshold: float) -> _Typed:
+    flat = np.flatnonzero(foreground > threshold)
+    return _Typed(flat, _tooth_class(probs, flat))
+
+
+def _tooth_class(probs: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The most likely tooth class (1..) of the voxels at flat indices ``flat``."""
+    return np.argmax(probs.reshape(len(probs), -1)[1:, flat], axis=0) + 1
+
+
 def holds_primary_teeth(
     foreground: np.ndarray, probs: np.ndarray, gate: np.ndarray, spacing: np.ndarray, threshold: float
 ) -> bool:
     """Whether stage 2 types at least ``PRIMARY_MM3`` of the foreground kept inside ``gate`` as primary teeth (a
     14-class model). Not what lies past the margin: there stage 2 takes an adult's bone for teeth too."""
-    if len(probs) <= FIRST_PRIMARY:
-        return False
-    teeth = np.flatnonzero((foreground > threshold) & gate)
-    classes = np.argmax(probs.reshape(len(probs), -1)[1:, teeth], axis=0) + 1
+    return len(probs) > FIRST_PRIMARY and _holds_primary(_typed(foreground, probs, threshold), gate, spacing)
+
+
+def _holds_primary(typed: _Typed, gate: np.ndarray, spacing: np.ndarray) -> bool:
+    kept = gate.reshape(-1)[typed.flat]
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=np.float64)))
-    return bool(np.count_nonzero(classes >= FIRST_PRIMARY) * voxel_mm3 >= PRIMARY_MM3)
+    return bool(np.count_nonzero(kept & (typed.classes >= FIRST_PRIMARY)) * voxel_mm3 >= PRIMARY_MM3)
 
 
 def with_forming_third_molars(
@@ -85,14 +105,10 @@ def with_forming_third_molars(
     beyond = np.flatnonzero((foreground > threshold) & ~near)
     if not len(beyond):
         return near.copy()
-    tooth_class = np.argmax(probs.reshape(len(probs), -1)[1:, beyond], axis=0) + 1
-    molar = np.stack(np.unravel_index(beyond[tooth_class == THIRD_MOLAR], near.shape), axis=1)
+    molar = np.stack(np.unravel_index(beyond[_tooth_class(probs, beyond) == THIRD_MOLAR], near.shape), axis=1)
     if not len(molar):
         return near.copy()
-    lo = molar.min(axis=0)
-    box = np.zeros(molar.max(axis=0) - lo + 1, dtype=bool)
-    box[tuple((molar - lo).T)] = True
-    pieces, count = ndimage.label(box)
+    pieces, count, lo = _labelled_box(molar)
     piece = pieces[tuple((molar - lo).T)]
     touching = np.zeros(count + 1, dtype=bool)
     for axis, step in _FACES:
@@ -113,8 +129,14 @@ def bridged_cusps(
     that hold foreground inside ``gate`` (a group wholly outside stays out); None when there is none. Each cluster
     of pieces within reach of one another (a crypt's cusps) is closed in its own small box, with two distance
     maps."""
+    return _bridged(_typed(foreground, probs, threshold), foreground, gate, spacing, threshold)
+
+
+def _bridged(
+    typed: _Typed, foreground: np.ndarray, gate: np.ndarray, spacing: np.ndarray, threshold: float
+) -> np.ndarray | None:
     spacing = np.asarray(spacing, dtype=np.float64)
-    found = _small_third_molar_pieces(foreground, probs, spacing, threshold)
+    found = _small_third_molar_pieces(typed, foreground.shape, spacing)
     if found is None:
         return None
     pieces, lo = found
@@ -166,24 +188,25 @@ def _closing(mask: np.ndarray, spacing: np.ndarray, reach: np.ndarray) -> np.nda
 
 
 def _small_third_molar_pieces(
-    foreground: np.ndarray, probs: np.ndarray, spacing: np.ndarray, threshold: float
+    typed: _Typed, shape: tuple[int, ...], spacing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(the third-molar pieces up to ``CUSP_PIECE_MM3``, labelled in their box; the box's first voxel) or None."""
-    candidates = np.flatnonzero((foreground > threshold) & (probs[THIRD_MOLAR] >= _THIRD_MOLAR_FLOOR))
-    if not len(candidates):
-        return None
-    flat = probs.reshape(len(probs), -1)[1:, candidates]
-    molar = candidates[np.argmax(flat, axis=0) + 1 == THIRD_MOLAR]
+    molar = typed.flat[typed.classes == THIRD_MOLAR]
     if not len(molar):
         return None
-    at = np.stack(np.unravel_index(molar, foreground.shape), axis=1)
-    lo = at.min(axis=0)
-    mask = np.zeros(at.max(axis=0) - lo + 1, dtype=bool)
-    mask[tuple((at - lo).T)] = True
-    pieces, count = ndimage.label(mask)
-    voxel_mm3 = float(np.prod(spacing))
-    small = np.bincount(pieces.ravel(), minlength=count + 1) * voxel_mm3 <= CUSP_PIECE_MM3
+    pieces, count, lo = _labelled_box(np.stack(np.unravel_index(molar, shape), axis=1))
+    small = np.bincount(pieces.ravel(), minlength=count + 1) * float(np.prod(spacing)) <= CUSP_PIECE_MM3
     small[0] = False
     if not small.any():
         return None
     return np.where(small[pieces], pieces, 0), lo
+
+
+def _labelled_box(points: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """(connected pieces of ``points`` (N x 3 voxel indices) labelled in their own box, their count, the box's
+    first voxel)."""
+    lo = points.min(axis=0)
+    box = np.zeros(points.max(axis=0) - lo + 1, dtype=bool)
+    box[tuple((points - lo).T)] = True
+    pieces, count = ndimage.label(box)
+    return pieces, count, lo
