@@ -259,7 +259,8 @@ def _empty_result(volume: Volume, timings: dict, device: torch.device, message: 
 
 
 # What the instance step received and returned: (foreground [i,j,k], class softmax [C,i,j,k], fine grid ijk->RAS,
-# the instance step's result). The scripts that develop and calibrate the instance step read it.
+# the instance step's result). The scripts that develop and calibrate the instance step read it. An observer must
+# not modify the arrays (the labels are pasted from the foreground next); its time counts in the instances stage.
 InstanceObserver = Callable[[np.ndarray, np.ndarray, np.ndarray, Any], None]
 
 
