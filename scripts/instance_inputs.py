@@ -30,9 +30,7 @@ from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
-from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
-
-FOVS = ("crop", "jaws", "head", "lower", "upper")
+from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
 
 
 def phantom_of(spec: str, size: str):
