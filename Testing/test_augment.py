@@ -123,11 +123,62 @@ def test_augment_params_all_none_or_all_but_other_scanners():
     assert augment.augment_params(False) == augment.NO_AUGMENTATION
     assert augment.augment_params(True) == augment.AugmentParams()
     own = augment.augment_params(True, other_scanners=False)
-    assert own.p_tissue_curve == own.p_signal_noise == 0 and min(own.p_rotate, own.p_8bit, own.p_noise) > 0
+    assert own.p_tissue_curve == own.p_signal_noise == own.p_motion == 0
+    assert min(own.p_rotate, own.p_8bit, own.p_noise) > 0
     image = np.random.default_rng(3).random((8, 8, 8)).astype(np.float32)
     only_scanner = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_tissue_curve": 1.0,
                                             "p_signal_noise": 1.0})
     assert not np.array_equal(augment.augment_intensity(image, np.random.default_rng(0), only_scanner), image)
+
+
+def _plate_profile(image: np.ndarray) -> np.ndarray:
+    return image.sum(axis=(1, 2)) / (image.shape[1] * image.shape[2])
+
+
+def _plate(n: int = 40) -> np.ndarray:
+    """A one-voxel bright plate across the middle of the first axis."""
+    image = np.zeros((n, n, n), dtype=np.float32)
+    image[n // 2] = 1.0
+    return image
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_patient_motion_keeps_the_labelled_position_brightest_within_its_path(seed: int):
+    """Either move (a faint copy, or a blur along the path) keeps the grey mass, leaves the plate's own place the
+    brightest (the labels stay true), and spreads it no further than the largest movement in millimetres."""
+    image = _plate()
+    out = augment.patient_motion(image, np.random.default_rng(seed), spacing_mm=0.5, max_mm=3.0)
+    profile = _plate_profile(out)
+    assert out.dtype == np.float32 and np.isclose(profile.sum(), 1.0, atol=1e-4)
+    assert int(np.argmax(profile)) == 20 and profile[20] < 1.0  # moved, but most of it where it was
+    reached = np.flatnonzero(profile > 1e-4)
+    assert reached.min() >= 20 - 6 and reached.max() <= 20 + 6  # 3 mm = 6 voxels of 0.5 mm
+
+
+def test_patient_motion_is_drawn_in_millimetres():
+    """The same draws spread a plate over half as many voxels on a grid twice as coarse."""
+    positions = np.arange(40) - 20
+
+    def spread(spacing_mm: float) -> float:
+        out = []
+        for seed in range(12):
+            profile = _plate_profile(augment.patient_motion(_plate(), np.random.default_rng(seed), spacing_mm))
+            out.append(np.sqrt((profile * positions**2).sum() / profile.sum()))
+        return float(np.mean(out))
+
+    fine, coarse = spread(0.5), spread(1.0)
+    assert fine > 0.5 and 1.6 < fine / coarse < 2.4
+
+
+def test_motion_at_probability_zero_draws_nothing():
+    """Recipes without the moving patient keep every later draw of their patches: one draw per grey-value step."""
+    image = np.random.default_rng(3).random((8, 8, 8)).astype(np.float32)
+    rng, before = np.random.default_rng(0), np.random.default_rng(0)
+    augment.augment_intensity(image, rng, augment.NO_AUGMENTATION)
+    before.random(8)  # the eight steps of 2026-12-02 (8-bit ... signal noise)
+    assert rng.random() == before.random()
+    always = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_motion": 1.0, "max_motion_mm": 3.0})
+    assert not np.allclose(augment.augment_intensity(_plate(), np.random.default_rng(0), always), _plate())
 
 
 def test_teeth_channel_is_a_noisy_smooth_mask_in_unit_range():

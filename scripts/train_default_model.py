@@ -162,7 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-scanner-augment", dest="scanner_augment", action="store_false",
-        help="leave out the other scanners' grey values (tissue curve, signal noise), as before 2026-12-02",
+        help="leave out the other scanners' grey values (tissue curve, signal noise, from 2026-12-02) and the "
+        "patient's movement (from 2026-12-04)",
     )
     parser.add_argument(
         "--primary-incisor-share", type=float, default=defaults.primary_incisor_share,

@@ -81,7 +81,9 @@ class TrainConfig:
     cross_entropy: bool = option(True, "add (binary) cross-entropy to the Dice loss: steadier early training")
     augment: bool = option(True, "augment the patches (rotation, scale, flips, grey values, noise, blur)")
     scanner_augment: bool = option(
-        True, "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
+        True,
+        "vary the scans as other scanners and patients do, too (a tissue curve, noise growing with the signal, "
+        "the patient moving during the scan)",
     )
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
     primary_incisor_share: float = option(

@@ -290,6 +290,7 @@ class SamplingParams:
     classes: int = NUM_CLASSES  # of the types network: 9, or 14 with the primary types
     # Share of the tooth-centred patches of a case with primary incisors that are drawn on them.
     primary_incisor_share: float = 0.0
+    spacing_mm: float = 0.5  # the stage's grid: the patient's movement is drawn in millimetres
 
 
 def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
@@ -320,7 +321,7 @@ def make_patch(
     )
     if rng.random() < params.augment.p_flip:
         image, labels = augment.flip_left_right(image, labels, fdi_labels=case.kind == "fdi")
-    image = augment.augment_intensity(image, rng, params.augment)
+    image = augment.augment_intensity(image, rng, params.augment, params.spacing_mm)
     target = stage_target(labels, case.kind, stage, params.classes)
     channels = [image]
     if params.teeth_channel:

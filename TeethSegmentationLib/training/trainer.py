@@ -268,6 +268,7 @@ class Trainer:
             background_margin=self.types_margin() if stage == "types" else None,
             classes=self.model.num_classes,
             primary_incisor_share=self.config.primary_incisor_share if stage == "types" else 0.0,
+            spacing_mm=self.model.teeth_spacing_mm if stage == "teeth" else self.model.spacing_mm,
         )
 
     def types_margin(self) -> int:
