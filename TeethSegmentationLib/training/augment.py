@@ -209,9 +209,10 @@ def signal_noise(
 def patient_motion(
     image: np.ndarray, rng: np.random.Generator, spacing_mm: float, max_mm: float = 3.0
 ) -> np.ndarray:
-    """The patient moved during the scan (rigid translation, as a robot skull moved 0.75-3 mm in Spin-Neto et
-    al., DMFR 2017; artefacts reviewed in Spin-Neto & Wenzel, OOOO 2016): the reconstruction is, to first order,
-    the mean of the head at each position it held, weighted by the share of the rotation it spent there.
+    """The patient moved during the scan, which shows as double contours and blur (Spin-Neto & Wenzel's systematic
+    review, OOOO 2016; a dry skull moved by a hexapod robot, Spin-Neto et al. 2017). For a rigid movement the
+    reconstruction is, to first order, the mean of the head at each position it held, weighted by the share of
+    the rotation it spent there; the range of a few millimetres is ours.
 
     Half the draws move once and come back (a tremor or a swallow): a second, fainter copy at 0.5-``max_mm``,
     a double contour; the other half drift steadily over 0.5-``max_mm``: the copies spread along that path,
