@@ -123,7 +123,7 @@ def test_augment_params_all_none_or_all_but_other_scanners():
     assert augment.augment_params(False) == augment.NO_AUGMENTATION
     assert augment.augment_params(True) == augment.AugmentParams()
     own = augment.augment_params(True, other_scanners=False)
-    assert own.p_tissue_curve == own.p_signal_noise == own.p_motion == 0
+    assert own.p_tissue_curve == own.p_signal_noise == own.p_motion == own.p_metal == 0
     assert min(own.p_rotate, own.p_8bit, own.p_noise) > 0
     image = np.random.default_rng(3).random((8, 8, 8)).astype(np.float32)
     only_scanner = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_tissue_curve": 1.0,
@@ -179,6 +179,32 @@ def test_motion_at_probability_zero_draws_nothing():
     assert rng.random() == before.random()
     always = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_motion": 1.0, "max_motion_mm": 3.0})
     assert not np.allclose(augment.augment_intensity(_plate(), np.random.default_rng(0), always), _plate())
+
+
+def _crown_beside_dentin(n: int = 40) -> np.ndarray:
+    """Dentin (0.8) filling the patch, a metal crown (1.46, the top of a 16-bit scan) in its middle."""
+    image = np.full((n, n, n), 0.8, dtype=np.float32)
+    image[16:24, 16:24, 16:24] = 1.46
+    return image
+
+
+def test_metal_gets_one_level_and_a_dark_halo_that_fades_in_millimetres():
+    for seed in range(8):
+        image = _crown_beside_dentin()
+        out = augment.metal_artefacts(image, np.random.default_rng(seed), spacing_mm=0.5)
+        metal = out[16:24, 16:24, 16:24]
+        assert np.all(metal == metal.flat[0]) and 1.0 <= metal.flat[0] <= 2.0
+        beside, further, far = out[24, 20, 20], out[28, 20, 20], out[39, 20, 20]  # 0.5, 2.5, 8 mm from the metal
+        assert 0.8 - 0.5 <= beside < further < 0.8 and 0.8 - far < 0.02
+    coarse = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=1.0)
+    fine = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=0.5)
+    assert np.isclose(coarse[26, 20, 20], fine[29, 20, 20])  # 3 mm from the metal on both grids
+
+
+def test_a_patch_without_metal_keeps_its_grey_values():
+    image = np.full((16, 16, 16), 0.8, dtype=np.float32)
+    image[4:8, 4:8, 4:8] = 1.1  # enamel, not metal
+    assert augment.metal_artefacts(image, np.random.default_rng(0), 0.5) is image
 
 
 def test_teeth_channel_is_a_noisy_smooth_mask_in_unit_range():
