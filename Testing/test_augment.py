@@ -188,14 +188,20 @@ def _crown_beside_dentin(n: int = 40) -> np.ndarray:
     return image
 
 
-def test_metal_gets_one_level_and_a_dark_halo_that_fades_in_millimetres():
+def test_metal_gets_one_level_blooms_and_casts_a_dark_halo_that_fades_in_millimetres():
+    """Indices along the first axis from the crown's edge (index 23) at 0.5 mm: 24 is 0.5 mm away, 27 2 mm (past
+    the largest blooming), 31 4 mm, 39 8 mm."""
+    bloomed = []
     for seed in range(8):
-        image = _crown_beside_dentin()
-        out = augment.metal_artefacts(image, np.random.default_rng(seed), spacing_mm=0.5)
-        metal = out[16:24, 16:24, 16:24]
-        assert np.all(metal == metal.flat[0]) and 1.0 <= metal.flat[0] <= 2.0
-        beside, further, far = out[24, 20, 20], out[28, 20, 20], out[39, 20, 20]  # 0.5, 2.5, 8 mm from the metal
-        assert 0.8 - 0.5 <= beside < further < 0.8 and 0.8 - far < 0.02
+        out = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(seed), spacing_mm=0.5)
+        level = out[20, 20, 20]
+        assert np.all(out[16:24, 16:24, 16:24] == level) and 1.0 <= level <= 2.0
+        shown = out == level
+        bloomed.append(np.count_nonzero(shown[24:, 20, 20]))
+        assert np.count_nonzero(shown[:16, 20, 20]) == bloomed[-1]  # as far on both sides
+        beside, further, far = out[27, 20, 20], out[31, 20, 20], out[39, 20, 20]
+        assert 0.8 - 0.5 <= beside < further < 0.8 and 0.8 - far < 0.03
+    assert max(bloomed) <= 3 and len(set(bloomed)) > 1  # 0-1.5 mm: up to three voxels, drawn
     coarse = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=1.0)
     fine = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=0.5)
     assert np.isclose(coarse[26, 20, 20], fine[29, 20, 20])  # 3 mm from the metal on both grids

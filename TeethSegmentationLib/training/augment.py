@@ -243,16 +243,18 @@ METAL_LEVEL = 1.25  # normalised grey value above which a voxel is metal: dentin
 def metal_artefacts(image: np.ndarray, rng: np.random.Generator, spacing_mm: float) -> np.ndarray:
     """Metal as other scanners show it (Schulze et al., "Artefacts in 3D CBCT: a review", DMFR 2011): one grey
     value of its own, wherever the detector or the file's range saturates it (1.0-2.0, from as bright as enamel to
-    far above it), and a dark halo beside it from beam hardening and photon starvation, 0.5-2 mm wide and up to
-    half the dentin's grey value deep, in which the tooth around a crown or filling loses its contrast. The labels
-    stay: a restored tooth is still the tooth. A patch without metal is returned as it is."""
+    far above it); blooming, metal looking up to 1.5 mm larger than it is, so that a crown's shell can fill the
+    whole crown as an implant's crown does; and a dark halo beside it from beam hardening and photon starvation,
+    0.5-2 mm wide and up to half the dentin's grey value deep. The labels stay: a restored tooth is still the
+    tooth. A patch without metal is returned as it is."""
     metal = image > METAL_LEVEL
     if np.count_nonzero(metal) < 8:
         return image
     distance_mm = ndimage.distance_transform_edt(~metal) * spacing_mm
-    depth, width = rng.uniform(0.1, 0.5), rng.uniform(0.5, 2.0)
-    out = (image - depth * np.exp(-distance_mm / width)).astype(np.float32)
-    out[metal] = rng.uniform(1.0, 2.0)
+    depth, width, bloom = rng.uniform(0.1, 0.5), rng.uniform(0.5, 2.0), rng.uniform(0.0, 1.5)
+    shown = distance_mm <= bloom
+    out = (image - depth * np.exp(-(distance_mm - bloom) / width)).astype(np.float32)
+    out[shown] = rng.uniform(1.0, 2.0)
     return out
 
 
