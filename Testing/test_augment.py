@@ -119,11 +119,13 @@ def test_augment_intensity_with_no_augmentation_is_the_identity():
     assert np.array_equal(out, image)
 
 
-def test_augment_params_all_none_or_all_but_other_scanners():
+def test_augment_params_all_none_or_all_but_artefacts_and_other_scanners():
     assert augment.augment_params(False) == augment.NO_AUGMENTATION
-    assert augment.augment_params(True) == augment.AugmentParams()
-    own = augment.augment_params(True, other_scanners=False)
-    assert own.p_tissue_curve == own.p_signal_noise == own.p_motion == own.p_metal == 0
+    assert augment.augment_params(True, artefacts=True) == augment.AugmentParams()
+    usual = augment.augment_params(True)
+    assert usual.p_motion == usual.p_metal == 0 and min(usual.p_tissue_curve, usual.p_signal_noise) > 0
+    own = augment.augment_params(True, other_scanners=False, artefacts=True)
+    assert own.p_tissue_curve == own.p_signal_noise == 0 and min(own.p_motion, own.p_metal) > 0
     assert min(own.p_rotate, own.p_8bit, own.p_noise) > 0
     image = np.random.default_rng(3).random((8, 8, 8)).astype(np.float32)
     only_scanner = augment.AugmentParams(**{**vars(augment.NO_AUGMENTATION), "p_tissue_curve": 1.0,

@@ -374,3 +374,20 @@ def test_training_layout_is_channels_last_for_float32_on_the_cpu_only():
     assert training_layout(cpu) == training_layout(cpu, torch.float32) == torch.channels_last_3d
     assert training_layout(cpu, torch.bfloat16) == torch.contiguous_format
     assert training_layout(torch.device("cuda")) == torch.contiguous_format
+
+
+def test_boolean_options_get_the_flag_that_changes_them():
+    """On by default: --no-NAME turns it off; off by default (the artefact augmentation): --NAME turns it on; unset
+    flags stay None, so that --resume keeps the checkpoint's value."""
+    import argparse
+
+    from TeethSegmentationLib.commands import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    given = parser.parse_args(["--artefact-augment", "--no-scanner-augment"])
+    assert given.artefact_augment is True and given.scanner_augment is False
+    unset = parser.parse_args([])
+    assert unset.artefact_augment is None and unset.scanner_augment is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--no-artefact-augment"])

@@ -40,6 +40,23 @@ def test_the_scanner_augmentation_is_on_unless_left_out(tmp_path):
     assert TrainConfig(**off).scanner_augment is False and TrainConfig(**on).scanner_augment is True
 
 
+def test_the_artefact_augmentation_is_off_unless_asked_for_and_reaches_both_stages(tmp_path):
+    from TeethSegmentationLib.training.trainer import Trainer
+
+    script = _script()
+    off = script.common_options(script.parse_args([]), tmp_path)
+    on = script.common_options(script.parse_args(["--artefact-augment"]), tmp_path)
+    assert off["artefact_augment"] is False and TrainConfig().artefact_augment is False
+    for options, expected in ((off, 0.0), (on, 0.2)):
+        trainer = Trainer(TrainConfig(**options))
+        trainer.model = trainer._build_model()
+        assert trainer.sampling_params("types").augment.p_motion == trainer.sampling_params("teeth").augment.p_motion
+        assert trainer.sampling_params("types").augment.p_motion == expected
+    # the movement is drawn in millimetres of each stage's own grid
+    assert trainer.sampling_params("teeth").spacing_mm == trainer.model.teeth_spacing_mm == 1.0
+    assert trainer.sampling_params("types").spacing_mm == trainer.model.spacing_mm == 0.5
+
+
 def test_the_primary_incisor_share_reaches_stage_2s_sampling_only(tmp_path):
     from TeethSegmentationLib.training.trainer import Trainer
 

@@ -162,8 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-scanner-augment", dest="scanner_augment", action="store_false",
-        help="leave out the other scanners' grey values (tissue curve, signal noise, from 2026-12-02) and the "
-        "patient's movement (from 2026-12-04)",
+        help="leave out the other scanners' grey values (tissue curve, signal noise), as before 2026-12-02",
+    )
+    parser.add_argument(
+        "--artefact-augment", action="store_true",
+        help="also the patient's movement and metal's artefacts (blooming, a dark halo); not in the shipped recipe",
     )
     parser.add_argument(
         "--primary-incisor-share", type=float, default=defaults.primary_incisor_share,
@@ -192,6 +195,7 @@ def common_options(args: argparse.Namespace, train_dir: Path) -> dict:
         workers=args.workers,
         precision=args.precision,
         scanner_augment=args.scanner_augment,
+        artefact_augment=args.artefact_augment,
         primary_incisor_share=args.primary_incisor_share,
         filters_teeth=args.filters,
         filters_types=args.filters,

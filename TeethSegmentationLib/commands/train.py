@@ -34,11 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         spec, kind, default = spec_of(f), value_type(f), default_of(f)
         shown = "" if default in (None, [], "") or kind is bool else f" (default {_shown(default)})"
-        if kind is bool:  # on by default: the flag turns it off
+        if kind is bool and default:  # on by default: the flag turns it off
             parser.add_argument(
                 f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_const", const=False, default=None,
                 help=f"do not {spec.help[0].lower()}{spec.help[1:]}",
             )
+            continue
+        if kind is bool:  # off by default: the flag turns it on
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=spec.help)
             continue
         parser.add_argument(
             flag, dest=f.name, default=None, help=spec.help + shown, choices=spec.choices, metavar=metavar_of(f),

@@ -35,7 +35,8 @@ class AugmentParams:
     p_tissue_curve: float = 0.25
     p_signal_noise: float = 0.15
     # The patient moved during the scan: double contours and blur (``patient_motion``). Drawn before the grey
-    # values, and only when its probability is above 0, so recipes without it draw as before.
+    # values, and only when its probability is above 0, so recipes without it draw as before. Off unless the
+    # training options ask for artefacts (``augment_params``): three CPU continuations with them lost on family B.
     p_motion: float = 0.2
     max_motion_mm: float = 3.0
     # Metal as other scanners show it: its own grey value and a dark halo (``metal_artefacts``); same drawing rule.
@@ -45,14 +46,13 @@ class AugmentParams:
 NO_AUGMENTATION = AugmentParams(**{f.name: 0 for f in fields(AugmentParams)})
 
 
-def augment_params(augment: bool, other_scanners: bool = True) -> AugmentParams:
-    """The training options' augmentation: all, none, or all but another scanner's grey values and a moving
-    patient."""
+def augment_params(augment: bool, other_scanners: bool = True, artefacts: bool = False) -> AugmentParams:
+    """The training options' augmentation: none, or all but the patient's movement and metal's artefacts (unless
+    ``artefacts``), and all but another scanner's grey values too (unless ``other_scanners``)."""
     if not augment:
         return NO_AUGMENTATION
-    if other_scanners:
-        return AugmentParams()
-    return replace(AugmentParams(), p_tissue_curve=0.0, p_signal_noise=0.0, p_motion=0.0, p_metal=0.0)
+    params = AugmentParams() if artefacts else replace(AugmentParams(), p_motion=0.0, p_metal=0.0)
+    return params if other_scanners else replace(params, p_tissue_curve=0.0, p_signal_noise=0.0)
 
 
 # --- Spatial.

@@ -82,8 +82,12 @@ class TrainConfig:
     augment: bool = option(True, "augment the patches (rotation, scale, flips, grey values, noise, blur)")
     scanner_augment: bool = option(
         True,
-        "vary the scans as other scanners and patients do, too (a tissue curve, noise growing with the signal, "
-        "the patient moving during the scan)",
+        "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
+    )
+    artefact_augment: bool = option(
+        False,
+        "augment with the patient moving during the scan and with metal's artefacts as other scanners show them "
+        "(blooming, a dark halo) too; not in the shipped model's recipe",
     )
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
     primary_incisor_share: float = option(

@@ -263,7 +263,7 @@ class Trainer:
         return SamplingParams(
             patch=self._patch(stage),
             foreground_fraction=self.config.foreground_fraction,
-            augment=augment_params(self.config.augment, self.config.scanner_augment),
+            augment=augment_params(self.config.augment, self.config.scanner_augment, self.config.artefact_augment),
             teeth_channel=self.teeth_channel(stage),
             background_margin=self.types_margin() if stage == "types" else None,
             classes=self.model.num_classes,
