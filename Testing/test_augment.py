@@ -121,9 +121,12 @@ def test_augment_intensity_with_no_augmentation_is_the_identity():
 
 def test_augment_params_all_none_or_all_but_artefacts_and_other_scanners():
     assert augment.augment_params(False) == augment.NO_AUGMENTATION
-    assert augment.augment_params(True, artefacts=True) == augment.AugmentParams()
+    assert augment.augment_params(True) == augment.AugmentParams()  # the shipped recipe: no artefacts
     usual = augment.augment_params(True)
     assert usual.p_motion == usual.p_metal == 0 and min(usual.p_tissue_curve, usual.p_signal_noise) > 0
+    artefacts = augment.augment_params(True, artefacts=True)
+    assert {"p_motion": artefacts.p_motion, "p_metal": artefacts.p_metal} == augment.ARTEFACTS
+    assert min(augment.ARTEFACTS.values()) > 0
     own = augment.augment_params(True, other_scanners=False, artefacts=True)
     assert own.p_tissue_curve == own.p_signal_noise == 0 and min(own.p_motion, own.p_metal) > 0
     assert min(own.p_rotate, own.p_8bit, own.p_noise) > 0
@@ -207,6 +210,13 @@ def test_metal_gets_one_level_blooms_and_casts_a_dark_halo_that_fades_in_millime
     coarse = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=1.0)
     fine = augment.metal_artefacts(_crown_beside_dentin(), np.random.default_rng(0), spacing_mm=0.5)
     assert np.isclose(coarse[26, 20, 20], fine[29, 20, 20])  # 3 mm from the metal on both grids
+
+
+def test_the_halo_leaves_air_at_the_normalisation_floor():
+    image = np.full((24, 24, 24), -0.5, dtype=np.float32)  # air, clipped
+    image[8:16, 8:16, 8:16] = 1.46
+    out = augment.metal_artefacts(image, np.random.default_rng(0), 0.5)
+    assert out.min() == -0.5
 
 
 def test_a_patch_without_metal_keeps_its_grey_values():

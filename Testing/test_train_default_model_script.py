@@ -41,17 +41,19 @@ def test_the_scanner_augmentation_is_on_unless_left_out(tmp_path):
 
 
 def test_the_artefact_augmentation_is_off_unless_asked_for_and_reaches_both_stages(tmp_path):
+    from TeethSegmentationLib.training.augment import ARTEFACTS
     from TeethSegmentationLib.training.trainer import Trainer
 
     script = _script()
     off = script.common_options(script.parse_args([]), tmp_path)
     on = script.common_options(script.parse_args(["--artefact-augment"]), tmp_path)
     assert off["artefact_augment"] is False and TrainConfig().artefact_augment is False
-    for options, expected in ((off, 0.0), (on, 0.2)):
+    for options, expected in ((off, {"p_motion": 0.0, "p_metal": 0.0}), (on, ARTEFACTS)):
         trainer = Trainer(TrainConfig(**options))
         trainer.model = trainer._build_model()
-        assert trainer.sampling_params("types").augment.p_motion == trainer.sampling_params("teeth").augment.p_motion
-        assert trainer.sampling_params("types").augment.p_motion == expected
+        for stage in ("types", "teeth"):
+            drawn = trainer.sampling_params(stage).augment
+            assert {"p_motion": drawn.p_motion, "p_metal": drawn.p_metal} == expected
     # the movement is drawn in millimetres of each stage's own grid
     assert trainer.sampling_params("teeth").spacing_mm == trainer.model.teeth_spacing_mm == 1.0
     assert trainer.sampling_params("types").spacing_mm == trainer.model.spacing_mm == 0.5

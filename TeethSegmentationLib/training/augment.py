@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from TeethSegmentationLib.fdi import mirror_fdi_map
+from TeethSegmentationLib.nets.normalize import Normalization
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,17 @@ class AugmentParams:
     # with the signal. Drawn last, from each patch's own generator, so the other draws are unchanged.
     p_tissue_curve: float = 0.25
     p_signal_noise: float = 0.15
-    # The patient moved during the scan: double contours and blur (``patient_motion``). Drawn before the grey
-    # values, and only when its probability is above 0, so recipes without it draw as before. Off unless the
-    # training options ask for artefacts (``augment_params``): three CPU continuations with them lost on family B.
-    p_motion: float = 0.2
+    # The patient moved during the scan (``patient_motion``) and metal as other scanners show it
+    # (``metal_artefacts``). Drawn before the grey values, and only when their probability is above 0, so recipes
+    # without them draw as before. Off unless the training options ask for them (``ARTEFACTS``): three CPU
+    # continuations with them lost on family B.
+    p_motion: float = 0.0
     max_motion_mm: float = 3.0
-    # Metal as other scanners show it: its own grey value and a dark halo (``metal_artefacts``); same drawing rule.
-    p_metal: float = 0.3
+    p_metal: float = 0.0
 
 
 NO_AUGMENTATION = AugmentParams(**{f.name: 0 for f in fields(AugmentParams)})
+ARTEFACTS = {"p_motion": 0.2, "p_metal": 0.3}  # ``--artefact-augment``
 
 
 def augment_params(augment: bool, other_scanners: bool = True, artefacts: bool = False) -> AugmentParams:
@@ -51,7 +53,7 @@ def augment_params(augment: bool, other_scanners: bool = True, artefacts: bool =
     ``artefacts``), and all but another scanner's grey values too (unless ``other_scanners``)."""
     if not augment:
         return NO_AUGMENTATION
-    params = AugmentParams() if artefacts else replace(AugmentParams(), p_motion=0.0, p_metal=0.0)
+    params = replace(AugmentParams(), **ARTEFACTS) if artefacts else AugmentParams()
     return params if other_scanners else replace(params, p_tissue_curve=0.0, p_signal_noise=0.0)
 
 
@@ -218,8 +220,8 @@ def patient_motion(
 
     Half the draws move once and come back (a tremor or a swallow): a second, fainter copy at 0.5-``max_mm``,
     a double contour; the other half drift steadily over 0.5-``max_mm``: the copies spread along that path,
-    a directional blur centred on the labelled position. Within a patch (24 mm) a nod or tilt is a
-    translation too. The labels stay where the head was for most of the scan.
+    a directional blur centred on the labelled position. Within a stage-2 patch (24 mm) a nod or tilt is nearly
+    a translation too. The labels stay at the position held longest, or at the middle of the drift.
     """
     direction = rng.normal(size=3)
     direction /= max(float(np.linalg.norm(direction)), 1e-9)
@@ -245,8 +247,8 @@ def metal_artefacts(image: np.ndarray, rng: np.random.Generator, spacing_mm: flo
     value of its own, wherever the detector or the file's range saturates it (1.0-2.0, from as bright as enamel to
     far above it); blooming, metal looking up to 1.5 mm larger than it is, so that a crown's shell can fill the
     whole crown as an implant's crown does; and a dark halo beside it from beam hardening and photon starvation,
-    0.5-2 mm wide and up to half the dentin's grey value deep. The labels stay: a restored tooth is still the
-    tooth. A patch without metal is returned as it is."""
+    0.5-2 mm wide and 0.1-0.5 of the normalised range deep, never below the clip that normalisation sets. The
+    labels stay: a restored tooth is still the tooth. A patch without metal is returned as it is."""
     metal = image > METAL_LEVEL
     if np.count_nonzero(metal) < 8:
         return image
@@ -254,6 +256,7 @@ def metal_artefacts(image: np.ndarray, rng: np.random.Generator, spacing_mm: flo
     depth, width, bloom = rng.uniform(0.1, 0.5), rng.uniform(0.5, 2.0), rng.uniform(0.0, 1.5)
     shown = distance_mm <= bloom
     out = (image - depth * np.exp(-(distance_mm - bloom) / width)).astype(np.float32)
+    out = np.maximum(out, np.minimum(image, Normalization().clip_low))  # air stays at the floor inference sees
     out[shown] = rng.uniform(1.0, 2.0)
     return out
 

@@ -290,7 +290,7 @@ class SamplingParams:
     classes: int = NUM_CLASSES  # of the types network: 9, or 14 with the primary types
     # Share of the tooth-centred patches of a case with primary incisors that are drawn on them.
     primary_incisor_share: float = 0.0
-    spacing_mm: float = 0.5  # the stage's grid: the patient's movement is drawn in millimetres
+    spacing_mm: float = 0.5  # the stage's grid: movement, blooming and halo are drawn in millimetres
 
 
 def choose_center(case: PreparedCase, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:

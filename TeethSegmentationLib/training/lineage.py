@@ -22,7 +22,7 @@ from TeethSegmentationLib.nets.model_file import TeethModel, save_model
 KEPT = (
     "stages_trained", "epochs", "steps_per_epoch", "patch", "batch", "optimizer", "lr", "lr_schedule",
     "final_loss", "best_val_dice", "seconds", "device", "software_version", "torch_version", "finetune", "previous",
-    "augment", "scanner_augment", "precision",
+    "augment", "scanner_augment", "artefact_augment", "precision",
 )  # fmt: skip
 
 
