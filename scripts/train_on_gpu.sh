@@ -6,7 +6,8 @@
 #     scripts/train_on_gpu.sh [OUT_DIR]    # OUT_DIR: build/gpu_candidate; PYTHON (python3), WORK, JOBS, WORKERS
 #
 # INIT is the model to continue (default: the shipped file); LR, YOUNG (children of 6-9), TYPES_EPOCHS and
-# TEETH_EPOCHS set the recipe. The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
+# TEETH_EPOCHS set the recipe; ARTEFACTS=1 adds the moving patient and metal's artefacts (--artefact-augment, not in
+# the shipped recipe: run it beside one without, from the same INIT, and judge both by the model card's rule). The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
 # defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
 #
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
@@ -43,6 +44,7 @@ record() { [ "$1" -eq 0 ] || [ "$STATUS" -ne 0 ] || STATUS=$1; }  # a step in a 
 # (5100-5111 with YOUNG=12); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
 DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children "$YOUNG" --types-classes 14 --jobs "$JOBS"
       --workers "$WORKERS" --val-fovs --val-ages)
+[ "${ARTEFACTS:-0}" = 1 ] && DATA+=(--artefact-augment)
 
 step environment
 "$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')" \
