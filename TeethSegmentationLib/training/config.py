@@ -81,8 +81,7 @@ class TrainConfig:
     cross_entropy: bool = option(True, "add (binary) cross-entropy to the Dice loss: steadier early training")
     augment: bool = option(True, "augment the patches (rotation, scale, flips, grey values, noise, blur)")
     scanner_augment: bool = option(
-        True,
-        "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
+        True, "vary the grey values as other scanners do, too (a tissue curve, noise growing with the signal)"
     )
     artefact_augment: bool = option(
         False,
