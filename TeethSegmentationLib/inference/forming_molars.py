@@ -22,6 +22,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from TeethSegmentationLib.instances.options import InstanceOptions
+from TeethSegmentationLib.io.volume import crop_padded
 
 THIRD_MOLAR = 8  # the stage-2 class of the third molars (9 and 14 classes alike)
 _FACES = [(axis, step) for axis in range(3) for step in (-1, 1)]
@@ -145,8 +146,7 @@ def _bridged(
     for start, stop in _clusters(pieces, reach):
         start, stop = np.maximum(start + lo, 0), np.minimum(stop + lo, foreground.shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
-        local = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(start, stop, lo, strict=True))
-        inside = _window(pieces, local) > 0
+        inside = crop_padded(pieces, start - lo, tuple(int(n) for n in stop - start), 0) > 0
         closed = _closing(inside, spacing, reach)
         groups, count = ndimage.label(closed)
         kept = np.zeros(count + 1, dtype=bool)
@@ -165,15 +165,6 @@ def _clusters(pieces: np.ndarray, reach: np.ndarray) -> list[tuple[np.ndarray, n
     overlap = np.all((lo[:, None] < hi[None]) & (lo[None] < hi[:, None]), axis=2)
     count, member = connected_components(csr_matrix(overlap), directed=False)
     return [(lo[member == c].min(axis=0), hi[member == c].max(axis=0)) for c in range(count)]
-
-
-def _window(array: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """``array[box]`` where ``box`` may reach past the array (zeros there)."""
-    out = np.zeros([s.stop - s.start for s in box], dtype=array.dtype)
-    src = tuple(slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(box, array.shape, strict=True))
-    dst = tuple(slice(a.start - s.start, a.stop - s.start) for a, s in zip(src, box, strict=True))
-    out[dst] = array[src]
-    return out
 
 
 def _closing(mask: np.ndarray, spacing: np.ndarray, reach: np.ndarray) -> np.ndarray:

@@ -131,6 +131,19 @@ def crop(volume: Volume, lo_ijk: Sequence[int], hi_ijk: Sequence[int], copy: boo
     return Volume(array, volume.ijk_to_ras @ translation(lo), volume.space, dict(volume.meta))
 
 
+def crop_padded(array: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cval: float) -> np.ndarray:
+    """``array[start:start+shape]`` with ``cval`` wherever the box leaves the array."""
+    out = np.full(shape, cval, dtype=array.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(np.asarray(start) + shape, array.shape)
+    if np.any(hi <= lo):
+        return out
+    src = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
+    out[dst] = array[src]
+    return out
+
+
 def pad(volume: Volume, before: Sequence[int] | int, after: Sequence[int] | int, value: float = 0) -> Volume:
     """Grow the grid by constant voxels on each side; the origin moves so voxels stay in place."""
     before_ = np.broadcast_to(np.asarray(before, dtype=int), (3,))

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from TeethSegmentationLib.fdi import mirror_fdi_map
+from TeethSegmentationLib.io.volume import crop_padded
 from TeethSegmentationLib.nets.normalize import Normalization
 
 
@@ -85,19 +86,6 @@ def random_matrix(rng: np.random.Generator, params: AugmentParams) -> np.ndarray
         matrix = matrix * rng.uniform(1 - params.max_scale, 1 + params.max_scale)
         drawn = True
     return matrix if drawn else None
-
-
-def crop_padded(array: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cval: float) -> np.ndarray:
-    """``array[start:start+shape]`` with ``cval`` wherever the box leaves the array."""
-    out = np.full(shape, cval, dtype=array.dtype)
-    lo = np.maximum(start, 0)
-    hi = np.minimum(np.asarray(start) + shape, array.shape)
-    if np.any(hi <= lo):
-        return out
-    src = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
-    out[dst] = array[src]
-    return out
 
 
 def sample_patch(
