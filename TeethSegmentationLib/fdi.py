@@ -37,6 +37,11 @@ TYPE_NAMES = {
     8: "third molar",
 }
 
+# The class of each permanent type (incisors, canine, premolars, molars): two parts of one tooth can vote
+# neighbouring types of one class (a molar's halves 6 and 7), hardly types of two classes.
+TYPE_CLASSES = {1: "incisor", 2: "incisor", 3: "canine", 4: "premolar", 5: "premolar", 6: "molar", 7: "molar",
+                8: "molar"}
+
 PRIMARY_TYPE_NAMES = {
     1: "primary central incisor",
     2: "primary lateral incisor",

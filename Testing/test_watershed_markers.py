@@ -1,14 +1,19 @@
-"""Markers of the instance step's watershed: a child's small anterior tooth that has no core of its own."""
+"""Markers of the instance step's watershed: a child's small anterior tooth that has no core of its own, and an
+adult's tooth that lost its core (a premolar's root beside a canine, its metal crown called background)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from synthetic_arch import probabilities
 
 from TeethSegmentationLib.instances.foreground import sparse_foreground
 from TeethSegmentationLib.instances.options import InstanceOptions
-from TeethSegmentationLib.instances.watershed import drain, markers, unmarked_markers
+from TeethSegmentationLib.instances.teeth import label_teeth
+from TeethSegmentationLib.instances.watershed import drain, markers, other_class_markers, unmarked_markers
 
 SPACING = np.array([0.5, 0.5, 0.5])
+ROD, CONTACT = np.s_[14:19, 9:14, 5:45], np.s_[13:14, 10:12, 19:21]
 
 
 def _central_and_thin_lateral(lateral_thickness: int = 4):
@@ -68,3 +73,71 @@ def test_type_regions_split_by_jaw_mark_a_lower_tooth_touching_an_upper_one_of_i
     assert len(np.unique(regions)) == 2 and (lower_region & ~upper).sum() >= 0.8 * (~upper).sum()
     assert (lower_region & upper).sum() <= 0.1 * upper.sum()
     assert len(np.unique(drain(sparse, plain, SPACING))) == 1  # whole, the lower tooth drained into the upper
+
+
+def _tooth_and_coreless_neighbour(tooth_type: int, neighbour_type: int):
+    """A tooth with a core (a 5 x 5 x 10 mm box of ``tooth_type``) and, 0.5 mm beside it, a coreless part of another
+    tooth (a 2.5 mm thick rod, 20 mm long: ``neighbour_type``) that touches it over a 1 mm square, as (sparse,
+    smoothed types, mask)."""
+    mask = np.zeros((30, 24, 50), bool)
+    types = np.zeros(mask.shape, np.int64)
+    mask[3:13, 7:17, 10:30], types[3:13, 7:17, 10:30] = True, tooth_type
+    for part in ROD, CONTACT:
+        mask[part], types[part] = True, neighbour_type
+    sparse = sparse_foreground(mask, SPACING)
+    return sparse, types.reshape(-1)[sparse.input_flat(mask.shape)], mask
+
+
+def _with_other_class_markers(tooth_type: int, neighbour_type: int, min_voxels: int = 320):
+    sparse, smooth_type, _mask = _tooth_and_coreless_neighbour(tooth_type, neighbour_type)
+    plain = markers(sparse, smooth_type, InstanceOptions(), 32)
+    regions = drain(sparse, plain, SPACING)
+    return sparse, smooth_type, plain, regions, other_class_markers(sparse, smooth_type, plain, regions, min_voxels)
+
+
+def test_a_coreless_part_of_another_class_gets_a_marker_and_its_own_region() -> None:
+    sparse, smooth_type, plain, regions, marked = _with_other_class_markers(3, 4)  # a canine, a premolar's root
+    assert not plain[smooth_type == 4].any() and len(np.unique(plain[plain > 0])) == 1
+    assert len(np.unique(regions)) == 1  # without a marker the root drains into the canine
+    assert np.array_equal(marked[plain > 0], plain[plain > 0])
+    new = np.unique(marked[(marked > 0) & (plain == 0)])
+    assert len(new) == 1 and (smooth_type[marked == new[0]] == 4).all()
+    again = drain(sparse, marked, SPACING)
+    assert len(np.unique(again)) == 2 and len(np.unique(again[smooth_type == 3])) == 1
+    assert _share_apart(again[smooth_type == 4], again[smooth_type == 3][0]) >= 0.95  # the contact may go either way
+
+
+def _share_apart(labels: np.ndarray, other: int) -> float:
+    """The share of ``labels`` under its most common label, 0 when that label is ``other``."""
+    values, counts = np.unique(labels, return_counts=True)
+    return 0.0 if values[np.argmax(counts)] == other else float(counts.max() / counts.sum())
+
+
+@pytest.mark.parametrize(
+    "tooth_type, neighbour_type, min_voxels",
+    [
+        (4, 5, 320),  # one premolar typed 4 and 5 in parts
+        (6, 7, 320),  # one molar's halves
+        (1, 2, 320),  # incisors
+        (12, 4, 320),  # a premolar-typed part beneath a primary molar: the child pass's
+        (3, 4, 1005),  # the root holds 1,004 voxels (125.5 mm3): smaller than a tooth
+    ],
+)
+def test_no_marker_for_a_part_of_the_same_class_a_primary_neighbour_or_a_fragment(
+    tooth_type: int, neighbour_type: int, min_voxels: int
+) -> None:
+    _sparse, _types, plain, _regions, marked = _with_other_class_markers(tooth_type, neighbour_type, min_voxels)
+    assert np.array_equal(marked, plain)
+
+
+def test_the_instance_step_keeps_a_coreless_premolar_root_apart_from_the_canine_it_touches() -> None:
+    """End to end through label_teeth: the root is not numbered as the canine."""
+    _sparse, _types, mask = _tooth_and_coreless_neighbour(3, 4)
+    labels = np.zeros(mask.shape, np.uint8)
+    labels[mask], labels[3:13, 7:17, 10:30] = 34, 33
+    teeth_prob, type_probs = probabilities(labels, sigma=0.0, noise=0.02)
+    affine = np.diag([*SPACING, 1.0])
+    result = label_teeth(teeth_prob, type_probs, affine)
+    canine = np.unique(result.fdi_map[labels == 33])
+    assert len(canine) == 1 and canine[0] > 0 and len(result.teeth) + len(result.unassigned) == 2
+    assert _share_apart(result.fdi_map[labels == 34], canine[0]) >= 0.95

@@ -7,6 +7,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
 2. Markers = connected "cores" (deeper than ``core_mm`` inside the foreground) of one smoothed argmax
    type each: touching neighbours of different types are split by the type boundary, touching
    neighbours of the same type (11 and 21) by the thin neck where their cores separate (:mod:`watershed`).
+   A tooth-sized set of one type without a core that would drain only into teeth of another class (a
+   premolar's root beside a canine, its metal crown called background) gets a marker of its own.
 3. Every foreground voxel follows the steepest ascent of the distance map to a marker (a drainage
    watershed, vectorised with pointer jumping); voxels that reach none take a labelled neighbour's label.
 4. Regions that are one tooth are merged (:mod:`merge`): fragments too small to be a tooth go to the
@@ -62,7 +64,13 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.pieces import join_parted_roots, join_pieces, join_stacked
 from TeethSegmentationLib.instances.regions import RegionStats, apex_skew, label_sums, region_peaks, region_stats
-from TeethSegmentationLib.instances.watershed import drain, markers, steepest_ascent, unmarked_markers
+from TeethSegmentationLib.instances.watershed import (
+    drain,
+    markers,
+    other_class_markers,
+    steepest_ascent,
+    unmarked_markers,
+)
 
 # With a 14-class model: a resorbed lower primary incisor holds 40-50 mm3, a fifth of a child's median tooth.
 CHILD_SIZES = {"min_tooth_mm3": 20.0, "fragment_fraction": 0.1}
@@ -165,12 +173,15 @@ def label_teeth(
         smooth_type = smoothed_argmax(type_probs, sparse, spacing, opts.smooth_mm)
         marker_labels = markers(sparse, smooth_type, opts, _voxels(opts.min_marker_mm3, voxel_mm3))
         ascent = ascent.result()
+    regions = drain(sparse, marker_labels, spacing, ascent.copy())
+    more = other_class_markers(sparse, smooth_type, marker_labels, regions, _voxels(opts.min_tooth_mm3, voxel_mm3))
+    if more.max(initial=0) > marker_labels.max(initial=0):  # a tooth that lost its core: drained again
+        marker_labels, regions = more, drain(sparse, more, spacing, ascent.copy())
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
     voxels = _Voxels(types, fg, sparse.ras_points(affine), both)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
-    first = _teeth(drain(sparse, marker_labels, spacing, ascent.copy()), sparse, voxels, opts, voxel_mm3, spacing,
-                   reporter)
+    first = _teeth(regions, sparse, voxels, opts, voxel_mm3, spacing, reporter)
     if first.assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
         first = _child_pass(first, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3, spacing,
                             reporter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from TeethSegmentationLib.fdi import TYPE_CLASSES
 from TeethSegmentationLib.instances.foreground import SparseForeground, neighbour_offsets
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.regions import index_groups
@@ -50,10 +51,46 @@ def unmarked_markers(
         for part in _connected_parts(members, sparse):
             if len(part) < min_voxels or result[part].any():
                 continue
-            depth = sparse.dist[part]
             count += 1
-            result[part[depth >= depth.max() - UNMARKED_PEAK_MM]] = count
+            result[_deepest(part, sparse)] = count
     return result
+
+
+def other_class_markers(
+    sparse: SparseForeground, smooth_type: np.ndarray, marker_labels: np.ndarray, regions: np.ndarray,
+    min_voxels: int,
+) -> np.ndarray:
+    """``marker_labels`` plus a marker for each connected set of one permanent type (smoothed argmax) of at least
+    ``min_voxels`` that holds no marker and drains (``regions``: :func:`drain` of ``marker_labels``) only into
+    markers of permanent types of another class (incisor, canine, premolar, molar: ``fdi.TYPE_CLASSES``): its
+    deepest voxels, as in :func:`unmarked_markers`.
+
+    Such a set is a tooth that lost its core: a crowned premolar whose metal crown stage 2 called background
+    leaves a root under 3 mm thick, typed premolar, with no core deeper than ``core_mm`` (dev B heads 40032 and
+    40017); it drained into the canine beside it, which took its number. Parts of one tooth typed apart are of
+    one class (a molar's halves voting 6 and 7, a premolar's 4 and 5): on dev B jaws 40051 a marker for every
+    unmarked set of a type split three teeth. A set draining into a primary-typed marker (a child's) is left to
+    the child pass (:func:`unmarked_markers`)."""
+    result = marker_labels.copy()
+    count = int(result.max(initial=0))
+    marker_type = np.zeros(max(count, int(regions.max(initial=0))) + 1, dtype=np.int64)
+    marked = np.flatnonzero(marker_labels)
+    marker_type[marker_labels[marked]] = smooth_type[marked]
+    for t, tooth_class in TYPE_CLASSES.items():
+        for part in _connected_parts(np.flatnonzero(smooth_type == t), sparse):
+            if len(part) < min_voxels or result[part].any():
+                continue
+            into = {TYPE_CLASSES.get(int(m), "primary") for m in np.unique(marker_type[regions[part]]) if m > 0}
+            if into and not into & {tooth_class, "primary"}:
+                count += 1
+                result[_deepest(part, sparse)] = count
+    return result
+
+
+def _deepest(part: np.ndarray, sparse: SparseForeground) -> np.ndarray:
+    """The voxels of ``part`` within UNMARKED_PEAK_MM of its deepest one: a marker for a set without a core."""
+    depth = sparse.dist[part]
+    return part[depth >= depth.max() - UNMARKED_PEAK_MM]
 
 
 def _connected_parts(members: np.ndarray, sparse: SparseForeground) -> list[np.ndarray]:
