@@ -9,8 +9,9 @@ numbered tooth is scored *right* when the true tooth it overlaps most has its nu
 least 0.7 (a right number on a split or fused outline is not right). A logistic map of the tooth's
 features (confidence.FEATURES), each weight kept to its sign (a monotone map), is fitted on the fit cases;
 its bias is then lowered, if needed, until the fit teeth with confidence >= 0.8 are right >= 97 % of the
-time. The reliability tables of the old confidence (type x foreground probability) and the new one, on the
-fit and on the held-out check cases, are printed with the parameters to put into confidence.py.
+time. The reliability tables of the old confidence (type x foreground probability), of the parameters in
+confidence.py now and of the new fit, on the fit and on the held-out check cases, are printed with the
+parameters to put into confidence.py (after a change of the instance rules: whether those in use still hold).
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def main() -> int:
     for part, (xp, yp, oldp) in parts.items():
         if len(yp):
             print(reliability(oldp, yp, f"old confidence (type x foreground), {part} cases"), "\n")
+            print(reliability(confidence.calibrated(xp), yp, f"as in confidence.py now, {part} cases"), "\n")
             print(reliability(confidence.calibrated(xp, weights, bias), yp, f"calibrated, {part} cases"), "\n")
     print(f"WEIGHTS = {tuple(round(float(w), 4) for w in weights)}\nBIAS = {bias:.4f}")
     return 0
