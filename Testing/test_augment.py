@@ -225,6 +225,45 @@ def test_a_patch_without_metal_keeps_its_grey_values():
     assert augment.metal_artefacts(image, np.random.default_rng(0), 0.5) is image
 
 
+def _shells(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Two metal crown shells (1.46, 1 mm thick, 7 mm wide) over a dentin core (0.8), open at the bottom: one on a
+    labelled tooth (36), one on an implant (unlabelled); a tooth without metal (35) between them."""
+    image = np.full((n, n, n), 0.0, dtype=np.float32)
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    for x0, label in ((4, 36), (32, 0)):
+        crown = np.s_[x0 : x0 + 14, 17:31, 20:34]
+        image[crown] = 1.46
+        core = np.s_[x0 + 2 : x0 + 12, 19:29, 20:32]  # the shell's top is z 32-33, the core open below
+        image[core] = 0.8
+        labels[crown] = label
+        image[x0 + 3 : x0 + 11, 20:28, 4:20] = 0.8  # the root (or the screw, for the implant: never mind)
+        labels[x0 + 3 : x0 + 11, 20:28, 4:20] = label
+    image[19:30, 17:31, 4:34], labels[19:30, 17:31, 4:34] = 0.8, 35
+    return image, labels
+
+
+def test_solid_crowns_fill_a_restored_tooth_s_shell_only():
+    image, labels = _shells()
+    metal = image > augment.METAL_LEVEL
+    solid = augment.solid_crowns(metal, labels, spacing_mm=0.5)
+    assert np.array_equal(solid & metal, metal)
+    assert solid[10, 24, 26] and not metal[10, 24, 26]  # the restored tooth's core, under its shell
+    assert not solid[38, 24, 26]  # the implant's core: not a tooth
+    assert not solid[labels == 35].any()  # the tooth without metal between them
+    assert not (solid & (labels == 36) & ~metal)[:, :, :16].any()  # the root below the crown stays
+    assert np.array_equal(augment.solid_crowns(metal, np.zeros_like(labels), 0.5), metal)
+
+
+def test_metal_artefacts_with_labels_show_some_restored_crowns_solid():
+    image, labels = _shells()
+    levels = []
+    for seed in range(8):
+        out = augment.metal_artefacts(image, np.random.default_rng(seed), 0.5, labels)
+        levels.append(out[10, 24, 26] == out[5, 24, 33])  # the core at the shell's level: solid
+        assert out[38, 24, 26] < 1.0  # the implant's core never
+    assert 0 < sum(levels) < 8
+
+
 def test_teeth_channel_is_a_noisy_smooth_mask_in_unit_range():
     mask = np.zeros((16, 16, 16), dtype=bool)
     mask[4:12, 4:12, 4:12] = True

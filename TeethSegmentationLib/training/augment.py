@@ -228,18 +228,25 @@ def patient_motion(
 
 
 METAL_LEVEL = 1.25  # normalised grey value above which a voxel is metal: dentin and enamel 0.6-1.1, metal 1.4-2
+P_SOLID_CROWN = 0.5  # of the metal draws with labels: the restored teeth's metal shells shown solid
+CROWN_CORE_MM = 4.0  # the shell closes over a core up to 8 mm across (a molar's prepared stump)
 
 
-def metal_artefacts(image: np.ndarray, rng: np.random.Generator, spacing_mm: float) -> np.ndarray:
+def metal_artefacts(
+    image: np.ndarray, rng: np.random.Generator, spacing_mm: float, labels: np.ndarray | None = None
+) -> np.ndarray:
     """Metal as other scanners show it (Schulze et al., "Artefacts in 3D CBCT: a review", DMFR 2011): one grey
     value of its own, wherever the detector or the file's range saturates it (1.0-2.0, from as bright as enamel to
     far above it); blooming, metal looking up to 1.5 mm larger than it is, so that a crown's shell can fill the
     whole crown as an implant's crown does; and a dark halo beside it from beam hardening and photon starvation,
-    0.5-2 mm wide and 0.1-0.5 of the normalised range deep, never below the clip that normalisation sets. The
-    labels stay: a restored tooth is still the tooth. A patch without metal is returned as it is."""
+    0.5-2 mm wide and 0.1-0.5 of the normalised range deep, never below the clip that normalisation sets. With
+    ``labels``, half the draws also show each restored tooth's metal solid (:func:`solid_crowns`). The labels
+    stay: a restored tooth is still the tooth. A patch without metal is returned as it is."""
     metal = image > METAL_LEVEL
     if np.count_nonzero(metal) < 8:
         return image
+    if labels is not None and rng.random() < P_SOLID_CROWN:
+        metal = solid_crowns(metal, labels, spacing_mm)
     distance_mm = ndimage.distance_transform_edt(~metal) * spacing_mm
     depth, width, bloom = rng.uniform(0.1, 0.5), rng.uniform(0.5, 2.0), rng.uniform(0.0, 1.5)
     shown = distance_mm <= bloom
@@ -249,13 +256,30 @@ def metal_artefacts(image: np.ndarray, rng: np.random.Generator, spacing_mm: flo
     return out
 
 
+def solid_crowns(metal: np.ndarray, labels: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """``metal`` and, in each labelled tooth that holds metal, the voxels its metal closes over (a morphological
+    closing of CROWN_CORE_MM): a crown's shell filled up to its core, one solid blob, as a full-cast crown or a
+    strongly blooming one shows (the crowned teeth of family B; the phantoms draw a shell over the dentin core).
+    An implant's crown is solid already and is not a tooth: only labelled teeth are filled, so what tells the two
+    apart is what lies beneath, a root or a screw. A tooth without metal of its own stays, between crowns too."""
+    restored = np.unique(labels[metal & (labels > 0)])
+    if not len(restored):
+        return metal
+    reach = CROWN_CORE_MM / spacing_mm  # voxels
+    grown = ndimage.distance_transform_edt(~metal) <= reach
+    closed = ndimage.distance_transform_edt(grown) > reach
+    return metal | (closed & np.isin(labels, restored))
+
+
 def augment_intensity(
-    image: np.ndarray, rng: np.random.Generator, params: AugmentParams, spacing_mm: float = 0.5
+    image: np.ndarray, rng: np.random.Generator, params: AugmentParams, spacing_mm: float = 0.5,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """The grey-value augmentations in the order a scan meets them: metal and movement in the scanner, then
-    export, contrast, blur and noise; ``spacing_mm`` is the patch's voxel size."""
+    export, contrast, blur and noise; ``spacing_mm`` is the patch's voxel size, ``labels`` its label patch (the
+    restored teeth whose metal may be shown solid)."""
     if params.p_metal > 0 and rng.random() < params.p_metal:
-        image = metal_artefacts(image, rng, spacing_mm)
+        image = metal_artefacts(image, rng, spacing_mm, labels)
     if params.p_motion > 0 and rng.random() < params.p_motion:
         image = patient_motion(image, rng, spacing_mm, params.max_motion_mm)
     steps = (

@@ -321,7 +321,7 @@ def make_patch(
     )
     if rng.random() < params.augment.p_flip:
         image, labels = augment.flip_left_right(image, labels, fdi_labels=case.kind == "fdi")
-    image = augment.augment_intensity(image, rng, params.augment, params.spacing_mm)
+    image = augment.augment_intensity(image, rng, params.augment, params.spacing_mm, labels)
     target = stage_target(labels, case.kind, stage, params.classes)
     channels = [image]
     if params.teeth_channel:
