@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from synthetic_arch import probabilities
 
-from TeethSegmentationLib.instances.foreground import sparse_foreground
+from TeethSegmentationLib.instances.foreground import SparseForeground, sparse_foreground
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.instances.teeth import label_teeth
 from TeethSegmentationLib.instances.watershed import drain, markers, other_class_markers, unmarked_markers
@@ -75,21 +75,29 @@ def test_type_regions_split_by_jaw_mark_a_lower_tooth_touching_an_upper_one_of_i
     assert len(np.unique(drain(sparse, plain, SPACING))) == 1  # whole, the lower tooth drained into the upper
 
 
-def _tooth_and_coreless_neighbour(tooth_type: int, neighbour_type: int):
+def _tooth_and_coreless_neighbour(
+    tooth_type: int, neighbour_type: int, other_side: int = 0
+) -> tuple[SparseForeground, np.ndarray, np.ndarray]:
     """A tooth with a core (a 5 x 5 x 10 mm box of ``tooth_type``) and, 0.5 mm beside it, a coreless part of another
     tooth (a 2.5 mm thick rod, 20 mm long: ``neighbour_type``) that touches it over a 1 mm square, as (sparse,
-    smoothed types, mask)."""
-    mask = np.zeros((30, 24, 50), bool)
+    smoothed types, mask); with ``other_side``, a second tooth of that type touching the rod from beyond."""
+    mask = np.zeros((32, 24, 50), bool)
     types = np.zeros(mask.shape, np.int64)
     mask[3:13, 7:17, 10:30], types[3:13, 7:17, 10:30] = True, tooth_type
     for part in ROD, CONTACT:
         mask[part], types[part] = True, neighbour_type
+    if other_side:
+        mask[20:30, 7:17, 10:30], types[20:30, 7:17, 10:30] = True, other_side
+        mask[19:20, 10:12, 25:27], types[19:20, 10:12, 25:27] = True, neighbour_type
     sparse = sparse_foreground(mask, SPACING)
     return sparse, types.reshape(-1)[sparse.input_flat(mask.shape)], mask
 
 
-def _with_other_class_markers(tooth_type: int, neighbour_type: int, min_voxels: int = 320):
-    sparse, smooth_type, _mask = _tooth_and_coreless_neighbour(tooth_type, neighbour_type)
+def _with_other_class_markers(
+    tooth_type: int, neighbour_type: int, min_voxels: int = 320, other_side: int = 0
+) -> tuple[SparseForeground, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sparse, smoothed types, plain markers, their drain, markers with other_class_markers')."""
+    sparse, smooth_type, _mask = _tooth_and_coreless_neighbour(tooth_type, neighbour_type, other_side)
     plain = markers(sparse, smooth_type, InstanceOptions(), 32)
     regions = drain(sparse, plain, SPACING)
     return sparse, smooth_type, plain, regions, other_class_markers(sparse, smooth_type, plain, regions, min_voxels)
@@ -128,6 +136,25 @@ def test_no_marker_for_a_part_of_the_same_class_a_primary_neighbour_or_a_fragmen
 ) -> None:
     _sparse, _types, plain, _regions, marked = _with_other_class_markers(tooth_type, neighbour_type, min_voxels)
     assert np.array_equal(marked, plain)
+
+
+@pytest.mark.parametrize("other_side, marked", [(5, False), (6, True)])
+def test_a_coreless_part_touching_a_tooth_of_its_own_class_too_gets_no_marker(other_side: int, marked: bool) -> None:
+    """A premolar-typed rod between a canine and a premolar (one of whose parts it may be) stays unmarked; between a
+    canine and a molar it is a tooth of its own."""
+    _sparse, smooth_type, plain, regions, more = _with_other_class_markers(3, 4, other_side=other_side)
+    assert len(np.unique(regions[smooth_type == 4])) == 2  # without a marker the rod drains into both teeth
+    assert np.array_equal(more, plain) != marked
+
+
+def test_a_coreless_part_that_touches_no_marked_tooth_gets_no_marker_from_this_rule() -> None:
+    mask = np.zeros((12, 12, 50), bool)
+    mask[ROD[0].start - 10 : ROD[0].stop - 10, 4:9, 5:45] = True  # the rod alone: a leftover region of its own
+    sparse = sparse_foreground(mask, SPACING)
+    smooth_type = np.full(len(sparse.flat), 4, np.int64)
+    plain = markers(sparse, smooth_type, InstanceOptions(), 32)
+    assert not plain.any()
+    assert np.array_equal(other_class_markers(sparse, smooth_type, plain, drain(sparse, plain, SPACING), 320), plain)
 
 
 def test_the_instance_step_keeps_a_coreless_premolar_root_apart_from_the_canine_it_touches() -> None:

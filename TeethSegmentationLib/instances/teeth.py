@@ -8,7 +8,7 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
    type each: touching neighbours of different types are split by the type boundary, touching
    neighbours of the same type (11 and 21) by the thin neck where their cores separate (:mod:`watershed`).
    A tooth-sized set of one type without a core that would drain only into teeth of another class (a
-   premolar's root beside a canine, its metal crown called background) gets a marker of its own.
+   premolar's root beside a canine, its restored crown called background) gets a marker of its own.
 3. Every foreground voxel follows the steepest ascent of the distance map to a marker (a drainage
    watershed, vectorised with pointer jumping); voxels that reach none take a labelled neighbour's label.
 4. Regions that are one tooth are merged (:mod:`merge`): fragments too small to be a tooth go to the

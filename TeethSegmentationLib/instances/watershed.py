@@ -65,12 +65,12 @@ def other_class_markers(
     markers of permanent types of another class (incisor, canine, premolar, molar: ``fdi.TYPE_CLASSES``): its
     deepest voxels, as in :func:`unmarked_markers`.
 
-    Such a set is a tooth that lost its core: a crowned premolar whose metal crown stage 2 called background
-    leaves a root under 3 mm thick, typed premolar, with no core deeper than ``core_mm`` (dev B heads 40032 and
-    40017); it drained into the canine beside it, which took its number. Parts of one tooth typed apart are of
-    one class (a molar's halves voting 6 and 7, a premolar's 4 and 5): on dev B jaws 40051 a marker for every
-    unmarked set of a type split three teeth. A set draining into a primary-typed marker (a child's) is left to
-    the child pass (:func:`unmarked_markers`)."""
+    Such a set is a tooth that lost its core: a crowned or root-filled premolar whose restored crown stage 2 called
+    background leaves a root about 3 mm thick, typed premolar, whose part deeper than ``core_mm`` is too small for
+    a marker (dev B heads 40032 and 40017); it drained into the canine beside it, which took its number. Parts of
+    one tooth typed apart are of one class (a molar's halves voting 6 and 7, a premolar's 4 and 5): on dev B jaws
+    40051 a marker for every unmarked set of a type split three teeth. A set draining into a primary-typed marker
+    (a child's) is left to the child pass (:func:`unmarked_markers`)."""
     result = marker_labels.copy()
     count = int(result.max(initial=0))
     marker_type = np.zeros(max(count, int(regions.max(initial=0))) + 1, dtype=np.int64)

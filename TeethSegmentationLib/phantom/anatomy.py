@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-KIND = {1: "incisor", 2: "incisor", 3: "canine", 4: "premolar", 5: "premolar", 6: "molar", 7: "molar", 8: "molar"}
+from TeethSegmentationLib.fdi import TYPE_CLASSES as KIND
 
 # Wheeler's table, type 1..8: crown length, root length, crown MD, cervix MD, crown BL, cervix BL (mm).
 # Maxillary molar roots: the palatal root length (buccal ones are 1 mm shorter, see ROOTS).

@@ -261,13 +261,14 @@ def solid_crowns(metal: np.ndarray, labels: np.ndarray, spacing_mm: float) -> np
     closing of CROWN_CORE_MM): a crown's shell filled up to its core, one solid blob, as a full-cast crown or a
     strongly blooming one shows (the crowned teeth of family B; the phantoms draw a shell over the dentin core).
     An implant's crown is solid already and is not a tooth: only labelled teeth are filled, so what tells the two
-    apart is what lies beneath, a root or a screw. A tooth without metal of its own stays, between crowns too."""
+    apart is what lies beneath, a root or a screw. A tooth without metal of its own stays, between crowns too, when
+    ``labels`` has one value a tooth (FDI numbers, not classes or a binary mask)."""
     restored = np.unique(labels[metal & (labels > 0)])
     if not len(restored):
         return metal
     reach = CROWN_CORE_MM / spacing_mm  # voxels
     grown = ndimage.distance_transform_edt(~metal) <= reach
-    closed = ndimage.distance_transform_edt(grown) > reach
+    closed = grown if grown.all() else ndimage.distance_transform_edt(grown) > reach  # no zero: edt is undefined
     return metal | (closed & np.isin(labels, restored))
 
 

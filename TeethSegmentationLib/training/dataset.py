@@ -321,7 +321,9 @@ def make_patch(
     )
     if rng.random() < params.augment.p_flip:
         image, labels = augment.flip_left_right(image, labels, fdi_labels=case.kind == "fdi")
-    image = augment.augment_intensity(image, rng, params.augment, params.spacing_mm, labels)
+    # Solid crowns fill one tooth's shell by its label: only FDI labels tell the teeth apart (classes join 11 and 21).
+    teeth = labels if case.kind == "fdi" else None
+    image = augment.augment_intensity(image, rng, params.augment, params.spacing_mm, teeth)
     target = stage_target(labels, case.kind, stage, params.classes)
     channels = [image]
     if params.teeth_channel:
