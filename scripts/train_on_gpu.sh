@@ -7,7 +7,8 @@
 #
 # INIT is the model to continue (default: the shipped file); LR, YOUNG (children of 6-9), TYPES_EPOCHS and
 # TEETH_EPOCHS set the recipe; ARTEFACTS=1 adds the moving patient and metal's artefacts (--artefact-augment, not in
-# the shipped recipe: run it beside one without, from the same INIT, and judge both by the model card's rule). The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
+# the shipped recipe: run it beside one without, from the same INIT, and judge both by the model card's rule,
+# scripts/ship_rule.py). The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
 # defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
 #
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader

@@ -1,0 +1,97 @@
+"""Whether a candidate model may replace the shipped one: the model card's ship rule, applied (not a test).
+
+    python scripts/validate_families.py --model CAND.pt --head-spacing 0.4 --out CAND.families.json
+    python scripts/train_default_model.py --skip-training --output CAND.pt --work build/val_kids \\
+        --val-fovs crop --val-cases 3 --val-ages 6 8 10 12                  # writes CAND.pt.validation.json
+    python scripts/ship_rule.py CAND.families.json CAND.pt.validation.json
+
+The rule, written down before the first candidate's figures and kept since (model card, "How it was made"):
+ship only if family B's per-tooth Dice (mean of the five fields of view) rises, B's identification and A's
+per-tooth Dice fall by at most 0.005, and the children's identification at each age by at most 0.02. The
+shipped model's figures are read from ``Resources/Models/teethseg-default.pt.families.json`` (key
+``float32``) and ``...validation.json``: measure the candidate with the same code (instance rules included).
+Prints both sides per field of view and the verdict; exits 0 when the candidate may ship, 1 when not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "Resources" / "Models"
+FOVS = ("crop", "jaws", "head", "lower", "upper")
+AGES = ("age 6", "age 8", "age 10", "age 12")
+B_IDENTIFICATION_DROP = 0.005
+A_PER_TOOTH_DROP = 0.005
+CHILD_IDENTIFICATION_DROP = 0.02
+
+
+def family_summary(data: dict) -> dict:
+    """{family: {fov: figures}} of a validate_families.py output, or of the shipped families.json (its float32)."""
+    return data["summary"] if "summary" in data else data["float32"]["summary"]
+
+
+def mean(summary: dict, family: str, key: str) -> float:
+    return sum(summary[family][fov][key] for fov in FOVS) / len(FOVS)
+
+
+def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]:
+    """The rule's failures (empty: the candidate may ship) for two family summaries and two children's
+    validations ({"age 6": {"mean": {...}}, ...})."""
+    failures = []
+    b_tooth, c_tooth = mean(base, "B", "dice_per_tooth"), mean(cand, "B", "dice_per_tooth")
+    if not c_tooth > b_tooth:
+        failures.append(f"family B per-tooth Dice does not rise ({b_tooth:.4f} -> {c_tooth:.4f})")
+    b_id, c_id = mean(base, "B", "identification_accuracy"), mean(cand, "B", "identification_accuracy")
+    if c_id < b_id - B_IDENTIFICATION_DROP:
+        failures.append(f"family B identification falls by more than {B_IDENTIFICATION_DROP} "
+                        f"({b_id:.4f} -> {c_id:.4f})")
+    a_tooth, ca_tooth = mean(base, "A", "dice_per_tooth"), mean(cand, "A", "dice_per_tooth")
+    if ca_tooth < a_tooth - A_PER_TOOTH_DROP:
+        failures.append(f"family A per-tooth Dice falls by more than {A_PER_TOOTH_DROP} "
+                        f"({a_tooth:.4f} -> {ca_tooth:.4f})")
+    for age in AGES:
+        b, c = (kids[age]["mean"]["identification_accuracy"] for kids in (base_kids, cand_kids))
+        if c < b - CHILD_IDENTIFICATION_DROP:
+            failures.append(f"children's identification at {age} falls by more than {CHILD_IDENTIFICATION_DROP} "
+                            f"({b:.3f} -> {c:.3f})")
+    return failures
+
+
+def table(base: dict, cand: dict) -> str:
+    """Both sides per field of view: the three figures (and their means), the split, lost and spurious teeth."""
+    lines = []
+    for family in ("A", "B"):
+        for key in ("dice_binary", "dice_per_tooth", "identification_accuracy"):
+            row = " ".join(f"{base[family][f][key]:.3f}->{cand[family][f][key]:.3f}" for f in FOVS)
+            lines.append(f"{family} {key[:14]:<14} {row} | mean {mean(base, family, key):.4f}->"
+                         f"{mean(cand, family, key):.4f}")
+        for key in ("split", "lost", "spurious"):
+            counts = " ".join(f"{base[family][f][key]}->{cand[family][f][key]}" for f in FOVS)
+            lines.append(f"{family} {key:<14} {counts}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("families", type=Path, help="the candidate's validate_families.py --out")
+    parser.add_argument("children", type=Path, help="the candidate's MODEL.validation.json (the children)")
+    parser.add_argument("--base-families", type=Path, default=MODELS / "teethseg-default.pt.families.json")
+    parser.add_argument("--base-children", type=Path, default=MODELS / "teethseg-default.pt.validation.json")
+    args = parser.parse_args(argv)
+    base, cand = (family_summary(json.loads(p.read_text())) for p in (args.base_families, args.families))
+    base_kids, cand_kids = (json.loads(p.read_text())["validation"] for p in (args.base_children, args.children))
+    print(table(base, cand))
+    for age in AGES:
+        b, c = (k[age]["mean"]["identification_accuracy"] for k in (base_kids, cand_kids))
+        print(f"children {age}: identification {b:.3f}->{c:.3f}")
+    failures = judge(base, cand, base_kids, cand_kids)
+    print("\n".join(f"NO: {f}" for f in failures) if failures else "SHIP: the candidate meets the rule")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
