@@ -10,20 +10,26 @@ from script_modules import load_script
 rule = load_script("ship_rule")
 
 
-def _summary(a_tooth: float = 0.94, b_tooth: float = 0.92, b_id: float = 0.99) -> dict:
+def _summary(a_tooth: float = 0.94, b_tooth: float = 0.92, b_id: float = 0.99, b_crop_tooth: float = 0.0) -> dict:
+    """Figures per family and field of view; ``b_crop_tooth`` is added to family B's crop per-tooth Dice only."""
     figures = {"A": (0.95, a_tooth, 1.0), "B": (0.93, b_tooth, b_id)}
     return {
         family: {
-            fov: {"dice_binary": binary, "dice_per_tooth": tooth, "identification_accuracy": ident, "split": 0,
-                  "lost": 0, "spurious": 0}
+            fov: {"dice_binary": binary, "dice_per_tooth": tooth + (b_crop_tooth if (family, fov) == ("B", "crop")
+                                                                     else 0.0),
+                  "identification_accuracy": ident, "split": 0, "lost": 0, "spurious": 0, "cases": 5,
+                  "truth_teeth": 140}
             for fov in rule.FOVS
         }
         for family, (binary, tooth, ident) in figures.items()
     }
 
 
-def _kids(age6: float = 0.98) -> dict:
-    return {age: {"mean": {"identification_accuracy": age6 if age == "age 6" else 1.0}} for age in rule.AGES}
+def _kids(drop_at: str = "", identification: float = 0.95) -> dict:
+    return {
+        age: {"cases": [{}, {}, {}], "mean": {"identification_accuracy": identification if age == drop_at else 0.98}}
+        for age in rule.AGES
+    }
 
 
 @pytest.mark.parametrize(
@@ -34,8 +40,12 @@ def _kids(age6: float = 0.98) -> dict:
         (_summary(b_tooth=0.93, b_id=0.984), _kids(), 1),  # B identification 0.006 lower
         (_summary(b_tooth=0.93, b_id=0.986), _kids(), 0),
         (_summary(a_tooth=0.934, b_tooth=0.93), _kids(), 1),  # A per-tooth 0.006 lower
-        (_summary(b_tooth=0.93), _kids(age6=0.95), 1),  # a 6-year-old's identification 0.03 lower
-        (_summary(a_tooth=0.9, b_tooth=0.91, b_id=0.9), _kids(age6=0.9), 4),
+        (_summary(b_tooth=0.93), _kids("age 6"), 1),  # the 6-year-olds' identification 0.03 lower
+        (_summary(b_tooth=0.93), _kids("age 10"), 1),  # every age counts
+        (_summary(b_tooth=0.93), _kids("age 10", 0.961), 0),  # 0.019 lower
+        (_summary(b_tooth=0.916, b_crop_tooth=0.025), _kids(), 0),  # B: crop +0.021, the rest -0.004: the mean rises
+        (_summary(b_tooth=0.924, b_crop_tooth=-0.025), _kids(), 1),  # the reverse: it falls
+        (_summary(a_tooth=0.9, b_tooth=0.91, b_id=0.9), _kids("age 12", 0.9), 4),
     ],
 )
 def test_the_rule_counts_each_failure(candidate: dict, kids: dict, failures: int) -> None:
@@ -57,3 +67,15 @@ def test_main_reads_the_shipped_files_format_and_exits_by_the_verdict(tmp_path, 
     assert "SHIP" in capsys.readouterr().out
     assert rule.main([str(tmp_path / "bad.json"), str(tmp_path / "kids.json"), *base]) == 1
     assert "NO: family B per-tooth Dice does not rise (0.9200 -> 0.9100)" in capsys.readouterr().out
+
+
+def test_main_refuses_figures_of_different_scans(tmp_path, capsys) -> None:
+    short = _summary(b_tooth=0.93)
+    short["B"]["upper"].update(cases=3, truth_teeth=43)  # a run cut short
+    files = {"base.json": {"float32": {"summary": _summary()}}, "kids.json": {"validation": _kids()},
+             "short.json": {"summary": short}}
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    base = ["--base-families", str(tmp_path / "base.json"), "--base-children", str(tmp_path / "kids.json")]
+    assert rule.main([str(tmp_path / "short.json"), str(tmp_path / "kids.json"), *base]) == 2
+    assert "B upper: (cases, true teeth) (5, 140) against (3, 43)" in capsys.readouterr().out

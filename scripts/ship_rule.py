@@ -10,7 +10,8 @@ ship only if family B's per-tooth Dice (mean of the five fields of view) rises, 
 per-tooth Dice fall by at most 0.005, and the children's identification at each age by at most 0.02. The
 shipped model's figures are read from ``Resources/Models/teethseg-default.pt.families.json`` (key
 ``float32``) and ``...validation.json``: measure the candidate with the same code (instance rules included).
-Prints both sides per field of view and the verdict; exits 0 when the candidate may ship, 1 when not.
+Prints both sides per field of view and the verdict; exits 0 when the candidate may ship, 1 when not, 2 when the
+two sides were not measured on the same scans (a run cut short, other fields of view or ages).
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def family_summary(data: dict) -> dict:
 
 def mean(summary: dict, family: str, key: str) -> float:
     return sum(summary[family][fov][key] for fov in FOVS) / len(FOVS)
+
+
+def coverage_mismatch(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]:
+    """Where the two sides did not measure the same scans (a run cut short, another field of view or age): each
+    family and field of view by its cases and true teeth, each age by its cases."""
+    wrong = []
+    for family in ("A", "B"):
+        for fov in FOVS:
+            sides = [s.get(family, {}).get(fov) for s in (base, cand)]
+            counts = [None if s is None else (s["cases"], s["truth_teeth"]) for s in sides]
+            if None in counts or counts[0] != counts[1]:
+                wrong.append(f"{family} {fov}: (cases, true teeth) {counts[0]} against {counts[1]}")
+    for age in AGES:
+        counts = [len(k[age]["cases"]) if age in k else None for k in (base_kids, cand_kids)]
+        if None in counts or counts[0] != counts[1]:
+            wrong.append(f"children {age}: cases {counts[0]} against {counts[1]}")
+    return wrong
 
 
 def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]:
@@ -84,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base, cand = (family_summary(json.loads(p.read_text())) for p in (args.base_families, args.families))
     base_kids, cand_kids = (json.loads(p.read_text())["validation"] for p in (args.base_children, args.children))
+    mismatch = coverage_mismatch(base, cand, base_kids, cand_kids)
+    if mismatch:
+        print("The two sides were not measured on the same scans; measure again:\n" + "\n".join(mismatch))
+        return 2
     print(table(base, cand))
     for age in AGES:
         b, c = (k[age]["mean"]["identification_accuracy"] for k in (base_kids, cand_kids))
