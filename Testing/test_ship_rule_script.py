@@ -79,3 +79,13 @@ def test_main_refuses_figures_of_different_scans(tmp_path, capsys) -> None:
     base = ["--base-families", str(tmp_path / "base.json"), "--base-children", str(tmp_path / "kids.json")]
     assert rule.main([str(tmp_path / "short.json"), str(tmp_path / "kids.json"), *base]) == 2
     assert "B upper: (cases, true teeth) (5, 140) against (3, 43)" in capsys.readouterr().out
+
+
+def test_runs_with_other_options_are_not_compared() -> None:
+    same = ({"first_seed": 30000, "head_spacing": 0.4, "precision": "float32"},) * 2
+    other = (same[0], {**same[0], "head_spacing": None})
+    args = (_summary(), _summary(b_tooth=0.93), _kids(), _kids())
+    assert rule.coverage_mismatch(*args, same) == [] and rule.coverage_mismatch(*args, (None, same[0])) == []
+    assert rule.coverage_mismatch(*args, other) == [
+        f"validate_families.py options {other[0]} against {other[1]}"
+    ]

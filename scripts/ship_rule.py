@@ -39,10 +39,15 @@ def mean(summary: dict, family: str, key: str) -> float:
     return sum(summary[family][fov][key] for fov in FOVS) / len(FOVS)
 
 
-def coverage_mismatch(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]:
+def coverage_mismatch(
+    base: dict, cand: dict, base_kids: dict, cand_kids: dict, options: tuple[dict, dict] | None = None
+) -> list[str]:
     """Where the two sides did not measure the same scans (a run cut short, another field of view or age): each
-    family and field of view by its cases and true teeth, each age by its cases."""
+    family and field of view by its cases and true teeth, each age by its cases; and ``options`` (seeds, head
+    spacing, precision of validate_families.py), where both outputs record them."""
     wrong = []
+    if options and all(options) and options[0] != options[1]:
+        wrong.append(f"validate_families.py options {options[0]} against {options[1]}")
     for family in ("A", "B"):
         for fov in FOVS:
             sides = [s.get(family, {}).get(fov) for s in (base, cand)]
@@ -100,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-families", type=Path, default=MODELS / "teethseg-default.pt.families.json")
     parser.add_argument("--base-children", type=Path, default=MODELS / "teethseg-default.pt.validation.json")
     args = parser.parse_args(argv)
-    base, cand = (family_summary(json.loads(p.read_text())) for p in (args.base_families, args.families))
+    base_data, cand_data = (json.loads(p.read_text()) for p in (args.base_families, args.families))
+    base, cand = family_summary(base_data), family_summary(cand_data)
     base_kids, cand_kids = (json.loads(p.read_text())["validation"] for p in (args.base_children, args.children))
-    mismatch = coverage_mismatch(base, cand, base_kids, cand_kids)
+    options = tuple(data.get("options") or data.get("float32", {}).get("options") for data in (base_data, cand_data))
+    mismatch = coverage_mismatch(base, cand, base_kids, cand_kids, options)
     if mismatch:
         print("The two sides were not measured on the same scans; measure again:\n" + "\n".join(mismatch))
         return 2

@@ -136,6 +136,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     log = logging.getLogger("validate_families")
     model = load_model(args.model)
+    # What two runs must share to be compared (scripts/ship_rule.py checks it).
+    options = {"first_seed": args.first_seed, "head_spacing": args.head_spacing, "precision": args.precision}
     results: dict = {fam: {} for fam in args.families}
     per_case: dict = {fam: {} for fam in args.families}
     for fov in args.fovs:
@@ -154,7 +156,8 @@ def main() -> int:
                 )
                 cases.append(metrics)
                 results[fam][fov], per_case[fam][fov] = summarise(cases), cases
-                out = {"model": str(args.model), "device": args.device, "summary": results, "cases": per_case}
+                out = {"model": str(args.model), "device": args.device, "options": options, "summary": results,
+                       "cases": per_case}
                 out_path.write_text(json.dumps(out, indent=2, default=str))  # after each case: a cut-short run keeps it
     print(table(results, args.families, args.fovs))
     return 0
