@@ -22,8 +22,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from TeethSegmentationLib.phantom.choices import FOVS  # noqa: E402  (validate_families.py's fields of view)
+
 MODELS = ROOT / "Resources" / "Models"
-FOVS = ("crop", "jaws", "head", "lower", "upper")
 AGES = ("age 6", "age 8", "age 10", "age 12")
 B_IDENTIFICATION_DROP = 0.005
 A_PER_TOOTH_DROP = 0.005

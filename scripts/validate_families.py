@@ -35,9 +35,8 @@ from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
 from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
-from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
+from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
 
-FOVS = ("crop", "jaws", "head", "lower", "upper")
 SEED = 30_000
 COLUMNS = ("dice_binary", "dice_per_tooth", "identification_accuracy", "split", "lost", "spurious", "truth_teeth")
 
