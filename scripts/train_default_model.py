@@ -167,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--artefact-augment", action="store_true",
         help="also augment with the patient's movement and metal's artefacts (a saturated level, blooming, a dark "
-        "halo); not in the shipped recipe",
+        "halo, restored crowns shown solid); not in the shipped recipe",
     )
     parser.add_argument(
         "--primary-incisor-share", type=float, default=defaults.primary_incisor_share,

@@ -38,7 +38,7 @@ class AugmentParams:
     p_signal_noise: float = 0.15
     # The patient moved during the scan (``patient_motion``) and metal as other scanners show it
     # (``metal_artefacts``). Drawn before the grey values, and only when their probability is above 0, so recipes
-    # without them draw as before. Off unless the training options ask for them (``ARTEFACTS``): three CPU
+    # without them draw as before. Off unless the training options ask for them (``ARTEFACTS``): four CPU
     # continuations with them lost on family B.
     p_motion: float = 0.0
     max_motion_mm: float = 3.0

@@ -86,7 +86,8 @@ class TrainConfig:
     artefact_augment: bool = option(
         False,
         "augment with the patient moving during the scan and with metal as other scanners show it (a saturated "
-        "level, blooming, a dark halo) too, unless --no-augment; not in the shipped model's recipe",
+        "level, blooming, a dark halo, restored crowns shown solid) too, unless --no-augment; not in the shipped "
+        "model's recipe",
     )
     foreground_fraction: float = option(2 / 3, "share of patches centred on a tooth", low=0.0, high=1.0, flag="")
     primary_incisor_share: float = option(
