@@ -91,7 +91,16 @@ def standin_label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=None, numbe
 
 @pytest.fixture(autouse=True)
 def _instances_standin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segment_module, "label_instances", lambda p, t, m, r: standin_label_teeth(p, t, m, r))
+    monkeypatch.setattr(segment_module, "label_instances", _standin_instances())
+
+
+def _standin_instances(**options):
+    """``label_instances`` replaced by the stand-in (which has no use for contacts)."""
+
+    def run(teeth_prob, type_probs, ijk_to_ras, reporter, contacts=None):
+        return standin_label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter, **options)
+
+    return run
 
 
 # ------------------------------------------------------------------ inputs
@@ -165,9 +174,7 @@ def test_label_map_lies_on_its_input(kind: str, tmp_path: Path) -> None:
 def test_unnumbered_tooth_and_instance_warnings_reach_every_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        segment_module, "label_instances", lambda p, t, m, r: standin_label_teeth(p, t, m, r, numbers=(11, 100))
-    )
+    monkeypatch.setattr(segment_module, "label_instances", _standin_instances(numbers=(11, 100)))
     volume = phantom("LPS")
     source = write_volume(volume, tmp_path / "scan.nrrd")
     segment_file(source, tmp_path / "out", threshold_model(), SegmentOptions(device="cpu"))
@@ -205,10 +212,30 @@ def test_an_instance_observer_sees_the_instance_steps_inputs_and_result() -> Non
     result = segment_volume(
         phantom("oblique"), threshold_model(), SegmentOptions(device="cpu"), on_instances=lambda *a: seen.append(a)
     )
-    (foreground, probs, ijk_to_ras, found), = seen
+    (foreground, probs, ijk_to_ras, contacts, found), = seen
+    assert contacts is None  # a model without a contacts network
     assert foreground.ndim == 3 and probs.shape == (9, *foreground.shape) and ijk_to_ras.shape == (4, 4)
     assert np.allclose(np.abs(np.linalg.det(ijk_to_ras[:3, :3])), 0.5**3)  # the fine grid
     assert sorted(t.fdi for t in found.teeth) == sorted(t.fdi for t in result.teeth) != []
+
+
+class NoContactNet(ThresholdNet):
+    """A contacts network that finds no contact anywhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x[:, :1], -20.0)
+
+
+def test_a_models_contacts_network_runs_on_stage_2s_grid_and_reaches_the_instance_step() -> None:
+    seen = []
+    model = threshold_model()
+    model.contacts_net = NoContactNet(1)
+    options = SegmentOptions(device="cpu")
+    result = segment_volume(phantom("oblique"), model, options, on_instances=lambda *a: seen.append(a))
+    (foreground, _probs, _affine, contacts, _found), = seen
+    assert contacts.shape == foreground.shape and float(contacts.max()) < 0.01
+    plain = segment_volume(phantom("oblique"), threshold_model(), SegmentOptions(device="cpu"))
+    assert np.array_equal(result.fdi.array, plain.fdi.array)  # no contact: the same teeth
 
 
 def test_no_teeth_gives_an_empty_result_with_a_warning() -> None:

@@ -18,6 +18,7 @@ from _train_phantoms import one_torch_thread, write_cases  # noqa: E402, F401 (a
 
 from TeethSegmentationLib import cli  # noqa: E402
 from TeethSegmentationLib.errors import Cancelled, InputError  # noqa: E402
+from TeethSegmentationLib.nets.contacts_head import contacts_from_types  # noqa: E402
 from TeethSegmentationLib.nets.model_file import (  # noqa: E402
     DEFAULT_MODEL_PATH,
     MODEL_FORMAT_VERSION,
@@ -247,6 +248,43 @@ def test_a_nine_class_init_widens_to_fourteen_classes(data_dir, tmp_path):
     train(config)
     tuned = load_model(out)
     assert tuned.num_classes == 14 and tuned.types_net.config["out_channels"] == 14
+
+
+@pytest.mark.parametrize("types_input", ["image", "image+teeth"])
+def test_the_contacts_stage_trains_from_the_types_layers_and_keeps_both_stages(data_dir, tmp_path, types_input):
+    """--stages contacts: a contacts network starts from the init model's types network (with its input), is
+    trained and validated on FDI labels, and the model file carries it beside the unchanged stages 1 and 2."""
+    base = new_model(
+        types_input=types_input, spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
+        types_arch={"start_filters": 4},
+    )
+    save_model(base, tmp_path / "base.pt")
+    out = tmp_path / "contacts.pt"
+    summary = train(
+        TrainConfig(output=str(out), data_dir=str(data_dir), stages=["contacts"], init=str(tmp_path / "base.pt"),
+                    **{**TINY, "epochs": 1})
+    )
+    tuned = load_model(out)
+    assert summary["stages_trained"] == ["contacts"] and set(summary["val_dice"]["contacts"]) == {"contacts", "mean"}
+    assert tuned.contacts_net.config == {**base.types_net.config, "out_channels": 1}
+    for name in ("teeth", "types"):
+        before, after = getattr(base, f"{name}_net").state_dict(), getattr(tuned, f"{name}_net").state_dict()
+        assert all(torch.equal(v, after[k]) for k, v in before.items())
+    started = contacts_from_types(base.types_net).state_dict()
+    assert not all(torch.equal(v, tuned.contacts_net.state_dict()[k]) for k, v in started.items())
+    assert set(load_checkpoint(checkpoint_path(out))["nets"]) == {"teeth", "types", "contacts"}
+
+
+def test_a_contacts_run_resumes_to_the_same_weights(data_dir, tmp_path):
+    config = TrainConfig(output=str(tmp_path / "a.pt"), data_dir=str(data_dir), stages=["contacts"], seed=3, **TINY)
+    train(config)
+    cut = replace(config, output=str(tmp_path / "b.pt"))
+    with pytest.raises(Cancelled):
+        train(cut, _CancelAt(message="epoch 2/2 step 1/2"))
+    train(replace(cut, resume=str(checkpoint_path(cut.output))))
+    straight, again = load_model(config.output).contacts_net.state_dict(), load_model(cut.output).contacts_net
+    for key, value in straight.items():
+        assert torch.allclose(value.float(), again.state_dict()[key].float(), atol=1e-6), key
 
 
 def test_widened_head_keeps_permanent_logits_and_copies_them_for_primary_types():

@@ -5,7 +5,7 @@
 
 `cache` segments each phantom (family A, or B where an adult's spec ends in :B; a child's crop or jaws by the
 seed's parity) with the model and keeps what `instances.teeth.label_teeth` receives (foreground, type
-probabilities, grid) and the truth on that grid.
+probabilities, grid, and the contacts where the model has a contacts network) and the truth on that grid.
 `score` runs today's instance step on them and prints, per case, the misnumbered and missed teeth, then the
 totals: a rule change is judged on such dev seeds (never the validation seeds of the model card) before it is
 measured once on validation. The figures are on the instance step's 0.5 mm grid, close to but not the same as
@@ -47,8 +47,10 @@ def instance_inputs(case, model) -> dict:
     """What the pipeline hands the instance step for ``case`` (float32 networks), and the truth on that grid."""
     got: dict = {}
 
-    def keep(foreground, probs, affine, _found) -> None:
+    def keep(foreground, probs, affine, contacts, _found) -> None:
         got.update(foreground=foreground.astype(np.float16), probs=probs.astype(np.float16), affine=affine)
+        if contacts is not None:
+            got["contacts"] = contacts.astype(np.float16)
 
     segment_volume(case.image, model, SegmentOptions(device="cpu", precision="float32"), on_instances=keep)
     grid = Volume(np.zeros(got["foreground"].shape, np.uint8), got["affine"])
@@ -71,7 +73,7 @@ def score_case(inputs: dict) -> dict:
     """`evaluate`'s figures of today's instance step on one cached case."""
     result = label_teeth(
         inputs["foreground"].astype(np.float32), inputs["probs"].astype(np.float32), inputs["affine"],
-        log_warnings=False,
+        log_warnings=False, contacts=inputs.get("contacts"),
     )
     spacing = np.linalg.norm(inputs["affine"][:3, :3], axis=0)
     return evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)

@@ -30,7 +30,7 @@ from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
 from TeethSegmentationLib.metrics import evaluate_dirs  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import make_phantom  # noqa: E402
-from TeethSegmentationLib.training.config import SHIPPED_RECIPE, STAGES, TrainConfig  # noqa: E402
+from TeethSegmentationLib.training.config import DEFAULT_STAGES, SHIPPED_RECIPE, STAGES, TrainConfig  # noqa: E402
 from TeethSegmentationLib.training.trainer import train  # noqa: E402
 
 TRAIN_FAMILY = "A"  # family B is never trained on: it measures generalisation (scripts/validate_families.py)
@@ -153,6 +153,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teeth-steps", type=int, default=recipe["teeth"]["steps_per_epoch"], help="steps per epoch")
     parser.add_argument("--types-epochs", type=int, default=recipe["types"]["epochs"])
     parser.add_argument("--types-steps", type=int, default=recipe["types"]["steps_per_epoch"], help="steps per epoch")
+    parser.add_argument("--contacts-epochs", type=int, default=recipe["contacts"]["epochs"])
+    parser.add_argument(
+        "--contacts-steps", type=int, default=recipe["contacts"]["steps_per_epoch"], help="steps per epoch"
+    )
     parser.add_argument("--patch", type=int, default=defaults.patch, help="patch edge of both stages (voxels)")
     parser.add_argument("--filters", type=int, default=None, help="start filters of both stages (default: 9)")
     parser.add_argument("--batch", type=int, default=defaults.batch)
@@ -178,7 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="patch and case-reading processes; patches cost ms, so on 2 cores they only compete (a GPU needs them)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="phantoms drawn side by side")
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to train")
+    parser.add_argument(
+        "--stages", nargs="+", default=list(DEFAULT_STAGES), choices=STAGES,
+        help="stages to train (contacts: the optional contacts network, from the types network's layers)",
+    )
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -209,8 +216,8 @@ def main() -> int:
     if args.quick:
         args.train_cases, args.val_cases = 4, 2
         args.children, args.val_ages = min(args.children, 2), args.val_ages[:1]
-        args.teeth_epochs = args.types_epochs = 2
-        args.teeth_steps = args.types_steps = 5
+        args.teeth_epochs = args.types_epochs = args.contacts_epochs = 2
+        args.teeth_steps = args.types_steps = args.contacts_steps = 5
         args.size = "small"
         args.output = args.work / "quick.pt"
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -221,7 +228,11 @@ def main() -> int:
         write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES, jobs=args.jobs)
         write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, "young", args.jobs)
         common = common_options(args, train_dir)
-        lengths = {"teeth": (args.teeth_epochs, args.teeth_steps), "types": (args.types_epochs, args.types_steps)}
+        lengths = {
+            "teeth": (args.teeth_epochs, args.teeth_steps),
+            "types": (args.types_epochs, args.types_steps),
+            "contacts": (args.contacts_epochs, args.contacts_steps),
+        }
         for n, stage in enumerate(s for s in STAGES if s in args.stages):
             epochs, steps = lengths[stage]
             init = args.init if n == 0 else str(args.output)  # a later stage continues the model in --output

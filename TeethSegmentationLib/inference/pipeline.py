@@ -2,7 +2,8 @@
 
 read -> reorient to RAS -> stage 1 on the coarse grid (teeth probability) -> keep teeth components
 -> teeth box + margin -> crop the input, resample only the crop to the fine grid -> stage 2 (9 or 14
-classes) -> forming third molars kept whole (``inference/forming_molars.py``) -> instances + FDI numbers
+classes; and the contacts network, where the model has one) -> forming third molars kept whole
+(``inference/forming_molars.py``) -> instances + FDI numbers
 -> back onto the input grid, surfaces from the interpolated probability (``inference/paste.py``;
 ``inference/outputs.py`` writes the files).
 
@@ -35,7 +36,7 @@ from TeethSegmentationLib.fdi import (
 )
 from TeethSegmentationLib.inference.forming_molars import forming_third_molars
 from TeethSegmentationLib.inference.paste import paste_labels
-from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_teeth, predict_types
+from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_contacts, predict_teeth, predict_types
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
@@ -106,12 +107,15 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
-def label_instances(teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter):
+def label_instances(
+    teeth_prob: np.ndarray, type_probs: np.ndarray, ijk_to_ras: np.ndarray, reporter: Reporter,
+    contacts: np.ndarray | None = None,
+):
     """The one place the pipeline calls the instance step (``instances.label_teeth``). Its warnings come back
     in the result (``segment_volume`` puts them into ``SegmentResult.warnings``, which is logged once)."""
     from TeethSegmentationLib.instances.teeth import label_teeth
 
-    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter, log_warnings=False)
+    return label_teeth(teeth_prob, type_probs, ijk_to_ras, reporter=reporter, log_warnings=False, contacts=contacts)
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -210,9 +214,9 @@ def fine_box(ras: Volume, prob: Volume, mask: np.ndarray, margin_mm: float) -> t
 def run_types_stage(
     teeth_part: Volume, window: tuple[float, float], prob: Volume, mask: np.ndarray, model: TeethModel,
     device: torch.device, dtype: torch.dtype, options: SegmentOptions, reporter: Reporter,
-) -> tuple[Volume, np.ndarray, np.ndarray]:
+) -> tuple[Volume, np.ndarray, np.ndarray, np.ndarray | None]:
     """Stage 2 on the fine grid of the crop: (fine grid, 9-class softmax, stage-1 teeth grown by the margin:
-    where stage 2 ran)."""
+    where stage 2 ran, the contacts network's probability or None without one)."""
     fine = resample_to_spacing(teeth_part, model.spacing_mm, order=1)
     fine = fine.with_array(normalize(fine.array, model.normalization, window))
     teeth_up = resample_to_reference(prob, fine, order=1).array if model.types_input == "image+teeth" else None
@@ -222,7 +226,10 @@ def run_types_stage(
         model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near,
         dtype=dtype,
     )
-    return fine, probs, near
+    contacts = None
+    if model.contacts_net is not None:
+        contacts = predict_contacts(model, fine, teeth_up, device, mask=near, dtype=dtype)
+    return fine, probs, near, contacts
 
 
 def _tooth_reports(fdi_box: np.ndarray, reference: Volume, instances: list[Any]) -> list[ToothReport]:
@@ -259,9 +266,10 @@ def _empty_result(volume: Volume, timings: dict, device: torch.device, message: 
 
 
 # What the instance step received and returned: (foreground [i,j,k], class softmax [C,i,j,k], fine grid ijk->RAS,
-# the instance step's result). The scripts that develop and calibrate the instance step read it. An observer must
-# not modify the arrays (the labels are pasted from the foreground next); its time counts in the instances stage.
-InstanceObserver = Callable[[np.ndarray, np.ndarray, np.ndarray, Any], None]
+# contacts [i,j,k] or None (a model without a contacts network), the instance step's result). The scripts that
+# develop and calibrate the instance step read it. An observer must not modify the arrays (the labels are pasted
+# from the foreground next); its time counts in the instances stage.
+InstanceObserver = Callable[[np.ndarray, np.ndarray, np.ndarray, Any, Any], None]
 
 
 def segment_volume(
@@ -287,14 +295,18 @@ def segment_volume(
     with _timed(timings, "types"):
         lo, hi = fine_box(ras, prob, mask, options.margin_mm)
         teeth_part = crop(ras, lo, hi, copy=False)
-        fine, probs, near = run_types_stage(teeth_part, window, prob, mask, model, device, dtype, options, reporter)
+        fine, probs, near, contacts = run_types_stage(
+            teeth_part, window, prob, mask, model, device, dtype, options, reporter
+        )
         foreground = 1.0 - probs[0].astype(np.float32)
         forming_third_molars(near, foreground, probs, fine.spacing, options.teeth_threshold)
         reporter.progress("types", 1.0)
     with _timed(timings, "instances"):
-        found = label_instances(foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7))
+        found = label_instances(
+            foreground, probs, fine.ijk_to_ras, StageReporter(reporter, "instances", 0.0, 0.7), contacts=contacts
+        )
         if on_instances is not None:
-            on_instances(foreground, probs, fine.ijk_to_ras, found)
+            on_instances(foreground, probs, fine.ijk_to_ras, contacts, found)
         fdi_fine = fine.with_array(np.asarray(found.fdi_map, dtype=np.uint8))
         fdi_map = np.zeros(volume.shape, dtype=np.uint8)
         pasted = paste_labels(fdi_fine, volume, fdi_map, foreground, InstanceOptions().threshold)

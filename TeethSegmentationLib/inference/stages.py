@@ -210,3 +210,29 @@ def predict_types(
         model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress, mask,
         background, dtype,
     )
+
+
+def predict_contacts(
+    model: TeethModel,
+    image: Volume,
+    teeth_prob: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    roi: tuple[int, int, int] | None = None,
+    mask: np.ndarray | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> np.ndarray:
+    """The contacts network on stage 2's input: float16 (i, j, k) probability that a voxel lies where two teeth
+    touch; 0 in the windows without ``mask`` voxels. Its windows are stage 2's (the same ``roi`` and mask)."""
+    if model.contacts_net is None:
+        raise ValueError("the model has no contacts network")
+    channels = [np.asarray(image.array, dtype=np.float32)]
+    if model.types_input == "image+teeth":
+        if teeth_prob is None:
+            raise ValueError("this model's contacts network needs the stage-1 teeth probability")
+        channels.append(np.asarray(teeth_prob, dtype=np.float32))
+    roi = roi or choose_roi(image.shape, model.patch_size, mask=mask)
+    prob = _run(
+        model.contacts_net, np.stack(channels), torch.sigmoid, roi, torch.device(device), False, np.float16, None,
+        mask, 0.0, dtype,
+    )
+    return prob[0]

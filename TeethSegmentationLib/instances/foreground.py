@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from TeethSegmentationLib.instances.depth import foreground_depth
+from TeethSegmentationLib.instances.depth import carved_depth, foreground_depth
 from TeethSegmentationLib.instances.regions import index_groups
 from TeethSegmentationLib.io.volume import bounding_box
 
@@ -60,15 +60,24 @@ def foreground_mask(teeth_prob: np.ndarray, threshold: float, min_voxels: int) -
     return mask
 
 
-def sparse_foreground(mask: np.ndarray, spacing: np.ndarray, pool: Executor | None = None) -> SparseForeground:
+def sparse_foreground(
+    mask: np.ndarray, spacing: np.ndarray, pool: Executor | None = None, carve: np.ndarray | None = None
+) -> SparseForeground:
     """Crop to the mask's box, pad by one voxel (every voxel then has all 26 neighbours), distance map (in
-    ``pool`` when given: it takes a third of the instance step, and scipy lets go of the GIL meanwhile)."""
+    ``pool`` when given: it takes a third of the instance step, and scipy lets go of the GIL meanwhile). With
+    ``carve`` (contacts between teeth, on the mask's grid) the distance map counts those voxels as background
+    (:func:`depth.carved_depth`); they stay foreground."""
     lo, hi = bounding_box(mask)
-    crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1)
+    box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+    crop = np.pad(mask[box], 1)
     flat = np.flatnonzero(crop)
     lookup = np.full(crop.size, -1, dtype=np.int32)
     lookup[flat] = np.arange(len(flat), dtype=np.int32)
-    depth = pool.submit(foreground_depth, crop, spacing, flat) if pool else foreground_depth(crop, spacing, flat)
+    if carve is None:
+        work, args = foreground_depth, (crop, spacing, flat)
+    else:
+        work, args = carved_depth, (crop, np.pad(carve[box], 1), spacing, flat)
+    depth = pool.submit(work, *args) if pool else work(*args)
     return SparseForeground(crop.shape, lo - 1, flat, lookup, depth)
 
 

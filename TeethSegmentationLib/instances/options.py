@@ -23,6 +23,7 @@ class InstanceOptions:
     side_sigma_mm: float = 2.5  # softness of the side prior around the midline
     wide_ratio: float = 1.6  # an instance this many times wider along the arch than a tooth there is fused teeth
     contact_dip: float = 0.75  # ... when its cross-section at the cut is at most this fraction of both sides' peaks
+    contact_threshold: float = 0.5  # the contacts network's probability above which a voxel lies between two teeth
 
     def neck_depth(self, peak_mm: float) -> float:
         """How far both sides must rise above a neck for it to separate two teeth."""

@@ -143,9 +143,12 @@ def label_teeth(
     reporter: Reporter | None = None,
     options: InstanceOptions | None = None,
     log_warnings: bool = True,
+    contacts: np.ndarray | None = None,
 ) -> InstanceResult:
     """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid
-    (or a 14-class one [14,i,j,k] whose classes 9..13 are the primary types: see :mod:`mixed`).
+    (or a 14-class one [14,i,j,k] whose classes 9..13 are the primary types: see :mod:`mixed`). ``contacts``
+    (the contacts network's probability [i,j,k], when the model has one) carves the distance map where two teeth
+    touch: the markers part and the watershed divides there.
 
     The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
     logged through ``reporter``."""
@@ -165,7 +168,8 @@ def label_teeth(
     # A worker works out the distance map and the ascent on it while this thread gathers and smooths the types
     # and then finds the markers (scipy and numpy let go of the GIL): the two take about as long.
     with ThreadPoolExecutor(1) as pool:
-        sparse = sparse_foreground(mask, spacing, pool)
+        carve = None if contacts is None else _contacts(contacts, teeth_prob.shape, opts.contact_threshold)
+        sparse = sparse_foreground(mask, spacing, pool, carve)
         ascent = pool.submit(steepest_ascent, sparse, spacing)
         timings["foreground"] = _lap(clock)
         reporter.progress("instances", 0.1, "splitting touching teeth")
@@ -193,6 +197,14 @@ def label_teeth(
         reporter.log(message, "warning")
     reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
     return result
+
+
+def _contacts(contacts: np.ndarray, shape: tuple[int, ...], threshold: float) -> np.ndarray:
+    """The voxels the contacts network puts between two teeth."""
+    contacts = np.asarray(contacts)
+    if contacts.shape != tuple(shape):
+        raise ValueError(f"contacts {contacts.shape} and foreground {tuple(shape)} are not on one grid")
+    return contacts > threshold
 
 
 def _child_pass(

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DIGEST_KEY = "weights_sha256"
 STAGES = ("teeth", "types")
+# Optional networks: a file without one keeps the digest it always had (older files and models stay valid).
+OPTIONAL_STAGES = ("contacts",)
 TYPES_INPUTS = ("image", "image+teeth")
 SPACING_RANGE_MM = (0.05, 5.0)
 PATCH_RANGE = (8, 512)
@@ -32,19 +34,27 @@ ARCH_RANGES = {"n_blocks": (1, 7), "start_filters": (1, 256), "dim": (3, 3)}
 
 
 def weights_digest(data: dict[str, Any]) -> str:
-    """SHA-256 of both stages' architecture and weights (in a fixed order, independent of the pickle)."""
+    """SHA-256 of the networks' architecture and weights (in a fixed order, independent of the pickle)."""
     digest = hashlib.sha256()
     for stage in STAGES:
         part = data.get(stage)
         if not isinstance(part, dict):
             digest.update(f"{stage}:none;".encode())
             continue
-        digest.update(f"{stage}:{json.dumps(part.get('arch'), sort_keys=True)};".encode())
-        for key in sorted(part.get("state_dict", {})):
-            tensor = part["state_dict"][key].detach().cpu().contiguous()
-            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        _digest_part(digest, stage, part)
+    for stage in OPTIONAL_STAGES:
+        part = data.get(stage)
+        if isinstance(part, dict):
+            _digest_part(digest, stage, part)
     return digest.hexdigest()
+
+
+def _digest_part(digest: Any, stage: str, part: dict[str, Any]) -> None:
+    digest.update(f"{stage}:{json.dumps(part.get('arch'), sort_keys=True)};".encode())
+    for key in sorted(part.get("state_dict", {})):
+        tensor = part["state_dict"][key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def check_digest(data: dict[str, Any], path: Path, required: bool) -> None:
@@ -76,6 +86,7 @@ def check_model_fields(data: dict[str, Any], path: Path) -> None:
     # The types network: 9 classes, or 14 with the primary types (model_file refuses the counts between).
     for stage, out_channels in zip(STAGES, ((1, 1), (NUM_CLASSES, NUM_CLASSES_MIXED)), strict=True):
         _check_stage(data.get(stage), stage, out_channels, path)
+    _check_stage(data.get("contacts"), "contacts", (1, 1), path)  # one logit: where two teeth touch
 
 
 def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Path) -> None:
@@ -91,9 +102,10 @@ def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Pat
     for key, bounds in ARCH_RANGES.items():
         _whole(arch.get(key), f"{stage}.arch.{key}", path, bounds)
     types_input = part.get("input", "image")
-    if stage == "types" and types_input not in TYPES_INPUTS:
-        raise InputError(f"Model file {path} has types.input {types_input!r}; it must be one of {TYPES_INPUTS}.")
-    in_channels = 2 if stage == "types" and types_input == "image+teeth" else 1
+    fine = stage in ("types", "contacts")  # the fine-grid networks: the image, or the image and stage 1's teeth
+    if fine and types_input not in TYPES_INPUTS:
+        raise InputError(f"Model file {path} has {stage}.input {types_input!r}; it must be one of {TYPES_INPUTS}.")
+    in_channels = 2 if fine and types_input == "image+teeth" else 1
     _whole(arch.get("in_channels"), f"{stage}.arch.in_channels", path, (in_channels, in_channels))
     _whole(arch.get("out_channels"), f"{stage}.arch.out_channels", path, out_channels)
     for key, tensor in part["state_dict"].items():

@@ -7,6 +7,7 @@ A model file is a plain dict of tensors, numbers and strings::
      "classes": {"0": "background", "1": "central incisor", ...},
      "teeth": {"arch": {...UNet config...}, "state_dict": {...}},            # stage 1, binary teeth
      "types": {"arch": {...}, "state_dict": {...}, "input": "image" | "image+teeth"},  # stage 2, 9 classes
+     "contacts": {"arch": {...}, "state_dict": {...}, "input": ...},  # optional: where two teeth touch
      "patch_size": 96, "training": {...summary: data, epochs, validation Dice...}}
 
 Files from another program, a newer format or a damaged file are refused with one clear sentence.
@@ -51,11 +52,13 @@ class TeethModel:
     """Stage 1 (binary teeth) and stage 2 (background + 8 types) with their preprocessing.
 
     Stage 1 runs on a coarse grid (``teeth_spacing_mm``) to find the teeth box fast, even in a
-    whole-head scan; stage 2 runs on the fine grid (``spacing_mm``) inside that box only.
+    whole-head scan; stage 2 runs on the fine grid (``spacing_mm``) inside that box only, and so does the
+    optional contacts network (one logit: the interface between touching teeth, with stage 2's input).
     """
 
     teeth_net: UNet | None
     types_net: UNet | None
+    contacts_net: UNet | None = None
     spacing_mm: float = 0.5
     teeth_spacing_mm: float = 1.0
     normalization: Normalization = field(default_factory=Normalization)
@@ -68,16 +71,18 @@ class TeethModel:
         if self.types_input not in TYPES_INPUTS:
             raise ValueError(f"types_input must be one of {TYPES_INPUTS}")
 
+    @property
+    def nets(self) -> tuple[UNet, ...]:
+        return tuple(net for net in (self.teeth_net, self.types_net, self.contacts_net) if net is not None)
+
     def to(self, device: torch.device | str) -> TeethModel:
-        for net in (self.teeth_net, self.types_net):
-            if net is not None:
-                net.to(device)
+        for net in self.nets:
+            net.to(device)
         return self
 
     def eval(self) -> TeethModel:
-        for net in (self.teeth_net, self.types_net):
-            if net is not None:
-                net.eval()
+        for net in self.nets:
+            net.eval()
         return self
 
     @property
@@ -93,6 +98,7 @@ class TeethModel:
             "types_input": self.types_input,
             "teeth_arch": None if self.teeth_net is None else self.teeth_net.config,
             "types_arch": None if self.types_net is None else self.types_net.config,
+            "contacts_arch": None if self.contacts_net is None else self.contacts_net.config,
             "training": self.training,
         }
 
@@ -134,8 +140,10 @@ def _stage_dict(net: torch.nn.Module | None) -> dict[str, Any] | None:
 
 def model_to_dict(model: TeethModel) -> dict[str, Any]:
     types = _stage_dict(model.types_net)
-    if types is not None:
-        types["input"] = model.types_input
+    contacts = _stage_dict(model.contacts_net)
+    for part in (types, contacts):
+        if part is not None:
+            part["input"] = model.types_input
     data = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -147,6 +155,7 @@ def model_to_dict(model: TeethModel) -> dict[str, Any]:
         "patch_size": int(model.patch_size),
         "teeth": _stage_dict(model.teeth_net),
         "types": types,
+        **({} if contacts is None else {"contacts": contacts}),  # absent, not None: older files' digest stands
         # Plain values only (numpy scalars would make the file unloadable with weights_only=True).
         "training": jsonable(dict(model.training)),
     }
@@ -232,6 +241,7 @@ def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
     path = Path(source or "<model>")
     teeth = _net_from(data.get("teeth"), "teeth (stage 1)", path)
     types = _net_from(data.get("types"), "tooth-type (stage 2)", path)
+    contacts = _net_from(data.get("contacts"), "contacts", path)
     if teeth is None and types is None:
         raise InputError(f"Model file {path} holds no network.")
     if types is not None and types.config["out_channels"] not in (NUM_CLASSES, NUM_CLASSES_MIXED):
@@ -242,6 +252,7 @@ def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
     return TeethModel(
         teeth_net=teeth,
         types_net=types,
+        contacts_net=contacts,
         spacing_mm=float(data.get("spacing_mm", 0.5)),
         teeth_spacing_mm=float(data.get("teeth_spacing_mm", data.get("spacing_mm", 0.5))),
         normalization=Normalization.from_dict(data.get("normalization", {})),

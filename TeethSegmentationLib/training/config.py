@@ -16,7 +16,11 @@ from typing import Any
 
 from TeethSegmentationLib.errors import InputError
 
-STAGES = ("teeth", "types")  # stage 1: binary teeth on the coarse grid; stage 2: 9 classes on the fine grid
+# stage 1: binary teeth on the coarse grid; stage 2: 9 classes on the fine grid; "contacts": where two teeth
+# touch, on the fine grid (optional: trained when asked, from stage 2's layers)
+STAGES = ("teeth", "types", "contacts")
+DEFAULT_STAGES = ("teeth", "types")
+FINE_STAGES = ("types", "contacts")  # on the fine grid, in the teeth box, with stage 2's input
 LEGACY_STAGES = {"1": ["teeth"], "2": ["types"], "both": ["teeth", "types"]}  # checkpoints before 0.2
 OPTIMIZERS = ("adam", "rmsprop")
 LR_SCHEDULES = ("poly", "constant")
@@ -27,7 +31,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # nets.devices.PRECISIONS, spelt o
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 TYPES_CLASSES = ("9", "14")  # as fdi.NUM_CLASSES and fdi.NUM_CLASSES_MIXED
 # The shipped model's stage lengths (scripts/train_default_model.py); everything else is TrainConfig's defaults.
-SHIPPED_RECIPE = {"teeth": {"epochs": 12, "steps_per_epoch": 50}, "types": {"epochs": 36, "steps_per_epoch": 100}}
+SHIPPED_RECIPE = {
+    "teeth": {"epochs": 12, "steps_per_epoch": 50},
+    "types": {"epochs": 36, "steps_per_epoch": 100},
+    "contacts": {"epochs": 3, "steps_per_epoch": 800},  # from the types network's layers (nets.contacts_head)
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class TrainConfig:
     val_fraction: float = option(0.1, "share of cases held out for validation", low=0.0, below=1.0)
     # what to train
     output: str = option("", "model file to write (.pt); the checkpoint goes beside it as OUTPUT.ckpt")
-    stages: list[str] = option(list(STAGES), "the networks to train, in order", choices=STAGES)
+    stages: list[str] = option(list(DEFAULT_STAGES), "the networks to train, in order", choices=STAGES)
     init: str | None = option(None, "fine-tune from this model file", metavar="MODEL")
     resume: str | None = option(None, "continue this checkpoint (OUTPUT.ckpt)", metavar="CKPT")
     # schedule

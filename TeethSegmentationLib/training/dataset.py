@@ -32,6 +32,7 @@ from TeethSegmentationLib.io.volume import bounding_box
 from TeethSegmentationLib.label_tables import to_fdi
 from TeethSegmentationLib.nets.normalize import Normalization, normalize
 from TeethSegmentationLib.training import augment
+from TeethSegmentationLib.training.contact_target import contact_target
 
 IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii.gz", ".nii")  # what io.read_write reads
 LABEL_SUFFIXES = (".labels", "_labels", "-labels", ".label", "_label", "-label", ".seg", "_seg")
@@ -135,11 +136,16 @@ def _check_label_values(array: np.ndarray, path: Path) -> None:
 
 
 def stage_target(labels: np.ndarray, kind: str, stage: str, classes: int = NUM_CLASSES) -> np.ndarray:
-    """uint8 target: "teeth" 0/1, "types" classes 0..8 (or 0..13 with ``classes`` 14: primary types 9..13)."""
+    """uint8 target: "teeth" 0/1, "types" classes 0..8 (or 0..13 with ``classes`` 14: primary types 9..13),
+    "contacts" 0/1 where two teeth touch (``contact_target``)."""
     if stage == "teeth":
         return (labels > 0).astype(np.uint8)
     if kind == "binary":
         raise InputError("Binary teeth labels can only train the teeth stage; types need FDI or tooth-type labels.")
+    if stage == "contacts":
+        if kind != "fdi":
+            raise InputError("The contacts network needs FDI labels (one number per tooth), not tooth types.")
+        return contact_target(labels)
     return fdi_map_to_classes(labels, classes) if kind == "fdi" else labels.astype(np.uint8)
 
 

@@ -27,8 +27,8 @@ def checkpoint_state(trainer: Any) -> dict[str, Any]:
         "epoch": trainer.epoch,
         "step": trainer.step,
         "loss_sum": trainer.loss_sum,
-        "nets": {s: {k: v.detach().cpu() for k, v in getattr(model, f"{s}_net").state_dict().items()} for s in STAGES},
-        "archs": {s: dict(getattr(model, f"{s}_net").config) for s in STAGES},
+        "nets": {s: {k: v.detach().cpu() for k, v in net.state_dict().items()} for s, net in _nets(model).items()},
+        "archs": {s: dict(net.config) for s, net in _nets(model).items()},
         "model": {
             "spacing_mm": model.spacing_mm,
             "teeth_spacing_mm": model.teeth_spacing_mm,
@@ -67,8 +67,9 @@ def merge_config(saved: dict[str, Any], given: TrainConfig, reporter: Reporter) 
 def restore(trainer: Any, state: dict[str, Any]) -> None:
     """Put a checkpoint's weights, optimiser states, counters, history and RNG states into ``trainer``."""
     model = trainer.model
-    for name in STAGES:
-        if dict(getattr(model, f"{name}_net").config) != dict(state["archs"][name]):
+    for name in (s for s in STAGES if s in state["archs"]):  # a checkpoint without contacts has no such net
+        net = getattr(model, f"{name}_net")
+        if net is None or dict(net.config) != dict(state["archs"][name]):
             setattr(model, f"{name}_net", build_unet(state["archs"][name]).to(trainer.device))
         getattr(model, f"{name}_net").load_state_dict(state["nets"][name])
     saved = state.get("model", {})
@@ -87,6 +88,11 @@ def restore(trainer: Any, state: dict[str, Any]) -> None:
     trainer.epoch_seconds = list(state["epoch_seconds"])
     set_rng_state(state["rng"])
     trainer.reporter.log(f"resumed at epoch {trainer.epoch} step {trainer.step} from {trainer.config.resume}")
+
+
+def _nets(model: Any) -> dict[str, Any]:
+    """The model's networks by stage name (the optional contacts network only when it has one)."""
+    return {s: getattr(model, f"{s}_net") for s in STAGES if getattr(model, f"{s}_net") is not None}
 
 
 def _by_stage(stored: dict) -> dict[str, Any]:

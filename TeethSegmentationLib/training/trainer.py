@@ -25,6 +25,7 @@ from TeethSegmentationLib.errors import Cancelled, InputError
 from TeethSegmentationLib.events import NullReporter, Reporter, jsonable
 from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED
 from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM
+from TeethSegmentationLib.nets.contacts_head import contacts_from_types
 from TeethSegmentationLib.nets.devices import describe_device, resolve_device, resolve_precision
 from TeethSegmentationLib.nets.mixed_head import widen_to_mixed
 from TeethSegmentationLib.nets.model_file import TeethModel, load_model, new_model, save_model
@@ -32,7 +33,7 @@ from TeethSegmentationLib.training import distributed as ddp
 from TeethSegmentationLib.training import resume
 from TeethSegmentationLib.training.augment import augment_params
 from TeethSegmentationLib.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from TeethSegmentationLib.training.config import TrainConfig, check_config, summary_settings
+from TeethSegmentationLib.training.config import FINE_STAGES, TrainConfig, check_config, summary_settings
 from TeethSegmentationLib.training.dataset import (
     Case,
     PatchDataset,
@@ -58,7 +59,8 @@ DEBUG_RANK_DIR_ENV = "TEETHSEG_DEBUG_RANK_DIR"  # tests: every rank dumps its fi
 
 
 class Trainer:
-    """Holds the run's state; ``run()`` calls the hooks in order. Stages are named "teeth" and "types"."""
+    """Holds the run's state; ``run()`` calls the hooks in order. Stages are named "teeth", "types" and
+    "contacts" (config.STAGES)."""
 
     def __init__(self, config: TrainConfig, reporter: Reporter | None = None) -> None:
         self.config = config
@@ -216,7 +218,7 @@ class Trainer:
         if not val_cases or not self.ctx.is_main:
             ddp.barrier(self.ctx)
             return {}
-        margin = self.types_margin() if stage == "types" else None
+        margin = self.types_margin() if stage in FINE_STAGES else None
         scores = validation_dice(self.model, val_cases, stage, self.device, margin)
         # The predictor's layout may differ from training's.
         self.nets[stage].to(self.device, memory_format=training_layout(self.device, self.cpu_dtype))
@@ -257,7 +259,7 @@ class Trainer:
         return self.epoch % self.config.epochs
 
     def teeth_channel(self, stage: str) -> bool:
-        return stage == "types" and self.model.types_input == "image+teeth"
+        return stage in FINE_STAGES and self.model.types_input == "image+teeth"
 
     def sampling_params(self, stage: str) -> SamplingParams:
         return SamplingParams(
@@ -265,7 +267,7 @@ class Trainer:
             foreground_fraction=self.config.foreground_fraction,
             augment=augment_params(self.config.augment, self.config.scanner_augment, self.config.artefact_augment),
             teeth_channel=self.teeth_channel(stage),
-            background_margin=self.types_margin() if stage == "types" else None,
+            background_margin=self.types_margin() if stage in FINE_STAGES else None,
             classes=self.model.num_classes,
             primary_incisor_share=self.config.primary_incisor_share if stage == "types" else 0.0,
             spacing_mm=self.model.teeth_spacing_mm if stage == "teeth" else self.model.spacing_mm,
@@ -288,9 +290,9 @@ class Trainer:
             both = prepare_cases(self.train_cases + self.val_cases, *args, stage_name=f"prepare {stage}",
                                  processes=cfg.workers)
             train, val = both[: len(self.train_cases)], both[len(self.train_cases) :]
-            if stage == "types":
-                for case in train + val:
-                    stage_target(case.labels[:1, :1, :1], case.kind, "types")  # binary labels cannot train types
+            if stage in FINE_STAGES:
+                for case in train + val:  # binary labels cannot train types, nor type labels contacts
+                    stage_target(case.labels[:1, :1, :1], case.kind, stage)
             self._data[stage] = (train, val)
         return self._data[stage]
 
@@ -325,6 +327,9 @@ class Trainer:
             model.types_net = new_model(
                 types_input=model.types_input, types_arch={"out_channels": int(cfg.types_classes)}
             ).types_net
+        if "contacts" in cfg.stages and model.contacts_net is None:
+            model.contacts_net = contacts_from_types(model.types_net)
+            self.reporter.log("the contacts network starts from the types network's layers")
         if cfg.teeth_spacing_mm is not None:
             model.teeth_spacing_mm = float(cfg.teeth_spacing_mm)
         if cfg.spacing_mm is not None:

@@ -18,7 +18,7 @@ import torch
 
 from TeethSegmentationLib.nets.model_file import TeethModel
 
-STAGES = ("teeth_net", "types_net")
+STAGES = ("teeth_net", "types_net", "contacts_net")
 
 
 def mixed_state(
