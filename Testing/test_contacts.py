@@ -9,6 +9,7 @@ import torch
 from synthetic_arch import probabilities
 
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.instances.foreground import sparse_foreground
 from TeethSegmentationLib.instances.teeth import label_teeth
 from TeethSegmentationLib.nets.contacts_head import contacts_from_types
 from TeethSegmentationLib.nets.model_fields import weights_digest
@@ -98,8 +99,8 @@ def _molars_typed_alike() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_the_instance_step_parts_touching_teeth_of_one_type_where_the_contacts_lie() -> None:
-    """Without contacts the two molars are one instance; the contacts network's band carves the distance map
-    between them: two instances, each holding its tooth."""
+    """Without contacts the two molars are one instance; with the contacts network's band between them, their
+    core parts there and the contact is a neck: two instances, each holding its tooth."""
     labels, teeth_prob, type_probs = _molars_typed_alike()
     affine = np.diag([*SPACING, 1.0])
     plain = label_teeth(teeth_prob, type_probs, affine)
@@ -126,3 +127,13 @@ def test_contacts_on_another_grid_are_refused() -> None:
     labels, teeth_prob, type_probs = _molars_typed_alike()
     with pytest.raises(ValueError, match="not on one grid"):
         label_teeth(teeth_prob, type_probs, np.diag([*SPACING, 1.0]), contacts=np.zeros((4, 4, 4), np.float32))
+
+
+def test_the_parting_depth_is_the_distance_map_with_the_contacts_at_zero() -> None:
+    labels, _, _ = _molars_typed_alike()
+    mask, touching = labels > 0, contact_target(labels).astype(bool)
+    plain, marked = sparse_foreground(mask, SPACING), sparse_foreground(mask, SPACING, contacts=touching)
+    assert plain.parting is plain.dist and np.array_equal(plain.dist, marked.dist)
+    inside = touching.reshape(-1)[marked.input_flat(mask.shape)]
+    assert inside.sum() == touching.sum() and (marked.parting[inside] == 0).all()
+    assert np.array_equal(marked.parting[~inside], marked.dist[~inside]) and marked.dist[inside].max() > 3.0

@@ -69,28 +69,29 @@ def cache(folder: Path, specs: list[str], model_path: Path, size: str) -> None:
         print(f"cached {path.name}", flush=True)
 
 
-def score_case(inputs: dict) -> dict:
-    """`evaluate`'s figures of today's instance step on one cached case."""
+def score_case(inputs: dict, contacts: bool = True) -> dict:
+    """`evaluate`'s figures of today's instance step on one cached case (with its contacts unless told not)."""
     result = label_teeth(
         inputs["foreground"].astype(np.float32), inputs["probs"].astype(np.float32), inputs["affine"],
-        log_warnings=False, contacts=inputs.get("contacts"),
+        log_warnings=False, contacts=inputs.get("contacts") if contacts else None,
     )
     spacing = np.linalg.norm(inputs["affine"][:3, :3], axis=0)
     return evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)
 
 
-def score(folder: Path) -> dict:
+def score(folder: Path, contacts: bool = True) -> dict:
     totals = {"teeth": 0, "wrong": 0, "developing": 0, "developing_missed": 0}
     for path in sorted(folder.glob("*.pkl")):
         with open(path, "rb") as f:
-            m = score_case(pickle.load(f))
+            m = score_case(pickle.load(f), contacts)
         missed_developing = [t for t in m["missed_fdi"] if t in m["developing_fdi"]]
         totals["teeth"] += m["truth_teeth"]
         totals["wrong"] += m["truth_teeth"] - m["identified"]
         totals["developing"] += len(m["developing_fdi"])
         totals["developing_missed"] += len(missed_developing)
         print(f"{path.stem}: identification {m['identification_accuracy']:.3f} misnumbered {m['misidentified']} "
-              f"missed {m['missed_fdi']} spurious {m['spurious_fdi']}", flush=True)
+              f"missed {m['missed_fdi']} spurious {m['spurious_fdi']} per-tooth Dice {m['dice_per_tooth']:.4f}",
+              flush=True)
     print(f"{totals['wrong']} of {totals['teeth']} teeth misnumbered or missed; developing teeth missed "
           f"{totals['developing_missed']} of {totals['developing']}")
     return totals
@@ -106,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--size", default="realistic")
     run = sub.add_parser("score", help="today's instance step on the cached cases")
     run.add_argument("folder", type=Path)
+    run.add_argument("--without-contacts", action="store_true", help="leave out cached contacts (a model's own)")
     args = parser.parse_args(argv)
     if args.command == "cache":
         cache(args.folder, args.specs, args.model, args.size)
     else:
-        score(args.folder)
+        score(args.folder, not args.without_contacts)
     return 0
 
 

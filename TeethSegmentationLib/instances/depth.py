@@ -6,9 +6,6 @@ box on most crops; nothing less where the teeth are one component). A voxel's ne
 lies in that box: clamping it into the box brings it no farther, and another component's voxel there is never
 nearer than some background voxel (every 6-connected path to it, all inside the box the two span, crosses the
 background), so the other components can count as background.
-
-With a contacts network (:func:`carved_depth`), the voxels it marks as lying where two teeth touch count as
-background too: the distance map then has a valley at every contact, as if the touching teeth stood apart.
 """
 
 from __future__ import annotations
@@ -43,14 +40,3 @@ def _distances(box: np.ndarray, ijk: np.ndarray, spacing: np.ndarray) -> np.ndar
     offset *= spacing[:, None]
     np.multiply(offset, offset, offset)
     return np.sqrt(np.add.reduce(offset, axis=0)).astype(np.float32)
-
-
-def carved_depth(crop: np.ndarray, carve: np.ndarray, spacing: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """As :func:`foreground_depth`, with the ``carve`` voxels of ``crop`` (contacts between teeth) counted as
-    background: mm to the nearer of the two; 0 at the carved voxels themselves."""
-    inner = crop & ~carve
-    kept = inner.reshape(-1)[flat]
-    depth = np.zeros(len(flat), dtype=np.float32)
-    if kept.any():
-        depth[kept] = foreground_depth(inner, spacing, flat[kept])
-    return depth

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from TeethSegmentationLib.instances.depth import carved_depth, foreground_depth
+from TeethSegmentationLib.instances.depth import foreground_depth
 from TeethSegmentationLib.instances.regions import index_groups
 from TeethSegmentationLib.io.volume import bounding_box
 
@@ -23,6 +23,7 @@ class SparseForeground:
     flat: np.ndarray  # flat indices into the padded crop
     lookup: np.ndarray  # padded-crop-sized int32: compact index or -1
     depth: np.ndarray | Future  # mm to the background; a Future while a worker still computes it
+    contact: np.ndarray | None = None  # per compact voxel: where the contacts network puts two teeth touching
 
     @property
     def dist(self) -> np.ndarray:
@@ -30,6 +31,14 @@ class SparseForeground:
         if isinstance(self.depth, Future):
             self.depth = self.depth.result()
         return self.depth
+
+    @property
+    def parting(self) -> np.ndarray:
+        """The distance map with the contacts at 0: what parts the markers and keeps regions apart (a contact is
+        a neck between two teeth however deep it lies). The distance map itself without a contacts network."""
+        if self.contact is None:
+            return self.dist
+        return np.where(self.contact, np.float32(0.0), self.dist)
 
     def input_flat(self, shape: tuple[int, ...]) -> np.ndarray:
         """Flat indices of the compact voxels in the input grid."""
@@ -61,24 +70,20 @@ def foreground_mask(teeth_prob: np.ndarray, threshold: float, min_voxels: int) -
 
 
 def sparse_foreground(
-    mask: np.ndarray, spacing: np.ndarray, pool: Executor | None = None, carve: np.ndarray | None = None
+    mask: np.ndarray, spacing: np.ndarray, pool: Executor | None = None, contacts: np.ndarray | None = None
 ) -> SparseForeground:
     """Crop to the mask's box, pad by one voxel (every voxel then has all 26 neighbours), distance map (in
-    ``pool`` when given: it takes a third of the instance step, and scipy lets go of the GIL meanwhile). With
-    ``carve`` (contacts between teeth, on the mask's grid) the distance map counts those voxels as background
-    (:func:`depth.carved_depth`); they stay foreground."""
+    ``pool`` when given: it takes a third of the instance step, and scipy lets go of the GIL meanwhile), and
+    ``contacts`` (where two teeth touch, on the mask's grid) per compact voxel."""
     lo, hi = bounding_box(mask)
     box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
     crop = np.pad(mask[box], 1)
     flat = np.flatnonzero(crop)
     lookup = np.full(crop.size, -1, dtype=np.int32)
     lookup[flat] = np.arange(len(flat), dtype=np.int32)
-    if carve is None:
-        work, args = foreground_depth, (crop, spacing, flat)
-    else:
-        work, args = carved_depth, (crop, np.pad(carve[box], 1), spacing, flat)
-    depth = pool.submit(work, *args) if pool else work(*args)
-    return SparseForeground(crop.shape, lo - 1, flat, lookup, depth)
+    depth = pool.submit(foreground_depth, crop, spacing, flat) if pool else foreground_depth(crop, spacing, flat)
+    contact = None if contacts is None else np.pad(contacts[box], 1).reshape(-1)[flat]
+    return SparseForeground(crop.shape, lo - 1, flat, lookup, depth, contact)
 
 
 def gather_types(type_probs: np.ndarray, sparse: SparseForeground, first: int = 1, stop: int = 9) -> np.ndarray:

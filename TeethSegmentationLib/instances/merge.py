@@ -21,9 +21,11 @@ STACKED_SLOPE = 0.6
 
 
 def adjacency(labels: np.ndarray, sparse: SparseForeground) -> dict[tuple[int, int], tuple[int, float]]:
-    """{(a, b): (contact faces, saddle depth)} of touching regions a < b, from the 6-neighbourhood."""
+    """{(a, b): (contact faces, saddle depth)} of touching regions a < b, from the 6-neighbourhood (the depth is
+    0 at the contacts network's contacts)."""
     count = int(labels.max()) + 1
     keys, depths = [], []
+    parting = sparse.parting  # a contact between two teeth is a neck, however deep it lies
     for offset, _length in neighbour_offsets(sparse.shape, np.ones(3), full=False):
         if offset < 0:
             continue
@@ -32,7 +34,7 @@ def adjacency(labels: np.ndarray, sparse: SparseForeground) -> dict[tuple[int, i
         a, b = labels[valid], labels[neighbour[valid]]
         touch = a != b
         a, b = a[touch], b[touch]
-        depth = np.minimum(sparse.dist[valid][touch], sparse.dist[neighbour[valid]][touch])
+        depth = np.minimum(parting[valid][touch], parting[neighbour[valid]][touch])
         keys.append(np.minimum(a, b).astype(np.int64) * count + np.maximum(a, b))
         depths.append(depth)
     if not keys or not sum(len(k) for k in keys):

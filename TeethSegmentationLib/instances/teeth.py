@@ -147,8 +147,8 @@ def label_teeth(
 ) -> InstanceResult:
     """FDI-numbered teeth from a foreground probability [i,j,k] and a 9-class softmax [9,i,j,k] on one grid
     (or a 14-class one [14,i,j,k] whose classes 9..13 are the primary types: see :mod:`mixed`). ``contacts``
-    (the contacts network's probability [i,j,k], when the model has one) carves the distance map where two teeth
-    touch: the markers part and the watershed divides there.
+    (the contacts network's probability [i,j,k], when the model has one) marks where two teeth touch: no marker
+    core reaches into a contact, and two regions that meet at one are not one tooth for want of a neck.
 
     The warnings are in the result and, unless ``log_warnings`` is False (a caller that logs them itself),
     logged through ``reporter``."""
@@ -168,8 +168,8 @@ def label_teeth(
     # A worker works out the distance map and the ascent on it while this thread gathers and smooths the types
     # and then finds the markers (scipy and numpy let go of the GIL): the two take about as long.
     with ThreadPoolExecutor(1) as pool:
-        carve = None if contacts is None else _contacts(contacts, teeth_prob.shape, opts.contact_threshold)
-        sparse = sparse_foreground(mask, spacing, pool, carve)
+        touching = None if contacts is None else _contacts(contacts, teeth_prob.shape, opts.contact_threshold)
+        sparse = sparse_foreground(mask, spacing, pool, touching)
         ascent = pool.submit(steepest_ascent, sparse, spacing)
         timings["foreground"] = _lap(clock)
         reporter.progress("instances", 0.1, "splitting touching teeth")

@@ -14,10 +14,11 @@ UNMARKED_PEAK_MM = 0.5  # an unmarked type region's marker: its voxels this near
 
 
 def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOptions, min_voxels: int) -> np.ndarray:
-    """Compact int32 marker labels (0 = none): connected same-type cores deeper than ``core_mm``, each split
-    further where it still has two deep parts joined by a neck (two touching central incisors)."""
+    """Compact int32 marker labels (0 = none): connected same-type cores deeper than ``core_mm`` (outside the
+    contacts, with a contacts network), each split further where it still has two deep parts joined by a neck
+    (two touching central incisors)."""
     result = np.zeros(len(sparse.flat), dtype=np.int32)
-    core = sparse.dist > opts.core_mm
+    core = sparse.parting > opts.core_mm  # deep, and not where the contacts network puts two teeth touching
     count = 0
     for t in range(1, int(smooth_type.max(initial=0)) + 1):  # types 1..8, with a 14-class model 1..13
         for part in _connected_parts(np.flatnonzero(core & (smooth_type == t)), sparse):
@@ -122,7 +123,7 @@ def _split_by_necks(
     lo = ijk.min(axis=0)
     box = np.zeros(tuple(ijk.max(axis=0) - lo + 1), dtype=np.float32)
     index = tuple((ijk - lo).T)
-    dist = sparse.dist[part]
+    dist = sparse.parting[part]
     box[index] = dist
     peak = float(dist.max())
     for next_level in np.arange(level + opts.neck_step_mm, peak - opts.neck_mm + 1e-6, opts.neck_step_mm):

@@ -2,8 +2,8 @@
 
 A tooth voxel is a contact when a voxel of another tooth lies within ``radius`` voxels of it (a cube): a band
 about 2 x radius + 1 voxels wide across each interface, on both teeth. With the fine grid's 0.5 mm and radius 2
-the band is about 2 mm wide, wide enough for a light network to find and for the instance step to carve a
-valley into the distance map between touching crowns (:mod:`instances.foreground`).
+the band is about 2 mm wide, wide enough for a light network to find; the instance step keeps its marker cores
+out of it and takes it for a neck between two regions (``instances.foreground.SparseForeground.parting``).
 """
 
 from __future__ import annotations
