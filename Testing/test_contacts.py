@@ -9,11 +9,13 @@ import torch
 from synthetic_arch import probabilities
 
 from TeethSegmentationLib.errors import InputError
+from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volume
 from TeethSegmentationLib.instances.foreground import sparse_foreground
 from TeethSegmentationLib.instances.teeth import label_teeth
-from TeethSegmentationLib.nets.contacts_head import contacts_from_types
+from TeethSegmentationLib.nets.contacts_head import TypesAndContacts, contacts_from_types
 from TeethSegmentationLib.nets.model_fields import weights_digest
-from TeethSegmentationLib.nets.model_file import load_model, model_to_dict, new_model, save_model
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, model_to_dict, new_model, save_model
+from TeethSegmentationLib.phantom import make_phantom
 from TeethSegmentationLib.training.contact_target import contact_target
 from TeethSegmentationLib.training.dataset import stage_target
 
@@ -52,38 +54,65 @@ def test_contacts_need_tooth_numbers_not_types() -> None:
         stage_target(np.where(labels > 0, 1, 0).astype(np.uint8), "classes", "contacts")
 
 
-def test_the_contacts_network_starts_from_the_types_layers_with_a_one_channel_head() -> None:
+def test_the_contacts_branch_starts_from_the_types_last_up_block_and_leaves_the_trunk_alone() -> None:
     types_net = new_model(types_arch={"out_channels": 14}).types_net
     before = {k: v.clone() for k, v in types_net.state_dict().items()}
-    net = contacts_from_types(types_net)
-    assert net.config["out_channels"] == 1 and types_net.config["out_channels"] == 14
-    shared = [k for k in before if not k.startswith("head.")]
-    assert all(torch.equal(net.state_dict()[k], before[k]) for k in shared)
-    assert all(torch.equal(types_net.state_dict()[k], before[k]) for k in before)  # the types net is untouched
+    branch = contacts_from_types(types_net)
+    assert branch.config == {"kind": "types_branch", "start_filters": 9, "out_channels": 1}
+    last = {k.replace("up.1.", "up.", 1): v for k, v in before.items() if k.startswith("up.1.")}  # the last up block
+    assert set(branch.state_dict()) == set(last) | {"head.weight", "head.bias"}
+    assert all(torch.equal(branch.state_dict()[k], v) for k, v in last.items())
+    x = torch.randn(2, 1, 16, 16, 16)
+    branch.train()
+    logits = branch(x)
+    logits.mean().backward()
+    assert types_net.training is True  # the trunk ran in eval mode and was put back as it was
+    assert all(p.grad is None for p in types_net.parameters())  # the trunk is frozen
+    assert all(torch.equal(types_net.state_dict()[k], before[k]) for k in before)  # batch-norm statistics too
+    assert float(torch.sigmoid(logits.detach()).mean()) < 0.2  # it starts near "no contact"
+
+
+def test_one_pass_gives_the_types_and_the_contacts_as_the_two_networks_do() -> None:
+    types_net = new_model(types_arch={"out_channels": 14}).types_net.eval()
+    branch = contacts_from_types(types_net).eval()
     with torch.no_grad():
-        prob = torch.sigmoid(net.eval()(torch.randn(1, 1, 16, 16, 16)))
-    assert float(prob.mean()) < 0.2  # it starts near "no contact"
+        branch.head.bias.fill_(0.3)
+        x = torch.randn(1, 1, 16, 16, 16)
+        both = TypesAndContacts(types_net, branch)(x)
+        assert both.shape[1] == 15
+        assert torch.allclose(both[:, :14], types_net(x), atol=1e-5)
+        assert torch.allclose(both[:, 14:], branch(x), atol=1e-5)
 
 
-def test_a_model_file_keeps_its_contacts_network_and_older_files_keep_their_digest(tmp_path) -> None:
+def test_a_model_file_keeps_its_contacts_branch_and_older_files_keep_their_digest(tmp_path) -> None:
     model = new_model()
     without = model_to_dict(model)
     assert "contacts" not in without  # a file without one is the file it always was
     model.contacts_net = contacts_from_types(model.types_net)
     data = model_to_dict(model)
     assert data["weights_sha256"] == weights_digest(data) != without["weights_sha256"]
+    assert set(data["contacts"]["state_dict"]) == set(model.contacts_net.state_dict())  # the branch only
     save_model(model, tmp_path / "m.pt")
     loaded = load_model(tmp_path / "m.pt")
-    assert loaded.contacts_net is not None
+    assert loaded.contacts_net.trunk is loaded.types_net
     for k, v in model.contacts_net.state_dict().items():
         assert torch.equal(loaded.contacts_net.state_dict()[k], v)
 
 
-def test_a_contacts_network_with_more_than_one_output_is_refused(tmp_path) -> None:
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["contacts"]["arch"].update(out_channels=2), "contacts.arch.out_channels"),
+    (lambda d: d["contacts"]["arch"].update(start_filters=4), "contacts.arch.start_filters"),
+    (lambda d: d["contacts"]["arch"].update(kind="unet"), "contacts.arch.kind"),
+    (lambda d: d["contacts"]["state_dict"].pop("head.bias"), "contacts network in model file"),
+])
+def test_a_damaged_contacts_branch_is_refused_with_its_field(tmp_path, change, message) -> None:
     model = new_model()
-    model.contacts_net = new_model(types_arch={"out_channels": 2}).types_net
-    torch.save(model_to_dict(model), tmp_path / "bad.pt")
-    with pytest.raises(InputError, match="contacts.arch.out_channels"):
+    model.contacts_net = contacts_from_types(model.types_net)
+    data = model_to_dict(model)
+    change(data)
+    data["weights_sha256"] = weights_digest(data)
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match=message):
         load_model(tmp_path / "bad.pt")
 
 
@@ -137,3 +166,21 @@ def test_the_parting_depth_is_the_distance_map_with_the_contacts_at_zero() -> No
     inside = touching.reshape(-1)[marked.input_flat(mask.shape)]
     assert inside.sum() == touching.sum() and (marked.parting[inside] == 0).all()
     assert np.array_equal(marked.parting[~inside], marked.dist[~inside]) and marked.dist[inside].max() > 3.0
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="the default model has not been built")
+def test_segment_runs_the_contacts_branch_in_stage_2s_pass_and_hands_it_to_the_instance_step() -> None:
+    """The shipped networks with a branch that never fires: the instance step sees contacts on its own grid, and
+    the teeth are those of the same networks without a branch."""
+    case = make_phantom(3, size="small", fov="crop")
+    model = load_model(DEFAULT_MODEL_PATH)
+    model.contacts_net = contacts_from_types(model.types_net)
+    with torch.no_grad():
+        model.contacts_net.head.bias.fill_(-30.0)
+    seen = []
+    result = segment_volume(case.image, model, SegmentOptions(device="cpu"), on_instances=lambda *a: seen.append(a))
+    (foreground, probs, _affine, contacts, _found), = seen
+    assert contacts.shape == foreground.shape and probs.shape[0] == 14 and float(contacts.max()) < 0.01
+    model.contacts_net = None
+    plain = segment_volume(case.image, model, SegmentOptions(device="cpu"))
+    assert np.array_equal(result.fdi.array, plain.fdi.array) and len(plain.teeth) > 20

@@ -219,25 +219,6 @@ def test_an_instance_observer_sees_the_instance_steps_inputs_and_result() -> Non
     assert sorted(t.fdi for t in found.teeth) == sorted(t.fdi for t in result.teeth) != []
 
 
-class NoContactNet(ThresholdNet):
-    """A contacts network that finds no contact anywhere."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x[:, :1], -20.0)
-
-
-def test_a_models_contacts_network_runs_on_stage_2s_grid_and_reaches_the_instance_step() -> None:
-    seen = []
-    model = threshold_model()
-    model.contacts_net = NoContactNet(1)
-    options = SegmentOptions(device="cpu")
-    result = segment_volume(phantom("oblique"), model, options, on_instances=lambda *a: seen.append(a))
-    (foreground, _probs, _affine, contacts, _found), = seen
-    assert contacts.shape == foreground.shape and float(contacts.max()) < 0.01
-    plain = segment_volume(phantom("oblique"), threshold_model(), SegmentOptions(device="cpu"))
-    assert np.array_equal(result.fdi.array, plain.fdi.array)  # no contact: the same teeth
-
-
 def test_no_teeth_gives_an_empty_result_with_a_warning() -> None:
     volume = phantom("RAS")
     volume.array[:] = 200

@@ -251,9 +251,10 @@ def test_a_nine_class_init_widens_to_fourteen_classes(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("types_input", ["image", "image+teeth"])
-def test_the_contacts_stage_trains_from_the_types_layers_and_keeps_both_stages(data_dir, tmp_path, types_input):
-    """--stages contacts: a contacts network starts from the init model's types network (with its input), is
-    trained and validated on FDI labels, and the model file carries it beside the unchanged stages 1 and 2."""
+def test_the_contacts_stage_trains_a_branch_on_the_types_trunk_and_keeps_both_stages(data_dir, tmp_path, types_input):
+    """--stages contacts: a contacts branch starts from the init model's types network (its last up block, on its
+    trunk and input), is trained and validated on FDI labels, and the model file carries it beside the unchanged
+    stages 1 and 2 (batch-norm statistics included: the trunk runs in eval mode)."""
     base = new_model(
         types_input=types_input, spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
         types_arch={"start_filters": 4},
@@ -266,7 +267,8 @@ def test_the_contacts_stage_trains_from_the_types_layers_and_keeps_both_stages(d
     )
     tuned = load_model(out)
     assert summary["stages_trained"] == ["contacts"] and set(summary["val_dice"]["contacts"]) == {"contacts", "mean"}
-    assert tuned.contacts_net.config == {**base.types_net.config, "out_channels": 1}
+    assert tuned.contacts_net.config == {"kind": "types_branch", "start_filters": 4, "out_channels": 1}
+    assert tuned.contacts_net.trunk is tuned.types_net
     for name in ("teeth", "types"):
         before, after = getattr(base, f"{name}_net").state_dict(), getattr(tuned, f"{name}_net").state_dict()
         assert all(torch.equal(v, after[k]) for k, v in before.items())

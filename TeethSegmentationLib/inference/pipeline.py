@@ -36,7 +36,12 @@ from TeethSegmentationLib.fdi import (
 )
 from TeethSegmentationLib.inference.forming_molars import forming_third_molars
 from TeethSegmentationLib.inference.paste import paste_labels
-from TeethSegmentationLib.inference.stages import TYPES_MARGIN_MM, predict_contacts, predict_teeth, predict_types
+from TeethSegmentationLib.inference.stages import (
+    TYPES_MARGIN_MM,
+    predict_teeth,
+    predict_types,
+    predict_types_and_contacts,
+)
 from TeethSegmentationLib.instances.options import InstanceOptions
 from TeethSegmentationLib.io.orientation import reorient_to_ras
 from TeethSegmentationLib.io.resample import resample_to_reference, resample_to_spacing
@@ -222,13 +227,11 @@ def run_types_stage(
     teeth_up = resample_to_reference(prob, fine, order=1).array if model.types_input == "image+teeth" else None
     reporter.progress("types", 0.1, f"fine grid {fine.shape}")
     near = _skip_mask(prob, mask, fine, options)
-    probs = predict_types(
-        model, fine, teeth_up, device, options.tta, lambda f: reporter.progress("types", 0.1 + 0.9 * f), mask=near,
-        dtype=dtype,
-    )
-    contacts = None
-    if model.contacts_net is not None:
-        contacts = predict_contacts(model, fine, teeth_up, device, mask=near, dtype=dtype)
+    progress = lambda f: reporter.progress("types", 0.1 + 0.9 * f)  # noqa: E731
+    if model.contacts_net is None:
+        probs = predict_types(model, fine, teeth_up, device, options.tta, progress, mask=near, dtype=dtype)
+        return fine, probs, near, None
+    probs, contacts = predict_types_and_contacts(model, fine, teeth_up, device, options.tta, progress, near, dtype)
     return fine, probs, near, contacts
 
 

@@ -28,6 +28,7 @@ from TeethSegmentationLib.inference.sliding_window import (
     window_starts,
 )
 from TeethSegmentationLib.io.volume import Volume
+from TeethSegmentationLib.nets.contacts_head import TypesAndContacts
 from TeethSegmentationLib.nets.model_file import TeethModel
 from TeethSegmentationLib.nets.unet import UNet
 
@@ -212,6 +213,7 @@ def predict_types(
     )
 
 
+
 def predict_contacts(
     model: TeethModel,
     image: Volume,
@@ -221,18 +223,53 @@ def predict_contacts(
     mask: np.ndarray | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
-    """The contacts network on stage 2's input: float16 (i, j, k) probability that a voxel lies where two teeth
-    touch; 0 in the windows without ``mask`` voxels. Its windows are stage 2's (the same ``roi`` and mask)."""
+    """The contacts branch alone (through stage 2's trunk): float16 (i, j, k) probability that a voxel lies where
+    two teeth touch; 0 in the windows without ``mask`` voxels. Training validates with it; ``segment`` gets it in
+    stage 2's own pass (:func:`predict_types_and_contacts`)."""
     if model.contacts_net is None:
         raise ValueError("the model has no contacts network")
+    roi = roi or choose_roi(image.shape, model.patch_size, mask=mask)
+    prob = _run(
+        model.contacts_net, _types_input(model, image, teeth_prob), torch.sigmoid, roi, torch.device(device), False,
+        np.float16, None, mask, 0.0, dtype,
+    )
+    return prob[0]
+
+
+def predict_types_and_contacts(
+    model: TeethModel,
+    image: Volume,
+    teeth_prob: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    tta: bool = False,
+    progress: Progress | None = None,
+    mask: np.ndarray | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 2 and its contacts branch in one pass (:class:`TypesAndContacts`): (softmax (C, i, j, k), contacts
+    (i, j, k)), float16, views of one array. The branch costs about a quarter of stage 2."""
+    if model.types_net is None or model.contacts_net is None:
+        raise ValueError("the model has no tooth-type network with a contacts branch")
+    both = TypesAndContacts(model.types_net, model.contacts_net)
+    classes = model.types_net.config["out_channels"]
+    roi = choose_roi(image.shape, model.patch_size, mask=mask)
+    background = (1.0, *([0.0] * (classes - 1)), 0.0)
+
+    def activation(logits: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.softmax(logits[:, :classes], dim=1), torch.sigmoid(logits[:, classes:])], dim=1)
+
+    out = _run(
+        both, _types_input(model, image, teeth_prob), activation, roi, torch.device(device), tta, np.float16, progress,
+        mask, background, dtype,
+    )
+    return out[:classes], out[classes]
+
+
+def _types_input(model: TeethModel, image: Volume, teeth_prob: np.ndarray | None) -> np.ndarray:
+    """(channels, i, j, k) float32: the image, and stage 1's teeth probability for an ``image+teeth`` model."""
     channels = [np.asarray(image.array, dtype=np.float32)]
     if model.types_input == "image+teeth":
         if teeth_prob is None:
-            raise ValueError("this model's contacts network needs the stage-1 teeth probability")
+            raise ValueError("this model's stage 2 needs the stage-1 teeth probability")
         channels.append(np.asarray(teeth_prob, dtype=np.float32))
-    roi = roi or choose_roi(image.shape, model.patch_size, mask=mask)
-    prob = _run(
-        model.contacts_net, np.stack(channels), torch.sigmoid, roi, torch.device(device), False, np.float16, None,
-        mask, 0.0, dtype,
-    )
-    return prob[0]
+    return np.stack(channels)

@@ -86,7 +86,7 @@ def check_model_fields(data: dict[str, Any], path: Path) -> None:
     # The types network: 9 classes, or 14 with the primary types (model_file refuses the counts between).
     for stage, out_channels in zip(STAGES, ((1, 1), (NUM_CLASSES, NUM_CLASSES_MIXED)), strict=True):
         _check_stage(data.get(stage), stage, out_channels, path)
-    _check_stage(data.get("contacts"), "contacts", (1, 1), path)  # one logit: where two teeth touch
+    _check_contacts(data.get("contacts"), data.get("types"), path)
 
 
 def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Path) -> None:
@@ -102,15 +102,33 @@ def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Pat
     for key, bounds in ARCH_RANGES.items():
         _whole(arch.get(key), f"{stage}.arch.{key}", path, bounds)
     types_input = part.get("input", "image")
-    fine = stage in ("types", "contacts")  # the fine-grid networks: the image, or the image and stage 1's teeth
-    if fine and types_input not in TYPES_INPUTS:
-        raise InputError(f"Model file {path} has {stage}.input {types_input!r}; it must be one of {TYPES_INPUTS}.")
-    in_channels = 2 if fine and types_input == "image+teeth" else 1
+    if stage == "types" and types_input not in TYPES_INPUTS:
+        raise InputError(f"Model file {path} has types.input {types_input!r}; it must be one of {TYPES_INPUTS}.")
+    in_channels = 2 if stage == "types" and types_input == "image+teeth" else 1
     _whole(arch.get("in_channels"), f"{stage}.arch.in_channels", path, (in_channels, in_channels))
     _whole(arch.get("out_channels"), f"{stage}.arch.out_channels", path, out_channels)
     for key, tensor in part["state_dict"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(f"Model file {path} has NaN or infinite weights in {stage}.{key}; retrain the model.")
+
+
+def _check_contacts(part: Any, types: Any, path: Path) -> None:
+    """The optional contacts branch: a one-logit branch on the types network's trunk (nets.contacts_head)."""
+    if part is None:
+        return
+    if not isinstance(part, dict) or not isinstance(part.get("arch"), dict) or not isinstance(types, dict):
+        raise InputError(f"Model file {path} has a malformed 'contacts' network (no 'arch', or no types network).")
+    arch = part["arch"]
+    if arch.get("kind") != "types_branch":
+        raise InputError(f"Model file {path} has contacts.arch.kind {arch.get('kind')!r}, not 'types_branch'.")
+    _whole(arch.get("out_channels"), "contacts.arch.out_channels", path, (1, 1))
+    filters = (types.get("arch") or {}).get("start_filters")
+    _whole(arch.get("start_filters"), "contacts.arch.start_filters", path, (filters, filters))
+    if not isinstance(part.get("state_dict"), dict) or not all(
+        isinstance(v, torch.Tensor) and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
+        for v in part["state_dict"].values()
+    ):
+        raise InputError(f"Model file {path} has a malformed or non-finite 'contacts.state_dict'; retrain it.")
 
 
 def _check_normalization(norm: Any, path: Path) -> None:

@@ -7,7 +7,7 @@ A model file is a plain dict of tensors, numbers and strings::
      "classes": {"0": "background", "1": "central incisor", ...},
      "teeth": {"arch": {...UNet config...}, "state_dict": {...}},            # stage 1, binary teeth
      "types": {"arch": {...}, "state_dict": {...}, "input": "image" | "image+teeth"},  # stage 2, 9 classes
-     "contacts": {"arch": {...}, "state_dict": {...}, "input": ...},  # optional: where two teeth touch
+     "contacts": {"arch": {"kind": "types_branch", ...}, "state_dict": {...}},  # optional: where teeth touch
      "patch_size": 96, "training": {...summary: data, epochs, validation Dice...}}
 
 Files from another program, a newer format or a damaged file are refused with one clear sentence.
@@ -29,6 +29,7 @@ from TeethSegmentationLib.atomic import atomic_path
 from TeethSegmentationLib.errors import InputError
 from TeethSegmentationLib.events import jsonable
 from TeethSegmentationLib.fdi import NUM_CLASSES, NUM_CLASSES_MIXED, class_names
+from TeethSegmentationLib.nets.contacts_head import ContactsBranch, build_branch
 from TeethSegmentationLib.nets.model_fields import (
     DIGEST_KEY,
     TYPES_INPUTS,
@@ -52,13 +53,13 @@ class TeethModel:
     """Stage 1 (binary teeth) and stage 2 (background + 8 types) with their preprocessing.
 
     Stage 1 runs on a coarse grid (``teeth_spacing_mm``) to find the teeth box fast, even in a
-    whole-head scan; stage 2 runs on the fine grid (``spacing_mm``) inside that box only, and so does the
-    optional contacts network (one logit: the interface between touching teeth, with stage 2's input).
+    whole-head scan; stage 2 runs on the fine grid (``spacing_mm``) inside that box only, with the optional
+    contacts branch on its trunk (one logit: the interface between touching teeth; ``nets.contacts_head``).
     """
 
     teeth_net: UNet | None
     types_net: UNet | None
-    contacts_net: UNet | None = None
+    contacts_net: ContactsBranch | None = None
     spacing_mm: float = 0.5
     teeth_spacing_mm: float = 1.0
     normalization: Normalization = field(default_factory=Normalization)
@@ -72,7 +73,7 @@ class TeethModel:
             raise ValueError(f"types_input must be one of {TYPES_INPUTS}")
 
     @property
-    def nets(self) -> tuple[UNet, ...]:
+    def nets(self) -> tuple[torch.nn.Module, ...]:
         return tuple(net for net in (self.teeth_net, self.types_net, self.contacts_net) if net is not None)
 
     def to(self, device: torch.device | str) -> TeethModel:
@@ -140,10 +141,9 @@ def _stage_dict(net: torch.nn.Module | None) -> dict[str, Any] | None:
 
 def model_to_dict(model: TeethModel) -> dict[str, Any]:
     types = _stage_dict(model.types_net)
+    if types is not None:
+        types["input"] = model.types_input
     contacts = _stage_dict(model.contacts_net)
-    for part in (types, contacts):
-        if part is not None:
-            part["input"] = model.types_input
     data = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -184,6 +184,19 @@ def _net_from(stage: dict[str, Any] | None, name: str, path: Path) -> UNet | Non
             f"The {name} network in model file {path} does not match its architecture ({error})."
         ) from None
     return net
+
+
+def _branch_from(part: dict[str, Any] | None, types: UNet | None, path: Path) -> ContactsBranch | None:
+    if part is None:
+        return None
+    try:
+        branch = build_branch(part["arch"]).attach(types)
+        branch.load_state_dict(part["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise InputError(
+            f"The contacts network in model file {path} does not match its architecture ({error})."
+        ) from None
+    return branch
 
 
 def load_tagged_dict(
@@ -241,7 +254,7 @@ def model_from_dict(data: dict[str, Any], source: str = "") -> TeethModel:
     path = Path(source or "<model>")
     teeth = _net_from(data.get("teeth"), "teeth (stage 1)", path)
     types = _net_from(data.get("types"), "tooth-type (stage 2)", path)
-    contacts = _net_from(data.get("contacts"), "contacts", path)
+    contacts = _branch_from(data.get("contacts"), types, path)
     if teeth is None and types is None:
         raise InputError(f"Model file {path} holds no network.")
     if types is not None and types.config["out_channels"] not in (NUM_CLASSES, NUM_CLASSES_MIXED):

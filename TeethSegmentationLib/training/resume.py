@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import Any
 
 from TeethSegmentationLib.events import Reporter, jsonable
+from TeethSegmentationLib.nets.contacts_head import build_branch
 from TeethSegmentationLib.nets.unet import build_unet
 from TeethSegmentationLib.training.checkpoint import set_rng_state
 from TeethSegmentationLib.training.config import STAGES, TrainConfig
@@ -70,7 +71,7 @@ def restore(trainer: Any, state: dict[str, Any]) -> None:
     for name in (s for s in STAGES if s in state["archs"]):  # a checkpoint without contacts has no such net
         net = getattr(model, f"{name}_net")
         if net is None or dict(net.config) != dict(state["archs"][name]):
-            setattr(model, f"{name}_net", build_unet(state["archs"][name]).to(trainer.device))
+            setattr(model, f"{name}_net", _build(name, state["archs"][name], model).to(trainer.device))
         getattr(model, f"{name}_net").load_state_dict(state["nets"][name])
     saved = state.get("model", {})
     model.spacing_mm = float(saved.get("spacing_mm", model.spacing_mm))
@@ -88,6 +89,11 @@ def restore(trainer: Any, state: dict[str, Any]) -> None:
     trainer.epoch_seconds = list(state["epoch_seconds"])
     set_rng_state(state["rng"])
     trainer.reporter.log(f"resumed at epoch {trainer.epoch} step {trainer.step} from {trainer.config.resume}")
+
+
+def _build(stage: str, arch: dict[str, Any], model: Any) -> Any:
+    """A stage's network from a checkpoint's architecture (the contacts branch attached to the types network)."""
+    return build_branch(arch).attach(model.types_net) if stage == "contacts" else build_unet(arch)
 
 
 def _nets(model: Any) -> dict[str, Any]:
