@@ -20,7 +20,8 @@ from _train_phantoms import tiny_parent_model, write_cases  # noqa: E402
 from TeethSegmentationLib.case_library import CaseLibrary, card_path  # noqa: E402
 from TeethSegmentationLib.errors import InputError  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume, write_volume  # noqa: E402
-from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from TeethSegmentationLib.nets.contacts_head import contacts_from_types  # noqa: E402
+from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model, save_model  # noqa: E402
 from TeethSegmentationLib.training.finetune import FinetuneConfig, finetune, is_better, recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,21 @@ def test_a_fourteen_class_parent_like_the_shipped_model_stays_fourteen_class(pat
     tuned, before = load_model(out), load_model(parent)
     assert tuned.num_classes == 14
     assert not all(torch.equal(v, tuned.types_net.state_dict()[k]) for k, v in before.types_net.state_dict().items())
+
+
+def test_a_parent_with_a_contacts_branch_gets_it_tuned_on_the_tuned_trunk(patient_cases, tmp_path):
+    """The contacts branch reads stage 2's trunk, so after stage 2 is tuned the branch is trained on it too."""
+    parent_path = tiny_parent_model(tmp_path / "parent.pt")
+    parent = load_model(parent_path)
+    parent.contacts_net = contacts_from_types(parent.types_net)
+    save_model(parent, parent_path)
+    out = tmp_path / "mine.pt"
+    result = finetune(FinetuneConfig(data_dir=str(patient_cases), output=str(out), init=str(parent_path), **TINY))
+    assert result["epochs_run"] == {"teeth": 1, "types": 1, "contacts": 1}
+    tuned = load_model(out)
+    assert tuned.contacts_net.trunk is tuned.types_net
+    before = parent.contacts_net.state_dict()
+    assert not all(torch.equal(v, tuned.contacts_net.state_dict()[k]) for k, v in before.items())
 
 
 def test_recipe_scales_with_the_cases():

@@ -277,7 +277,7 @@ def is_better(before: dict | None, after: dict | None) -> bool | None:
 
 def epochs_run(summary: dict) -> dict[str, int]:
     """Epochs each stage ran (fewer than planned when it stopped early)."""
-    return {name: sum(1 for r in summary["history"] if r["stage"] == name) for name in ("teeth", "types")}
+    return {name: sum(1 for r in summary["history"] if r["stage"] == name) for name in summary["stages_trained"]}
 
 
 def _check(config: FinetuneConfig) -> None:
@@ -323,7 +323,8 @@ def finetune(config: FinetuneConfig, reporter: Reporter | None = None) -> dict[s
             output=str(work / "model.pt"),
             images=images + extra[0],
             labels=labels + extra[1],
-            stages=["teeth", "types"],
+            # A contacts branch reads stage 2's trunk: it follows the tuned trunk (a few fast steps after it).
+            stages=["teeth", "types"] + (["contacts"] if parent.contacts_net is not None else []),
             epochs=epochs,
             steps_per_epoch=config.steps_per_epoch or plan.steps_per_epoch,
             patch=config.patch,
