@@ -10,6 +10,9 @@
 # the shipped recipe: run it beside one without, from the same INIT, and judge both by the model card's rule,
 # scripts/ship_rule.py). The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
 # defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
+# The contacts branch (since 2026-12-05) reads stage 2's trunk: a candidate with a new stage 2 needs its branch
+# trained again before it is judged (on the CPU, about 13 minutes on 2 cores; the model card has the command with
+# --stages contacts --init OUT/both.pt).
 #
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
 # workers (--workers): one process cannot feed the GPU. Training is mixed precision (CUDA's float16 autocast).
