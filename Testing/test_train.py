@@ -277,6 +277,19 @@ def test_the_contacts_stage_trains_a_branch_on_the_types_trunk_and_keeps_both_st
     assert set(load_checkpoint(checkpoint_path(out))["nets"]) == {"teeth", "types", "contacts"}
 
 
+def test_a_run_that_changes_the_types_network_leaves_out_a_branch_it_does_not_train(data_dir, tmp_path):
+    base = new_model(spacing_mm=1.0, teeth_spacing_mm=1.5, teeth_arch={"start_filters": 4},
+                     types_arch={"start_filters": 4})
+    base.contacts_net = contacts_from_types(base.types_net)
+    save_model(base, tmp_path / "base.pt")
+    out = tmp_path / "types.pt"
+    train(TrainConfig(output=str(out), data_dir=str(data_dir), stages=["types"], init=str(tmp_path / "base.pt"),
+                      **{**TINY, "epochs": 1}))
+    assert load_model(out).contacts_net is None  # a branch for the old trunk would mislead the instance step
+    with pytest.raises(InputError, match="after the types network"):
+        train(TrainConfig(output=str(tmp_path / "x.pt"), data_dir=str(data_dir), stages=["contacts", "types"], **TINY))
+
+
 def test_a_contacts_run_resumes_to_the_same_weights(data_dir, tmp_path):
     config = TrainConfig(output=str(tmp_path / "a.pt"), data_dir=str(data_dir), stages=["contacts"], seed=3, **TINY)
     train(config)

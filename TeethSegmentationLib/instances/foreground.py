@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -24,6 +24,7 @@ class SparseForeground:
     lookup: np.ndarray  # padded-crop-sized int32: compact index or -1
     depth: np.ndarray | Future  # mm to the background; a Future while a worker still computes it
     contact: np.ndarray | None = None  # per compact voxel: where the contacts network puts two teeth touching
+    _parting: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def dist(self) -> np.ndarray:
@@ -38,7 +39,9 @@ class SparseForeground:
         a neck between two teeth however deep it lies). The distance map itself without a contacts network."""
         if self.contact is None:
             return self.dist
-        return np.where(self.contact, np.float32(0.0), self.dist)
+        if self._parting is None:
+            self._parting = np.where(self.contact, np.float32(0.0), self.dist)
+        return self._parting
 
     def input_flat(self, shape: tuple[int, ...]) -> np.ndarray:
         """Flat indices of the compact voxels in the input grid."""

@@ -123,7 +123,7 @@ def _split_by_necks(
     lo = ijk.min(axis=0)
     box = np.zeros(tuple(ijk.max(axis=0) - lo + 1), dtype=np.float32)
     index = tuple((ijk - lo).T)
-    dist = sparse.parting[part]
+    dist = sparse.dist[part]  # a core part lies outside the contacts: its parting depth is its depth
     box[index] = dist
     peak = float(dist.max())
     for next_level in np.arange(level + opts.neck_step_mm, peak - opts.neck_mm + 1e-6, opts.neck_step_mm):

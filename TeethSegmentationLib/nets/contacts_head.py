@@ -68,8 +68,8 @@ class ContactsBranch(nn.Module):
     def _apply(self, fn: Any, recurse: bool = True) -> ContactsBranch:
         # Moving or re-laying out the branch moves its trunk too (the same device and memory format).
         if self._trunk is not None:
-            self._trunk._apply(fn)
-        return super()._apply(fn)
+            self._trunk._apply(fn, recurse)
+        return super()._apply(fn, recurse)
 
 
 def trunk_features(net: UNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

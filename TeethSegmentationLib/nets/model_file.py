@@ -92,16 +92,18 @@ class TeethModel:
         return NUM_CLASSES if self.types_net is None else int(self.types_net.config["out_channels"])
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "source": self.source,
             "spacing_mm": self.spacing_mm,
             "teeth_spacing_mm": self.teeth_spacing_mm,
             "types_input": self.types_input,
             "teeth_arch": None if self.teeth_net is None else self.teeth_net.config,
             "types_arch": None if self.types_net is None else self.types_net.config,
-            "contacts_arch": None if self.contacts_net is None else self.contacts_net.config,
             "training": self.training,
         }
+        if self.contacts_net is not None:
+            described["contacts_arch"] = self.contacts_net.config
+        return described
 
 
 def new_model(

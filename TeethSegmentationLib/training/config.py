@@ -186,6 +186,9 @@ def check_config(config: TrainConfig) -> None:
             raise InputError(f"{name} {problem}.")
     if not config.stages:
         raise InputError("Give at least one stage to train: --stages teeth types.")
+    stages = list(config.stages)
+    if "contacts" in stages and "types" in stages and stages.index("contacts") < stages.index("types"):
+        raise InputError("Train the contacts branch after the types network (--stages types contacts): it reads it.")
     _check_output(config.output)
 
 

@@ -73,6 +73,8 @@ def restore(trainer: Any, state: dict[str, Any]) -> None:
         if net is None or dict(net.config) != dict(state["archs"][name]):
             setattr(model, f"{name}_net", _build(name, state["archs"][name], model).to(trainer.device))
         getattr(model, f"{name}_net").load_state_dict(state["nets"][name])
+    if model.contacts_net is not None:
+        model.contacts_net.attach(model.types_net)  # the types network may have been rebuilt above
     saved = state.get("model", {})
     model.spacing_mm = float(saved.get("spacing_mm", model.spacing_mm))
     model.teeth_spacing_mm = float(saved.get("teeth_spacing_mm", model.teeth_spacing_mm))

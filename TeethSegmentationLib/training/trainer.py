@@ -199,6 +199,9 @@ class Trainer:
             self.save_checkpoint()
         if self.epoch < self.total_epochs and self.current_stage != stage:
             self._data.pop(stage, None)  # the teeth stage's data is not needed any more
+            if self.current_stage == "contacts" and "types" in self.best_weights:
+                # The branch learns on the types network that the model file will hold: its best weights.
+                self.nets["types"].load_state_dict(self.best_weights["types"])
 
     def remember_if_best(self, stage: str, score: float) -> None:
         """Keep a copy of the weights at the best validation Dice: the model file gets those, not the last."""
@@ -327,14 +330,25 @@ class Trainer:
             model.types_net = new_model(
                 types_input=model.types_input, types_arch={"out_channels": int(cfg.types_classes)}
             ).types_net
-        if "contacts" in cfg.stages and model.contacts_net is None:
-            model.contacts_net = contacts_from_types(model.types_net)
-            self.reporter.log("the contacts network starts from the types network's layers")
+        self._fit_contacts(model, cfg.stages)
         if cfg.teeth_spacing_mm is not None:
             model.teeth_spacing_mm = float(cfg.teeth_spacing_mm)
         if cfg.spacing_mm is not None:
             model.spacing_mm = float(cfg.spacing_mm)
         return model
+
+    def _fit_contacts(self, model: TeethModel, stages: list[str]) -> None:
+        """The contacts branch reads the types network: attached to the one this run uses, new when asked for,
+        and dropped when this run changes the types network without training the branch again."""
+        if model.contacts_net is not None and "types" in stages and "contacts" not in stages:
+            model.contacts_net = None
+            self.reporter.log("the contacts branch is left out: it reads the types network, which this run changes "
+                              "(train --stages types contacts to keep one)", "warning")
+        if "contacts" in stages and model.contacts_net is None:
+            model.contacts_net = contacts_from_types(model.types_net)
+            self.reporter.log("the contacts branch starts from the types network's last up block")
+        if model.contacts_net is not None:
+            model.contacts_net.attach(model.types_net)
 
     def _widen_or_keep(self, model: TeethModel, classes: int) -> TeethModel:
         """A 9-class init model asked for 14 classes gets its types network widened (nets.mixed_head);
