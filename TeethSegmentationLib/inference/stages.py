@@ -200,16 +200,11 @@ def predict_types(
     """
     if model.types_net is None:
         raise ValueError("the model has no tooth-type (stage 2) network")
-    channels = [np.asarray(image.array, dtype=np.float32)]
-    if model.types_input == "image+teeth":
-        if teeth_prob is None:
-            raise ValueError("this model's stage 2 needs the stage-1 teeth probability")
-        channels.append(np.asarray(teeth_prob, dtype=np.float32))
     roi = roi or choose_roi(image.shape, model.patch_size, mask=mask)
     background = (1.0, *([0.0] * (model.types_net.config["out_channels"] - 1)))
     return _run(
-        model.types_net, np.stack(channels), _softmax, roi, torch.device(device), tta, out_dtype, progress, mask,
-        background, dtype,
+        model.types_net, _types_input(model, image, teeth_prob), _softmax, roi, torch.device(device), tta, out_dtype,
+        progress, mask, background, dtype,
     )
 
 
