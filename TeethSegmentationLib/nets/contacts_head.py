@@ -60,7 +60,7 @@ class ContactsBranch(nn.Module):
         trunk.eval()
         try:
             with torch.no_grad():
-                deep, skip = trunk_features(trunk, x)
+                deep, skip = trunk.last_up_inputs(x)
         finally:
             trunk.train(was_training)
         return self.branch(deep, skip)
@@ -70,17 +70,6 @@ class ContactsBranch(nn.Module):
         if self._trunk is not None:
             self._trunk._apply(fn, recurse)
         return super()._apply(fn, recurse)
-
-
-def trunk_features(net: UNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the last up block of ``net`` receives: the level below after its up blocks, and the top skip."""
-    skips = []
-    for i, block in enumerate(net.down):
-        x = block(x if i == 0 else net.pool(x))
-        skips.append(x)
-    for block, skip in zip(net.up[:-1], reversed(skips[1:-1]), strict=True):
-        x = block(x, skip)
-    return x, skips[0]
 
 
 class TypesAndContacts(nn.Module):
@@ -93,7 +82,7 @@ class TypesAndContacts(nn.Module):
         self.divisor = types_net.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        deep, skip = trunk_features(self.types_net, x)
+        deep, skip = self.types_net.last_up_inputs(x)
         types = self.types_net.head(self.types_net.up[-1](deep, skip))
         return torch.cat([types, self.contacts.branch(deep, skip)], dim=1)
 

@@ -92,13 +92,7 @@ def check_model_fields(data: dict[str, Any], path: Path) -> None:
 def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Path) -> None:
     if part is None:
         return
-    if not isinstance(part, dict) or not isinstance(part.get("arch"), dict):
-        raise InputError(f"Model file {path} has a malformed '{stage}' network (no 'arch' table); re-save it.")
-    if not isinstance(part.get("state_dict"), dict) or not all(
-        isinstance(v, torch.Tensor) for v in part["state_dict"].values()
-    ):
-        raise InputError(f"Model file {path} has a malformed '{stage}.state_dict' (not a table of tensors).")
-    arch = part["arch"]
+    arch = _arch_and_weights(part, stage, path)
     for key, bounds in ARCH_RANGES.items():
         _whole(arch.get(key), f"{stage}.arch.{key}", path, bounds)
     types_input = part.get("input", "image")
@@ -107,28 +101,39 @@ def _check_stage(part: Any, stage: str, out_channels: tuple[int, int], path: Pat
     in_channels = 2 if stage == "types" and types_input == "image+teeth" else 1
     _whole(arch.get("in_channels"), f"{stage}.arch.in_channels", path, (in_channels, in_channels))
     _whole(arch.get("out_channels"), f"{stage}.arch.out_channels", path, out_channels)
-    for key, tensor in part["state_dict"].items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise InputError(f"Model file {path} has NaN or infinite weights in {stage}.{key}; retrain the model.")
+    _check_finite(part, stage, path)
 
 
 def _check_contacts(part: Any, types: Any, path: Path) -> None:
     """The optional contacts branch: a one-logit branch on the types network's trunk (nets.contacts_head)."""
     if part is None:
         return
-    if not isinstance(part, dict) or not isinstance(part.get("arch"), dict) or not isinstance(types, dict):
-        raise InputError(f"Model file {path} has a malformed 'contacts' network (no 'arch', or no types network).")
-    arch = part["arch"]
+    if not isinstance(types, dict):
+        raise InputError(f"Model file {path} has a contacts network but no types network for it to read.")
+    arch = _arch_and_weights(part, "contacts", path)
     if arch.get("kind") != "types_branch":
         raise InputError(f"Model file {path} has contacts.arch.kind {arch.get('kind')!r}, not 'types_branch'.")
     _whole(arch.get("out_channels"), "contacts.arch.out_channels", path, (1, 1))
     filters = (types.get("arch") or {}).get("start_filters")
     _whole(arch.get("start_filters"), "contacts.arch.start_filters", path, (filters, filters))
+    _check_finite(part, "contacts", path)
+
+
+def _arch_and_weights(part: Any, stage: str, path: Path) -> dict[str, Any]:
+    """A network part's 'arch' table, once the part is a table with an 'arch' table and a table of tensors."""
+    if not isinstance(part, dict) or not isinstance(part.get("arch"), dict):
+        raise InputError(f"Model file {path} has a malformed '{stage}' network (no 'arch' table); re-save it.")
     if not isinstance(part.get("state_dict"), dict) or not all(
-        isinstance(v, torch.Tensor) and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
-        for v in part["state_dict"].values()
+        isinstance(v, torch.Tensor) for v in part["state_dict"].values()
     ):
-        raise InputError(f"Model file {path} has a malformed or non-finite 'contacts.state_dict'; retrain it.")
+        raise InputError(f"Model file {path} has a malformed '{stage}.state_dict' (not a table of tensors).")
+    return part["arch"]
+
+
+def _check_finite(part: dict[str, Any], stage: str, path: Path) -> None:
+    for key, tensor in part["state_dict"].items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(f"Model file {path} has NaN or infinite weights in {stage}.{key}; retrain the model.")
 
 
 def _check_normalization(norm: Any, path: Path) -> None:

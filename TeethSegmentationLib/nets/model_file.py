@@ -73,16 +73,18 @@ class TeethModel:
             raise ValueError(f"types_input must be one of {TYPES_INPUTS}")
 
     @property
-    def nets(self) -> tuple[torch.nn.Module, ...]:
-        return tuple(net for net in (self.teeth_net, self.types_net, self.contacts_net) if net is not None)
+    def nets(self) -> dict[str, torch.nn.Module]:
+        """The networks the model has, by stage name ("teeth", "types", "contacts")."""
+        found = {"teeth": self.teeth_net, "types": self.types_net, "contacts": self.contacts_net}
+        return {stage: net for stage, net in found.items() if net is not None}
 
     def to(self, device: torch.device | str) -> TeethModel:
-        for net in self.nets:
+        for net in self.nets.values():
             net.to(device)
         return self
 
     def eval(self) -> TeethModel:
-        for net in self.nets:
+        for net in self.nets.values():
             net.eval()
         return self
 

@@ -88,13 +88,20 @@ class UNet(nn.Module):
         return 2 ** (self.config["n_blocks"] - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.up:
+            return self.head(self.down[0](x))
+        return self.head(self.up[-1](*self.last_up_inputs(x)))
+
+    def last_up_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the last up block receives: the level below after its own up blocks, and the top skip (a contacts
+        branch, ``nets.contacts_head``, reads the same). Needs at least two levels."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x))
             skips.append(x)
-        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+        for block, skip in zip(self.up[:-1], reversed(skips[1:-1]), strict=True):
             x = block(x, skip)
-        return self.head(x)
+        return x, skips[0]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,10 +31,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # nets.devices.PRECISIONS, spelt o
 LABEL_KINDS = ("auto", "fdi", "classes", "binary")
 TYPES_CLASSES = ("9", "14")  # as fdi.NUM_CLASSES and fdi.NUM_CLASSES_MIXED
 # The shipped model's stage lengths (scripts/train_default_model.py); everything else is TrainConfig's defaults.
+# The shipped model has no contacts branch: its length is the one the 2026-12-05 candidates had (model card).
 SHIPPED_RECIPE = {
     "teeth": {"epochs": 12, "steps_per_epoch": 50},
     "types": {"epochs": 36, "steps_per_epoch": 100},
-    "contacts": {"epochs": 3, "steps_per_epoch": 800},  # from the types network's layers (nets.contacts_head)
+    "contacts": {"epochs": 3, "steps_per_epoch": 800},
 }
 
 

@@ -28,8 +28,8 @@ def checkpoint_state(trainer: Any) -> dict[str, Any]:
         "epoch": trainer.epoch,
         "step": trainer.step,
         "loss_sum": trainer.loss_sum,
-        "nets": {s: {k: v.detach().cpu() for k, v in net.state_dict().items()} for s, net in _nets(model).items()},
-        "archs": {s: dict(net.config) for s, net in _nets(model).items()},
+        "nets": {s: {k: v.detach().cpu() for k, v in net.state_dict().items()} for s, net in model.nets.items()},
+        "archs": {s: dict(net.config) for s, net in model.nets.items()},
         "model": {
             "spacing_mm": model.spacing_mm,
             "teeth_spacing_mm": model.teeth_spacing_mm,
@@ -96,11 +96,6 @@ def restore(trainer: Any, state: dict[str, Any]) -> None:
 def _build(stage: str, arch: dict[str, Any], model: Any) -> Any:
     """A stage's network from a checkpoint's architecture (the contacts branch attached to the types network)."""
     return build_branch(arch).attach(model.types_net) if stage == "contacts" else build_unet(arch)
-
-
-def _nets(model: Any) -> dict[str, Any]:
-    """The model's networks by stage name (the optional contacts network only when it has one)."""
-    return {s: getattr(model, f"{s}_net") for s in STAGES if getattr(model, f"{s}_net") is not None}
 
 
 def _by_stage(stored: dict) -> dict[str, Any]:

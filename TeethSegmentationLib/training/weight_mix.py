@@ -18,8 +18,6 @@ import torch
 
 from TeethSegmentationLib.nets.model_file import TeethModel
 
-STAGES = ("teeth_net", "types_net", "contacts_net")
-
 
 def mixed_state(
     parent: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor], share: float
@@ -44,8 +42,8 @@ def mixed_state(
 def mix_with_parent(tuned: TeethModel, parent: TeethModel, share: float) -> TeethModel:
     """``tuned`` with each stage's weights mixed with ``parent``'s (in place; returned). A stage the parent lacks
     keeps its fine-tuned weights."""
-    for stage in STAGES:
-        net, before = getattr(tuned, stage), getattr(parent, stage)
-        if net is not None and before is not None:
+    for stage, net in tuned.nets.items():
+        before = parent.nets.get(stage)
+        if before is not None:
             net.load_state_dict(mixed_state(before.state_dict(), net.state_dict(), share))
     return tuned
