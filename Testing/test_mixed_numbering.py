@@ -120,6 +120,24 @@ def test_occlusal_plane_parts_the_primary_teeth_of_a_closed_bite():
     assert min(upper) > cut > max(lower)
 
 
+
+def test_resorbing_root_pieces_do_not_make_a_layer_of_their_own():
+    # A 6-year-old dev phantom (seed 46110) as the watershed left it: (height mm, voxels) of its primary regions.
+    # The lower primary molars' resorbing roots, parted from their crowns by the premolar crypts, are ten small
+    # pieces 5-7 mm below the lower crowns. Counted like teeth they made that gap the most even one, and the
+    # lower primary crowns went to the upper jaw; weighed by size, the bite parts the crowns.
+    upper = [(10.4, 366), (6.0, 2480), (5.7, 2425), (4.1, 3755), (3.9, 3507), (3.2, 1991), (3.1, 1999),
+             (0.8, 1012), (0.0, 1636), (-0.4, 2821)]
+    lower = [(-3.4, 2736), (-3.5, 2902), (-4.0, 2000), (-4.3, 723), (-4.3, 2119), (-4.3, 1068)]
+    roots = [(-9.6, 243), (-9.7, 356), (-9.8, 355), (-10.0, 360), (-10.0, 239), (-10.2, 160), (-10.4, 291),
+             (-10.5, 230), (-11.3, 287), (-11.5, 201)]
+    heights, sizes = np.array(upper + lower + roots).T
+    primary = np.ones(len(heights), dtype=bool)
+    top_of_lower = max(h for h, _ in lower)
+    assert split_layers(heights, primary) < top_of_lower  # by count: between the lower crowns and their roots
+    cut = split_layers(heights, primary, sizes)
+    assert min(h for h, _ in upper) > cut > top_of_lower
+
 @pytest.mark.parametrize("age", [AGE_6, AGE_9, AGE_11], ids=["6", "9", "11"])
 def test_developing_teeth_numbered_by_place_and_depth_when_their_types_say_nothing(age):
     truth, deep, centroids, perm, prim, extent = mixed_arch(*age)
@@ -330,6 +348,34 @@ def test_long_axis_normal_follows_the_teeth_not_their_layers():
         labels.append(np.full(len(tooth), k + 1))
     normal = long_axis_normal(np.concatenate(labels), np.concatenate(points), np.array([0.0, 0.0, 1.0]))
     expected = rotation @ np.array([0.0, 0.0, 1.0])
+    assert np.degrees(np.arccos(min(1.0, float(normal @ expected)))) < 1.0
+
+
+
+def test_long_axis_normal_is_not_rolled_by_regions_lying_on_their_side():
+    # Ten upright teeth (6 x 6 x 16 mm) along an arch tilted 20 degrees about x, and two wide regions lying on
+    # their side, their long axes 15 degrees off horizontal: a pair of central incisors fused side by side and a
+    # primary molar's crown (16 x 8 x 6 mm). Voting with the teeth, such regions rolled a dev 6-year-old's normal
+    # by 9-16 degrees, which put the primary molars of one side in the other jaw; only axes near the estimate vote.
+    def rotation(axis: int, degrees: float) -> np.ndarray:
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        a, b = [i for i in range(3) if i != axis]
+        r = np.eye(3)
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        return r
+
+    tilt = rotation(0, 20.0)
+
+    def block(half: tuple[float, float, float], centre: tuple[float, float, float], roll: float = 0.0) -> np.ndarray:
+        axes = [np.arange(-h, h + 0.01, 0.5) for h in half]
+        box = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) @ rotation(1, roll).T
+        return (box + centre) @ tilt.T
+
+    regions = [block((3, 3, 8), ((k - 4.5) * 8.0, -abs(k - 4.5) * 4.0, 0.0)) for k in range(10)]
+    regions += [block((8, 4, 3), (0.0, 8.0, -14.0), 15.0), block((8, 4, 3), (-20.0, -10.0, -14.0), 15.0)]
+    labels = np.concatenate([np.full(len(r), k + 1) for k, r in enumerate(regions)])
+    normal = long_axis_normal(labels, np.concatenate(regions), np.array([0.0, 0.0, 1.0]))
+    expected = tilt @ np.array([0.0, 0.0, 1.0])
     assert np.degrees(np.arccos(min(1.0, float(normal @ expected)))) < 1.0
 
 

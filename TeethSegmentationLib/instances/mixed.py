@@ -12,7 +12,7 @@ look like a child's).
 
 1. Jaws: the occlusal normal comes from the teeth's long axes (:func:`long_axis_normal`; refitted to the
    primary teeth when there are ``MIN_LAYER`` of them, unless for the numbering that turns it by more than
-   ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap between
+   ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap (by the regions' sizes) between
    the centroids of the primary teeth (always erupted), else of all teeth (:func:`split_layers`); the same
    rule places the plane for the merges and cuts (:func:`child_plane`). An erupted tooth on the plane that
    sits on top of an erupted tooth of its jaw goes to the other jaw when that has room there
@@ -94,18 +94,21 @@ def assign_teeth(
     primary_probs: np.ndarray | None = None,
     extent: np.ndarray | None = None,
     axis_normal: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
 ) -> Assignment:
     """FDI numbers of N instances: the adults' :func:`numbering.assign_fdi`, or the mixed dentition's rules.
 
     ``type_probs`` (N, 8) and ``primary_probs`` (N, 5): mean probabilities of the permanent and primary types;
     ``extent`` (N, 2): the lowest and highest height of each instance's voxels along the occlusal normal (mm);
-    ``axis_normal``: the occlusal normal from the teeth's long axes (:func:`long_axis_normal`; mixed rules only).
+    ``axis_normal``: the occlusal normal from the teeth's long axes (:func:`long_axis_normal`; mixed rules only);
+    ``sizes``: the instances' voxel counts, which weigh the layers that part the jaws (:func:`split_layers`).
     """
     if extent is None or not is_mixed(type_probs, primary_probs):
         found = numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, plane)
         no_primary = primary_probs is None or extent is None
         return found if no_primary else retained_primary(found, type_probs, primary_probs, extent)
-    found = assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane, axis_normal)
+    found = assign_mixed(centroids, type_probs, primary_probs, apex_skew, extent, side_sigma_mm, plane, axis_normal,
+                         sizes)
     if found.upper.any() and not found.upper.all() and numbering.roots_contradict(np.asarray(apex_skew), found.upper):
         return numbering.assign_fdi(centroids, type_probs, apex_skew, side_sigma_mm, None)  # one arch, two layers
     return found
@@ -149,43 +152,49 @@ def _successors(i: int, fdi: np.ndarray, found: Assignment, depth: np.ndarray) -
     )
 
 
-def split_layers(heights: np.ndarray, primary: np.ndarray) -> float:
+def split_layers(heights: np.ndarray, primary: np.ndarray, sizes: np.ndarray | None = None) -> float:
     """The occlusal plane's height in a child's scan: the widest, most even gap between the centroids of the
     primary teeth (always erupted; with at least ``MIN_PRIMARY`` of them on each side), else between all
     centroids. Only the centroids: in a closed bite the crowns of the two jaws overlap in height by a few mm
     (cusps interlock, an upper incisor overlaps the lower one, a lower canine rises into the upper embrasure),
     so a plane that avoids cutting crowns can land among the upper primary molars. (A jaw's forming teeth make
     a layer of their own; the bone between it and the erupted teeth dips the voxels' profile as the bite does,
-    so the adults' plane may fall there.)"""
+    so the adults' plane may fall there.)
+
+    ``sizes`` (the regions' voxel counts) weigh how even a gap is: the resorbing roots of lower primary molars,
+    parted from their crowns by the premolar crypt beneath, are ten small pieces in a layer of their own, and
+    counted like teeth they made the gap above them the widest even one (dev 6-year-olds 46110, 46125: the
+    lower primary crowns went to the upper jaw)."""
     heights = np.asarray(heights, dtype=np.float64)
+    weights = np.ones(len(heights)) if sizes is None else np.asarray(sizes, dtype=np.float64)
     if primary.sum() >= 2 * MIN_PRIMARY:
         h = heights[primary]
-        cut = _balanced_gap(h)
+        cut = _balanced_gap(h, weights[primary])
         if min((h > cut).sum(), (h < cut).sum()) >= MIN_PRIMARY:
             return cut
-    return _balanced_gap(heights)
+    return _balanced_gap(heights, weights)
 
 
 def occlusal_layers(
     centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray, tilt_known: bool = False,
-    max_turn_deg: float | None = None,
+    max_turn_deg: float | None = None, sizes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
     erupted layer (the primary teeth, each jaw centred on itself), twice. With fewer than ``MIN_LAYER`` primary
     teeth (two per jaw leave the tilt free) the normal stays as given when ``tilt_known`` (the teeth's long
     axes gave it: :func:`long_axis_normal`), else it is refitted to all teeth. The forming teeth's layers tilt a
     normal fitted to the voxels' profile or to all centroids (by up to 40 degrees in the phantoms). A known
-    tilt also stands when the refit turns it by more than ``max_turn_deg``."""
+    tilt also stands when the refit turns it by more than ``max_turn_deg``. ``sizes``: as for split_layers."""
     given = np.asarray(normal, dtype=np.float64)
     rich = primary.sum() >= MIN_LAYER
     if rich or not tilt_known:
         layer = primary if rich else np.ones(len(centroids), dtype=bool)
         for _ in range(2):
-            upper = centroids @ normal > split_layers(centroids @ normal, primary)
+            upper = centroids @ normal > split_layers(centroids @ normal, primary, sizes)
             normal = numbering.occlusal_normal(centroids[layer], upper[layer])
     if tilt_known and max_turn_deg is not None and _turn_deg(normal, given) > max_turn_deg:
         normal = given
-    return normal, split_layers(centroids @ normal, primary)
+    return normal, split_layers(centroids @ normal, primary, sizes)
 
 
 def _turn_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -197,21 +206,31 @@ def long_axis_normal(labels: np.ndarray, ras: np.ndarray, reference: np.ndarray,
     """The occlusal normal from the teeth's long axes: erupted or forming, a tooth stands roughly upright on the
     occlusal plane, so the size- and elongation-weighted mean direction of the regions' principal axes is the
     normal (2-11 degrees off in the phantoms' children, where their layers tilted the other estimates by up to
-    40). Pointed like ``reference``; regions under ``min_voxels`` (fragments) do not vote."""
+    40). Pointed like ``reference``; regions under ``min_voxels`` (fragments) do not vote. The votes come in
+    ``AXIS_ROUNDS`` rounds from the regions whose axis lies within ``AXIS_CONE_DEG`` of the estimate so far
+    (at first ``reference``): a region lying on its side (two central incisors fused side by side, a primary
+    molar's wide crown) has its longest axis near the plane, and a few of those rolled a dev 6-year-old's normal
+    by 9-16 degrees."""
     count = int(labels.max()) + 1
     size = np.bincount(labels, minlength=count).astype(np.float64)
     mean = label_sums(labels, ras, count) / np.maximum(size, 1)[:, None]
     i, j = np.triu_indices(3)
     second = label_sums(labels, ras[:, i] * ras[:, j], count) / np.maximum(size, 1)[:, None]
-    votes = np.zeros((3, 3))
+    axes, weights = [], []
     for k in np.flatnonzero(size[1:] >= min_voxels) + 1:  # label 0 is no region
         cov = np.zeros((3, 3))
         cov[i, j] = second[k] - mean[k, i] * mean[k, j]
         cov = cov + np.triu(cov, 1).T
         values, vectors = np.linalg.eigh(cov)
-        elongation = 1.0 - values[1] / max(values[2], 1e-9)
-        votes += size[k] * elongation * np.outer(vectors[:, 2], vectors[:, 2])
-    normal = np.linalg.eigh(votes)[1][:, 2]
+        axes.append(vectors[:, 2])
+        weights.append(size[k] * (1.0 - values[1] / max(values[2], 1e-9)))
+    axes_, weights_ = np.reshape(axes, (-1, 3)), np.asarray(weights)
+    normal = np.asarray(reference, dtype=np.float64)
+    for _ in range(AXIS_ROUNDS):
+        upright = np.abs(axes_ @ normal) >= np.cos(np.radians(AXIS_CONE_DEG))
+        use = upright if upright.sum() >= 3 else np.ones(len(axes_), dtype=bool)
+        votes = (weights_[use, None, None] * axes_[use, :, None] * axes_[use, None, :]).sum(axis=0)
+        normal = np.linalg.eigh(votes)[1][:, 2]
     return normal if normal @ reference >= 0 else -normal
 
 
@@ -225,14 +244,16 @@ def extents(labels: np.ndarray, ras: np.ndarray, normal: np.ndarray) -> np.ndarr
     return np.stack([low, high], axis=1)[1:]
 
 
-def _balanced_gap(heights: np.ndarray) -> float:
-    order = np.sort(heights)
-    n = len(order)
+def _balanced_gap(heights: np.ndarray, weights: np.ndarray) -> float:
+    """The gap between sorted heights that is widest times the smaller weight on either side of it."""
+    order = np.argsort(heights)
+    h, w = heights[order], np.asarray(weights, dtype=np.float64)[order]
+    n = len(h)
     if n < 2:
-        return float(order[0]) if n else 0.0
-    below = np.arange(1, n)
-    best = int(np.argmax(np.diff(order) * np.minimum(below, n - below)))
-    return float(0.5 * (order[best] + order[best + 1]))
+        return float(h[0]) if n else 0.0
+    below = np.cumsum(w)[:-1]
+    best = int(np.argmax(np.diff(h) * np.minimum(below, w.sum() - below)))
+    return float(0.5 * (h[best] + h[best + 1]))
 
 
 def child_plane(
@@ -254,7 +275,8 @@ def child_plane(
         return plane
     centroids = label_sums(labels, ras, count)[1:] / size
     primary = sums[:, 8:].sum(axis=1) > sums[:, :8].sum(axis=1)
-    normal, height = occlusal_layers(centroids, primary, long_axis_normal(labels, ras, plane.normal), tilt_known=True)
+    normal, height = occlusal_layers(centroids, primary, long_axis_normal(labels, ras, plane.normal), tilt_known=True,
+                                     sizes=size[:, 0])
     above = centroids @ normal > height
     if above.any() and not above.all() and roots_deny(labels, ras @ normal, above):
         return plane  # one arch whose crowns and parted roots look like two layers: the adults' plane stands
@@ -306,6 +328,10 @@ CROWD_MM = 3.0  # two erupted teeth of one jaw are never this near along the arc
 # forming 21 under 61). Two erupted teeth at one place lay at most 8.5 mm apart (a permanent lateral incisor
 # crowded onto a primary canine).
 GERM_DEEPER_MM = 10.0
+# Teeth stand within about 30 degrees of the occlusal normal (proclined incisors, tipped molars): axes further
+# from the estimate than this are no long axes (long_axis_normal). 30 and 40 gave the same dev figures, 50 worse.
+AXIS_CONE_DEG = 40.0
+AXIS_ROUNDS = 3
 PRIMARY_ANTERIOR = 3  # primary types 1-3: the incisors and the canine
 
 
@@ -363,6 +389,7 @@ def assign_mixed(
     side_sigma_mm: float = 2.5,
     plane: tuple[np.ndarray, float] | None = None,
     axis_normal: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
 ) -> Assignment:
     """The mixed dentition's numbers (module docstring, steps 1-5); ``developing`` marks the deep teeth."""
     centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
@@ -380,7 +407,7 @@ def assign_mixed(
     # The guard holds for the numbering's jaws only: the merges' plane (child_plane) refitted freely splits the
     # regions better on the dev children, and guarding it too wrecked one scan (identification 0.77 -> 0.17).
     normal, offset = occlusal_layers(
-        centroids, primary, normal, tilt_known=axis_normal is not None, max_turn_deg=MAX_REFIT_TURN_DEG
+        centroids, primary, normal, tilt_known=axis_normal is not None, max_turn_deg=MAX_REFIT_TURN_DEG, sizes=sizes
     )
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)

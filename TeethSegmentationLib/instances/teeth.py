@@ -319,7 +319,8 @@ def _number(
     perm, prim = sums[:, :8], sums[:, 8:]
     extent = mixed.extents(labels, voxels.ras, plane.normal)
     axis = mixed.long_axis_normal(labels, voxels.ras, plane.normal) if mixed.is_mixed(perm, prim) else None
-    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent, axis)
+    return stats, mixed.assign_teeth(stats.centroid, perm, skew, opts.side_sigma_mm, plane.known(), prim, extent, axis,
+                                     stats.count)
 
 
 def _unnumbered(assignment: Assignment) -> int:
