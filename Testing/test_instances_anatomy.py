@@ -135,7 +135,7 @@ def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
     labels = np.where(ijk[:, 0] < 16, 1, 2).astype(np.int32)
     assignment = Assignment(np.array([16, 0]), np.array([True, True]), np.array([30.0, 30.0 + along_mm]),
                             np.array([0.0, 0.0, 1.0]), 0.0, False)
-    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    joined_labels, joined = join_pieces(labels, sparse, assignment, ijk * 0.5)
     assert joined == joins
     assert (len(np.unique(joined_labels)) == 1) == joins
 
@@ -157,7 +157,7 @@ def test_a_tooth_in_three_pieces_joins_through_the_middle_one():
     labels = np.digitize(ijk[:, 0], [12, 17]).astype(np.int32) + 1
     assignment = Assignment(np.array([25, 0, 0]), np.array([True, True, True]), np.array([30.0, 30.5, 31.0]),
                             np.array([0.0, 0.0, 1.0]), 0.0, False)
-    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    joined_labels, joined = join_pieces(labels, sparse, assignment, ijk * 0.5)
     assert joined and len(np.unique(joined_labels)) == 1
 
 
@@ -181,9 +181,54 @@ def test_a_crown_larger_than_its_numbered_root_joins_it_when_together_they_are_o
     labels = np.where(ijk[:, 0] >= 25, 3, np.where(ijk[:, 0] < 10, 1, 2)).astype(np.int32)
     assignment = Assignment(np.array([15, 0, 16]), np.array([True, True, True]), np.array([25.0, 25.5, 33.0]),
                             np.array([0.0, 0.0, 1.0]), 0.0, False)
-    joined_labels, joined = join_pieces(labels, sparse, assignment)
+    joined_labels, joined = join_pieces(labels, sparse, assignment, ijk * 0.5)
     assert joined == joins
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
+def _molar_halves_case(piece: str, child: bool = False):
+    """A lower right arch 42-45 with a first molar's mesial half numbered 46 (5.5 mm of its 11 along the arch) and
+    beside it an unnumbered ``piece``: "distal", the molar's other half, end to end with it; or "long", a 22 mm
+    bar along the buccal face whose centroid lies at the half's place. Returns (labels, sparse, ras, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import ArchFit, Assignment, arch_positions
+
+    a = -0.003  # a nearly straight lower right arch, v = a u^2 (mm)
+    fit = ArchFit(np.zeros(3), np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), 0.0, (a, 0.0, 0.0), True)
+    boxes = [((lo, hi), (-4.0, 4.0)) for lo, hi in [(3.0, 8.5), (9.0, 16.0), (16.5, 23.5), (24.0, 31.0), (31.5, 37.0)]]
+    boxes.append(((37.0, 42.5), (-4.0, 4.0)) if piece == "distal" else ((23.25, 45.25), (4.0, 8.0)))
+    mask = np.zeros((100, 60, 20), bool)
+    region = np.zeros(mask.shape, np.int32)
+    for k, ((lo, hi), (front, back)) in enumerate(boxes, start=1):
+        v = 20.0 + a * ((lo + hi) / 2) ** 2  # the arch at the box's middle, 20 mm into the grid (0.5 mm voxels)
+        box = (slice(round(lo * 2), round(hi * 2)), slice(round((v + front) * 2), round((v + back) * 2)), slice(0, 20))
+        mask[box], region[box] = True, k
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    ras = ijk * 0.5 - np.array([0.0, 20.0, 0.0])
+    labels = region[tuple(ijk.T)]
+    centroids = np.stack([ras[labels == k].mean(axis=0) for k in range(1, len(boxes) + 1)])
+    fdi = np.array([82, 83, 84, 85, 46, 0]) if child else np.array([42, 43, 44, 45, 46, 0])
+    developing = np.zeros(len(boxes), bool) if child else None
+    assignment = Assignment(fdi, np.zeros(len(boxes), bool), arch_positions(centroids, fit),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False, fits={False: fit}, developing=developing)
+    return labels, sparse, ras, assignment
+
+
+@pytest.mark.parametrize(("piece", "child", "joins"), [("distal", False, True), ("long", False, False),
+                                                        ("distal", True, False)])
+def test_a_molar_cut_in_two_halves_is_one_tooth_when_together_they_span_one_molar(piece, child, joins):
+    """A lower first molar that the watershed cut mesio-distally: its mesial half numbered 46, its distal half (as
+    big) left without a number, beside a missing 47 (dev jaws 40086). Together they are bigger than any other tooth
+    of the jaw, yet no wider along the arch than one molar, so the half joins. A long piece at the half's place
+    that spans two molars with it stays apart, and in a child's scan (a forming tooth beneath its primary
+    predecessor spans no more than it) the size tests alone decide."""
+    from TeethSegmentationLib.instances.pieces import join_pieces
+
+    labels, sparse, ras, assignment = _molar_halves_case(piece, child)
+    joined_labels, joined = join_pieces(labels, sparse, assignment, ras)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (5 if joins else 6)
 
 
 def _stacked_case(root_box: tuple[slice, slice, slice], fdi: tuple[int, int, int], upper: bool = True):

@@ -120,7 +120,6 @@ def test_occlusal_plane_parts_the_primary_teeth_of_a_closed_bite():
     assert min(upper) > cut > max(lower)
 
 
-
 def test_resorbing_root_pieces_do_not_make_a_layer_of_their_own():
     # A 6-year-old dev phantom (seed 46110) as the watershed left it: (height mm, voxels) of its primary regions.
     # The lower primary molars' resorbing roots, parted from their crowns by the premolar crypts, are ten small
@@ -137,6 +136,7 @@ def test_resorbing_root_pieces_do_not_make_a_layer_of_their_own():
     assert split_layers(heights, primary) < top_of_lower  # by count: between the lower crowns and their roots
     cut = split_layers(heights, primary, sizes)
     assert min(h for h, _ in upper) > cut > top_of_lower
+
 
 @pytest.mark.parametrize("age", [AGE_6, AGE_9, AGE_11], ids=["6", "9", "11"])
 def test_developing_teeth_numbered_by_place_and_depth_when_their_types_say_nothing(age):
@@ -349,7 +349,6 @@ def test_long_axis_normal_follows_the_teeth_not_their_layers():
     normal = long_axis_normal(np.concatenate(labels), np.concatenate(points), np.array([0.0, 0.0, 1.0]))
     expected = rotation @ np.array([0.0, 0.0, 1.0])
     assert np.degrees(np.arccos(min(1.0, float(normal @ expected)))) < 1.0
-
 
 
 def test_long_axis_normal_is_not_rolled_by_regions_lying_on_their_side():

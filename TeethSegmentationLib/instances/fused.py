@@ -77,17 +77,15 @@ def split_wide_instances(
     changed = False
     mixed = assignment.developing is not None
     next_label = int(labels.max()) + 1
-    members_voxels = _instance_voxels(labels)
+    members_voxels = instance_voxels(labels)
     for jaw, fit in assignment.fits.items():
         members = np.flatnonzero(assignment.upper == jaw)
         if len(members) < 4 or not fit.fitted:
             continue
         voxels = [members_voxels[m] for m in members]
-        samples = [v[:: max(1, len(v) // SPAN_SAMPLE)] for v in voxels]
-        spans = np.array([_span(numbering.arch_positions(ras[v], fit)) for v in samples])
+        spans = np.array([arch_span(v, ras, fit) for v in voxels])
         expected = numbering.expected_width_mm(assignment.arch_position_mm[members], bool(jaw))
-        ratio = spans / expected
-        ratio /= np.clip(np.median(ratio), 0.6, 1.5)
+        ratio = spans / expected / jaw_span_ratio(spans, expected)
         for member_voxels, r in zip(voxels, ratio, strict=True):
             if r < opts.wide_ratio:
                 continue
@@ -121,7 +119,7 @@ def split_across_bite(
     height = ras @ assignment.normal - assignment.plane_offset
     smallest = opts.min_tooth_mm3 / voxel_mm3
     changed, next_label = False, int(labels.max()) + 1
-    for m, voxels in enumerate(_instance_voxels(labels)):
+    for m, voxels in enumerate(instance_voxels(labels)):
         h = height[voxels]
         if len(h) < 2 * smallest or h.max() <= 0 or h.min() >= 0:
             continue
@@ -146,7 +144,7 @@ def neck_across(height: np.ndarray, dip: float, bin_mm: float = 0.25) -> float |
     return float(min(necks)[1]) if necks else None
 
 
-def _instance_voxels(labels: np.ndarray) -> list[np.ndarray]:
+def instance_voxels(labels: np.ndarray) -> list[np.ndarray]:
     """The voxel indices of each instance: entry m holds label m + 1's."""
     count = int(labels.max()) + 1
     order = np.argsort(labels, kind="stable")
@@ -167,6 +165,17 @@ def _necks(values: np.ndarray, dip: float, lo: float, hi: float, bin_mm: float) 
             if depth <= dip:
                 necks.append((depth, centres[c]))
     return necks
+
+
+def jaw_span_ratio(spans: np.ndarray, expected: np.ndarray) -> float:
+    """A jaw's median ratio of its teeth's spans along the arch to their typical widths, kept to 0.6-1.5: the
+    patient's size and the span's own bias, what a tooth's span is compared with."""
+    return float(np.clip(np.median(np.asarray(spans) / np.asarray(expected)), 0.6, 1.5))
+
+
+def arch_span(voxels: np.ndarray, ras: np.ndarray, fit: numbering.ArchFit) -> float:
+    """Extent along the arch ``fit`` of the voxels ``voxels`` (indices into ``ras``), from a sample of them (mm)."""
+    return _span(numbering.arch_positions(ras[voxels[:: max(1, len(voxels) // SPAN_SAMPLE)]], fit))
 
 
 def _span(arc: np.ndarray) -> float:

@@ -7,8 +7,9 @@ is not a tooth: it lies *beside* its tooth across the arch, at the same place al
 tooth of that jaw can be (or it is one half of a molar that voted the next molar's type). Such a piece
 joins the numbered tooth when it touches it broadly, lies within ``SAME_PLACE`` x the tooth's typical width
 of it along the arch, and either is clearly the smaller of the two or, together with it, is no bigger than
-a whole tooth of that jaw (``WHOLE_TOOTH`` x the largest other numbered one): a crown cut from its roots, or
-one half of a molar, can be the larger part.
+a whole tooth of that jaw (``WHOLE_TOOTH`` x the largest other numbered one) or no wider along the arch than one
+tooth of that number (``ONE_TOOTH_SPAN``): a crown cut from its roots, or one half of a molar, can be the larger
+part.
 
 A piece can also take a number of its own: a crown parted from its roots in a single arch (no second jaw to
 set the layers apart) gets one number and its roots the next, and every tooth behind them moves up one.
@@ -41,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from TeethSegmentationLib.fdi import is_primary
-from TeethSegmentationLib.instances import numbering
+from TeethSegmentationLib.instances import fused, numbering
 from TeethSegmentationLib.instances.foreground import SparseForeground
 from TeethSegmentationLib.instances.merge import STACKED_SLOPE, adjacency
 from TeethSegmentationLib.instances.numbering import Assignment
@@ -49,6 +50,9 @@ from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.regions import label_sums, region_peaks
 from TeethSegmentationLib.instances.roots import gap_steps, nearest_crown, neighbours_within, root_of
 
+# A piece bigger than PIECE_SHARE and WHOLE_TOOTH allow still joins a tooth it spans no more than this x one
+# tooth's width with (_SpanTest): set between one tooth (1.0) and two side by side (wide_ratio 1.6).
+ONE_TOOTH_SPAN = 1.3
 # Along-arch offset, x the typical width there, within which two instances are one tooth: a buccal or palatal
 # piece lies at ~0 offset, one half of a molar cut mesio-distally at ~0.5, the next whole tooth at ~1.
 SAME_PLACE = 0.6
@@ -73,8 +77,11 @@ FRAGMENT_SHARE = 0.25
 PARTED_THINNER = 0.9
 
 
-def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assignment) -> tuple[np.ndarray, bool]:
-    """Compact labels with unnumbered pieces joined to their numbered tooth; whether any joined.
+def join_pieces(
+    labels: np.ndarray, sparse: SparseForeground, assignment: Assignment, ras: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """Compact labels with unnumbered pieces joined to their numbered tooth; whether any joined. ``ras``: the
+    compact voxels' positions (mm).
 
     Chains join too: a piece that touches only another piece (a premolar in three) follows it once that
     one has joined its tooth, so the contacts are passed over until nothing more joins."""
@@ -84,12 +91,15 @@ def join_pieces(labels: np.ndarray, sparse: SparseForeground, assignment: Assign
     size = np.bincount(labels)
     owner = np.arange(len(size))  # each region's tooth after the joins so far
     contacts = sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0])
+    span_test = _SpanTest(owner, labels, ras, assignment)
     passing = True
     while passing:
         passing = False
         for (a, b), (faces, _saddle) in contacts:
             for piece, tooth in ((owner[a], owner[b]), (owner[b], owner[a])):
-                if piece in unnumbered and piece != tooth and _belongs(piece, tooth, size, faces, assignment):
+                if piece in unnumbered and piece != tooth and _belongs(
+                    piece, tooth, size, faces, assignment, span_test
+                ):
                     owner[owner == piece] = tooth
                     size[tooth] += size[piece]
                     size[piece] = 0
@@ -150,19 +160,72 @@ def _erupted_primary(c: int, assignment: Assignment) -> bool:
     return is_primary(int(assignment.fdi[c - 1])) and not assignment.developing[c - 1]
 
 
-def _belongs(piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment) -> bool:
+def _belongs(
+    piece: int, tooth: int, size: np.ndarray, faces: int, assignment: Assignment, span_test: _SpanTest
+) -> bool:
     p, t = piece - 1, tooth - 1
     fdi = int(assignment.fdi[t])
     if not fdi or size[piece] == 0 or assignment.upper[p] != assignment.upper[t]:
         return False
     if faces < CONTACT_SHARE * size[piece]:
         return False
-    whole = size[piece] + size[tooth] <= WHOLE_TOOTH * _largest([t], size, assignment)
-    if size[piece] > PIECE_SHARE * size[tooth] and not whole:
-        return False
     position = assignment.arch_position_mm
     width = numbering.expected_width_mm(np.array([position[t]]), bool(assignment.upper[t]))[0]
+    whole = size[piece] + size[tooth] <= WHOLE_TOOTH * _largest([t], size, assignment)
+    if size[piece] > PIECE_SHARE * size[tooth] and not whole:
+        if not span_test.one_tooth_wide(piece, tooth):
+            return False
+        # One half of a tooth: its place along the arch says little of the tooth's width, its number does (the
+        # typical width unscaled, as expected_width_mm is for the other pieces).
+        width = span_test.typical_width(tooth)
     return abs(position[p] - position[t]) <= SAME_PLACE * width
+
+
+class _SpanTest:
+    """Whether a piece and a numbered tooth together span no more of the arch than one tooth of that number
+    (``ONE_TOOTH_SPAN`` x its typical width, scaled by the jaw's median ratio of span to typical width): a molar
+    cut mesio-distally in two halves of one type, the second half left without a number, is bigger than any
+    other tooth of a jaw without its twin molar, but only as wide as one molar (dev jaws 40086: 36's distal half,
+    1.03 x). Two teeth side by side span 1.6 x or more (``InstanceOptions.wide_ratio``: fused teeth). A piece
+    end to end with the tooth along the arch is kept near enough by the place test too; the span also keeps out a
+    long piece whose centroid lies at the tooth's place. Adults' scans only: a child's forming tooth beneath its
+    primary predecessor spans no more than it, and primary teeth have other widths. The jaws' ratios are worked
+    out at the first question; ``owner`` (each region's tooth after the joins so far) is read at each question."""
+
+    def __init__(self, owner: np.ndarray, labels: np.ndarray, ras: np.ndarray, assignment: Assignment) -> None:
+        self.owner, self.labels, self.ras, self.assignment = owner, labels, ras, assignment
+        self._ratio: dict[bool, float] | None = None
+
+    def typical_width(self, tooth: int) -> float:
+        """The typical mesio-distal width (mm) of the permanent type that numbered tooth ``tooth`` has."""
+        upper = bool(self.assignment.upper[tooth - 1])
+        return float(numbering.type_centres_mm(upper)[0][int(self.assignment.fdi[tooth - 1]) % 10 - 1])
+
+    def one_tooth_wide(self, piece: int, tooth: int) -> bool:
+        """Whether ``piece`` and ``tooth`` (instance ids) together are no wider along the arch than that tooth."""
+        if self.assignment.developing is not None or is_primary(int(self.assignment.fdi[tooth - 1])):
+            return False  # a child's scan, or a retained primary tooth: other widths
+        upper = bool(self.assignment.upper[tooth - 1])
+        fit = self.assignment.fits.get(upper)
+        ratio = self._ratios().get(upper)
+        if fit is None or ratio is None:
+            return False
+        both = np.flatnonzero(np.isin(self.owner, (piece, tooth))[self.labels])
+        return fused.arch_span(both, self.ras, fit) <= ONE_TOOTH_SPAN * ratio * self.typical_width(tooth)
+
+    def _ratios(self) -> dict[bool, float]:
+        if self._ratio is None:
+            self._ratio = {}
+            fdi = np.asarray(self.assignment.fdi)
+            voxels = fused.instance_voxels(self.labels)
+            for upper, fit in self.assignment.fits.items():
+                teeth = [t for t in np.flatnonzero((self.assignment.upper == upper) & (fdi > 0)) if len(voxels[t])]
+                if len(teeth) < 4 or not fit.fitted:
+                    continue
+                spans = np.array([fused.arch_span(voxels[t], self.ras, fit) for t in teeth])
+                typical = np.array([self.typical_width(t + 1) for t in teeth])
+                self._ratio[bool(upper)] = fused.jaw_span_ratio(spans, typical)
+        return self._ratio
 
 
 def _largest(teeth: list[int], size: np.ndarray, assignment: Assignment) -> int:

@@ -270,13 +270,13 @@ def _teeth(
         stats, assignment = _number(labels, voxels, plane, opts)
     # Loose pieces join their teeth before the stacked joins too: a join frees a number, and the renumbering
     # would give it to a piece still beside its tooth (a premolar's cusp; every tooth behind it moved one).
-    labels, joined = join_pieces(labels, sparse, assignment)
+    labels, joined = join_pieces(labels, sparse, assignment, ras)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
     labels, joined = join_stacked(labels, sparse, ras, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    labels, joined = join_pieces(labels, sparse, assignment)
+    labels, joined = join_pieces(labels, sparse, assignment, ras)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
     loose = _unnumbered(assignment)
