@@ -79,6 +79,24 @@ def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.bincount(both, minlength=256 * 256).reshape(256, 256)
 
 
+SPLIT_SHARE = 0.2  # a second predicted number covering this share of a true tooth splits it
+
+
+def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list[int]]:
+    """True teeth covered by two predicted numbers (each >= ``SPLIT_SHARE`` of the tooth), and true teeth less
+    than half covered by any predicted tooth (``missed`` of :func:`evaluate_pair`); label values as given."""
+    table = _overlaps(pred, truth)
+    split, lost = [], []
+    for n in np.flatnonzero(table[1:].sum(axis=1)) + 1:
+        size = table[n].sum()
+        covering = table[n, 1:]
+        if (covering >= SPLIT_SHARE * size).sum() >= 2:
+            split.append(int(n))
+        if covering.sum() < 0.5 * size:
+            lost.append(int(n))
+    return split, lost
+
+
 def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndi.binary_erosion(mask, border_value=0)
 

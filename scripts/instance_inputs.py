@@ -6,7 +6,7 @@
 `cache` segments each phantom (family A, or B where an adult's spec ends in :B; a child's crop or jaws by the
 seed's parity) with the model and keeps what `instances.teeth.label_teeth` receives (foreground, type
 probabilities, grid, and the contacts where the model has a contacts network) and the truth on that grid.
-`score` runs today's instance step on them and prints, per case, the misnumbered and missed teeth, then the
+`score` runs today's instance step on them and prints, per case, the misnumbered, missed and split teeth, then the
 totals: a rule change is judged on such dev seeds (never the validation seeds of the model card) before it is
 measured once on validation. The figures are on the instance step's 0.5 mm grid, close to but not the same as
 `evaluate` on the scan's own grid.
@@ -28,7 +28,7 @@ from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volu
 from TeethSegmentationLib.instances.teeth import label_teeth  # noqa: E402
 from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
-from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_pair, split_and_lost  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
 
@@ -76,24 +76,28 @@ def score_case(inputs: dict, contacts: bool = True) -> dict:
         log_warnings=False, contacts=inputs.get("contacts") if contacts else None,
     )
     spacing = np.linalg.norm(inputs["affine"][:3, :3], axis=0)
-    return evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)
+    metrics = evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)
+    metrics["split_fdi"] = split_and_lost(np.asarray(result.fdi_map), inputs["truth"])[0]
+    return metrics
 
 
 def score(folder: Path, contacts: bool = True) -> dict:
-    totals = {"teeth": 0, "wrong": 0, "developing": 0, "developing_missed": 0}
+    totals = {"teeth": 0, "wrong": 0, "split": 0, "developing": 0, "developing_missed": 0}
     for path in sorted(folder.glob("*.pkl")):
         with open(path, "rb") as f:
             m = score_case(pickle.load(f), contacts)
         missed_developing = [t for t in m["missed_fdi"] if t in m["developing_fdi"]]
         totals["teeth"] += m["truth_teeth"]
         totals["wrong"] += m["truth_teeth"] - m["identified"]
+        totals["split"] += len(m["split_fdi"])
         totals["developing"] += len(m["developing_fdi"])
         totals["developing_missed"] += len(missed_developing)
         print(f"{path.stem}: identification {m['identification_accuracy']:.3f} misnumbered {m['misidentified']} "
-              f"missed {m['missed_fdi']} spurious {m['spurious_fdi']} per-tooth Dice {m['dice_per_tooth']:.4f}",
+              f"missed {m['missed_fdi']} spurious {m['spurious_fdi']} split {m['split_fdi']} "
+              f"per-tooth Dice {m['dice_per_tooth']:.4f}",
               flush=True)
-    print(f"{totals['wrong']} of {totals['teeth']} teeth misnumbered or missed; developing teeth missed "
-          f"{totals['developing_missed']} of {totals['developing']}")
+    print(f"{totals['wrong']} of {totals['teeth']} teeth misnumbered or missed, {totals['split']} split in two "
+          f"numbers; developing teeth missed {totals['developing_missed']} of {totals['developing']}")
     return totals
 
 

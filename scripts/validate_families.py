@@ -32,28 +32,13 @@ from TeethSegmentationLib.events import NullReporter  # noqa: E402
 from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
-from TeethSegmentationLib.metrics import evaluate_pair  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_pair, split_and_lost  # noqa: E402
 from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
 
 SEED = 30_000
 COLUMNS = ("dice_binary", "dice_per_tooth", "identification_accuracy", "split", "lost", "spurious", "truth_teeth")
-
-
-def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list[int]]:
-    """True teeth covered by two predicted numbers (each >= 20 % of the tooth), and teeth less than half covered."""
-    both = truth.astype(np.int64).ravel() * 256 + pred.astype(np.int64).ravel()
-    table = np.bincount(both, minlength=256 * 256).reshape(256, 256)
-    split, lost = [], []
-    for n in np.flatnonzero(table[1:].sum(axis=1)) + 1:
-        size = table[n].sum()
-        covering = table[n, 1:]
-        if (covering >= 0.2 * size).sum() >= 2:
-            split.append(int(n))
-        if covering.sum() < 0.5 * size:
-            lost.append(int(n))
-    return split, lost
 
 
 def run_case(
