@@ -82,19 +82,12 @@ def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 SPLIT_SHARE = 0.2  # a second predicted number covering this share of a true tooth splits it
 
 
-def split_and_lost(pred: np.ndarray, truth: np.ndarray) -> tuple[list[int], list[int]]:
-    """True teeth covered by two predicted numbers (each >= ``SPLIT_SHARE`` of the tooth), and true teeth less
-    than half covered by any predicted tooth (``missed`` of :func:`evaluate_pair`); label values as given."""
+def split_teeth(pred: np.ndarray, truth: np.ndarray) -> list[int]:
+    """True teeth covered by two predicted numbers, each over ``SPLIT_SHARE`` of the tooth or more (label values
+    as given). The lost teeth are :func:`evaluate_pair`'s ``missed_fdi``."""
     table = _overlaps(pred, truth)
-    split, lost = [], []
-    for n in np.flatnonzero(table[1:].sum(axis=1)) + 1:
-        size = table[n].sum()
-        covering = table[n, 1:]
-        if (covering >= SPLIT_SHARE * size).sum() >= 2:
-            split.append(int(n))
-        if covering.sum() < 0.5 * size:
-            lost.append(int(n))
-    return split, lost
+    teeth = np.flatnonzero(table[1:].sum(axis=1)) + 1
+    return [int(n) for n in teeth if (table[n, 1:] >= SPLIT_SHARE * table[n].sum()).sum() >= 2]
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from TeethSegmentationLib.metrics import (
     evaluate_pair,
     format_table,
     overlap_counts,
-    split_and_lost,
+    split_teeth,
 )
 
 
@@ -74,9 +74,9 @@ def test_split_and_lost_teeth():
     pred[6:10][pred[6:10] == 11] = 12  # half of 11 under a second number: split
     pred[12:14][pred[12:14] == 21] = 22  # a quarter of 21 (2 of its 8 slices): split
     pred[22:27][pred[22:27] == 36] = 0  # 36 five eighths gone: lost, and not split
-    assert split_and_lost(pred, truth) == ([11, 21], [36])
+    assert split_teeth(pred, truth) == [11, 21] and evaluate_pair(pred, truth, 0.5)["missed_fdi"] == [36]
     pred[12:13][truth[12:13] == 21] = 21  # 22 now holds one slice of eight: under a fifth, not a split
-    assert split_and_lost(pred, truth) == ([11], [36])
+    assert split_teeth(pred, truth) == [11] and evaluate_pair(pred, truth, 0.5)["missed_fdi"] == [36]
 
 def test_hd95_of_a_shift():
     truth = boxes()

@@ -28,7 +28,7 @@ from TeethSegmentationLib.inference.pipeline import SegmentOptions, segment_volu
 from TeethSegmentationLib.instances.teeth import label_teeth  # noqa: E402
 from TeethSegmentationLib.io.resample import resample_to_reference  # noqa: E402
 from TeethSegmentationLib.io.volume import Volume  # noqa: E402
-from TeethSegmentationLib.metrics import evaluate_pair, split_and_lost  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_pair, split_teeth  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
 
@@ -77,7 +77,7 @@ def score_case(inputs: dict, contacts: bool = True) -> dict:
     )
     spacing = np.linalg.norm(inputs["affine"][:3, :3], axis=0)
     metrics = evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)
-    metrics["split_fdi"] = split_and_lost(np.asarray(result.fdi_map), inputs["truth"])[0]
+    metrics["split_fdi"] = split_teeth(np.asarray(result.fdi_map), inputs["truth"])
     return metrics
 
 

@@ -32,7 +32,7 @@ from TeethSegmentationLib.events import NullReporter  # noqa: E402
 from TeethSegmentationLib.inference.outputs import segment_file  # noqa: E402
 from TeethSegmentationLib.inference.pipeline import SegmentOptions  # noqa: E402
 from TeethSegmentationLib.io.read_write import read_volume  # noqa: E402
-from TeethSegmentationLib.metrics import evaluate_pair, split_and_lost  # noqa: E402
+from TeethSegmentationLib.metrics import evaluate_pair, split_teeth  # noqa: E402
 from TeethSegmentationLib.nets.devices import PRECISIONS  # noqa: E402
 from TeethSegmentationLib.nets.model_file import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 from TeethSegmentationLib.phantom import FOVS, make_phantom  # noqa: E402
@@ -57,7 +57,7 @@ def run_case(
     seconds = time.perf_counter() - made
     pred, truth = read_volume(pred_dir / f"{name}.teeth.nrrd"), read_volume(labels_path)
     metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
-    split, lost = split_and_lost(pred.array, truth.array)
+    split, lost = split_teeth(pred.array, truth.array), metrics["missed_fdi"]
     metrics.update(split=len(split), lost=len(lost), split_fdi=split, lost_fdi=lost)
     if fov in ("lower", "upper"):  # teeth of the jaw the scan does not hold
         other = [n for n in np.unique(pred.array).astype(int) if other_jaw(n, fov)]

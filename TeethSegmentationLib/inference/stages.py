@@ -208,7 +208,6 @@ def predict_types(
     )
 
 
-
 def predict_contacts(
     model: TeethModel,
     image: Volume,

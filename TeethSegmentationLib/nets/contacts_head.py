@@ -83,8 +83,7 @@ class TypesAndContacts(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         deep, skip = self.types_net.last_up_inputs(x)
-        types = self.types_net.head(self.types_net.up[-1](deep, skip))
-        return torch.cat([types, self.contacts.branch(deep, skip)], dim=1)
+        return torch.cat([self.types_net.last_up_and_head(deep, skip), self.contacts.branch(deep, skip)], dim=1)
 
 
 def contacts_from_types(types_net: UNet) -> ContactsBranch:

@@ -90,7 +90,11 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.up:
             return self.head(self.down[0](x))
-        return self.head(self.up[-1](*self.last_up_inputs(x)))
+        return self.last_up_and_head(*self.last_up_inputs(x))
+
+    def last_up_and_head(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The logits from :meth:`last_up_inputs`' two tensors: the last up block, then the head."""
+        return self.head(self.up[-1](deep, skip))
 
     def last_up_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the last up block receives: the level below after its own up blocks, and the top skip (a contacts
