@@ -404,6 +404,48 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
 
 
+def _molar_and_part(part: tuple[slice, slice, slice]):
+    """A 10 mm molar (numbered 26; 20 voxels of 0.5 mm a side) with ``part`` numbered 27 at its place along the
+    arch, beside it across the arch (not stacked), and a 28 a tooth's width further. Returns (labels, sparse,
+    RAS points, assignment)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+
+    mask = np.zeros((50, 40, 24), bool)
+    mask[2:22, 2:22, 2:22] = True
+    mask[part] = True
+    mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    in_part = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(part)], axis=0)
+    labels = np.where(ijk[:, 0] >= 28, 3, np.where(in_part, 2, 1)).astype(np.int32)
+    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
+    assignment = Assignment(np.array((26, 27, 28)), np.full(3, True), np.array([30.0, 30.5, 42.0]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    return labels, sparse, ras, assignment
+
+
+@pytest.mark.parametrize(("part", "joins"), [
+    ((slice(2, 22), slice(12, 22), slice(2, 22)), True),  # palatal half: a 10 % face, 5 mm deep
+    ((slice(2, 22), slice(2, 5), slice(2, 22)), True),  # a buccal slab of cusps: a 33 % face, 1.5 mm deep
+    ((slice(8, 16), slice(22, 30), slice(8, 16)), False),  # a small object against its side: 12 %, 2 mm deep
+])
+def test_parts_of_a_molar_side_by_side_join_by_a_broad_or_a_deep_contact(part, joins):
+    """Neighbouring teeth touch at a small, shallow contact. Two numbered parts of one molar at its place along
+    the arch touch over a broad face (a slab of cusps) or deep inside it (a palatal half, whose face is a tenth
+    of it): either makes them one tooth. A small object that only rests against its side stays apart."""
+    from TeethSegmentationLib.instances.merge import adjacency
+    from TeethSegmentationLib.instances.pieces import SIDE_SADDLE_MM, SIDE_SHARE, join_stacked
+
+    labels, sparse, ras, assignment = _molar_and_part(part)
+    faces, saddle = adjacency(labels, sparse)[(1, 2)]
+    broad, deep = faces >= SIDE_SHARE * (labels == 2).sum(), saddle >= SIDE_SADDLE_MM
+    assert (broad or deep) == joins and not (broad and deep)  # each case shows one cue, or neither
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
 @pytest.mark.parametrize(("fdi", "developing", "along_mm", "joins"), [
     ((27, 28, 16), (True, True, False), 1.5, True),  # a forming molar's crown parted in two, at one place
     ((27, 28, 16), (True, True, False), 6.0, False),  # two forming teeth a tooth's width apart

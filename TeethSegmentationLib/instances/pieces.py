@@ -16,13 +16,12 @@ set the layers apart) gets one number and its roots the next, and every tooth be
 Two numbered instances of one jaw that touch, lie at the same place along the arch (``STACK_PLACE``) and on
 top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a whole tooth, are one tooth:
 the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
-side by side (buccal and palatal, or a corner) that lie closer still along the arch (``SIDE_PLACE``) and touch
-over a broad face deep inside the tooth (``SIDE_SHARE``, ``SIDE_SADDLE_MM``), or a numbered fragment of one
-(``FRAGMENT_SHARE``: a cusp, whose contact cannot be deep) that touches it over ``SIDE_SHARE`` of itself; not
-incisors or canines, which crowding can overlap at one place. A child's developing tooth beneath its
-predecessor is stacked too, so in scans with primary or developing teeth only two parts side by side at one
-place join (:func:`_child_halves`: a forming molar's crown, a shell of cusps, parted in two; a primary molar's
-corner).
+side by side (buccal and palatal, a corner, a cusp) that lie closer still along the arch (``SIDE_PLACE``) and
+touch over a broad face (``SIDE_SHARE``) or deep inside the tooth (``SIDE_SADDLE_MM``): two neighbouring teeth
+touch at a small, shallow contact; not incisors or canines, which crowding can overlap at one place. A child's
+developing tooth beneath its predecessor is stacked too, so in scans with primary or developing teeth only two
+parts side by side at one place join (:func:`_child_halves`: a forming molar's crown, a shell of cusps, parted in
+two; a primary molar's corner).
 
 A piece still without a number that touches nothing it belongs to may be a root parted from its numbered tooth
 by a thin dark gap that the merges left (:func:`join_parted_roots`): once the numbering has given every forming
@@ -61,16 +60,15 @@ CONTACT_SHARE = 0.02  # and touches it with at least this share of its voxels as
 WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other numbered tooth of the jaw (a second
 # molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
 STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart along the arch; neighbours ~0.7-1
-# A premolar or molar cut into numbered parts beside each other (buccal and palatal, or a corner): its parts lie
-# at most this x the width apart along the arch and touch over a broad face deep inside the tooth. On 38 dev
-# scans (1,332 pairs of touching numbered teeth) two different premolars or molars lay >= 0.58 x apart, and
-# neighbours' contacts were at most 3.6 mm deep and 25 % of the smaller one's voxels, never both this close.
+# A premolar or molar cut into numbered parts beside each other (buccal and palatal, a corner, a cusp): its parts
+# lie at most this x the width apart along the arch and touch over a broad face or deep inside the tooth. On 38
+# dev scans (1,332 pairs of touching numbered teeth) two different premolars or molars lay >= 0.58 x apart (and on
+# the 64 adult dev scans of 2026-12-05, >= 0.61 x, touching over <= 6 % of the smaller, <= 1.5 mm deep), while the
+# parts of one tooth touched over 20-43 % of the smaller or 2.3-3.4 mm deep (a cusp's face cannot be deep, a
+# buccal root's beside the palatal one need not be broad): either is asked, not both.
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
-# A numbered fragment of a premolar or molar (a cusp the type boundary cut off) is at most this x its tooth: a
-# fragment's contact cannot be deep, but it lies at the tooth's place and touches it over SIDE_SHARE of itself.
-FRAGMENT_SHARE = 0.25
 # A leftover piece joins a numbered tooth's crown only when at most this x as deep (its deepest point inside the
 # foreground): a germ left without a number is as thick as its predecessor's crown or thicker (dev children's
 # forming canines and premolars 1.0-1.5 x the primary crown above them), a primary canine's parted root 0.7-0.8 x.
@@ -279,10 +277,8 @@ def _one_tooth(
     if apart > STACK_PLACE:
         return False
     posterior = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
-    small, large = sorted((size[a], size[b]))
-    if posterior and apart <= SIDE_PLACE and faces >= SIDE_SHARE * small:
-        if saddle >= SIDE_SADDLE_MM or small <= FRAGMENT_SHARE * large:
-            return True
+    if posterior and apart <= SIDE_PLACE and (faces >= SIDE_SHARE * min(size[a], size[b]) or saddle >= SIDE_SADDLE_MM):
+        return True
     offset = position[a] / size[a] - position[b] / size[b]
     along = float(offset @ assignment.normal)
     return STACKED_SLOPE * abs(along) > float(np.linalg.norm(offset - along * assignment.normal))
