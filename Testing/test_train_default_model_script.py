@@ -82,3 +82,19 @@ def test_phantoms_drawn_side_by_side_equal_those_drawn_in_order(tmp_path, monkey
         for suffix in (".nrrd", ".labels.nrrd"):
             a, b = (read_volume(tmp_path / d / f"{name}{suffix}") for d in "ab")
             assert np.array_equal(a.array, b.array) and np.allclose(a.ijk_to_ras, b.ijk_to_ras)
+
+
+def test_draw_only_writes_the_training_set_and_trains_nothing(tmp_path, monkeypatch):
+    """The GPU script draws the phantoms once (``--draw-only``) and then trains two candidates from them at once:
+    the drawing writes every training case and nothing else, and a second drawing adds none."""
+    script = _script()
+    argv = ["train_default_model.py", "--draw-only", "--work", str(tmp_path), "--train-cases", "1", "--children",
+            "1", "--young-children", "1", "--size", "tiny", "--output", str(tmp_path / "model.pt")]
+    monkeypatch.setattr("sys.argv", argv)
+    assert script.main() == 0
+    written = sorted(p.name for p in (tmp_path / "train").iterdir())
+    assert written == sorted(f"{n}{s}" for n in ("case000", "child000", "young000") for s in (".nrrd", ".labels.nrrd"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]  # no model, no validation
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "train").iterdir()}
+    assert script.main() == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "train").iterdir()} == stamps

@@ -188,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--init", default=None, help="continue from this model instead of from scratch")
     parser.add_argument("--skip-training", action="store_true", help="only validate --output")
+    parser.add_argument(
+        "--draw-only", action="store_true",
+        help="only write the training phantoms into --work (trainings started after it find them there)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     return parser.parse_args(argv)
 
@@ -211,6 +215,13 @@ def common_options(args: argparse.Namespace, train_dir: Path) -> dict:
     )
 
 
+def write_training_set(args: argparse.Namespace, train_dir: Path) -> None:
+    """The training phantoms (adults, children, young children) that are not in ``train_dir`` yet."""
+    write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing, args.jobs)
+    write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES, jobs=args.jobs)
+    write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, "young", args.jobs)
+
+
 def main() -> int:
     args = parse_args()
     if args.quick:
@@ -223,10 +234,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     reporter = TerminalReporter()
     train_dir = args.work / "train"
+    if args.draw_only:
+        write_training_set(args, train_dir)
+        return 0
     if not args.skip_training:
-        write_cases(train_dir, args.train_cases, TRAIN_SEED, args.fovs, args.size, args.head_spacing, args.jobs)
-        write_children(train_dir, args.children, CHILD_SEED, args.size, CHILD_AGES, jobs=args.jobs)
-        write_children(train_dir, args.young_children, YOUNG_SEED, args.size, YOUNG_AGES, "young", args.jobs)
+        write_training_set(args, train_dir)
         common = common_options(args, train_dir)
         lengths = {
             "teeth": (args.teeth_epochs, args.teeth_steps),

@@ -4,34 +4,42 @@
 # stage 1 continued too (two candidates, judged apart on the CPU with scripts/validate_families.py).
 #
 #     scripts/train_on_gpu.sh [OUT_DIR]    # OUT_DIR: build/gpu_candidate; PYTHON (python3), WORK, JOBS, WORKERS
+#     PAIR=1 scripts/train_on_gpu.sh build/gpu_pair    # OUT/plain and OUT/artefacts, side by side, one call
 #
 # INIT is the model to continue (default: the shipped file); LR, YOUNG (children of 6-9), TYPES_EPOCHS and
 # TEETH_EPOCHS set the recipe; ARTEFACTS=1 adds the moving patient and metal's artefacts (--artefact-augment, not in
 # the shipped recipe: run it beside one without, from the same INIT, and judge both by the model card's rule,
-# scripts/ship_rule.py). The model shipped on 2026-12-04 came from INIT = git 660c051's file and the other
-# defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
+# scripts/ship_rule.py). PAIR=1 does exactly that in one device call: the phantoms drawn once, then both chains at
+# once on the one GPU, each with half the workers, shorter (TYPES_EPOCHS 2, TEETH_EPOCHS 1 unless given) so that
+# both fit the call (a lent machine has 15 minutes in all: two single runs, 5.4-7.3 minutes each on 2026-12-04's
+# H200, would not). TRAIN_CASES, CHILDREN, TYPES_STEPS and TEETH_STEPS shrink a smoke run. The model shipped on
+# 2026-12-04 came from INIT = git 660c051's file and the other defaults:  git show 660c051:Resources/Models/teethseg-default.pt > build/parent.pt; INIT=build/parent.pt ...
 # The contacts branch (since 2026-12-05) reads stage 2's trunk: a candidate with a new stage 2 needs its branch
 # trained again before it is judged (on the CPU, about 13 minutes on 2 cores; the model card has the command with
 # --stages contacts --init OUT/both.pt).
 #
 # The phantoms are drawn side by side (--jobs), the cases read side by side and the patches drawn by DataLoader
 # workers (--workers): one process cannot feed the GPU. Training is mixed precision (CUDA's float16 autocast).
-# Each step has a time limit (570 s in all, under a 600 s device call); whatever finished lies in OUT_DIR with its
-# log, and the exit status is the first failing step's. The phantoms in WORK are drawn afresh (KEEP_PHANTOMS=1
-# keeps them: drawing takes about a minute on 16 cores). Run from the repository root.
+# Each step has a time limit (drawing 90 s, stage 2 330 s, stage 1 150 s: 570 s in all, under a 600 s device call);
+# whatever finished lies in OUT_DIR with its log, and the exit status is the first failing step's. The phantoms in
+# WORK are drawn afresh (KEEP_PHANTOMS=1 keeps them: drawing takes about a minute on 16 cores). Run from the
+# repository root.
 set -u
 OUT=${1:-build/gpu_candidate}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/teethseg-gpu-train}
 JOBS=${JOBS:-$(nproc)}
+PAIR=${PAIR:-0}
 WORKERS=${WORKERS:-12}
+[ "$PAIR" = 1 ] && WORKERS=$(( (WORKERS + 1) / 2 ))  # two chains share the CPU that feeds the GPU
 INIT=${INIT:-Resources/Models/teethseg-default.pt}
 LR=${LR:-0.001}
 YOUNG=${YOUNG:-12}
-TYPES_EPOCHS=${TYPES_EPOCHS:-5}
-TEETH_EPOCHS=${TEETH_EPOCHS:-3}
+TYPES_EPOCHS=${TYPES_EPOCHS:-$([ "$PAIR" = 1 ] && echo 2 || echo 5)}
+TEETH_EPOCHS=${TEETH_EPOCHS:-$([ "$PAIR" = 1 ] && echo 1 || echo 3)}
+TYPES_STEPS=${TYPES_STEPS:-2000}
+TEETH_STEPS=${TEETH_STEPS:-1000}
 mkdir -p "$OUT"
-rm -f "$OUT"/types.pt* "$OUT"/both.pt*  # stage 1 must never continue a stage 2 left by an earlier run
 [ "${KEEP_PHANTOMS:-0}" = 1 ] || rm -rf "$WORK/train"  # the trainer takes every case in the folder
 export PYTHONUNBUFFERED=1
 STATUS=0
@@ -46,27 +54,52 @@ limit() {
 record() { [ "$1" -eq 0 ] || [ "$STATUS" -ne 0 ] || STATUS=$1; }  # a step in a pipeline runs in a subshell
 # The training set: adults (seeds 100-219, every field of view), children of 6-14 (5000-5047) and of 6-9
 # (5100-5111 with YOUNG=12); none of these seeds is used by any validation (10000+, 20000+, 30000+, 40000+, 46000+, 50000+).
-DATA=(--work "$WORK" --train-cases 120 --children 48 --young-children "$YOUNG" --types-classes 14 --jobs "$JOBS"
-      --workers "$WORKERS" --val-fovs --val-ages)
-[ "${ARTEFACTS:-0}" = 1 ] && DATA+=(--artefact-augment)
+DATA=(--work "$WORK" --train-cases "${TRAIN_CASES:-120}" --children "${CHILDREN:-48}" --young-children "$YOUNG"
+      --types-classes 14 --jobs "$JOBS" --workers "$WORKERS" --val-fovs --val-ages)
+
+# Stage 2 from INIT, then stage 1 from that candidate, into DIR (extra training options after it).
+chain() {
+  local dir=$1 status=0; shift
+  mkdir -p "$dir"
+  rm -f "$dir"/types.pt* "$dir"/both.pt*  # stage 1 must never continue a stage 2 left by an earlier run
+  step "$dir: stage 2 (types) from $INIT: $TYPES_EPOCHS x $TYPES_STEPS steps of 8 patches${*:+, $*}"
+  limit 330 "$PY" scripts/train_default_model.py "${DATA[@]}" "$@" --output "$dir/types.pt" --stages types \
+    --init "$INIT" --types-epochs "$TYPES_EPOCHS" --types-steps "$TYPES_STEPS" --batch 8 --lr "$LR" \
+    2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$dir/types.log"
+  status=${PIPESTATUS[0]}
+  step "$dir: stage 1 (teeth) from that candidate: $TEETH_EPOCHS x $TEETH_STEPS steps of 8 patches"
+  if [ ! -f "$dir/types.pt" ]; then echo "!! no stage 2 from this run: stage 1 skipped"; return 1; fi
+  limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" "$@" --output "$dir/both.pt" \
+    --stages teeth --init "$dir/types.pt" --teeth-epochs "$TEETH_EPOCHS" --teeth-steps "$TEETH_STEPS" --batch 8 \
+    --lr "$LR" 2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$dir/teeth.log"
+  local teeth=${PIPESTATUS[0]}
+  [ "$status" -ne 0 ] || status=$teeth
+  return "$status"
+}
 
 step environment
 "$PY" -c "import os, torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', os.cpu_count(), 'CPU cores')" \
   || { echo "!! no CUDA GPU in this Python: stopping"; exit 1; }
 
-step "stage 2 (types) from $INIT: $TYPES_EPOCHS x 2000 steps of 8 patches"
-limit 420 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/types.pt" --stages types \
-  --init "$INIT" --types-epochs "$TYPES_EPOCHS" --types-steps 2000 --batch 8 --lr "$LR" \
-  2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$OUT/types.log"
-record "${PIPESTATUS[0]}"
+step "training phantoms, $JOBS side by side"
+limit 90 "$PY" scripts/train_default_model.py "${DATA[@]}" --draw-only 2>&1 | tail -n 3
+drawn=${PIPESTATUS[0]}
+record "$drawn"
+# One chain draws what is missing itself; two at once would write the same files.
+[ "$drawn" -eq 0 ] || [ "$PAIR" != 1 ] || { echo "!! the phantoms are not all drawn: no pair trained"; exit "$STATUS"; }
 
-step "stage 1 (teeth) from that candidate: $TEETH_EPOCHS x 1000 steps of 8 patches"
-if [ ! -f "$OUT/types.pt" ]; then echo "!! no stage 2 from this run: stage 1 skipped"; record 1; else
-limit 150 "$PY" scripts/train_default_model.py "${DATA[@]}" --output "$OUT/both.pt" \
-  --stages teeth --init "$OUT/types.pt" --teeth-epochs "$TEETH_EPOCHS" --teeth-steps 1000 --batch 8 --lr "$LR" \
-  2>&1 | grep --line-buffered -v "step [0-9]*/" | tee "$OUT/teeth.log"
-record "${PIPESTATUS[0]}"
+if [ "$PAIR" = 1 ]; then
+  chain "$OUT/plain" > "$OUT/plain.log" 2>&1 &
+  plain=$!
+  chain "$OUT/artefacts" --artefact-augment > "$OUT/artefacts.log" 2>&1 &
+  artefacts=$!
+  wait "$plain"; record $?
+  wait "$artefacts"; record $?
+  cat "$OUT/plain.log" "$OUT/artefacts.log"
+else
+  if [ "${ARTEFACTS:-0}" = 1 ]; then chain "$OUT" --artefact-augment; else chain "$OUT"; fi
+  record $?
 fi
 step done
-ls -la "$OUT"
+ls -laR "$OUT"
 exit $STATUS
