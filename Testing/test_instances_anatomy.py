@@ -395,7 +395,7 @@ def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):
 def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     """The type boundary can cut a premolar or molar into numbered parts side by side (buccal and palatal); the
     part then takes the next number and every tooth behind it moves up one. Parts at the tooth's place along
-    the arch that touch over a broad face deep inside it are one tooth; incisors are not joined so."""
+    the arch that touch over a broad face or deep inside it are one tooth; incisors are not joined so."""
     from TeethSegmentationLib.instances.pieces import join_stacked
 
     labels, sparse, ras, assignment = _cut_molar(fdi, along_mm)
@@ -404,15 +404,18 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
 
 
-def _molar_and_part(part: tuple[slice, slice, slice]):
-    """A 10 mm molar (numbered 26; 20 voxels of 0.5 mm a side) with ``part`` numbered 27 at its place along the
-    arch, beside it across the arch (not stacked), and a 28 a tooth's width further. Returns (labels, sparse,
-    RAS points, assignment)."""
+WHOLE_MOLAR = (slice(2, 22), slice(2, 22), slice(2, 22))  # 10 mm a side in voxels of 0.5 mm
+NARROW_MOLAR = (slice(2, 22), slice(2, 14), slice(2, 22))  # 6 mm across the arch
+
+
+def _molar_and_part(molar: tuple[slice, slice, slice], part: tuple[slice, slice, slice]):
+    """A molar (numbered 26) with ``part`` numbered 27 at its place along the arch, beside it across the arch (not
+    stacked), and a 28 a tooth's width further. Returns (labels, sparse, RAS points, assignment)."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
 
     mask = np.zeros((50, 40, 24), bool)
-    mask[2:22, 2:22, 2:22] = True
+    mask[molar] = True
     mask[part] = True
     mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
     sparse = sparse_foreground(mask, np.full(3, 0.5))
@@ -425,19 +428,20 @@ def _molar_and_part(part: tuple[slice, slice, slice]):
     return labels, sparse, ras, assignment
 
 
-@pytest.mark.parametrize(("part", "joins"), [
-    ((slice(2, 22), slice(12, 22), slice(2, 22)), True),  # palatal half: a 10 % face, 5 mm deep
-    ((slice(2, 22), slice(2, 5), slice(2, 22)), True),  # a buccal slab of cusps: a 33 % face, 1.5 mm deep
-    ((slice(8, 16), slice(22, 30), slice(8, 16)), False),  # a small object against its side: 12 %, 2 mm deep
+@pytest.mark.parametrize(("molar", "part", "joins"), [
+    (WHOLE_MOLAR, (slice(2, 22), slice(12, 22), slice(2, 22)), True),  # palatal half: a 10 % face, 5 mm deep
+    (NARROW_MOLAR, (slice(2, 22), slice(2, 5), slice(2, 22)), True),  # buccal cusps, a third of the rest: 33 %, 1.5 mm
+    (WHOLE_MOLAR, (slice(8, 16), slice(22, 30), slice(8, 16)), False),  # a small object at its side: 12 %, 2 mm
 ])
-def test_parts_of_a_molar_side_by_side_join_by_a_broad_or_a_deep_contact(part, joins):
-    """Neighbouring teeth touch at a small, shallow contact. Two numbered parts of one molar at its place along
-    the arch touch over a broad face (a slab of cusps) or deep inside it (a palatal half, whose face is a tenth
-    of it): either makes them one tooth. A small object that only rests against its side stays apart."""
+def test_parts_of_a_molar_side_by_side_join_by_a_broad_or_a_deep_contact(molar, part, joins):
+    """Two numbered parts of one molar at its place along the arch touch over a broad face (a slab of buccal
+    cusps, too big a share of the molar to be a fragment) or deep inside it (a palatal half, whose face is a tenth
+    of it): either makes them one tooth. A small object that only rests against its side, with a narrow and
+    shallow contact, stays apart."""
     from TeethSegmentationLib.instances.merge import adjacency
     from TeethSegmentationLib.instances.pieces import SIDE_SADDLE_MM, SIDE_SHARE, join_stacked
 
-    labels, sparse, ras, assignment = _molar_and_part(part)
+    labels, sparse, ras, assignment = _molar_and_part(molar, part)
     faces, saddle = adjacency(labels, sparse)[(1, 2)]
     broad, deep = faces >= SIDE_SHARE * (labels == 2).sum(), saddle >= SIDE_SADDLE_MM
     assert (broad or deep) == joins and not (broad and deep)  # each case shows one cue, or neither

@@ -16,9 +16,9 @@ set the layers apart) gets one number and its roots the next, and every tooth be
 Two numbered instances of one jaw that touch, lie at the same place along the arch (``STACK_PLACE``) and on
 top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a whole tooth, are one tooth:
 the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
-side by side (buccal and palatal, a corner, a cusp) that lie closer still along the arch (``SIDE_PLACE``) and
-touch over a broad face (``SIDE_SHARE``) or deep inside the tooth (``SIDE_SADDLE_MM``): two neighbouring teeth
-touch at a small, shallow contact; not incisors or canines, which crowding can overlap at one place. A child's
+side by side (buccal and palatal, a corner, a cusp) that lie closer still along the arch (``SIDE_PLACE``: no two
+different premolars or molars lie so close) and touch over a broad face (``SIDE_SHARE``) or deep inside the tooth
+(``SIDE_SADDLE_MM``); not incisors or canines, which crowding can overlap at one place. A child's
 developing tooth beneath its predecessor is stacked too, so in scans with primary or developing teeth only two
 parts side by side at one place join (:func:`_child_halves`: a forming molar's crown, a shell of cusps, parted in
 two; a primary molar's corner).
@@ -61,11 +61,13 @@ WHOLE_TOOTH = 1.25  # or tooth + piece hold at most this x the largest other num
 # molar can be 10-20 % larger than the first; 1.1 left a lower second molar's crown apart from its roots)
 STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart along the arch; neighbours ~0.7-1
 # A premolar or molar cut into numbered parts beside each other (buccal and palatal, a corner, a cusp): its parts
-# lie at most this x the width apart along the arch and touch over a broad face or deep inside the tooth. On 38
-# dev scans (1,332 pairs of touching numbered teeth) two different premolars or molars lay >= 0.58 x apart (and on
-# the 64 adult dev scans of 2026-12-05, >= 0.61 x, touching over <= 6 % of the smaller, <= 1.5 mm deep), while the
-# parts of one tooth touched over 20-43 % of the smaller or 2.3-3.4 mm deep (a cusp's face cannot be deep, a
-# buccal root's beside the palatal one need not be broad): either is asked, not both.
+# lie at most this x the width apart along the arch and touch over a broad face or deep inside the tooth. The place
+# is what keeps neighbours apart: on 38 dev scans (1,332 pairs of touching numbered teeth) two different premolars
+# or molars lay >= 0.58 x apart, though their contacts reached 3.6 mm deep or 25 % of the smaller one's voxels (on
+# the 64 adult dev scans of 2026-12-05: >= 0.61 x apart). Within it, the contact must still look like one tooth's:
+# the four pairs of one tooth's parts within this distance on those 64 scans touched over 20-43 % of the smaller or
+# 2.3-3.4 mm deep, each reaching at least one of the two (a cusp's face is not deep, a palatal half's need not be
+# broad), so either is asked, not both (both were until 2026-12-05).
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
