@@ -89,3 +89,27 @@ def test_runs_with_other_options_are_not_compared() -> None:
     assert rule.coverage_mismatch(*args, other) == [
         f"validate_families.py options {other[0]} against {other[1]}"
     ]
+
+
+def _with(summary: dict, family: str, fov: str, **counts: int) -> dict:
+    summary[family][fov].update(counts)
+    return summary
+
+
+@pytest.mark.parametrize(
+    "candidate, failures",
+    [
+        (_summary(), 0),  # the same figures: a rule that changes nothing on validation passes
+        (_summary(b_tooth=0.9199), 1),  # B per-tooth falls
+        (_with(_summary(b_tooth=0.93), "A", "jaws", split=1), 1),  # a tooth split, though B rises
+        (_with(_summary(), "B", "head", lost=2), 1),
+        (_with(_with(_summary(), "B", "head", lost=1), "A", "crop", split=1), 2),  # each counts
+        (_summary(a_tooth=0.934), 1),  # the model rule's other limits still hold
+    ],
+)
+def test_the_instance_rule_asks_that_nothing_falls_and_no_tooth_splits_or_is_lost(candidate, failures) -> None:
+    """For a change of the instance step, measured with the shipped model: B per-tooth Dice must not fall (the
+    model rule asks it to rise, which a rule for teeth the validation scans lack cannot do), and no family and
+    field of view may gain a split or lost tooth."""
+    assert len(rule.judge(_summary(), candidate, _kids(), _kids(), instance_rule=True)) == failures
+    assert len(rule.judge(_summary(), _summary(), _kids(), _kids())) == 1  # the model rule: B does not rise

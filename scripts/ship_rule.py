@@ -12,6 +12,11 @@ shipped model's figures are read from ``Resources/Models/teethseg-default.pt.fam
 ``float32``) and ``...validation.json``: measure the candidate with the same code (instance rules included).
 Prints both sides per field of view and the verdict; exits 0 when the candidate may ship, 1 when not, 2 when the
 two sides were not measured on the same scans (a run cut short, other fields of view or ages).
+
+``--instance-rule``: the rule for a change of the instance step measured with the shipped model file (as written
+before each such change was measured on 2026-12-05): family B's per-tooth Dice must not fall (a rule that
+helps teeth the validation scans lack changes nothing there), the other limits as above, and no family and field
+of view may gain a split or a lost tooth.
 """
 
 from __future__ import annotations
@@ -64,12 +69,14 @@ def coverage_mismatch(
     return wrong
 
 
-def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]:
+def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict, instance_rule: bool = False) -> list[str]:
     """The rule's failures (empty: the candidate may ship) for two family summaries and two children's
-    validations ({"age 6": {"mean": {...}}, ...})."""
+    validations ({"age 6": {"mean": {...}}, ...}); ``instance_rule``: the rule for a change of the instance step."""
     failures = []
     b_tooth, c_tooth = mean(base, "B", "dice_per_tooth"), mean(cand, "B", "dice_per_tooth")
-    if not c_tooth > b_tooth:
+    if instance_rule and c_tooth < b_tooth:
+        failures.append(f"family B per-tooth Dice falls ({b_tooth:.4f} -> {c_tooth:.4f})")
+    if not instance_rule and not c_tooth > b_tooth:
         failures.append(f"family B per-tooth Dice does not rise ({b_tooth:.4f} -> {c_tooth:.4f})")
     b_id, c_id = mean(base, "B", "identification_accuracy"), mean(cand, "B", "identification_accuracy")
     if c_id < b_id - B_IDENTIFICATION_DROP:
@@ -84,6 +91,12 @@ def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict) -> list[str]
         if c < b - CHILD_IDENTIFICATION_DROP:
             failures.append(f"children's identification at {age} falls by more than {CHILD_IDENTIFICATION_DROP} "
                             f"({b:.3f} -> {c:.3f})")
+    if instance_rule:
+        failures += [
+            f"family {family} {fov}: {key} teeth {base[family][fov][key]} -> {cand[family][fov][key]}"
+            for family in ("A", "B") for fov in FOVS for key in ("split", "lost")
+            if cand[family][fov][key] > base[family][fov][key]
+        ]
     return failures
 
 
@@ -107,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("children", type=Path, help="the candidate's MODEL.validation.json (the children)")
     parser.add_argument("--base-families", type=Path, default=MODELS / "teethseg-default.pt.families.json")
     parser.add_argument("--base-children", type=Path, default=MODELS / "teethseg-default.pt.validation.json")
+    parser.add_argument(
+        "--instance-rule", action="store_true",
+        help="judge a change of the instance step: B per-tooth must not fall, no split or lost tooth gained",
+    )
     args = parser.parse_args(argv)
     base_data, cand_data = (json.loads(p.read_text()) for p in (args.base_families, args.families))
     base, cand = family_summary(base_data), family_summary(cand_data)
@@ -120,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for age in AGES:
         b, c = (k[age]["mean"]["identification_accuracy"] for k in (base_kids, cand_kids))
         print(f"children {age}: identification {b:.3f}->{c:.3f}")
-    failures = judge(base, cand, base_kids, cand_kids)
+    failures = judge(base, cand, base_kids, cand_kids, args.instance_rule)
     print("\n".join(f"NO: {f}" for f in failures) if failures else "SHIP: the candidate meets the rule")
     return 1 if failures else 0
 
