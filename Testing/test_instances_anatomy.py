@@ -368,23 +368,38 @@ def test_a_forming_tooth_that_is_its_primary_numbered_crowns_own_root_joins_it(c
         assert len(np.unique(joined_labels)) == 2
 
 
-def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):
-    """A 10 mm molar whose upper corner (an eighth, beside and above the rest: not stacked) carries a number of
-    its own, and a whole tooth apart. Returns (labels, sparse, RAS points, assignment)."""
+WHOLE_MOLAR = (slice(2, 22), slice(2, 22), slice(2, 22))  # 10 mm a side in voxels of 0.5 mm
+NARROW_MOLAR = (slice(2, 22), slice(2, 14), slice(2, 22))  # 6 mm across the arch
+
+
+def _molar_and_part(
+    molar: tuple[slice, slice, slice], part: tuple[slice, slice, slice], fdi: tuple[int, int, int] = (26, 27, 28),
+    along_mm: float = 0.5,
+):
+    """A molar with ``part`` (inside or beside it across the arch, not stacked) numbered apart, ``along_mm`` from
+    it along the arch, and another tooth a tooth's width further; numbered ``fdi``. Returns (labels, sparse, RAS
+    points, assignment)."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
 
-    mask = np.zeros((50, 24, 24), bool)
-    mask[2:22, 2:22, 2:22] = True  # the molar: 8000 voxels
+    mask = np.zeros((50, 40, 24), bool)
+    mask[molar] = True
+    mask[part] = True
     mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
     sparse = sparse_foreground(mask, np.full(3, 0.5))
     ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
-    corner = np.all(ijk >= [12, 12, 12], axis=1) & (ijk[:, 0] < 22)
-    labels = np.where(ijk[:, 0] >= 28, 3, np.where(corner, 2, 1)).astype(np.int32)
+    in_part = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(part)], axis=0)
+    labels = np.where(ijk[:, 0] >= 28, 3, np.where(in_part, 2, 1)).astype(np.int32)
     ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
     assignment = Assignment(np.array(fdi), np.full(3, True), np.array([30.0, 30.0 + along_mm, 42.0]),
                             np.array([0.0, 0.0, 1.0]), 0.0, False)
     return labels, sparse, ras, assignment
+
+
+def _cut_molar(fdi: tuple[int, int, int], along_mm: float = 1.5):
+    """A 10 mm molar whose upper corner (an eighth, beside and above the rest: not stacked) carries a number of
+    its own, and a whole tooth apart. Returns (labels, sparse, RAS points, assignment)."""
+    return _molar_and_part(WHOLE_MOLAR, (slice(12, 22),) * 3, fdi, along_mm)
 
 
 @pytest.mark.parametrize(("fdi", "along_mm", "joins"), [
@@ -404,28 +419,6 @@ def test_a_numbered_part_beside_its_molar_joins_it(fdi, along_mm, joins):
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
 
 
-WHOLE_MOLAR = (slice(2, 22), slice(2, 22), slice(2, 22))  # 10 mm a side in voxels of 0.5 mm
-NARROW_MOLAR = (slice(2, 22), slice(2, 14), slice(2, 22))  # 6 mm across the arch
-
-
-def _molar_and_part(molar: tuple[slice, slice, slice], part: tuple[slice, slice, slice]):
-    """A molar (numbered 26) with ``part`` numbered 27 at its place along the arch, beside it across the arch (not
-    stacked), and a 28 a tooth's width further. Returns (labels, sparse, RAS points, assignment)."""
-    from TeethSegmentationLib.instances.foreground import sparse_foreground
-    from TeethSegmentationLib.instances.numbering import Assignment
-
-    mask = np.zeros((50, 40, 24), bool)
-    mask[molar] = True
-    mask[part] = True
-    mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
-    sparse = sparse_foreground(mask, np.full(3, 0.5))
-    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
-    in_part = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(part)], axis=0)
-    labels = np.where(ijk[:, 0] >= 28, 3, np.where(in_part, 2, 1)).astype(np.int32)
-    ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
-    assignment = Assignment(np.array((26, 27, 28)), np.full(3, True), np.array([30.0, 30.5, 42.0]),
-                            np.array([0.0, 0.0, 1.0]), 0.0, False)
-    return labels, sparse, ras, assignment
 
 
 @pytest.mark.parametrize(("molar", "part", "joins"), [

@@ -76,8 +76,9 @@ def score_case(inputs: dict, contacts: bool = True) -> dict:
         log_warnings=False, contacts=inputs.get("contacts") if contacts else None,
     )
     spacing = np.linalg.norm(inputs["affine"][:3, :3], axis=0)
-    metrics = evaluate_pair(np.asarray(result.fdi_map), inputs["truth"], spacing, with_hd95=False)
-    metrics["split_fdi"] = split_teeth(np.asarray(result.fdi_map), inputs["truth"])
+    pred = np.asarray(result.fdi_map)
+    metrics = evaluate_pair(pred, inputs["truth"], spacing, with_hd95=False)
+    metrics["split_fdi"] = split_teeth(pred, inputs["truth"])
     return metrics
 
 

@@ -56,11 +56,12 @@ def run_case(
     segment_file(image_path, pred_dir, model, SegmentOptions(device=device, precision=precision), NullReporter())
     seconds = time.perf_counter() - made
     pred, truth = read_volume(pred_dir / f"{name}.teeth.nrrd"), read_volume(labels_path)
-    metrics = evaluate_pair(np.rint(pred.array).astype(np.int64), truth.array, truth.spacing)
-    split, lost = split_teeth(pred.array, truth.array), metrics["missed_fdi"]
+    labels = np.rint(pred.array).astype(np.int64)
+    metrics = evaluate_pair(labels, truth.array, truth.spacing)
+    split, lost = split_teeth(labels, truth.array), metrics["missed_fdi"]
     metrics.update(split=len(split), lost=len(lost), split_fdi=split, lost_fdi=lost)
     if fov in ("lower", "upper"):  # teeth of the jaw the scan does not hold
-        other = [n for n in np.unique(pred.array).astype(int) if other_jaw(n, fov)]
+        other = [int(n) for n in np.unique(labels) if other_jaw(int(n), fov)]
         metrics.update(other_jaw=len(other), other_jaw_fdi=other)
     metrics.update(segment_s=round(seconds, 1), phantom_s=round(made - start, 1), seed=seed)
     return metrics
