@@ -373,22 +373,25 @@ NARROW_MOLAR = (slice(2, 22), slice(2, 14), slice(2, 22))  # 6 mm across the arc
 
 
 def _molar_and_part(
-    molar: tuple[slice, slice, slice], part: tuple[slice, slice, slice], fdi: tuple[int, int, int] = (26, 27, 28),
-    along_mm: float = 0.5,
+    molar: tuple[slice, slice, slice], part: tuple[slice, slice, slice] | np.ndarray,
+    fdi: tuple[int, int, int] = (26, 27, 28), along_mm: float = 0.5,
 ):
-    """A molar with ``part`` (inside or beside it across the arch, not stacked) numbered apart, ``along_mm`` from
-    it along the arch, and another tooth a tooth's width further; numbered ``fdi``. Returns (labels, sparse, RAS
-    points, assignment)."""
+    """A molar with ``part`` (a box, or a mask of the (50, 40, 24) grid; inside or beside it, not stacked)
+    numbered apart, ``along_mm`` from it along the arch, and another tooth a tooth's width further; numbered
+    ``fdi``. Returns (labels, sparse, RAS points, assignment)."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
 
     mask = np.zeros((50, 40, 24), bool)
+    part_mask = part if isinstance(part, np.ndarray) else np.zeros_like(mask)
+    if not isinstance(part, np.ndarray):
+        part_mask[part] = True
     mask[molar] = True
-    mask[part] = True
+    mask |= part_mask
     mask[28:48, 2:22, 2:19] = True  # the other tooth: 6800 voxels
     sparse = sparse_foreground(mask, np.full(3, 0.5))
     ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
-    in_part = np.all([(ijk[:, k] >= s.start) & (ijk[:, k] < s.stop) for k, s in enumerate(part)], axis=0)
+    in_part = part_mask[tuple(ijk.T)]
     labels = np.where(ijk[:, 0] >= 28, 3, np.where(in_part, 2, 1)).astype(np.int32)
     ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
     assignment = Assignment(np.array(fdi), np.full(3, True), np.array([30.0, 30.0 + along_mm, 42.0]),
@@ -438,6 +441,39 @@ def test_parts_of_a_molar_side_by_side_join_by_a_broad_or_a_deep_contact(molar, 
     faces, saddle = adjacency(labels, sparse)[(1, 2)]
     broad, deep = faces >= SIDE_SHARE * (labels == 2).sum(), saddle >= SIDE_SADDLE_MM
     assert (broad or deep) == joins and not (broad and deep)  # each case shows one cue, or neither
+    joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
+    assert joined == joins
+    assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
+def _interlocked_half() -> np.ndarray:
+    """The mesial half of WHOLE_MOLAR, cut by a ragged face (every other voxel of the distal half's first layer, in
+    a checkerboard), as a type boundary meanders through a tooth: the faces make 30 % of a half, as dev jaws
+    40051's, where a flat cut makes 10 %."""
+    part = np.zeros((50, 40, 24), bool)
+    part[2:12, 2:22, 2:22] = True
+    j, k = np.meshgrid(np.arange(40), np.arange(24), indexing="ij")
+    part[12] |= ((j + k) % 2 == 0) & (j >= 2) & (j < 22) & (k >= 2) & (k < 22)
+    return part
+
+
+@pytest.mark.parametrize(("part", "along_mm", "joins"), [
+    ("ragged", 3.0, True),  # halves 0.46 x the width apart, a broad face deep inside: one tooth
+    ("flat", 3.0, False),  # the same place, a flat cut: deep, but a 10 % face
+    ("ragged", 4.0, False),  # 0.62 x apart: where different teeth touch
+])
+def test_halves_of_a_molar_join_by_a_broad_and_deep_contact(part, along_mm, joins):
+    """A premolar or molar cut mesio-distally into two numbered halves: they lie about half its width apart along
+    the arch, further than parts side by side, so there both cues of one tooth are asked, a broad face and a deep
+    contact (touching different teeth lie further apart and touch over a narrow, shallow face)."""
+    from TeethSegmentationLib.instances.merge import adjacency
+    from TeethSegmentationLib.instances.pieces import SIDE_SADDLE_MM, SIDE_SHARE, join_stacked
+
+    half = _interlocked_half() if part == "ragged" else (slice(2, 12), slice(2, 22), slice(2, 22))
+    labels, sparse, ras, assignment = _molar_and_part(WHOLE_MOLAR, half, along_mm=along_mm)
+    faces, saddle = adjacency(labels, sparse)[(1, 2)]
+    share = faces / min((labels == 1).sum(), (labels == 2).sum())
+    assert saddle >= SIDE_SADDLE_MM and (share >= SIDE_SHARE) == (part == "ragged")
     joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
     assert joined == joins
     assert len(np.unique(joined_labels)) == (2 if joins else 3)

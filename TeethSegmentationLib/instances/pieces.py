@@ -18,7 +18,8 @@ top of each other (``merge.STACKED_SLOPE``), and together are no bigger than a w
 the root-ward one joins the crown (:func:`join_stacked`). So are two numbered parts of a premolar or molar
 side by side (buccal and palatal, a corner, a cusp) that lie closer still along the arch (``SIDE_PLACE``: no two
 different premolars or molars lie so close) and touch over a broad face (``SIDE_SHARE``) or deep inside the tooth
-(``SIDE_SADDLE_MM``); not incisors or canines, which crowding can overlap at one place. A child's
+(``SIDE_SADDLE_MM``), and its two halves cut mesio-distally (about half its width apart) that touch over a broad
+face and deep inside it; not incisors or canines, which crowding can overlap at one place. A child's
 developing tooth beneath its predecessor is stacked too, so in scans with primary or developing teeth only two
 parts side by side at one place join (:func:`_child_halves`: a forming molar's crown, a shell of cusps, parted in
 two; a primary molar's corner).
@@ -67,7 +68,10 @@ STACK_PLACE = 0.5  # a crown and its parted roots: ~0.1-0.25 x the width apart a
 # the 64 adult dev scans of 2026-12-05: >= 0.61 x apart). Within it, the contact must still look like one tooth's:
 # the four pairs of one tooth's parts within this distance on those 64 scans touched over 20-43 % of the smaller or
 # 2.3-3.4 mm deep, each reaching at least one of the two (a cusp's face is not deep, a palatal half's need not be
-# broad), so either is asked, not both (both were until 2026-12-05).
+# broad), so either is asked, not both (both were until 2026-12-05). Halves cut mesio-distally lie about half the
+# width apart, up to STACK_PLACE: there both are asked (dev jaws 40051's 44: 0.46 x apart, a 30 % face, 3.0 mm
+# deep; touching different premolars or molars on the 64 adult dev scans lay >= 0.61 x apart, and those within
+# 0.7 x touched over <= 6 % and <= 1.5 mm deep).
 SIDE_PLACE = 0.35
 SIDE_SHARE = 0.25
 SIDE_SADDLE_MM = 2.5
@@ -271,7 +275,8 @@ def join_stacked(
 def _one_tooth(
     a: int, b: int, faces: int, saddle: float, size: np.ndarray, position: np.ndarray, assignment: Assignment
 ) -> bool:
-    """Numbered instances ``a`` and ``b`` are parts of one tooth: stacked, or side by side in a premolar or molar."""
+    """Numbered instances ``a`` and ``b`` are parts of one tooth: stacked, or side by side or halves of a premolar or
+    molar."""
     if not _parts_of_a_tooth(a, b, faces, size, assignment):
         return False
     i, j = a - 1, b - 1
@@ -279,7 +284,8 @@ def _one_tooth(
     if apart > STACK_PLACE:
         return False
     posterior = min(assignment.fdi[i] % 10, assignment.fdi[j] % 10) >= 4
-    if posterior and apart <= SIDE_PLACE and (faces >= SIDE_SHARE * min(size[a], size[b]) or saddle >= SIDE_SADDLE_MM):
+    broad, deep = faces >= SIDE_SHARE * min(size[a], size[b]), saddle >= SIDE_SADDLE_MM
+    if posterior and ((apart <= SIDE_PLACE and (broad or deep)) or (broad and deep)):
         return True
     offset = position[a] / size[a] - position[b] / size[b]
     along = float(offset @ assignment.normal)
