@@ -13,6 +13,7 @@ from TeethSegmentationLib.instances.mixed import (
     developing_mask,
     is_mixed,
     long_axis_normal,
+    occlusal_layers,
     second_molars_first,
     settle_crowded,
     split_layers,
@@ -118,6 +119,30 @@ def test_occlusal_plane_parts_the_primary_teeth_of_a_closed_bite():
     lower = [-6.6, -7.9, -8.8, -6.9, -8.0, -9.0]
     cut = split_layers(np.array(upper + lower), np.ones(len(upper + lower), dtype=bool))
     assert min(upper) > cut > max(lower)
+
+
+def test_the_numberings_tilt_comes_from_the_primary_molars_not_the_incisors_overbite():
+    # A 6-year-old dev phantom (seed 46110): (x, y, height) of its erupted primary instances, heights along the
+    # plane of its primary molars (the last eight). Its upper primary incisors overlap the lower ones by their
+    # overbite and were fused with them across the bite (the first three). Starting from its long axes' normal,
+    # 7.5 degrees off, a refit to all primary teeth tilted the plane 16 degrees and put those three below it (both
+    # upper incisors were numbered as lower ones); the molars' contacts make a plane, and it parts them.
+    layer = np.array([
+        (-2.6, -1.4, 3.2), (3.8, -1.9, 2.9), (-7.0, -4.4, 2.7),
+        (7.9, -5.2, 8.6), (-6.9, -5.6, 8.5), (8.1, -7.4, -2.7), (-8.3, -7.6, -2.9), (10.6, -9.6, 7.8),
+        (-10.8, -10.1, 8.0), (12.3, -13.6, -3.4), (-11.7, -13.7, -3.3), (-14.3, -15.4, 4.9), (14.6, -15.6, 4.8),
+        (-15.8, -21.4, -3.5), (16.0, -21.7, -3.7), (-17.6, -22.6, 5.0), (16.8, -23.3, 5.3)])
+    molars = np.arange(len(layer)) >= 9
+    primary = np.ones(len(layer), dtype=bool)
+    tilt = np.radians(-7.5)
+    axes = np.array([0.0, np.sin(tilt), np.cos(tilt)])
+    front = slice(0, 3)
+    normal, height = occlusal_layers(layer, primary, axes, tilt_known=True, max_turn_deg=12.0)
+    assert (layer[front] @ normal < height).all()  # all primary teeth: the front falls to the lower jaw
+    normal, height = occlusal_layers(layer, primary, axes, tilt_known=True, max_turn_deg=12.0, tilt_from=molars)
+    assert np.degrees(np.arccos(normal[2])) < 1.0
+    assert (layer[front] @ normal > height).all()
+    assert (np.sign(layer[:, 2]) == np.sign(layer @ normal - height)).all()
 
 
 def test_resorbing_root_pieces_do_not_make_a_layer_of_their_own():

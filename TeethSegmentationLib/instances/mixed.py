@@ -11,9 +11,10 @@ adults' numbering also decides when the teeth's roots deny the two jaws the mixe
 look like a child's).
 
 1. Jaws: the occlusal normal comes from the teeth's long axes (:func:`long_axis_normal`; refitted to the
-   primary teeth when there are ``MIN_LAYER`` of them, unless for the numbering that turns it by more than
-   ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap (by the regions' sizes) between
-   the centroids of the primary teeth (always erupted), else of all teeth (:func:`split_layers`); the same
+   primary teeth when there are ``MIN_LAYER`` of them, for the numbering to the primary molars alone, unless
+   that turns it by more than ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap (by the
+   regions' sizes) between the centroids of the primary teeth (always erupted), else of all teeth
+   (:func:`split_layers`); the same
    rule places the plane for the merges and cuts (:func:`child_plane`). An erupted tooth on the plane that
    sits on top of an erupted tooth of its jaw goes to the other jaw when that has room there
    (:func:`settle_crowded`: an upper primary incisor over the lower incisors by its overbite).
@@ -61,6 +62,12 @@ MIN_LAYER = 8  # primary teeth that can refit the plane's tilt on their own (few
 # turns it further has fitted a few teeth's heights, not the bite: 4 + 5 primary teeth of dev 6-year-olds
 # turned it 27-38 degrees and sent the back of the lower arch to the upper jaw.
 MAX_REFIT_TURN_DEG = 12.0
+# The numbering's refit takes the tilt from the primary molars when there are this many: the bite is a plane only
+# at the back (the functional occlusal plane runs through the molars' contacts), while the incisors and canines
+# overlap by their overbite and, fused across it in one instance, drew a 6-year-old's plane 14 degrees off (dev
+# 46110: both upper primary central incisors numbered as lower ones). Molars alone: dev children 32 -> 25 wrong;
+# canines with them: 32 -> 35 (their cusps overlap in the bite too).
+MIN_POSTERIOR = 4
 MIXED_COUNT = 36  # instances: 32 permanent teeth and a few pieces or supernumeraries are still an adult
 DEVELOPING_DEPTH_MM = 4.0
 SUCCESSOR_MM = 5.0  # a retained primary tooth and its impacted successor lie this near along the arch
@@ -177,18 +184,19 @@ def split_layers(heights: np.ndarray, primary: np.ndarray, sizes: np.ndarray | N
 
 def occlusal_layers(
     centroids: np.ndarray, primary: np.ndarray, normal: np.ndarray, tilt_known: bool = False,
-    max_turn_deg: float | None = None, sizes: np.ndarray | None = None,
+    max_turn_deg: float | None = None, sizes: np.ndarray | None = None, tilt_from: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """(normal, height) of a child's occlusal plane: split at :func:`split_layers`, the normal refitted to the
-    erupted layer (the primary teeth, each jaw centred on itself), twice. With fewer than ``MIN_LAYER`` primary
-    teeth (two per jaw leave the tilt free) the normal stays as given when ``tilt_known`` (the teeth's long
-    axes gave it: :func:`long_axis_normal`), else it is refitted to all teeth. The forming teeth's layers tilt a
-    normal fitted to the voxels' profile or to all centroids (by up to 40 degrees in the phantoms). A known
-    tilt also stands when the refit turns it by more than ``max_turn_deg``. ``sizes``: as for split_layers."""
+    erupted layer (the primary teeth, each jaw centred on itself; only ``tilt_from`` of them when given), twice.
+    With fewer than ``MIN_LAYER`` primary teeth (two per jaw leave the tilt free) the normal stays as given when
+    ``tilt_known`` (the teeth's long axes gave it: :func:`long_axis_normal`), else it is refitted to all teeth.
+    The forming teeth's layers tilt a normal fitted to the voxels' profile or to all centroids (by up to 40
+    degrees in the phantoms). A known tilt also stands when the refit turns it by more than ``max_turn_deg``.
+    ``sizes``: as for split_layers."""
     given = np.asarray(normal, dtype=np.float64)
     rich = primary.sum() >= MIN_LAYER
     if rich or not tilt_known:
-        layer = primary if rich else np.ones(len(centroids), dtype=bool)
+        layer = (primary if tilt_from is None else tilt_from) if rich else np.ones(len(centroids), dtype=bool)
         for _ in range(2):
             upper = centroids @ normal > split_layers(centroids @ normal, primary, sizes)
             normal = numbering.occlusal_normal(centroids[layer], upper[layer])
@@ -406,8 +414,10 @@ def assign_mixed(
     primary_root = primary & (np.argmax(prim, axis=1) < PRIMARY_ANTERIOR)
     # The guard holds for the numbering's jaws only: the merges' plane (child_plane) refitted freely splits the
     # regions better on the dev children, and guarding it too wrecked one scan (identification 0.77 -> 0.17).
+    molars = primary & ~primary_root
     normal, offset = occlusal_layers(
-        centroids, primary, normal, tilt_known=axis_normal is not None, max_turn_deg=MAX_REFIT_TURN_DEG, sizes=sizes
+        centroids, primary, normal, tilt_known=axis_normal is not None, max_turn_deg=MAX_REFIT_TURN_DEG, sizes=sizes,
+        tilt_from=molars if molars.sum() >= MIN_POSTERIOR else None,
     )
     upper, two, warnings = centroids @ normal > offset, True, []
     deep = developing_mask(extent, upper)
