@@ -564,3 +564,43 @@ def test_a_small_numbered_fragment_at_a_back_tooth_s_place_joins_it(fdi, along_m
     joined_labels, joined = join_stacked(labels, sparse, ras, assignment)
     assert joined == joins
     assert len(np.unique(joined_labels)) == (2 if joins else 3)
+
+
+def _stacked_pair(top_type: int, bottom_type: int) -> np.ndarray:
+    """A small region (12 voxels of 0.5 mm a side) over one four times as big (22 x 22 x 14), joined by a thin neck,
+    typed ``top_type`` and ``bottom_type`` (columns of a 14-class model's 13 types: 0-7 permanent, 8-12 primary);
+    returns the regions after ``merge_regions`` (one label a region). The small one is as thick as a crown (not a
+    root piece that ``roots.parted_roots`` would join)."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.merge import merge_regions
+    from TeethSegmentationLib.instances.occlusal import OcclusalPlane
+    from TeethSegmentationLib.instances.options import InstanceOptions
+    from TeethSegmentationLib.instances.regions import region_peaks
+
+    mask = np.zeros((32, 32, 34), bool)
+    mask[5:27, 5:27, 2:16] = True  # the successor beneath
+    mask[15:17, 15:17, 16:18] = True  # the thin neck between them
+    mask[10:22, 10:22, 18:30] = True  # the primary crown above
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    labels = np.where(ijk[:, 2] >= 17, 1, 2).astype(np.int32)
+    types = np.zeros((len(labels), 13), np.float32)
+    types[labels == 1, top_type] = 1.0
+    types[labels == 2, bottom_type] = 1.0
+    ras = ijk * 0.5
+    plane = OcclusalPlane(np.array([0.0, 0.0, 1.0]), -50.0, False)
+    opts = InstanceOptions(min_tooth_mm3=20.0, fragment_fraction=0.1)  # a child's sizes
+    peak = region_peaks(labels, sparse.dist)
+    return merge_regions(labels, sparse, types, ras, plane, opts, 0.125, np.full(3, 0.5), peak)
+
+
+@pytest.mark.parametrize(("top_type", "bottom_type", "regions"), [
+    (8, 0, 2),  # a primary central incisor over its forming successor: two teeth
+    (0, 0, 1),  # a permanent crown over its root, parted at the neck: one tooth
+    (8, 8, 1),  # a primary crown over its resorbing root: one tooth
+])
+def test_a_primary_tooth_over_its_successor_is_not_merged_as_crown_and_root(top_type, bottom_type, regions):
+    """A small region on top of a bigger one across a neck is a crown and its parted root, one tooth; but when one
+    is typed primary and the other permanent it is a primary tooth and its successor forming beneath it."""
+    merged = _stacked_pair(top_type, bottom_type)
+    assert len(np.unique(merged)) == regions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from TeethSegmentationLib.fdi import PRIMARY_CLASS_OFFSET
 from TeethSegmentationLib.instances.foreground import SparseForeground, neighbour_offsets
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane
 from TeethSegmentationLib.instances.options import InstanceOptions
@@ -142,8 +143,18 @@ def _one_tooth(
         no_neck = shallower - saddle < NO_NECK_SHARE * opts.neck_depth(shallower)
     else:
         no_neck = saddle >= opts.merge_other_type * shallower
+    # A primary tooth over its permanent successor is stacked and unequal, as a crown and its parted root are; but
+    # a crown and its root are of one dentition, so such a pair joins only where no neck parts them.
     unequal = min(size[a], size[b]) < UNEQUAL_SIZE_RATIO * max(size[a], size[b])
+    unequal = unequal and not _dentitions_differ(regions, a, b)
     return _same_jaw(regions, a, b, plane) and (no_neck or ((same or unequal) and _stacked(regions, a, b, plane)))
+
+
+def _dentitions_differ(regions: _Unions, a: int, b: int) -> bool:
+    """One region typed primary, the other permanent (a 14-class model's types; never with 8 types)."""
+    if regions.type_sum.shape[1] <= PRIMARY_CLASS_OFFSET:
+        return False
+    return (regions.main_type(a) >= PRIMARY_CLASS_OFFSET) != (regions.main_type(b) >= PRIMARY_CLASS_OFFSET)
 
 
 def _same_jaw(regions: _Unions, a: int, b: int, plane: OcclusalPlane) -> bool:
