@@ -121,28 +121,52 @@ def test_occlusal_plane_parts_the_primary_teeth_of_a_closed_bite():
     assert min(upper) > cut > max(lower)
 
 
-def test_the_numberings_tilt_comes_from_the_primary_molars_not_the_incisors_overbite():
-    # A 6-year-old dev phantom (seed 46110): (x, y, height) of its erupted primary instances, heights along the
-    # plane of its primary molars (the last eight). Its upper primary incisors overlap the lower ones by their
-    # overbite and were fused with them across the bite (the first three). Starting from its long axes' normal,
-    # 7.5 degrees off, a refit to all primary teeth tilted the plane 16 degrees and put those three below it (both
-    # upper incisors were numbered as lower ones); the molars' contacts make a plane, and it parts them.
+def _bite_of_46110() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 6-year-old dev phantom (seed 46110): (x, y, height) of its erupted primary instances, heights along the
+    plane of its primary molars (the last eight). Its upper primary incisors overlap the lower ones by their
+    overbite and were fused with them across the bite (the first three). Returns (instances, molars, the normal
+    of its long axes: 7.5 degrees off that plane)."""
     layer = np.array([
         (-2.6, -1.4, 3.2), (3.8, -1.9, 2.9), (-7.0, -4.4, 2.7),
         (7.9, -5.2, 8.6), (-6.9, -5.6, 8.5), (8.1, -7.4, -2.7), (-8.3, -7.6, -2.9), (10.6, -9.6, 7.8),
         (-10.8, -10.1, 8.0), (12.3, -13.6, -3.4), (-11.7, -13.7, -3.3), (-14.3, -15.4, 4.9), (14.6, -15.6, 4.8),
         (-15.8, -21.4, -3.5), (16.0, -21.7, -3.7), (-17.6, -22.6, 5.0), (16.8, -23.3, 5.3)])
-    molars = np.arange(len(layer)) >= 9
-    primary = np.ones(len(layer), dtype=bool)
     tilt = np.radians(-7.5)
-    axes = np.array([0.0, np.sin(tilt), np.cos(tilt)])
+    return layer, np.arange(len(layer)) >= 9, np.array([0.0, np.sin(tilt), np.cos(tilt)])
+
+
+def test_the_numberings_tilt_comes_from_the_primary_molars_not_the_incisors_overbite():
+    """From the long axes' normal, a refit to all primary teeth tilts the plane 16 degrees off the molars' plane and
+    puts the three front instances below it (in 46110 both upper primary central incisors were numbered as lower
+    ones); the molars' contacts make a plane, and it parts every instance."""
+    layer, molars, axes = _bite_of_46110()
+    primary = np.ones(len(layer), dtype=bool)
     front = slice(0, 3)
     normal, height = occlusal_layers(layer, primary, axes, tilt_known=True, max_turn_deg=12.0)
-    assert (layer[front] @ normal < height).all()  # all primary teeth: the front falls to the lower jaw
+    assert (layer[front] @ normal < height).all()
     normal, height = occlusal_layers(layer, primary, axes, tilt_known=True, max_turn_deg=12.0, tilt_from=molars)
     assert np.degrees(np.arccos(normal[2])) < 1.0
-    assert (layer[front] @ normal > height).all()
     assert (np.sign(layer[:, 2]) == np.sign(layer @ normal - height)).all()
+
+
+def test_a_childs_numbering_puts_the_incisors_fused_across_the_bite_in_their_jaw(monkeypatch):
+    """The same instances through the numbering (read as primary incisors, canines and molars): with the tilt
+    from the primary molars every one goes to the jaw its height says; from all primary teeth (what the numbering
+    did before) the front three go to the lower jaw."""
+    from TeethSegmentationLib.instances import mixed
+
+    layer, _molars, axes = _bite_of_46110()
+    kinds = [0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]  # primary types: incisors, canines, then molars
+    primary_probs = np.full((len(layer), 5), 0.01)
+    primary_probs[np.arange(len(layer)), kinds] = 0.95
+    permanent_probs = np.full((len(layer), 8), 0.001)
+    height = layer @ axes
+    extent = np.stack([height - 3.0, height + 3.0], axis=1)
+    found = mixed.assign_mixed(layer, permanent_probs, primary_probs, np.zeros(len(layer)), extent, axis_normal=axes)
+    assert (found.upper == (layer[:, 2] > 0)).all()
+    monkeypatch.setattr(mixed, "MIN_POSTERIOR", len(layer) + 1)  # too few molars: all primary teeth refit the tilt
+    found = mixed.assign_mixed(layer, permanent_probs, primary_probs, np.zeros(len(layer)), extent, axis_normal=axes)
+    assert not found.upper[:3].any()
 
 
 def test_resorbing_root_pieces_do_not_make_a_layer_of_their_own():
