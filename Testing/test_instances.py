@@ -251,3 +251,23 @@ def test_index_groups_gathers_equal_keys_in_key_order():
     groups = index_groups(np.array([5, 2, 5, 0, 2, 2], dtype=np.uint8))
     assert [g.tolist() for g in groups] == [[3], [1, 4, 5], [0, 2]]
     assert index_groups(np.array([], dtype=np.int64)) == []
+
+
+def test_a_lone_speck_in_an_adults_scan_gets_no_number():
+    """A 14-class model splits every scan with a child's sizes (a resorbed primary incisor of 20 mm3 is a tooth).
+    In an adult's scan a lone 28 mm3 speck (a fragment of an implant in the gap of a missing 45) is no tooth: it
+    neither takes the free number nor stays as an unnumbered tooth, and the other teeth keep theirs."""
+    arch = make_arch(spacing=SPACING)
+    ijk = np.argwhere(arch.labels == 45)
+    centre = ijk.mean(axis=0)
+    truth = np.where(arch.labels == 45, 0, arch.labels).astype(np.uint8)
+    grid = np.indices(truth.shape).transpose(1, 2, 3, 0)
+    speck = (((grid - centre) * SPACING) ** 2).sum(axis=-1) <= 1.9**2  # a ball of 28.7 mm3
+    assert speck.sum() * SPACING**3 > InstanceOptions().min_speck_mm3
+    scan = np.where(speck, 45, truth).astype(np.uint8)
+    teeth_prob, type_probs = probabilities(scan, num_classes=14)
+    result = label_teeth(teeth_prob, type_probs, arch.ijk_to_ras)
+    assert not result.unassigned and not (result.fdi_map[speck] > 0).any()
+    metrics = identification(result, truth)
+    assert metrics["identification_accuracy"] == 1.0, metrics["misidentified"]
+    assert sorted(t.fdi for t in result.teeth) == sorted(f for f in FDI_NUMBERS if f != 45)

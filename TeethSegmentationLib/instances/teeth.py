@@ -58,7 +58,7 @@ from TeethSegmentationLib.instances.foreground import (
     smoothed_argmax,
     sparse_foreground,
 )
-from TeethSegmentationLib.instances.merge import merge_regions
+from TeethSegmentationLib.instances.merge import adjacency, merge_regions
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
@@ -189,6 +189,8 @@ def label_teeth(
     if first.assignment.developing is not None:  # a child's scan: numbered again with its small anterior teeth marked
         first = _child_pass(first, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3, spacing,
                             reporter)
+    else:
+        first = _without_lone_specks(first, sparse, voxels, opts, voxel_mm3)
     labels, stats, assignment = first.labels, first.stats, first.assignment
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
@@ -197,6 +199,30 @@ def label_teeth(
         reporter.log(message, "warning")
     reporter.progress("instances", 1.0, f"{len(result.teeth)} teeth numbered")
     return result
+
+
+def _without_lone_specks(
+    first: _Pass, sparse: SparseForeground, voxels: _Voxels, opts: InstanceOptions, voxel_mm3: float
+) -> _Pass:
+    """An adult's scan (numbered as one) without its instances under an adult's ``min_tooth_mm3`` that touch no
+    other instance, numbered again. A 14-class model splits every scan with a child's sizes (a resorbed primary
+    incisor is a tooth), but no adult tooth is that small: on the 64 adult dev scans the only such instances were
+    fragments of implants, numbered as the missing tooth beside them."""
+    labels = first.labels
+    size = np.bincount(labels) * voxel_mm3
+    small = set((np.flatnonzero(size < InstanceOptions().min_tooth_mm3)).tolist()) - {0}
+    if not small:
+        return first
+    touching = {label for pair in adjacency(labels, sparse) if 0 not in pair for label in pair}
+    lone = sorted(small - touching)
+    if not lone:
+        return first
+    kept = np.where(np.isin(labels, lone), 0, labels)
+    labels = np.unique(kept, return_inverse=True)[1].astype(labels.dtype)
+    if kept.min() > 0:  # no background label among them
+        labels += 1
+    stats, assignment = _number(labels, voxels, first.plane, opts)
+    return first._replace(labels=labels, stats=stats, assignment=assignment)
 
 
 def _contacts(contacts: np.ndarray, shape: tuple[int, ...], threshold: float) -> np.ndarray:
