@@ -268,6 +268,7 @@ def test_a_lone_speck_in_an_adults_scan_gets_no_number():
     teeth_prob, type_probs = probabilities(scan, num_classes=14)
     result = label_teeth(teeth_prob, type_probs, arch.ijk_to_ras)
     assert not result.unassigned and not (result.fdi_map[speck] > 0).any()
+    assert sum("speck of 29 mm3" in warning for warning in result.warnings) == 1
     metrics = identification(result, truth)
     assert metrics["identification_accuracy"] == 1.0, metrics["misidentified"]
     assert sorted(t.fdi for t in result.teeth) == sorted(f for f in FDI_NUMBERS if f != 45)

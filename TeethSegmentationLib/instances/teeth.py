@@ -190,7 +190,8 @@ def label_teeth(
         first = _child_pass(first, sparse, smooth_type, marker_labels, ascent, voxels, opts, voxel_mm3, spacing,
                             reporter)
     else:
-        first = _without_lone_specks(first, sparse, voxels, opts, voxel_mm3)
+        adult = (options or InstanceOptions()).min_tooth_mm3  # the caller's, or an adult's: not a child's
+        first = _without_lone_specks(first, sparse, voxels, opts, voxel_mm3, adult)
     labels, stats, assignment = first.labels, first.stats, first.assignment
     result = _result(teeth_prob.shape, sparse, labels, stats, assignment, voxel_mm3)
     timings["number"] = _lap(clock)
@@ -202,27 +203,34 @@ def label_teeth(
 
 
 def _without_lone_specks(
-    first: _Pass, sparse: SparseForeground, voxels: _Voxels, opts: InstanceOptions, voxel_mm3: float
+    first: _Pass, sparse: SparseForeground, voxels: _Voxels, opts: InstanceOptions, voxel_mm3: float,
+    min_tooth_mm3: float,
 ) -> _Pass:
-    """An adult's scan (numbered as one) without its instances under an adult's ``min_tooth_mm3`` that touch no
-    other instance, numbered again. A 14-class model splits every scan with a child's sizes (a resorbed primary
-    incisor is a tooth), but no adult tooth is that small: on the 64 adult dev scans the only such instances were
-    fragments of implants, numbered as the missing tooth beside them."""
+    """An adult's scan (numbered as one) without its instances under ``min_tooth_mm3`` that touch no other
+    instance, numbered again; a warning says where each one was. A 14-class model splits every scan with a
+    child's sizes (a resorbed primary incisor is a tooth), but no adult tooth is that small: on the 64 adult dev
+    scans the only such instances were fragments of implants, numbered as the missing tooth beside them."""
     labels = first.labels
     size = np.bincount(labels) * voxel_mm3
-    small = set((np.flatnonzero(size < InstanceOptions().min_tooth_mm3)).tolist()) - {0}
+    small = set(np.flatnonzero(size < min_tooth_mm3).tolist()) - {0}
     if not small:
         return first
     touching = {label for pair in adjacency(labels, sparse) if 0 not in pair for label in pair}
     lone = sorted(small - touching)
     if not lone:
         return first
+    messages = [_speck_left_out(voxels.ras[labels == label], size[label]) for label in lone]
     kept = np.where(np.isin(labels, lone), 0, labels)
-    labels = np.unique(kept, return_inverse=True)[1].astype(labels.dtype)
-    if kept.min() > 0:  # no background label among them
-        labels += 1
+    labels = np.unique(kept, return_inverse=True)[1].astype(labels.dtype)  # kept holds 0 now, which stays 0
     stats, assignment = _number(labels, voxels, first.plane, opts)
+    assignment.warnings.extend(messages)
     return first._replace(labels=labels, stats=stats, assignment=assignment)
+
+
+def _speck_left_out(ras: np.ndarray, volume_mm3: float) -> str:
+    centre = tuple(round(float(c), 3) for c in ras.mean(axis=0))
+    return (f"A speck of {volume_mm3:.0f} mm3 near RAS {centre}, smaller than an adult's tooth and touching none, "
+            "was left out.")
 
 
 def _contacts(contacts: np.ndarray, shape: tuple[int, ...], threshold: float) -> np.ndarray:
