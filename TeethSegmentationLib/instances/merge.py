@@ -137,7 +137,8 @@ def _one_tooth(
 ) -> bool:
     """Whether two touching regions (roots) are parts of one tooth."""
     size, peak = regions.size, regions.peak
-    same = regions.main_type(a) == regions.main_type(b)
+    types = regions.main_type(a), regions.main_type(b)
+    same = types[0] == types[1]
     shallower = min(peak[a], peak[b])
     if same:
         no_neck = shallower - saddle < NO_NECK_SHARE * opts.neck_depth(shallower)
@@ -146,15 +147,14 @@ def _one_tooth(
     # A primary tooth over its permanent successor is stacked and unequal, as a crown and its parted root are; but
     # a crown and its root are of one dentition, so such a pair joins only where no neck parts them.
     unequal = min(size[a], size[b]) < UNEQUAL_SIZE_RATIO * max(size[a], size[b])
-    unequal = unequal and not _dentitions_differ(regions, a, b)
+    unequal = unequal and not _dentitions_differ(types, regions.type_sum.shape[1])
     return _same_jaw(regions, a, b, plane) and (no_neck or ((same or unequal) and _stacked(regions, a, b, plane)))
 
 
-def _dentitions_differ(regions: _Unions, a: int, b: int) -> bool:
-    """One region typed primary, the other permanent (a 14-class model's types; never with 8 types)."""
-    if regions.type_sum.shape[1] <= PRIMARY_CLASS_OFFSET:
-        return False
-    return (regions.main_type(a) >= PRIMARY_CLASS_OFFSET) != (regions.main_type(b) >= PRIMARY_CLASS_OFFSET)
+def _dentitions_differ(types: tuple[int, int], classes: int) -> bool:
+    """Of two regions' main types (of ``classes`` types), one primary and the other permanent (a 14-class model's
+    13 types; never with 8)."""
+    return classes > PRIMARY_CLASS_OFFSET and (types[0] >= PRIMARY_CLASS_OFFSET) != (types[1] >= PRIMARY_CLASS_OFFSET)
 
 
 def _same_jaw(regions: _Unions, a: int, b: int, plane: OcclusalPlane) -> bool:

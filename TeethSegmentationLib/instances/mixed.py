@@ -14,8 +14,8 @@ look like a child's).
    primary teeth when there are ``MIN_LAYER`` of them, for the numbering to the primary molars alone, unless
    that turns it by more than ``MAX_REFIT_TURN_DEG``), and the plane lies in the widest, most even gap (by the
    regions' sizes) between the centroids of the primary teeth (always erupted), else of all teeth
-   (:func:`split_layers`); the same
-   rule places the plane for the merges and cuts (:func:`child_plane`). An erupted tooth on the plane that
+   (:func:`split_layers`); the same rule places the plane for the merges and cuts (:func:`child_plane`), its tilt
+   refitted to all primary teeth. An erupted tooth on the plane that
    sits on top of an erupted tooth of its jaw goes to the other jaw when that has room there
    (:func:`settle_crowded`: an upper primary incisor over the lower incisors by its overbite).
 2. Developing: a permanent tooth in its crypt has its occlusal end (crown tip) deep in the bone, more than

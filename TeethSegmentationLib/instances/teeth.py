@@ -210,16 +210,19 @@ def _without_lone_specks(
     instance, numbered again; a warning says where each one was. A 14-class model splits every scan with a
     child's sizes (a resorbed primary incisor is a tooth), but no adult tooth is that small: on the 64 adult dev
     scans the only such instances were fragments of implants, numbered as the missing tooth beside them."""
-    labels = first.labels
-    size = np.bincount(labels) * voxel_mm3
-    small = set(np.flatnonzero(size < min_tooth_mm3).tolist()) - {0}
+    labels, stats = first.labels, first.stats  # stats' rows 0..n-1: labels 1..n
+    volume = stats.count * voxel_mm3
+    small = set((np.flatnonzero(volume < min_tooth_mm3) + 1).tolist())
     if not small:
         return first
     touching = {label for pair in adjacency(labels, sparse) if 0 not in pair for label in pair}
     lone = sorted(small - touching)
     if not lone:
         return first
-    messages = [_speck_left_out(voxels.ras[labels == label], size[label]) for label in lone]
+    messages = [
+        f"A speck of {volume[label - 1]:.0f} mm3 near RAS {_ras_point(stats.centroid[label - 1])}, smaller than an "
+        "adult's tooth and touching none, was left out." for label in lone
+    ]
     kept = np.where(np.isin(labels, lone), 0, labels)
     labels = np.unique(kept, return_inverse=True)[1].astype(labels.dtype)  # kept holds 0 now, which stays 0
     stats, assignment = _number(labels, voxels, first.plane, opts)
@@ -227,10 +230,9 @@ def _without_lone_specks(
     return first._replace(labels=labels, stats=stats, assignment=assignment)
 
 
-def _speck_left_out(ras: np.ndarray, volume_mm3: float) -> str:
-    centre = tuple(round(float(c), 3) for c in ras.mean(axis=0))
-    return (f"A speck of {volume_mm3:.0f} mm3 near RAS {centre}, smaller than an adult's tooth and touching none, "
-            "was left out.")
+def _ras_point(point: np.ndarray) -> tuple[float, float, float]:
+    """A RAS point as the report gives it (mm, to the micrometre)."""
+    return tuple(round(float(c), 3) for c in point)
 
 
 def _contacts(contacts: np.ndarray, shape: tuple[int, ...], threshold: float) -> np.ndarray:
@@ -450,7 +452,7 @@ def _tooth(
         type=type_,
         confidence=round(score, 4),
         voxel_count=int(stats.count[i]),
-        centroid_ras=tuple(round(float(c), 3) for c in stats.centroid[i]),
+        centroid_ras=_ras_point(stats.centroid[i]),
         instance_id=i + 1,
         volume_mm3=round(float(stats.count[i] * voxel_mm3), 2),
         type_probabilities=tuple(round(float(p), 4) for p in stats.types[i]),
