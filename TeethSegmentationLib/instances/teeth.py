@@ -23,7 +23,8 @@ Steps of :func:`label_teeth` (all geometry in RAS millimetres, spacing = column 
    their neck across the bite) and permanent central incisors fused in their crypts.
 8. Unnumbered pieces beside a numbered tooth, at its place along the arch, join it (:mod:`pieces`), and so
    do roots parted from a numbered tooth by a thin gap; what still has no number is kept as an unnumbered
-   tooth (label 100, 101, ...).
+   tooth (label 100, 101, ...). A lateral incisor or canine that forks apically into its own root and one typed
+   as its mesial neighbour gives that root back (:mod:`neighbour_roots`: crowded incisors' roots fused).
 9. A child's scan (the mixed numbering ran) goes through steps 3-8 once more, with a marker added in each
    unmarked region of one incisor or canine type: a resorbing primary lateral incisor's core is too small
    for a marker of its own, and it drained into the teeth beside it. The second pass stands only if it leaves
@@ -59,6 +60,7 @@ from TeethSegmentationLib.instances.foreground import (
     sparse_foreground,
 )
 from TeethSegmentationLib.instances.merge import adjacency, merge_regions
+from TeethSegmentationLib.instances.neighbour_roots import return_neighbour_roots
 from TeethSegmentationLib.instances.numbering import Assignment
 from TeethSegmentationLib.instances.occlusal import OcclusalPlane, find_occlusal_plane
 from TeethSegmentationLib.instances.options import InstanceOptions
@@ -134,6 +136,7 @@ class _Voxels:
     fg: np.ndarray  # (N,) foreground probability
     ras: np.ndarray  # (N, 3) RAS mm
     both: np.ndarray | None = None  # (N, 13): a 14-class model's permanent and primary types side by side
+    smooth_type: np.ndarray | None = None  # (N,) smoothed argmax type (foreground.smoothed_argmax)
 
 
 def label_teeth(
@@ -182,7 +185,7 @@ def label_teeth(
     if more.max(initial=0) > marker_labels.max(initial=0):  # a tooth that lost its core: drained again
         marker_labels, regions = more, drain(sparse, more, spacing, ascent.copy())
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
-    voxels = _Voxels(types, fg, sparse.ras_points(affine), both)
+    voxels = _Voxels(types, fg, sparse.ras_points(affine), both, smooth_type)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
     first = _teeth(regions, sparse, voxels, opts, voxel_mm3, spacing, reporter)
@@ -319,6 +322,10 @@ def _teeth(
     labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
+    if voxels.smooth_type is not None:
+        labels, moved = return_neighbour_roots(labels, sparse, ras, assignment, voxels.smooth_type, voxel_mm3)
+        if moved:
+            stats, assignment = _number(labels, voxels, plane, opts)
     return _Pass(labels, stats, assignment, loose, plane)
 
 

@@ -21,7 +21,7 @@ def markers(sparse: SparseForeground, smooth_type: np.ndarray, opts: InstanceOpt
     core = sparse.parting > opts.core_mm  # deep, and not where the contacts network puts two teeth touching
     count = 0
     for t in range(1, int(smooth_type.max(initial=0)) + 1):  # types 1..8, with a 14-class model 1..13
-        for part in _connected_parts(np.flatnonzero(core & (smooth_type == t)), sparse):
+        for part in connected_parts(np.flatnonzero(core & (smooth_type == t)), sparse):
             if len(part) < min_voxels:
                 continue
             for piece in _split_by_necks(part, sparse, opts.core_mm, opts, min_voxels):
@@ -49,7 +49,7 @@ def unmarked_markers(
         members = np.flatnonzero((smooth_type == t) if side is None else (smooth_type == t) & side)
         if len(members) < min_voxels:
             continue
-        for part in _connected_parts(members, sparse):
+        for part in connected_parts(members, sparse):
             if len(part) < min_voxels or result[part].any():
                 continue
             count += 1
@@ -78,7 +78,7 @@ def other_class_markers(
     marked = np.flatnonzero(marker_labels)
     marker_type[marker_labels[marked]] = smooth_type[marked]
     for t, tooth_class in TYPE_CLASSES.items():
-        for part in _connected_parts(np.flatnonzero(smooth_type == t), sparse):
+        for part in connected_parts(np.flatnonzero(smooth_type == t), sparse):
             if len(part) < min_voxels or result[part].any():
                 continue
             into = {TYPE_CLASSES.get(int(m), "primary") for m in np.unique(marker_type[regions[part]]) if m > 0}
@@ -94,7 +94,7 @@ def _deepest(part: np.ndarray, sparse: SparseForeground) -> np.ndarray:
     return part[depth >= depth.max() - UNMARKED_PEAK_MM]
 
 
-def _connected_parts(members: np.ndarray, sparse: SparseForeground) -> list[np.ndarray]:
+def connected_parts(members: np.ndarray, sparse: SparseForeground) -> list[np.ndarray]:
     """The 6-connected parts of the compact voxels ``members``, each as compact indices (none for none)."""
     if len(members) == 0:
         return []
