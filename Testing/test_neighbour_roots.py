@@ -51,7 +51,7 @@ def _case(
     if leak_type is not None:
         smooth_type[leaked] = leak_type
     if apex_type is not None:  # the receiver's own root below the fused stretch
-        smooth_type[(truth == 2) & (ijk[:, 2] < LEAK_BELOW_K)] = apex_type
+        smooth_type[(truth == 2) & (ijk[:, 2] < BRIDGE[2].start)] = apex_type
     if coronal_type is not None:  # the receiver from the fused stretch up: bridge, upper root and crown
         smooth_type[(truth == 2) & (ijk[:, 2] >= BRIDGE[2].start)] = coronal_type
     ras = sparse.ras_points(np.diag([0.5, 0.5, 0.5, 1.0]))
@@ -70,19 +70,20 @@ def test_a_neighbours_root_drained_into_a_lateral_incisor_or_canine_goes_back(fd
     voxels, the bridge included. Upper teeth (roots pointing up) too."""
     labels, sparse, ras, assignment, smooth_type, truth = _case(fdi)
     assert (labels != truth).sum() > 100  # the leak this test is about
+    given = labels.copy()
 
     fixed, moved = return_neighbour_roots(labels, sparse, ras, assignment, smooth_type, VOXEL_MM3)
 
     assert moved
     assert np.array_equal(fixed, truth)
-    assert np.array_equal(labels[truth == 2], fixed[truth == 2])  # the input is not changed in place
+    assert np.array_equal(labels, given)  # the input is not changed in place
 
 
 @pytest.mark.parametrize(("case", "why"), [
     ({"leak_type": 2}, "the second branch is typed as the receiver itself: a second root of its own"),
     ({"apex_type": 1}, "both branches typed as the neighbour: no root of the receiver's own type to tell them by"),
     ({"coronal_type": 1}, "the neighbour's type reaches over most of the receiver: more than a root's worth"),
-    ({"fdi": (41, 31)}, "central incisors: the other side's central incisor is typed the same"),
+    ({"fdi": (51, 52)}, "primary incisors: left to the child's rules"),
     ({"fdi": (33, 34)}, "a premolar receiver: premolars and molars can have two roots"),
     ({"touching": False}, "the neighbour does not touch the branch: it is no root of that tooth"),
 ])
@@ -101,3 +102,30 @@ def test_a_single_rooted_tooth_without_a_fork_is_left_alone():
     fixed, moved = return_neighbour_roots(truth.astype(np.int32), sparse, ras, assignment, smooth_type, VOXEL_MM3)
     assert not moved
     assert np.array_equal(fixed, truth)
+
+
+def test_the_instance_step_gives_neighbours_roots_back_with_the_smoothed_types(monkeypatch):
+    """label_teeth runs the step on its numbered teeth with one smoothed type per foreground voxel, and numbers
+    what the step returns: here a step that hands all of 17 to 16 leaves fewer teeth."""
+    from synthetic_arch import make_arch, probabilities
+
+    from TeethSegmentationLib.instances import teeth
+
+    arch = make_arch()
+    inputs = (*probabilities(arch.labels), arch.ijk_to_ras)
+    before = teeth.label_teeth(*inputs)
+    calls = []
+
+    def hand_17_to_16(labels, sparse, ras, assignment, smooth_type, voxel_mm3):
+        calls.append((len(labels), len(sparse.flat), len(ras), len(smooth_type), int(smooth_type.max())))
+        number = {int(f): label for label, f in enumerate(assignment.fdi, start=1)}
+        return np.where(labels == number[17], number[16], labels), True
+
+    monkeypatch.setattr(teeth, "return_neighbour_roots", hand_17_to_16)
+    after = teeth.label_teeth(*inputs)
+
+    n, n_sparse, n_ras, n_types, top_type = calls[0]
+    assert n == n_sparse == n_ras == n_types
+    assert 1 <= top_type <= 8
+    assert 17 in [t.fdi for t in before.teeth]
+    assert len(after.teeth) < len(before.teeth)

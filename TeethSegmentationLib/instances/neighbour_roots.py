@@ -11,8 +11,9 @@ root each branch is: its voxels are typed as the tooth it belongs to (the leaked
 central incisor at 91-100 % of their voxels). A numbered permanent lateral incisor or canine whose apical half
 forks into two branches, one typed as itself and one as its mesial neighbour, gives that branch back, with the
 voxels of its neighbour's type connected to it, when they touch the numbered neighbour and hold at most a third of
-the receiver (a part of a root, not a tooth's worth of voxels the types got wrong). Central incisors are left
-alone: a contralateral neighbour's root is typed the same, so the types cannot tell the branches apart.
+the receiver (a part of a root, not a tooth's worth of voxels the types got wrong). Only the first cross-section
+from the apex that forks is looked at. Central incisors are left alone: the tooth in front of one is the other
+side's central incisor, typed the same, so the types cannot tell the branches apart.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def return_neighbour_roots(
         if not 1 <= quadrant <= 4 or tooth not in RECEIVERS or neighbour is None:
             continue
         members = np.flatnonzero(labels == label)
+        if not len(members):
+            continue
         apical = assignment.normal if assignment.upper[label - 1] else -assignment.normal
         root = _foreign_root(members, ras @ apical, sparse, smooth_type, tooth, voxel_mm3)
         if root is not None and len(root) <= ROOT_SHARE * len(members) and _touches(root, neighbour, labels, sparse):
@@ -83,7 +86,8 @@ def _apical_branches(
     members: np.ndarray, height: np.ndarray, sparse: SparseForeground, voxel_mm3: float
 ) -> list[np.ndarray]:
     """The connected parts of ``members`` beyond the first cross-section, from the apex over the apical half, that
-    holds two parts of at least BRANCH_MM3 each (the parts reaching into it); [] when none forks."""
+    holds two parts of at least BRANCH_MM3 each (the parts reaching into it); [] when none forks. A later fork is not
+    looked for, even where the first one's branches turn out to be no pair of roots."""
     top, bottom = float(height.max()), float(height.min())
     for level in np.arange(top - SLAB_MM, top - (top - bottom) / 2, -SLAB_STEP_MM):
         slab = members[(height >= level) & (height < level + SLAB_MM)]

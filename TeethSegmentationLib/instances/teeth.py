@@ -135,8 +135,8 @@ class _Voxels:
     types: np.ndarray  # (N, 8) type probabilities (with a 14-class model: permanent + primary of each place)
     fg: np.ndarray  # (N,) foreground probability
     ras: np.ndarray  # (N, 3) RAS mm
+    smooth_type: np.ndarray  # (N,) smoothed argmax type (foreground.smoothed_argmax)
     both: np.ndarray | None = None  # (N, 13): a 14-class model's permanent and primary types side by side
-    smooth_type: np.ndarray | None = None  # (N,) smoothed argmax type (foreground.smoothed_argmax)
 
 
 def label_teeth(
@@ -185,7 +185,7 @@ def label_teeth(
     if more.max(initial=0) > marker_labels.max(initial=0):  # a tooth that lost its core: drained again
         marker_labels, regions = more, drain(sparse, more, spacing, ascent.copy())
     fg = teeth_prob.reshape(-1)[sparse.input_flat(teeth_prob.shape)].astype(np.float32)
-    voxels = _Voxels(types, fg, sparse.ras_points(affine), both, smooth_type)
+    voxels = _Voxels(types, fg, sparse.ras_points(affine), smooth_type, both)
     timings["split"] = _lap(clock)
     reporter.progress("instances", 0.5, "merging fragments")
     first = _teeth(regions, sparse, voxels, opts, voxel_mm3, spacing, reporter)
@@ -281,11 +281,11 @@ def _teeth(
     plane: OcclusalPlane | None = None,
 ) -> _Pass:
     """From the watershed's regions to numbered teeth: merge, cut across the bite, number, cut fused teeth,
-    join parts, numbering again after each change. Also returns how many instances were left unnumbered before
-    parted roots joined their teeth (the second pass's guard counts new regions that got no number, and a
-    region that joins a tooth as its root still got none) and the occlusal plane, found from the regions
-    unless ``plane`` is given (the first pass's) and the regions' own moved more than ``PLANE_SHIFT_MM`` at the
-    teeth's centre."""
+    join parts, give neighbours' roots back, numbering again after each change. Also returns how many instances
+    were left unnumbered before parted roots joined their teeth (the second pass's guard counts new regions that
+    got no number, and a region that joins a tooth as its root still got none) and the occlusal plane, found from
+    the regions unless ``plane`` is given (the first pass's) and the regions' own moved more than
+    ``PLANE_SHIFT_MM`` at the teeth's centre."""
     ras = voxels.ras
     peak = region_peaks(labels, sparse.dist)
     found = find_occlusal_plane(labels, ras, peak)
@@ -322,10 +322,9 @@ def _teeth(
     labels, joined = join_parted_roots(labels, sparse, ras, spacing, assignment)
     if joined:
         stats, assignment = _number(labels, voxels, plane, opts)
-    if voxels.smooth_type is not None:
-        labels, moved = return_neighbour_roots(labels, sparse, ras, assignment, voxels.smooth_type, voxel_mm3)
-        if moved:
-            stats, assignment = _number(labels, voxels, plane, opts)
+    labels, moved = return_neighbour_roots(labels, sparse, ras, assignment, voxels.smooth_type, voxel_mm3)
+    if moved:
+        stats, assignment = _number(labels, voxels, plane, opts)
     return _Pass(labels, stats, assignment, loose, plane)
 
 
