@@ -140,6 +140,29 @@ def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
     assert (len(np.unique(joined_labels)) == 1) == joins
 
 
+def test_a_join_keeps_the_fragments_the_merges_dropped_out_of_every_tooth():
+    """Voxels labelled 0 (a lone fragment the merges dropped, under an adult's min_tooth_mm3) stay 0 when a piece
+    joins its tooth; they used to become part of instance 1."""
+    from TeethSegmentationLib.instances.foreground import sparse_foreground
+    from TeethSegmentationLib.instances.numbering import Assignment
+    from TeethSegmentationLib.instances.pieces import join_pieces
+
+    mask = np.zeros((30, 30, 20), bool)
+    mask[2:16, 4:16, 4:16] = True  # the molar
+    mask[16:24, 6:14, 6:14] = True  # a smaller piece touching it
+    mask[4:7, 22:25, 4:7] = True  # a fragment apart, dropped by the merges
+    sparse = sparse_foreground(mask, np.full(3, 0.5))
+    ijk = np.stack(np.unravel_index(sparse.flat, sparse.shape), axis=1) + sparse.lo
+    fragment = ijk[:, 1] >= 22
+    labels = np.where(fragment, 0, np.where(ijk[:, 0] < 16, 1, 2)).astype(np.int32)
+    assignment = Assignment(np.array([16, 0]), np.array([True, True]), np.array([30.0, 30.5]),
+                            np.array([0.0, 0.0, 1.0]), 0.0, False)
+    joined_labels, joined = join_pieces(labels, sparse, assignment, ijk * 0.5)
+    assert joined
+    assert np.all(joined_labels[fragment] == 0)
+    assert np.all(joined_labels[~fragment] == 1)
+
+
 def test_a_tooth_in_three_pieces_joins_through_the_middle_one():
     """Two unnumbered pieces in a row beside a numbered root: the far piece touches only the middle one, and
     their shared face is the broadest, so it comes first; it joins once the middle piece has joined."""

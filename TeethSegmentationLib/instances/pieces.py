@@ -241,8 +241,10 @@ def _largest(teeth: list[int], size: np.ndarray, assignment: Assignment) -> int:
 
 
 def _compact(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Labels after the joins (``owner``: each region's tooth), numbered 1..n again."""
-    return (np.unique(owner[labels], return_inverse=True)[1] + 1).astype(labels.dtype)
+    """Labels after the joins (``owner``: each region's tooth), numbered 1..n again. Voxels labelled 0 (lone
+    fragments the merges dropped: with an adult's min_tooth_mm3 above min_speck_mm3 there can be some) stay 0."""
+    values, compact = np.unique(owner[labels], return_inverse=True)
+    return (compact + (values[0] > 0)).astype(labels.dtype)
 
 
 def join_stacked(
