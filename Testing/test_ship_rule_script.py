@@ -91,8 +91,8 @@ def test_runs_with_other_options_are_not_compared() -> None:
     ]
 
 
-def _with(summary: dict, family: str, fov: str, **counts: int) -> dict:
-    summary[family][fov].update(counts)
+def _with(summary: dict, family: str, fov: str, **figures: float) -> dict:
+    summary[family][fov].update(figures)
     return summary
 
 
@@ -105,11 +105,13 @@ def _with(summary: dict, family: str, fov: str, **counts: int) -> dict:
         (_with(_summary(), "B", "head", lost=2), 1),
         (_with(_with(_summary(), "B", "head", lost=1), "A", "crop", split=1), 2),  # each counts
         (_summary(a_tooth=0.934), 1),  # the model rule's other limits still hold
+        (_with(_summary(), "A", "lower", spurious=1), 1),
+        (_with(_summary(), "A", "head", identification_accuracy=0.98), 1),  # a tooth misnumbered, within the A limit
     ],
 )
 def test_the_instance_rule_asks_that_nothing_falls_and_no_tooth_splits_or_is_lost(candidate, failures) -> None:
     """For a change of the instance step, measured with the shipped model: B per-tooth Dice must not fall (the
     model rule asks it to rise, which a rule for teeth the validation scans lack cannot do), and no family and
-    field of view may gain a split or lost tooth."""
+    field of view may gain a split, lost or spurious tooth, or lose identification."""
     assert len(rule.judge(_summary(), candidate, _kids(), _kids(), instance_rule=True)) == failures
     assert len(rule.judge(_summary(), _summary(), _kids(), _kids())) == 1  # the model rule: B does not rise

@@ -16,7 +16,9 @@ two sides were not measured on the same scans (a run cut short, other fields of 
 ``--instance-rule``: the rule for a change of the instance step measured with the shipped model file (as written
 before each such change was measured on 2026-12-05): family B's per-tooth Dice must not fall (a rule that
 helps teeth the validation scans lack changes nothing there), the other limits as above, and no family and field
-of view may gain a split or a lost tooth.
+of view may gain a split or a lost tooth. Since the seventeenth session's rules also: no family and field of view
+may gain a spurious tooth or lose identification (a misnumbered tooth): a cut for fused central incisors passed
+the limits above while two heads' 31 took the number 41.
 """
 
 from __future__ import annotations
@@ -94,8 +96,14 @@ def judge(base: dict, cand: dict, base_kids: dict, cand_kids: dict, instance_rul
     if instance_rule:
         failures += [
             f"family {family} {fov}: {key} teeth {base[family][fov][key]} -> {cand[family][fov][key]}"
-            for family in ("A", "B") for fov in FOVS for key in ("split", "lost")
+            for family in ("A", "B") for fov in FOVS for key in ("split", "lost", "spurious")
             if cand[family][fov][key] > base[family][fov][key]
+        ]
+        failures += [
+            f"family {family} {fov}: identification falls ({b:.4f} -> {c:.4f})"
+            for family in ("A", "B") for fov in FOVS
+            for b, c in [(base[family][fov]["identification_accuracy"], cand[family][fov]["identification_accuracy"])]
+            if c < b - 1e-9
         ]
     return failures
 
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-children", type=Path, default=MODELS / "teethseg-default.pt.validation.json")
     parser.add_argument(
         "--instance-rule", action="store_true",
-        help="judge a change of the instance step: B per-tooth must not fall, no split or lost tooth gained",
+        help="judge a change of the instance step: B per-tooth must not fall, no split, lost or spurious tooth "
+             "gained, no identification lost",
     )
     args = parser.parse_args(argv)
     base_data, cand_data = (json.loads(p.read_text()) for p in (args.base_families, args.families))
