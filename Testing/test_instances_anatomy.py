@@ -142,7 +142,7 @@ def test_an_unnumbered_piece_beside_its_tooth_joins_it(along_mm, joins):
 
 def test_a_join_keeps_the_fragments_the_merges_dropped_out_of_every_tooth():
     """Voxels labelled 0 (a lone fragment the merges dropped, under an adult's min_tooth_mm3) stay 0 when a piece
-    joins its tooth; they used to become part of instance 1."""
+    joins its tooth; they used to become an instance of their own (label 1), every other label one up."""
     from TeethSegmentationLib.instances.foreground import sparse_foreground
     from TeethSegmentationLib.instances.numbering import Assignment
     from TeethSegmentationLib.instances.pieces import join_pieces

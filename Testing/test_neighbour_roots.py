@@ -114,18 +114,24 @@ def test_the_instance_step_gives_neighbours_roots_back_with_the_smoothed_types(m
     arch = make_arch()
     inputs = (*probabilities(arch.labels), arch.ijk_to_ras)
     before = teeth.label_teeth(*inputs)
-    calls = []
+    smoothed, calls = [], []
+
+    def record_smoothed(*args, **kwargs):
+        smoothed.append(teeth_smoothed_argmax(*args, **kwargs))
+        return smoothed[-1]
 
     def hand_17_to_16(labels, sparse, ras, assignment, smooth_type, voxel_mm3):
-        calls.append((len(labels), len(sparse.flat), len(ras), len(smooth_type), int(smooth_type.max())))
+        calls.append((len(labels), len(sparse.flat), len(ras), smooth_type))
         number = {int(f): label for label, f in enumerate(assignment.fdi, start=1)}
         return np.where(labels == number[17], number[16], labels), True
 
+    teeth_smoothed_argmax = teeth.smoothed_argmax
+    monkeypatch.setattr(teeth, "smoothed_argmax", record_smoothed)
     monkeypatch.setattr(teeth, "return_neighbour_roots", hand_17_to_16)
     after = teeth.label_teeth(*inputs)
 
-    n, n_sparse, n_ras, n_types, top_type = calls[0]
-    assert n == n_sparse == n_ras == n_types
-    assert 1 <= top_type <= 8
+    n, n_sparse, n_ras, smooth_type = calls[0]
+    assert n == n_sparse == n_ras
+    assert smooth_type is smoothed[0]  # the smoothed argmax of the markers, not the raw types
     assert 17 in [t.fdi for t in before.teeth]
     assert len(after.teeth) < len(before.teeth)

@@ -106,7 +106,11 @@ def _with(summary: dict, family: str, fov: str, **figures: float) -> dict:
         (_with(_with(_summary(), "B", "head", lost=1), "A", "crop", split=1), 2),  # each counts
         (_summary(a_tooth=0.934), 1),  # the model rule's other limits still hold
         (_with(_summary(), "A", "lower", spurious=1), 1),
-        (_with(_summary(), "A", "head", identification_accuracy=0.98), 1),  # a tooth misnumbered, within the A limit
+        # one tooth misnumbered: the model rule has no limit on A's identification, the instance rule refuses it
+        (_with(_summary(), "A", "head", identification_accuracy=1 - 1 / 140), 1),
+        # a rise in one field of view does not pay for a fall in another (B's mean stays 0.99)
+        (_with(_with(_summary(), "B", "crop", identification_accuracy=0.995), "B", "jaws",
+               identification_accuracy=0.985), 1),
     ],
 )
 def test_the_instance_rule_asks_that_nothing_falls_and_no_tooth_splits_or_is_lost(candidate, failures) -> None:

@@ -16,9 +16,9 @@ two sides were not measured on the same scans (a run cut short, other fields of 
 ``--instance-rule``: the rule for a change of the instance step measured with the shipped model file (as written
 before each such change was measured on 2026-12-05): family B's per-tooth Dice must not fall (a rule that
 helps teeth the validation scans lack changes nothing there), the other limits as above, and no family and field
-of view may gain a split or a lost tooth. Since the seventeenth session's rules also: no family and field of view
-may gain a spurious tooth or lose identification (a misnumbered tooth): a cut for fused central incisors passed
-the limits above while two heads' 31 took the number 41.
+of view may gain a split or a lost tooth. Since 2026-12-05 also: no family and field of view may gain a spurious
+tooth or lose identification (a misnumbered tooth): a cut for fused central incisors passed the limits above while
+two heads' 31 took the number 41.
 """
 
 from __future__ import annotations
