@@ -22,8 +22,9 @@ STACKED_SLOPE = 0.6
 
 
 def adjacency(labels: np.ndarray, sparse: SparseForeground) -> dict[tuple[int, int], tuple[int, float]]:
-    """{(a, b): (contact faces, saddle depth)} of touching regions a < b, from the 6-neighbourhood (the depth is
-    0 at the contacts network's contacts)."""
+    """{(a, b): (contact faces, saddle depth)} of touching regions 0 < a < b, from the 6-neighbourhood (the depth
+    is 0 at the contacts network's contacts). Voxels labelled 0 (fragments the merges dropped) belong to no tooth
+    and touch none."""
     count = int(labels.max()) + 1
     keys, depths = [], []
     parting = sparse.parting  # a contact between two teeth is a neck, however deep it lies
@@ -33,7 +34,7 @@ def adjacency(labels: np.ndarray, sparse: SparseForeground) -> dict[tuple[int, i
         neighbour = sparse.lookup[sparse.flat + offset]
         valid = neighbour >= 0
         a, b = labels[valid], labels[neighbour[valid]]
-        touch = a != b
+        touch = (a != b) & (a > 0) & (b > 0)
         a, b = a[touch], b[touch]
         depth = np.minimum(parting[valid][touch], parting[neighbour[valid]][touch])
         keys.append(np.minimum(a, b).astype(np.int64) * count + np.maximum(a, b))

@@ -57,7 +57,7 @@ def return_neighbour_roots(
         if not len(members):
             continue
         apical = assignment.normal if assignment.upper[label - 1] else -assignment.normal
-        root = _foreign_root(members, ras @ apical, sparse, smooth_type, tooth, voxel_mm3)
+        root = _foreign_root(members, ras[members] @ apical, sparse, smooth_type, tooth, voxel_mm3)
         if root is not None and len(root) <= ROOT_SHARE * len(members) and _touches(root, neighbour, labels, sparse):
             labels[root] = neighbour
             moved = True
@@ -70,8 +70,8 @@ def _foreign_root(
 ) -> np.ndarray | None:
     """The voxels of ``members`` (a tooth of type ``tooth``) that are its mesial neighbour's root, or None:
     the apical branch typed as the neighbour, beside one typed as the tooth itself, and the voxels of the
-    neighbour's type connected to it. ``height``: each compact voxel's position along the apical direction."""
-    branches = _apical_branches(members, height[members], sparse, voxel_mm3)
+    neighbour's type connected to it. ``height``: each member's position along the apical direction."""
+    branches = _apical_branches(members, height, sparse, voxel_mm3)
     kinds = [int(np.bincount(smooth_type[b]).argmax()) for b in branches]
     foreign = [b for b, kind in zip(branches, kinds, strict=True) if kind == tooth - 1]
     if not foreign or tooth not in kinds:

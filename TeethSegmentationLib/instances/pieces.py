@@ -94,7 +94,7 @@ def join_pieces(
         return labels, False
     size = np.bincount(labels)
     owner = np.arange(len(size))  # each region's tooth after the joins so far
-    contacts = sorted(_between_instances(adjacency(labels, sparse)), key=lambda e: -e[1][0])
+    contacts = sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0])
     span_test = _SpanTest(owner, labels, ras, assignment)
     passing = True
     while passing:
@@ -240,12 +240,6 @@ def _largest(teeth: list[int], size: np.ndarray, assignment: Assignment) -> int:
     return int(size[1:][others].max()) if others.any() else 0
 
 
-def _between_instances(contacts: dict) -> list:
-    """The contacts (``merge.adjacency`` items) between two instances: none with the voxels labelled 0 (fragments the
-    merges dropped), which belong to no tooth and must not be joined to one."""
-    return [(pair, contact) for pair, contact in contacts.items() if 0 not in pair]
-
-
 def _compact(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """Labels after the joins (``owner``: each region's tooth), numbered 1..n again. Voxels labelled 0 (lone
     fragments the merges dropped: with an adult's min_tooth_mm3 above min_speck_mm3 there can be some) stay 0."""
@@ -268,7 +262,7 @@ def join_stacked(
     position = label_sums(labels, ras, count)  # each group's sum of voxel positions
     owner = np.arange(count)
     joined = False
-    for (a, b), (faces, saddle) in sorted(_between_instances(adjacency(labels, sparse)), key=lambda e: -e[1][0]):
+    for (a, b), (faces, saddle) in sorted(adjacency(labels, sparse).items(), key=lambda e: -e[1][0]):
         a, b = int(owner[a]), int(owner[b])
         if a == b or not joins(a, b, faces, saddle, size, position, assignment):
             continue

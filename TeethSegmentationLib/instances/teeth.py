@@ -218,7 +218,7 @@ def _without_lone_specks(
     small = set((np.flatnonzero(volume < min_tooth_mm3) + 1).tolist())
     if not small:
         return first
-    touching = {label for pair in adjacency(labels, sparse) if 0 not in pair for label in pair}
+    touching = {label for pair in adjacency(labels, sparse) for label in pair}
     lone = sorted(small - touching)
     if not lone:
         return first
